@@ -1,0 +1,1 @@
+"""Command-line entry points: one small module per command (parse -> config -> library call)."""

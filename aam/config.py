@@ -1,0 +1,300 @@
+"""Typed configuration: one frozen dataclass per component, nested into stage configs.
+
+Every stage config round-trips through plain dicts (``to_dict``/``from_dict``) and YAML, is stored
+in every checkpoint, and checks its cross-field rules in ``__post_init__`` before data is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from aam.errors import InputError
+
+ASV_SAMPLING = ("first", "abundance", "random")
+TARGET_TRANSFORMS = ("none", "minmax", "zscore", "zscore-category", "log-minmax", "log-zscore")
+TASKS = ("regression", "classification")
+REGRESSION_LOSSES = ("mse", "mae", "huber")
+
+
+def _check_choice(name: str, value: str, choices) -> None:
+    if value not in choices:
+        raise InputError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
+
+
+def _check_positive(name: str, value, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else ">= 1" if isinstance(value, int) else "> 0"
+        raise InputError(f"{name} must be {bound}, got {value}.")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How samples become model inputs."""
+
+    token_limit: int = 256  # most ASVs per sample fed to the model
+    asv_sampling: str = "first"  # first | abundance | random: which ASVs when a sample has more
+    max_bp: int = 0  # nucleotides per ASV; 0 = the longest ASV in the prepared table
+    batch_size: int = 8
+    num_workers: int = 0  # DataLoader worker processes
+    val_fraction: float = 0.2  # used only when no sample lists are given
+    target_transform: str = "none"
+    normalize_by: tuple[str, ...] = ()  # category columns for zscore-category
+    categorical_columns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_positive("token_limit", self.token_limit)
+        _check_positive("batch_size", self.batch_size)
+        _check_positive("max_bp", self.max_bp, allow_zero=True)
+        _check_positive("num_workers", self.num_workers, allow_zero=True)
+        _check_choice("asv_sampling", self.asv_sampling, ASV_SAMPLING)
+        _check_choice("target_transform", self.target_transform, TARGET_TRANSFORMS)
+        if not 0.0 < self.val_fraction < 1.0:
+            raise InputError(f"val_fraction must be between 0 and 1, got {self.val_fraction}.")
+        if self.target_transform == "zscore-category" and not self.normalize_by:
+            raise InputError(
+                "target_transform zscore-category needs normalize_by (the category columns "
+                "whose groups get their own mean and sd); set --normalize-by COL."
+            )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the nucleotide -> ASV -> sample encoder."""
+
+    embedding_dim: int = 64
+    attention_heads: int = 4
+    nucleotide_layers: int = 2  # transformer layers over the nucleotides of one ASV
+    asv_layers: int = 2  # transformer layers across the ASVs of a sample
+    sample_layers: int = 1  # transformer layers before pooling the sample embedding
+    dropout: float = 0.1
+    ff_mult: int = 4  # feed-forward width = ff_mult * embedding_dim
+    max_bp: int = 150  # position-embedding length; set from the data before the model is built
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("embedding_dim", "attention_heads", "nucleotide_layers", "asv_layers",
+                     "ff_mult", "max_bp"):
+            _check_positive(name, getattr(self, name))
+        _check_positive("sample_layers", self.sample_layers, allow_zero=True)
+        if self.embedding_dim % self.attention_heads:
+            raise InputError(
+                f"embedding_dim ({self.embedding_dim}) must be divisible by attention_heads "
+                f"({self.attention_heads})."
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise InputError(f"dropout must be in [0, 1), got {self.dropout}.")
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """How categorical metadata is fused with the sequence representation."""
+
+    name: str = "concat"  # a key of aam.models.fusion.FUSIONS
+    category_dim: int = 0  # embedding size per categorical column; 0 = embedding_dim
+    cross_attn_heads: int = 8
+    perceiver_num_latents: int = 16
+    perceiver_num_layers: int = 2
+    conditional_output_scaling: Optional[str] = None  # column with per-category scale and shift
+    cardinalities: tuple[int, ...] = ()  # derived from data: categories per column (+1 reserved)
+
+    def __post_init__(self) -> None:
+        for name in ("cross_attn_heads", "perceiver_num_latents", "perceiver_num_layers"):
+            _check_positive(name, getattr(self, name))
+        _check_positive("category_dim", self.category_dim, allow_zero=True)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and run control shared by pretraining and fine-tuning."""
+
+    epochs: int = 10
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.1  # of all optimiser steps
+    grad_clip: float = 1.0  # max gradient norm; 0 disables
+    grad_accum_steps: int = 1
+    patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    compile: bool = False  # torch.compile the model
+    distributed: str = "auto"  # auto | none | ddp | fsdp | dp
+
+    def __post_init__(self) -> None:
+        _check_positive("epochs", self.epochs)
+        _check_positive("lr", self.lr)
+        _check_positive("grad_accum_steps", self.grad_accum_steps)
+        _check_positive("patience", self.patience, allow_zero=True)
+        _check_positive("grad_clip", self.grad_clip, allow_zero=True)
+        _check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise InputError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}.")
+        _check_choice("distributed", self.distributed, ("auto", "none", "ddp", "fsdp", "dp"))
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Self-supervised pretraining: UniFrac distances between samples + masked nucleotides."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    nucleotide_mask_rate: float = 0.15
+    nucleotide_loss_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.data.batch_size < 2 or self.data.batch_size % 2:
+            raise InputError(
+                f"batch_size must be even and at least 2 (the UniFrac loss compares every pair "
+                f"of samples in a batch), got {self.data.batch_size}."
+            )
+        if not 0.0 <= self.nucleotide_mask_rate < 1.0:
+            raise InputError(
+                f"nucleotide_mask_rate must be in [0, 1), got {self.nucleotide_mask_rate}."
+            )
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning on a sample target, with categorical metadata fused in."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    task: str = "regression"
+    target_column: str = ""
+    loss: str = "mse"  # regression: mse | mae | huber; classification always cross-entropy
+    class_weights: bool = False  # inverse-frequency class weights for classification
+    out_dim: int = 1  # derived: 1 for regression, number of classes for classification
+    freeze_base: bool = False
+    count_prediction: bool = True
+    count_penalty: float = 1.0
+    target_layers: int = 1  # transformer layers of the target encoder
+    categorical_lr: Optional[float] = None  # learning rate of category embeddings/fusion/scales
+    val_prediction_passes: int = 1
+    nucleotide_loss_weight: float = 0.0  # > 0 keeps the masked-nucleotide loss when the base trains
+    nucleotide_mask_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_choice("task", self.task, TASKS)
+        if self.task == "regression":
+            _check_choice("loss", self.loss, REGRESSION_LOSSES)
+        _check_positive("val_prediction_passes", self.val_prediction_passes)
+        _check_positive("out_dim", self.out_dim)
+        _check_positive("target_layers", self.target_layers, allow_zero=True)
+        if self.categorical_lr is not None:
+            _check_positive("categorical_lr", self.categorical_lr)
+
+
+# --- dict / YAML round trip ------------------------------------------------------------------
+
+
+def to_dict(cfg) -> dict[str, Any]:
+    """Plain nested dict (lists, not tuples) of a config dataclass."""
+    out = {}
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if is_dataclass(value):
+            value = to_dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def from_dict(cls, data: dict[str, Any] | None, _where: str = ""):
+    """Build ``cls`` from a nested dict, rejecting unknown keys by name."""
+    data = dict(data or {})
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        where = f" in '{_where}'" if _where else ""
+        raise InputError(
+            f"Unknown config key(s){where}: {', '.join(unknown)}. "
+            f"Known keys: {', '.join(sorted(known))}."
+        )
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{_where}.{name}" if _where else name)
+    return cls(**kwargs)
+
+
+def _coerce(hint, value, where: str):
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise InputError(f"Config key '{where}' must be a mapping, got {value!r}.")
+        return from_dict(hint, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)][0]
+        return _coerce(inner, value, where)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            raise InputError(f"Config key '{where}' must be a list, got {value!r}.")
+        return tuple(_coerce(args[0], v, where) for v in value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise InputError(f"Config key '{where}' must be true or false, got {value!r}.")
+        return value
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(f"Config key '{where}' must be a number, got {value!r}.")
+        if hint is int and float(value) != int(value):
+            raise InputError(f"Config key '{where}' must be an integer, got {value!r}.")
+        return hint(value)
+    if hint is str and not isinstance(value, str):
+        raise InputError(f"Config key '{where}' must be a string, got {value!r}.")
+    return value
+
+
+def load_yaml(cls, path: str | Path):
+    """Read a config of type ``cls`` from a YAML file (safe loader)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"config file not found: {path}")
+    with path.open(encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: the config must be a mapping of keys to values.")
+    return from_dict(cls, data)
+
+
+def dump_yaml(cfg) -> str:
+    """YAML text of a config (for ``config.resolved.yaml``)."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def merge(cfg, overrides: dict[str, Any]):
+    """A copy of ``cfg`` with a nested dict of overrides applied (validated again)."""
+    base = to_dict(cfg)
+    _deep_update(base, overrides)
+    return from_dict(type(cfg), base)
+
+
+def _deep_update(base: dict, overrides: dict) -> None:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = value
+
+
+__all__ = [
+    "DataConfig", "ModelConfig", "FusionConfig", "TrainConfig", "PretrainConfig",
+    "FinetuneConfig", "to_dict", "from_dict", "load_yaml", "dump_yaml", "merge", "replace",
+    "dataclasses",
+]
