@@ -1,0 +1,1 @@
+"""Baselines trained on the same splits as AAM."""

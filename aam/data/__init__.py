@@ -1,0 +1,1 @@
+"""Data layer: readers, prepared data, tokens, metadata encodings, batches, splits, simulator."""

@@ -1,0 +1,69 @@
+"""The batch every model consumes: padded ASV positions plus the batch's distinct ASV sequences."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Batch:
+    """A collated batch of samples.
+
+    The nucleotide tokens are stored once per distinct ASV of the batch (``unique_tokens``);
+    ``asv_inverse`` maps every sample position back to its row, so the nucleotide encoder runs
+    once per distinct sequence (samples share most of their ASVs).
+
+    Attributes
+    ----------
+    sample_ids : list[str]            [B]
+    sample_index : LongTensor         [B] row of each sample in the prepared data
+    asv_index : LongTensor            [B, S] global ASV index; -1 at padding
+    asv_mask : BoolTensor             [B, S] True at real ASVs
+    counts : FloatTensor              [B, S] raw counts; 0 at padding
+    unique_tokens : LongTensor        [U, L] nucleotide tokens of the distinct ASVs
+    unique_asv_index : LongTensor     [U] global ASV index of each row of ``unique_tokens``
+    asv_inverse : LongTensor          [B, S] row of ``unique_tokens`` per position; 0 at padding
+    unifrac : FloatTensor or None     [B, B] true UniFrac distances between the batch's samples
+    cat_ids : LongTensor or None      [B, C] category indices; 0 = unseen or missing
+    target : Tensor or None           [B] float (transformed) or long (class index)
+    group_index : LongTensor or None  [B] normalize_by group of each sample (zscore-category)
+    """
+
+    sample_ids: list[str]
+    sample_index: Tensor
+    asv_index: Tensor
+    asv_mask: Tensor
+    counts: Tensor
+    unique_tokens: Tensor
+    unique_asv_index: Tensor
+    asv_inverse: Tensor
+    unifrac: Optional[Tensor] = None
+    cat_ids: Optional[Tensor] = None
+    target: Optional[Tensor] = None
+    group_index: Optional[Tensor] = None
+
+    @property
+    def size(self) -> int:
+        return len(self.sample_ids)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
+        """A copy with every tensor moved to ``device``."""
+        moved = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Tensor):
+                moved[f.name] = value.to(device, non_blocking=non_blocking)
+        return replace(self, **moved)
+
+    def pin_memory(self) -> "Batch":
+        """Pinned copy (DataLoader calls this when ``pin_memory=True``)."""
+        pinned = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Tensor):
+                pinned[f.name] = value.pin_memory()
+        return replace(self, **pinned)

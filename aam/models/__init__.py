@@ -1,0 +1,1 @@
+"""Models: nucleotide/ASV/sample encoders, pretraining heads, fusion registry, predictor."""

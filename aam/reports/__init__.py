@@ -1,0 +1,1 @@
+"""Comparison tables, statistics and figures."""
