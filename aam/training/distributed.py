@@ -1,0 +1,207 @@
+"""Multi-process and multi-GPU training: strategy choice, process group, wrapping, reductions.
+
+Under ``torchrun`` the environment (RANK, LOCAL_RANK, WORLD_SIZE) selects DDP by default; the
+backend is ``nccl`` on CUDA and ``gloo`` on CPU. FSDP saves a full state dict from rank 0;
+DataParallel is single-process multi-GPU and needs CUDA. Batch size is per process (per rank):
+the global batch is ``batch_size x world_size``, and UniFrac pairs are formed within the batch
+each rank sees.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from aam.errors import InputError
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("none", "ddp", "fsdp", "dp")
+_FLAG_OF = {"ddp": "--distributed", "fsdp": "--fsdp", "dp": "--data-parallel"}
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process sits: strategy, rank, world size and its device."""
+
+    strategy: str = "none"
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+    backend: str | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.strategy in ("ddp", "fsdp")
+
+
+def strategy_from_flags(distributed: bool = False, fsdp: bool = False,
+                        data_parallel: bool = False) -> str:
+    """Map the mutually exclusive command-line flags to a strategy name ('auto' when none)."""
+    chosen = [name for name, on in (("ddp", distributed), ("fsdp", fsdp), ("dp", data_parallel))
+              if on]
+    if len(chosen) > 1:
+        flags = " and ".join(_FLAG_OF[c] for c in chosen)
+        raise InputError(
+            f"{flags} cannot be combined: choose one of --distributed (DDP), --fsdp "
+            "(FullyShardedDataParallel) or --data-parallel (single-process multi-GPU)."
+        )
+    return chosen[0] if chosen else "auto"
+
+
+def add_distributed_flags(parser) -> None:
+    """The same three flags, with the same help, for every training command."""
+    group = parser.add_argument_group("multi-GPU (batch size is per process)")
+    group.add_argument("--distributed", action="store_true",
+                       help="DistributedDataParallel; the default under torchrun")
+    group.add_argument("--fsdp", action="store_true",
+                       help="FullyShardedDataParallel under torchrun; rank 0 saves a full state dict")
+    group.add_argument("--data-parallel", action="store_true",
+                       help="single-process DataParallel over all visible GPUs (needs CUDA)")
+
+
+def resolve_strategy(requested: str, env: Mapping[str, str] | None = None,
+                     cuda_count: int | None = None) -> tuple[str, int]:
+    """Validate ``requested`` against the environment; return (strategy, world_size).
+
+    The checks run in one fixed order for every command: strategy name, launcher, CUDA.
+    """
+    env = os.environ if env is None else env
+    cuda_count = torch.cuda.device_count() if cuda_count is None else cuda_count
+    world_size = int(env.get("WORLD_SIZE", "1"))
+    under_launcher = "RANK" in env and "WORLD_SIZE" in env
+    if requested not in (*STRATEGIES, "auto"):
+        raise InputError(f"Unknown distributed strategy '{requested}'. Choose one of: "
+                         f"auto, {', '.join(STRATEGIES)}.")
+    strategy = requested
+    if requested == "auto":
+        strategy = "ddp" if under_launcher and world_size > 1 else "none"
+    if strategy in ("ddp", "fsdp") and not under_launcher:
+        raise InputError(
+            f"{_FLAG_OF[strategy]} needs a multi-process launcher: run the command under "
+            "'torchrun --standalone --nproc_per_node=N -m aam.cli ...'."
+        )
+    if strategy == "dp":
+        if cuda_count < 1:
+            raise InputError("--data-parallel needs CUDA GPUs, and none are visible. Drop the "
+                             "flag to train on the CPU, or use torchrun for several processes.")
+        if under_launcher and world_size > 1:
+            raise InputError("--data-parallel is single-process; do not start it under torchrun "
+                             "with several processes (use --distributed or --fsdp there).")
+    if strategy in ("ddp", "fsdp") and cuda_count > 0 and world_size > cuda_count:
+        raise InputError(
+            f"torchrun started {world_size} processes but only {cuda_count} GPU(s) are visible; "
+            f"use --nproc_per_node={cuda_count} or make more GPUs visible (CUDA_VISIBLE_DEVICES)."
+        )
+    if strategy == "fsdp" and cuda_count == 0:
+        raise InputError("--fsdp needs CUDA GPUs; on the CPU use --distributed (DDP with gloo).")
+    return strategy, (world_size if strategy in ("ddp", "fsdp") else 1)
+
+
+def init_distributed(requested: str = "auto", device: str = "auto") -> DistContext:
+    """Resolve the strategy, start the process group if needed, and pick this rank's device."""
+    strategy, world_size = resolve_strategy(requested)
+    rank = int(os.environ.get("RANK", "0")) if world_size > 1 else 0
+    local_rank = int(os.environ.get("LOCAL_RANK", "0")) if world_size > 1 else 0
+    use_cuda = torch.cuda.is_available() and device in ("auto", "cuda") or device.startswith("cuda:")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device '{device}' was asked for but CUDA is not available; "
+                         "use --device cpu or auto.")
+    if use_cuda:
+        index = local_rank if world_size > 1 or ":" not in device else int(device.split(":")[1])
+        torch.cuda.set_device(index)
+        dev = torch.device("cuda", index)
+    else:
+        dev = torch.device("cpu")
+    backend = None
+    if strategy in ("ddp", "fsdp"):
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        if not dist.is_initialized():
+            dist.init_process_group(backend=backend)
+        if rank == 0:
+            log.info("distributed: %s with %d processes, backend %s, %d GPU(s) visible",
+                     strategy, world_size, backend, torch.cuda.device_count())
+    elif strategy == "dp":
+        log.info("data-parallel over %d GPU(s)", torch.cuda.device_count())
+    return DistContext(strategy, rank, local_rank, world_size, dev, backend)
+
+
+def wrap_model(model: nn.Module, ctx: DistContext) -> nn.Module:
+    """Wrap for the strategy (the model must already be on ``ctx.device``)."""
+    if ctx.strategy == "ddp":
+        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                                   find_unused_parameters=True)
+    if ctx.strategy == "fsdp":
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        return FullyShardedDataParallel(model, device_id=ctx.device, use_orig_params=True)
+    if ctx.strategy == "dp":
+        return nn.DataParallel(model)
+    return model
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside DDP / DataParallel / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        else:
+            return model
+
+
+def full_state_dict(model: nn.Module, ctx: DistContext) -> dict[str, Any]:
+    """A complete state dict on every strategy (FSDP gathers it to rank 0 on the CPU)."""
+    if ctx.strategy == "fsdp":
+        from torch.distributed.fsdp import FullStateDictConfig, FullyShardedDataParallel, \
+            StateDictType
+
+        policy = FullStateDictConfig(offload_to_cpu=True, rank0_only=True)
+        with FullyShardedDataParallel.state_dict_type(model, StateDictType.FULL_STATE_DICT,
+                                                      policy):
+            return model.state_dict()
+    return unwrap(model).state_dict()
+
+
+def all_reduce_sums(values: dict[str, float], ctx: DistContext) -> dict[str, float]:
+    """Sum each value over ranks (identity on one process)."""
+    if not ctx.is_distributed or not values:
+        return dict(values)
+    keys = sorted(values)
+    tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64,
+                          device=ctx.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return dict(zip(keys, tensor.tolist()))
+
+
+def gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
+    """Every rank's ``obj``, in rank order (a one-item list on one process)."""
+    if not ctx.is_distributed:
+        return [obj]
+    out: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.is_distributed:
+        dist.barrier()
+
+
+def shutdown(ctx: DistContext) -> None:
+    """Tear down the process group started by :func:`init_distributed`."""
+    if ctx.is_distributed and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,47 @@
+"""Strategy selection: mutually exclusive flags, launcher and GPU checks, in one order."""
+
+import pytest
+import torch
+from torch import nn
+
+from aam.errors import InputError
+from aam.training.distributed import (DistContext, all_reduce_sums, gather_objects,
+                                      resolve_strategy, strategy_from_flags, unwrap, wrap_model)
+
+TORCHRUN_2 = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}
+
+
+def test_two_strategies_at_once_is_an_error():
+    with pytest.raises(InputError, match="--distributed and --fsdp cannot be combined"):
+        strategy_from_flags(distributed=True, fsdp=True)
+
+
+def test_no_flag_means_auto_and_auto_means_ddp_under_torchrun():
+    assert strategy_from_flags() == "auto"
+    assert resolve_strategy("auto", env=TORCHRUN_2, cuda_count=0) == ("ddp", 2)
+    assert resolve_strategy("auto", env={}, cuda_count=0) == ("none", 1)
+
+
+def test_data_parallel_without_cuda_says_so():
+    with pytest.raises(InputError, match="--data-parallel needs CUDA GPUs"):
+        resolve_strategy("dp", env={}, cuda_count=0)
+
+
+def test_more_ranks_than_gpus_fails_fast():
+    env = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "4"}
+    with pytest.raises(InputError, match="started 4 processes but only 2 GPU"):
+        resolve_strategy("ddp", env=env, cuda_count=2)
+
+
+def test_ddp_without_launcher_points_to_torchrun():
+    with pytest.raises(InputError, match="torchrun --standalone"):
+        resolve_strategy("ddp", env={}, cuda_count=0)
+
+
+def test_single_process_helpers_are_identities():
+    ctx = DistContext()
+    assert all_reduce_sums({"loss": 2.0, "n": 3.0}, ctx) == {"loss": 2.0, "n": 3.0}
+    assert gather_objects({"a": 1}, ctx) == [{"a": 1}]
+    model = nn.Linear(2, 2)
+    assert wrap_model(model, ctx) is model
+    assert unwrap(torch.nn.DataParallel(model)) is model
