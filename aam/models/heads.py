@@ -1,0 +1,141 @@
+"""Fine-tuning building blocks: masked attention pooling, category embeddings, count head,
+target encoder and head, and per-category output scaling."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class MaskedAttentionPool(nn.Module):
+    """Attention pooling over positions that ignores padding.
+
+    Parameters
+    ----------
+    dim : int
+        Width ``D`` of the input vectors.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.score = nn.Linear(dim, 1)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """Pool ``x`` [B, S, D] over real positions ``mask`` [B, S] (True = real) -> [B, D]."""
+        scores = self.score(x).squeeze(-1).float()  # [B, S]
+        scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # a sample with no ASVs -> zeros
+        return torch.einsum("bs,bsd->bd", weights.to(x.dtype), x)
+
+
+class CategoryEmbeddings(nn.Module):
+    """One embedding table per categorical column, projected to the model width.
+
+    Index 0 of every column is the reserved "unseen or missing" category.
+
+    Parameters
+    ----------
+    cardinalities : tuple of int
+        Categories per column, including the reserved index 0.
+    dim : int
+        Model width ``D`` of the returned vectors.
+    category_dim : int
+        Width of each table; 0 means ``dim`` (no projection).
+    """
+
+    def __init__(self, cardinalities: tuple[int, ...], dim: int, category_dim: int = 0) -> None:
+        super().__init__()
+        width = category_dim or dim
+        self.tables = nn.ModuleList(nn.Embedding(int(n), width) for n in cardinalities)
+        for table in self.tables:
+            nn.init.normal_(table.weight, std=0.02)
+        self.project = nn.Linear(width, dim) if width != dim else nn.Identity()
+
+    def forward(self, cat_ids: Tensor) -> Tensor:
+        """``cat_ids`` LongTensor [B, C] -> category vectors [B, C, D]."""
+        columns = [table(cat_ids[:, i]) for i, table in enumerate(self.tables)]  # C x [B, W]
+        return self.project(torch.stack(columns, dim=1))
+
+
+class CountHead(nn.Module):
+    """Predicts each ASV's relative abundance (log scale) from its vector."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(dim, 1)
+
+    def forward(self, asv_emb: Tensor) -> Tensor:
+        """``asv_emb`` [B, S, D] -> predicted log relative abundance [B, S]."""
+        return self.linear(asv_emb).squeeze(-1)
+
+
+def count_loss(pred_log_abundance: Tensor, counts: Tensor, mask: Tensor) -> Tensor:
+    """Mean squared error between predicted and true log relative abundance at real ASVs.
+
+    Parameters
+    ----------
+    pred_log_abundance : FloatTensor [B, S]
+    counts : FloatTensor [B, S]
+        Raw counts, 0 at padding.
+    mask : BoolTensor [B, S]
+        True at real ASVs.
+    """
+    totals = counts.sum(dim=1, keepdim=True).clamp_min(1.0)  # [B, 1]
+    target = torch.log(counts / totals + 1e-6)  # [B, S]
+    err = (pred_log_abundance.float() - target) ** 2
+    return err[mask].mean() if mask.any() else err.sum() * 0.0
+
+
+class TargetEncoder(nn.Module):
+    """Transformer layers across the ASVs of a sample (padding masked) for the target path."""
+
+    def __init__(self, dim: int, heads: int, layers: int, ff_mult: int, dropout: float) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(dim, heads, ff_mult * dim, dropout, activation="gelu",
+                                       batch_first=True, norm_first=True)
+            for _ in range(layers)
+        )
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """``x`` [B, S, D], ``mask`` [B, S] (True = real) -> [B, S, D]; padding rows zeroed."""
+        for layer in self.layers:
+            x = layer(x, src_key_padding_mask=~mask)
+        return x * mask.unsqueeze(-1).to(x.dtype)
+
+
+class TargetHead(nn.Module):
+    """Maps the fused sample vector and the encoder's sample embedding to the prediction.
+
+    The encoder's ``sample_emb`` (the representation UniFrac pretraining trained) is read
+    alongside the fused vector so pretraining can help the target.
+    """
+
+    def __init__(self, dim: int, out_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.LayerNorm(2 * dim), nn.Linear(2 * dim, dim), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(dim, out_dim),
+        )
+
+    def forward(self, fused: Tensor, sample_emb: Tensor) -> Tensor:
+        """``fused`` [B, D], ``sample_emb`` [B, D] -> prediction [B, out_dim]."""
+        return self.net(torch.cat([fused, sample_emb], dim=-1))
+
+
+class OutputScaling(nn.Module):
+    """Per-category scale and shift of the prediction: ``y * scale[c] + shift[c]``.
+
+    Initialised to the identity (scale 1, shift 0), so training starts from the plain prediction.
+    """
+
+    def __init__(self, cardinality: int, out_dim: int) -> None:
+        super().__init__()
+        self.scale = nn.Embedding(int(cardinality), out_dim)
+        self.shift = nn.Embedding(int(cardinality), out_dim)
+        nn.init.ones_(self.scale.weight)
+        nn.init.zeros_(self.shift.weight)
+
+    def forward(self, pred: Tensor, cat_ids: Tensor) -> Tensor:
+        """``pred`` [B, out_dim], ``cat_ids`` LongTensor [B] -> scaled prediction [B, out_dim]."""
+        return pred * self.scale(cat_ids) + self.shift(cat_ids)
