@@ -1,0 +1,167 @@
+"""The fine-tuning model: pretrained encoder + count head + categorical fusion + target head."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+from torch import Tensor, nn
+
+from aam.config import FinetuneConfig
+from aam.data.batch import Batch
+from aam.errors import InputError
+from aam.models.encoder import AAMEncoder, EncoderOutput
+from aam.models.fusion import build_fusion
+from aam.models.heads import (CategoryEmbeddings, CountHead, MaskedAttentionPool, OutputScaling,
+                              TargetEncoder, TargetHead)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PredictorOutput:
+    """What :class:`Predictor` returns for a batch.
+
+    Attributes
+    ----------
+    prediction : FloatTensor [B, out_dim]
+        Regression value (transformed scale) or class logits.
+    count_pred : FloatTensor [B, S] or None
+        Predicted log relative abundance per ASV; None when the count head is off.
+    encoder : EncoderOutput
+    extras : dict[str, Tensor]
+        Fusion diagnostics (gate values, attention weights).
+    """
+
+    prediction: Tensor
+    count_pred: Optional[Tensor]
+    encoder: EncoderOutput
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Predictor(nn.Module):
+    """Encoder (optionally frozen) -> target encoder -> fusion with categories -> target head.
+
+    Parameters
+    ----------
+    cfg : FinetuneConfig
+        ``fusion.cardinalities`` (one per ``data.categorical_columns``) and ``out_dim`` must be
+        set from the data before construction.
+    """
+
+    def __init__(self, cfg: FinetuneConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        dim, model = cfg.model.embedding_dim, cfg.model
+        columns = cfg.data.categorical_columns
+        if len(cfg.fusion.cardinalities) != len(columns):
+            raise InputError(f"fusion.cardinalities has {len(cfg.fusion.cardinalities)} entries "
+                             f"but there are {len(columns)} categorical columns.")
+        self.encoder = AAMEncoder(model)
+        self.count_head = CountHead(dim) if cfg.count_prediction else None
+        self.target_encoder = TargetEncoder(dim, model.attention_heads, cfg.target_layers,
+                                            model.ff_mult, model.dropout)
+        if columns:
+            self.category_embeddings = CategoryEmbeddings(cfg.fusion.cardinalities, dim,
+                                                          cfg.fusion.category_dim)
+            self.fusion = build_fusion(cfg.fusion, dim)
+        else:
+            self.pool = MaskedAttentionPool(dim)
+        self.head = TargetHead(dim, cfg.out_dim, model.dropout)
+        self.scaling_column = scaling_column_index(cfg)
+        self.output_scaling = None
+        if self.scaling_column is not None:
+            self.output_scaling = OutputScaling(cfg.fusion.cardinalities[self.scaling_column],
+                                                cfg.out_dim)
+        if cfg.freeze_base:
+            self.encoder.requires_grad_(False)
+            self.encoder.eval()
+
+    def train(self, mode: bool = True) -> "Predictor":
+        """Like ``nn.Module.train``, but a frozen encoder stays in eval mode (no dropout)."""
+        super().train(mode)
+        if self.cfg.freeze_base:
+            self.encoder.eval()
+        return self
+
+    def categorical_modules(self) -> list[nn.Module]:
+        """Category embeddings, fusion and output scaling (trained at ``categorical_lr``)."""
+        names = ("category_embeddings", "fusion", "output_scaling")
+        return [getattr(self, n) for n in names if getattr(self, n, None) is not None]
+
+    def forward(self, batch: Batch, mask_rate: float = 0.0) -> PredictorOutput:
+        """Predict the target of every sample of ``batch``.
+
+        Parameters
+        ----------
+        batch : Batch
+            ``cat_ids`` [B, C] is required when categorical columns are configured.
+        mask_rate : float
+            Nucleotide masking for the optional masked-nucleotide loss (0 at evaluation).
+
+        Returns
+        -------
+        PredictorOutput
+            ``prediction`` [B, out_dim].
+        """
+        enc = self.encoder(batch, mask_rate=mask_rate if not self.cfg.freeze_base else 0.0)
+        asv_emb, asv_mask = enc.asv_emb, enc.asv_mask  # [B, S, D], [B, S]
+        count_pred = self.count_head(asv_emb) if self.count_head is not None else None
+        hidden = self.target_encoder(asv_emb, asv_mask)  # [B, S, D]
+        extras: dict[str, Tensor] = {}
+        if self.cfg.data.categorical_columns:
+            if batch.cat_ids is None:
+                raise InputError("the model was trained with categorical columns "
+                                 f"{', '.join(self.cfg.data.categorical_columns)} but the batch "
+                                 "has none; give the same metadata columns.")
+            cat_emb = self.category_embeddings(batch.cat_ids)  # [B, C, D]
+            fused = self.fusion(hidden, asv_mask, cat_emb)
+            pooled, extras = fused.pooled, fused.extras
+        else:
+            pooled = self.pool(hidden, asv_mask)  # [B, D]
+        prediction = self.head(pooled, enc.sample_emb)  # [B, out_dim]
+        if self.output_scaling is not None:
+            prediction = self.output_scaling(prediction, batch.cat_ids[:, self.scaling_column])
+        return PredictorOutput(prediction, count_pred, enc, extras)
+
+
+def scaling_column_index(cfg: FinetuneConfig) -> Optional[int]:
+    """Index of ``fusion.conditional_output_scaling`` in the categorical columns (None if unset).
+
+    Raises
+    ------
+    InputError
+        When the column is not one of ``data.categorical_columns``.
+    """
+    column = cfg.fusion.conditional_output_scaling
+    if not column:
+        return None
+    columns = list(cfg.data.categorical_columns)
+    if column not in columns:
+        raise InputError(
+            f"--conditional-output-scaling column '{column}' is not among --categorical-columns "
+            f"({', '.join(columns) or 'none'}); add it to --categorical-columns."
+        )
+    return columns.index(column)
+
+
+def load_encoder_state(predictor: Predictor, state: dict) -> None:
+    """Copy an ``encoder`` checkpoint's weights into ``predictor.encoder``.
+
+    ``state`` is the checkpoint's ``model_state``: either the encoder's own state dict or a
+    pretraining model's (keys prefixed ``encoder.``).
+
+    Raises
+    ------
+    InputError
+        When the weights do not fit the encoder (different model sizes).
+    """
+    if any(k.startswith("encoder.") for k in state):
+        state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+    try:
+        predictor.encoder.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise InputError(f"the pretrained encoder's weights do not fit this model ({first}); "
+                         "use the model sizes of the pretraining run.") from err
