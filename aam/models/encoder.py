@@ -1,0 +1,192 @@
+"""The hierarchical encoder: nucleotides -> one vector per ASV -> ASVs of a sample -> sample vector.
+
+The nucleotide encoder sees each distinct ASV of a batch once (``Batch.unique_tokens`` [U, L]);
+``Batch.asv_inverse`` scatters the ASV vectors back to sample positions [B, S]. A sample is a set
+of ASVs: there are no position embeddings across ASVs, only an embedding of each ASV's count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from aam.config import ModelConfig
+from aam.data.batch import Batch
+from aam.data.tokens import MASK, PAD, VOCAB_SIZE
+from aam.models.attention import AttentionPooling, TransformerStack
+
+IGNORE_INDEX = -100  # cross-entropy target at positions that were not masked
+
+
+@dataclass
+class EncoderOutput:
+    """What the encoder hands to heads.
+
+    Attributes
+    ----------
+    asv_emb : FloatTensor [B, S, D]       contextual ASV embeddings (0 at padding)
+    sample_emb : FloatTensor [B, D]       pooled sample embedding
+    asv_mask : BoolTensor [B, S]          True at real ASVs
+    nuc_logits : FloatTensor [U, L, V] or None   masked-nucleotide logits (when masking)
+    nuc_targets : LongTensor [U, L] or None      true token at masked positions, -100 elsewhere
+    """
+
+    asv_emb: Tensor
+    sample_emb: Tensor
+    asv_mask: Tensor
+    nuc_logits: Optional[Tensor] = None
+    nuc_targets: Optional[Tensor] = None
+
+
+def mask_nucleotides(tokens: Tensor, rate: float, generator: torch.Generator | None = None,
+                     bert_style: bool = True) -> tuple[Tensor, Tensor]:
+    """Hide a fraction of the real nucleotides for the masked-nucleotide objective.
+
+    Parameters
+    ----------
+    tokens : LongTensor [U, L]
+        Nucleotide tokens (``PAD`` after the sequence end).
+    rate : float
+        Probability that a real (non-pad) nucleotide is selected.
+    generator : torch.Generator, optional
+        Source of randomness (a fixed one makes evaluation masks repeatable).
+    bert_style : bool
+        Selected positions become ``MASK`` 80% of the time, a random base 10%, unchanged 10%
+        (Devlin et al. 2019); otherwise always ``MASK``.
+
+    Returns
+    -------
+    masked : LongTensor [U, L]
+    targets : LongTensor [U, L]
+        The original token at selected positions, ``-100`` elsewhere.
+    """
+    real = (tokens != PAD) & (tokens != MASK)
+    draw = torch.rand(tokens.shape, generator=generator, device=tokens.device)
+    selected = real & (draw < rate)
+    targets = torch.where(selected, tokens, torch.full_like(tokens, IGNORE_INDEX))
+    masked = tokens.clone()
+    if not bert_style:
+        return masked.masked_fill(selected, MASK), targets
+    kind = torch.rand(tokens.shape, generator=generator, device=tokens.device)
+    random_base = torch.randint(1, MASK, tokens.shape, generator=generator, device=tokens.device)
+    masked = torch.where(selected & (kind < 0.8), torch.full_like(tokens, MASK), masked)
+    masked = torch.where(selected & (kind >= 0.8) & (kind < 0.9), random_base, masked)
+    return masked, targets
+
+
+class NucleotideEncoder(nn.Module):
+    """ASV encoder: token + position embedding -> transformer over L nucleotides -> pooling.
+
+    Parameters
+    ----------
+    cfg : ModelConfig
+        ``embedding_dim``, ``attention_heads``, ``nucleotide_layers``, ``ff_mult``, ``dropout``,
+        ``max_bp`` (position-embedding length) and ``gradient_checkpointing``.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d = cfg.embedding_dim
+        self.max_bp = cfg.max_bp
+        self.token_emb = nn.Embedding(VOCAB_SIZE, d, padding_idx=PAD)
+        self.pos_emb = nn.Embedding(cfg.max_bp, d)
+        self.layers = TransformerStack(d, cfg.attention_heads, cfg.nucleotide_layers, cfg.ff_mult,
+                                       cfg.dropout, cfg.gradient_checkpointing)
+        self.pool = AttentionPooling(d)
+        self.nuc_head = nn.Linear(d, VOCAB_SIZE)
+
+    def forward(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """tokens: LongTensor [U, L] -> (asv_vectors [U, D], hidden [U, L, D])."""
+        length = tokens.shape[1]
+        if length > self.max_bp:
+            raise ValueError(f"ASV tokens have {length} positions but the model's max_bp is "
+                             f"{self.max_bp}")
+        mask = tokens != PAD  # [U, L]
+        pos = torch.arange(length, device=tokens.device)
+        x = self.token_emb(tokens) + self.pos_emb(pos)[None]  # [U, L, D]
+        hidden = self.layers(x, mask)  # [U, L, D]
+        pooled, _ = self.pool(hidden, mask)  # [U, D]
+        return pooled, hidden
+
+
+class SampleEncoder(nn.Module):
+    """Transformer across the ASVs of a sample, with a count embedding and padding mask.
+
+    The count enters as ``Linear([log1p(count), relative abundance])`` added to each ASV vector.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d = cfg.embedding_dim
+        self.count_emb = nn.Linear(2, d)
+        self.layers = TransformerStack(d, cfg.attention_heads, cfg.asv_layers, cfg.ff_mult,
+                                       cfg.dropout, cfg.gradient_checkpointing)
+
+    def forward(self, asv_vectors: Tensor, counts: Tensor, mask: Tensor) -> Tensor:
+        """asv_vectors [B, S, D], counts [B, S], mask [B, S] -> asv_emb [B, S, D]."""
+        counts = counts.float() * mask
+        total = counts.sum(-1, keepdim=True).clamp_min(1.0)
+        features = torch.stack([torch.log1p(counts), counts / total], dim=-1)  # [B, S, 2]
+        x = asv_vectors + self.count_emb(features.to(asv_vectors.dtype))
+        return self.layers(x * mask.unsqueeze(-1).to(x.dtype), mask)
+
+
+class AAMEncoder(nn.Module):
+    """Nucleotide encoder -> sample encoder -> sample transformer -> attention pooling.
+
+    Parameters
+    ----------
+    cfg : ModelConfig
+        Sizes; ``max_bp`` must be at least the token length of the batches.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d = cfg.embedding_dim
+        self.cfg = cfg
+        self.nucleotide = NucleotideEncoder(cfg)
+        self.sample = SampleEncoder(cfg)
+        self.sample_layers = TransformerStack(d, cfg.attention_heads, cfg.sample_layers,
+                                              cfg.ff_mult, cfg.dropout, cfg.gradient_checkpointing)
+        self.pool = AttentionPooling(d)
+
+    def encode_asvs(self, unique_tokens: Tensor) -> Tensor:
+        """unique_tokens: LongTensor [U, L] -> ASV vectors [U, D] (depends on sequence only)."""
+        return self.nucleotide(unique_tokens)[0]
+
+    def encode_samples(self, asv_vectors: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
+        """ASV vectors [U, D] (rows of ``batch.unique_tokens``) -> (asv_emb [B,S,D], sample_emb [B,D])."""
+        mask = batch.asv_mask
+        gathered = asv_vectors[batch.asv_inverse]  # [B, S, D]
+        asv_emb = self.sample(gathered, batch.counts, mask)  # [B, S, D]
+        pooled, _ = self.pool(self.sample_layers(asv_emb, mask), mask)  # [B, D]
+        return asv_emb, pooled
+
+    def forward(self, batch: Batch, mask_rate: float = 0.0,
+                generator: torch.Generator | None = None) -> EncoderOutput:
+        """Encode a batch; with ``mask_rate > 0`` also return masked-nucleotide logits.
+
+        Parameters
+        ----------
+        batch : Batch
+            ``unique_tokens`` [U, L], ``asv_inverse``/``asv_mask``/``counts`` [B, S].
+        mask_rate : float
+            Fraction of real nucleotides hidden (training objective only; 0 at evaluation).
+        generator : torch.Generator, optional
+            Randomness for the mask.
+
+        Returns
+        -------
+        EncoderOutput
+        """
+        tokens = batch.unique_tokens.long()
+        nuc_targets = None
+        if mask_rate > 0:
+            tokens, nuc_targets = mask_nucleotides(tokens, mask_rate, generator)
+        asv_vectors, hidden = self.nucleotide(tokens)  # [U, D], [U, L, D]
+        asv_emb, sample_emb = self.encode_samples(asv_vectors, batch)
+        nuc_logits = self.nucleotide.nuc_head(hidden) if mask_rate > 0 else None  # [U, L, V]
+        return EncoderOutput(asv_emb, sample_emb, batch.asv_mask, nuc_logits, nuc_targets)

@@ -1,0 +1,63 @@
+"""Pretraining model: the encoder's sample embedding plus a head that predicts UniFrac distances."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from aam.config import PretrainConfig
+from aam.data.batch import Batch
+from aam.models.encoder import AAMEncoder, EncoderOutput
+
+
+@dataclass
+class PretrainOutput:
+    """Encoder output plus predicted pairwise distances ``distances`` [B, B]."""
+
+    encoder: EncoderOutput
+    distances: Tensor
+
+
+class UniFracHead(nn.Module):
+    """Predict the unweighted UniFrac distance between two samples from their embeddings.
+
+    ``d(i, j) = || W e_i - W e_j ||_2``: a Euclidean distance of projected sample embeddings, so
+    the prediction is symmetric, zero on the diagonal and a metric, like UniFrac itself
+    (Lozupone & Knight 2005, Appl. Environ. Microbiol. 71:8228).
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.project = nn.Linear(dim, dim)
+
+    def pairwise(self, projected: Tensor) -> Tensor:
+        """projected [N, P] -> distances [N, N]; the small epsilon keeps sqrt differentiable at 0."""
+        diff = projected[:, None, :] - projected[None, :, :]  # [N, N, P]
+        return torch.sqrt(diff.pow(2).sum(-1) + 1e-8)
+
+    def forward(self, sample_emb: Tensor) -> Tensor:
+        """sample_emb [B, D] -> predicted distances [B, B]."""
+        return self.pairwise(self.project(sample_emb.float()))
+
+
+class PretrainModel(nn.Module):
+    """``AAMEncoder`` + ``UniFracHead``; ``.encoder`` is what fine-tuning loads.
+
+    Parameters
+    ----------
+    cfg : PretrainConfig
+        ``cfg.model`` sizes the encoder.
+    """
+
+    def __init__(self, cfg: PretrainConfig) -> None:
+        super().__init__()
+        self.encoder = AAMEncoder(cfg.model)
+        self.unifrac_head = UniFracHead(cfg.model.embedding_dim)
+
+    def forward(self, batch: Batch, mask_rate: float = 0.0,
+                generator: torch.Generator | None = None) -> PretrainOutput:
+        """Batch -> PretrainOutput(encoder output, distances [B, B])."""
+        out = self.encoder(batch, mask_rate=mask_rate, generator=generator)
+        return PretrainOutput(out, self.unifrac_head(out.sample_emb))
