@@ -1,0 +1,229 @@
+"""Random-forest baseline on the same prepared table and sample lists as AAM.
+
+Features are the relative abundances of the prepared ASV table (rows of the count matrix divided by
+the sample's depth); the forest is fit on the train samples and evaluated on the evaluation list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+from aam.atomic import atomic_path
+from aam.data.targets import encode_classes, fit_classes, parse_regression_target
+from aam.errors import InputError, first_items
+from aam.predictions import metrics_from_predictions, write_metrics, write_predictions
+from aam.reports import plots
+
+log = logging.getLogger(__name__)
+
+TASKS = ("regression", "classification")
+
+
+@dataclass(frozen=True)
+class RFConfig:
+    """Settings of one random-forest run (stored in its ``metrics.json``)."""
+
+    metadata_column: str
+    task: str | None = None  # None: the task recorded in prepare.json (else regression)
+    n_estimators: int = 500
+    max_features: str | float | int = "sqrt"  # sklearn's max_features: sqrt, log2, fraction, count
+    random_seed: int = 0
+    n_jobs: int = -1
+    top_features: int = 100  # rows of the importance table
+
+    def __post_init__(self) -> None:
+        if self.task is not None and self.task not in TASKS:
+            raise InputError(f"task must be one of {', '.join(TASKS)}; got {self.task!r}.")
+        if self.n_estimators < 1:
+            raise InputError(f"n_estimators must be >= 1, got {self.n_estimators}.")
+        if self.top_features < 1:
+            raise InputError(f"top_features must be >= 1, got {self.top_features}.")
+
+
+@dataclass
+class RFResult:
+    """What one baseline run produced; ``predictions`` follows the predictions.tsv contract."""
+
+    task: str
+    predictions: pd.DataFrame  # sample_id, prediction, actual[, prob_<class>...]
+    importances: pd.DataFrame  # sequence, importance[, taxon]
+    classes: list[str]
+    n_train: int
+    wall_seconds: float
+    config: dict
+
+
+def relative_abundance(counts: sp.spmatrix) -> sp.csr_matrix:
+    """Row-normalise a count matrix.
+
+    Parameters
+    ----------
+    counts : sparse [n_samples, n_asvs]
+
+    Returns
+    -------
+    csr_matrix float64 [n_samples, n_asvs]
+        Each row sums to 1 (rows without reads stay 0).
+    """
+    counts = sp.csr_matrix(counts, dtype=np.float64)
+    depth = np.asarray(counts.sum(axis=1)).ravel()
+    scale = np.divide(1.0, depth, out=np.zeros_like(depth), where=depth > 0)
+    return sp.csr_matrix(sp.diags(scale) @ counts)
+
+
+def present_samples(sample_ids, table_ids, source: str) -> list[str]:
+    """Keep the IDs of ``sample_ids`` found in the table, warning with the names of the others.
+
+    Raises
+    ------
+    InputError
+        When none of the listed samples is in the table.
+    """
+    known = set(table_ids)
+    kept = [s for s in sample_ids if s in known]
+    missing = [s for s in sample_ids if s not in known]
+    if missing:
+        log.warning("%s samples in %s are not in the prepared table and are skipped",
+                    first_items(missing), source)
+    if not kept:
+        raise InputError(f"none of the {len(sample_ids)} samples in {source} is in the prepared "
+                         f"table (first IDs: {', '.join(list(sample_ids)[:5])}). Regenerate the "
+                         "split from this prepared data or fix the sample IDs.")
+    return kept
+
+
+def target_values(metadata: pd.DataFrame, column: str, train_ids, eval_ids, task: str):
+    """Targets of the train and evaluation samples, parsed as AAM's fine-tuning parses them.
+
+    Returns
+    -------
+    y_train, y_eval : ndarray [N_train], [N_eval]
+        float64 for regression; class labels (str) for classification.
+    classes : list of str
+        Sorted training classes (empty for regression).
+
+    Raises
+    ------
+    InputError
+        Missing or non-numeric values, a single training class, or evaluation labels that never
+        occur in training (the samples are named).
+    """
+    if task == "regression":
+        return (parse_regression_target(metadata, column, train_ids),
+                parse_regression_target(metadata, column, eval_ids), [])
+    classes = fit_classes(metadata, column, train_ids)
+    labels = np.asarray(classes, dtype=object)
+    y_train = labels[encode_classes(metadata, column, train_ids, classes)]
+    y_eval = labels[encode_classes(metadata, column, eval_ids, classes)]
+    return y_train.astype(str), y_eval.astype(str), classes
+
+
+def fit_random_forest(data, train_ids, eval_ids, cfg: RFConfig, taxonomy=None) -> RFResult:
+    """Fit the forest on ``train_ids`` and predict ``eval_ids`` of a prepared dataset.
+
+    Parameters
+    ----------
+    data : PreparedData
+        ``sample_ids``, ``sequences``, ``counts`` csr [n_samples, n_asvs], ``metadata``, ``info``.
+    train_ids, eval_ids : sequence of str
+        Sample lists; IDs not in the table are skipped with a warning naming them.
+    cfg : RFConfig
+    taxonomy : pd.Series, optional
+        Taxon by ASV sequence (or by MD5 of the sequence), from :func:`read_taxonomy`.
+
+    Returns
+    -------
+    RFResult
+    """
+    task = cfg.task or data.info.get("task") or "regression"
+    train_ids = present_samples(train_ids, data.sample_ids, "the train list")
+    eval_ids = present_samples(eval_ids, data.sample_ids, "the evaluation list")
+    row = {s: i for i, s in enumerate(data.sample_ids)}
+    features = relative_abundance(data.counts)
+    x_train = features[[row[s] for s in train_ids]]
+    x_eval = features[[row[s] for s in eval_ids]]
+    y_train, y_eval, classes = target_values(data.metadata, cfg.metadata_column, train_ids,
+                                             eval_ids, task)
+    model_cls = RandomForestClassifier if task == "classification" else RandomForestRegressor
+    model = model_cls(n_estimators=cfg.n_estimators, max_features=cfg.max_features,
+                      random_state=cfg.random_seed, n_jobs=cfg.n_jobs)
+    log.info("fitting a %d-tree random forest (%s) on %d samples x %d ASVs", cfg.n_estimators,
+             task, x_train.shape[0], x_train.shape[1])
+    start = time.perf_counter()
+    model.fit(x_train, y_train)
+    wall = time.perf_counter() - start
+    log.info("random forest fitted in %.1f s; predicting %d samples", wall, len(eval_ids))
+    frame = pd.DataFrame({"sample_id": eval_ids, "prediction": model.predict(x_eval),
+                          "actual": y_eval})
+    if task == "classification":
+        proba = model.predict_proba(x_eval)  # [N_eval, K] in model.classes_ order
+        column_of = {str(c): k for k, c in enumerate(model.classes_)}
+        for cls in classes:
+            frame[f"prob_{cls}"] = proba[:, column_of[cls]]
+    importances = feature_importances(model.feature_importances_, data.sequences,
+                                      cfg.top_features, taxonomy)
+    return RFResult(task, frame, importances, classes, len(train_ids), wall, asdict(cfg))
+
+
+def feature_importances(importance, sequences, top: int, taxonomy=None) -> pd.DataFrame:
+    """The ``top`` ASVs by impurity importance: columns sequence, importance[, taxon]."""
+    order = np.argsort(-np.asarray(importance), kind="stable")[:top]
+    frame = pd.DataFrame({"sequence": [sequences[i] for i in order],
+                          "importance": np.asarray(importance)[order]})
+    if taxonomy is not None:
+        by_md5 = {hashlib.md5(s.encode()).hexdigest(): s for s in frame["sequence"]}
+        keyed = taxonomy.rename(index=lambda k: by_md5.get(k, k).upper())
+        frame["taxon"] = frame["sequence"].map(keyed).fillna("")
+    return frame
+
+
+def read_taxonomy(path: str | Path) -> pd.Series:
+    """Taxon by feature ID from a QIIME 2 taxonomy TSV (``Feature ID``, ``Taxon`` columns).
+
+    Feature IDs may be the ASV sequences or their MD5 digests (QIIME 2's hashed IDs).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"taxonomy file not found: {path}")
+    frame = pd.read_csv(path, sep="\t", dtype=str, comment=None)
+    frame = frame[~frame.iloc[:, 0].str.startswith("#q2:")]
+    missing = [c for c in ("Feature ID", "Taxon") if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path} lacks column(s) {', '.join(missing)} (found "
+                         f"{', '.join(frame.columns[:5])}). Export the taxonomy with QIIME 2.")
+    return frame.set_index("Feature ID")["Taxon"]
+
+
+def write_rf_outputs(result: RFResult, output: str | Path, fold: int | None = None) -> dict:
+    """Write ``predictions.tsv`` at ``output`` and, beside it, ``metrics.json``,
+    ``feature_importance.tsv`` and a figure (``predicted_vs_actual.svg`` or
+    ``confusion_matrix.svg``, each with a PNG twin). Returns the metrics dict."""
+    output = Path(output)
+    out_dir = output.parent
+    frame = result.predictions
+    proba = frame[[f"prob_{c}" for c in result.classes]].to_numpy() if result.classes else None
+    write_predictions(output, frame["sample_id"], frame["prediction"], actual=frame["actual"],
+                      proba=proba, classes=result.classes or None)
+    metrics = {**metrics_from_predictions(frame), "model": "rf",
+               "seed": result.config["random_seed"], "fold": fold, "n_train": result.n_train,
+               "wall_seconds": round(result.wall_seconds, 3), "config": result.config}
+    write_metrics(out_dir / "metrics.json", metrics)
+    with atomic_path(out_dir / "feature_importance.tsv") as tmp:
+        result.importances.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    column = result.config["metadata_column"]
+    if result.task == "classification":
+        fig = plots.confusion({"random forest": frame}, result.classes)
+        plots.save_figure(fig, out_dir / "confusion_matrix.svg")
+    else:
+        fig = plots.predicted_vs_actual({"random forest": frame}, column)
+        plots.save_figure(fig, out_dir / "predicted_vs_actual.svg")
+    return metrics
