@@ -8,32 +8,17 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from aam.data.metadata import is_missing as _is_missing
 from aam.errors import InputError, first_items
 
 log = logging.getLogger(__name__)
 
 CategoryVocab = dict[str, dict[str, int]]
 
-# Lower-cased values that mean "no value" (Qiita/EBI conventions included); compared after strip.
-MISSING_VALUES = frozenset(
-    {"", "na", "n/a", "nan", "none", "null", "not applicable", "not collected", "not provided"}
-)
-
 
 def is_missing(values: pd.Series) -> np.ndarray:
-    """Boolean mask of missing entries: NA, empty, NA-like words, or Qiita ``missing: ...``.
-
-    Parameters
-    ----------
-    values : pd.Series [N]
-
-    Returns
-    -------
-    mask : np.ndarray bool [N]
-    """
-    text = values.astype("string").str.strip().str.lower()
-    mask = values.isna() | text.isin(MISSING_VALUES) | text.str.startswith("missing:")
-    return mask.fillna(True).to_numpy(dtype=bool)
+    """bool [N]: NA, empty or NA-like entries (the rule of :func:`aam.data.metadata.is_missing`)."""
+    return _is_missing(values).fillna(True).to_numpy(dtype=bool)
 
 
 def metadata_column(
