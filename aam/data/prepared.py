@@ -1,0 +1,127 @@
+"""The folder ``aam prepare`` writes, loaded back in one object (fast: HDF5 read directly)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from aam.data.metadata import is_missing
+from aam.data.unifrac import read_unifrac
+from aam.errors import InputError, first_items
+
+
+@dataclass
+class PreparedData:
+    """Prepared samples, ASVs and their side data.
+
+    Attributes
+    ----------
+    sample_ids : list[str]               [N] table order
+    sequences : list[str]                [A] ASV sequences, table order (the ASV index)
+    counts : scipy.sparse.csr_matrix     float64 [N, A]
+    metadata : pandas.DataFrame          index sample_id (str), rows aligned to ``sample_ids``;
+                                         values are str, missing values are NaN
+    unifrac : numpy.ndarray or None      float32 [N, N] aligned to ``sample_ids``
+    info : dict                          the ``prepare.json`` summary
+    """
+
+    sample_ids: list[str]
+    sequences: list[str]
+    counts: sp.csr_matrix
+    metadata: pd.DataFrame
+    unifrac: np.ndarray | None
+    info: dict
+
+    def subset(self, sample_ids, source: str = "the sample list") -> "PreparedData":
+        """A copy restricted to ``sample_ids`` (in that order); ASVs are kept as they are.
+
+        Raises
+        ------
+        InputError
+            Some IDs are not prepared samples, naming them and ``source``.
+        """
+        sample_ids = [str(s) for s in sample_ids]
+        position = {sid: i for i, sid in enumerate(self.sample_ids)}
+        missing = [sid for sid in sample_ids if sid not in position]
+        if missing:
+            shown = first_items(missing)[len(str(len(missing))) + 1:]
+            raise InputError(f"{len(missing)} samples in {source} are not in the prepared table "
+                             f"{shown}. Regenerate the split or fix the sample IDs.")
+        rows = np.array([position[sid] for sid in sample_ids], dtype=np.int64)
+        unifrac = None if self.unifrac is None else self.unifrac[np.ix_(rows, rows)]
+        return PreparedData(sample_ids, self.sequences, self.counts[rows],
+                            self.metadata.loc[sample_ids], unifrac, self.info)
+
+
+def load_prepared(data_dir: str | Path) -> PreparedData:
+    """Load ``table.biom``, ``metadata.tsv``, ``prepare.json`` and ``unifrac.h5`` (if present).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``data_dir`` or one of its required files does not exist.
+    InputError
+        The files disagree (metadata or UniFrac IDs differ from the table's samples).
+    """
+    data_dir = Path(data_dir)
+    for name in ("table.biom", "metadata.tsv", "prepare.json"):
+        if not (data_dir / name).is_file():
+            raise FileNotFoundError(f"prepared file not found: {data_dir / name} "
+                                    "(run `aam prepare --output-dir` first)")
+    sample_ids, sequences, counts = _read_biom_hdf5(data_dir / "table.biom")
+    metadata = pd.read_csv(data_dir / "metadata.tsv", sep="\t", dtype=str,
+                           keep_default_na=False, na_filter=False, index_col=0)
+    metadata.index = metadata.index.astype(str)
+    metadata.index.name = "sample_id"
+    missing = [sid for sid in sample_ids if sid not in metadata.index]
+    if missing:
+        raise InputError(f"{first_items(missing)} samples of {data_dir / 'table.biom'} have no "
+                         f"row in {data_dir / 'metadata.tsv'}. Re-run `aam prepare`.")
+    metadata = metadata.loc[sample_ids]
+    metadata = metadata.mask(metadata.apply(is_missing))
+    unifrac = None
+    if (data_dir / "unifrac.h5").is_file():
+        ids, matrix = read_unifrac(data_dir / "unifrac.h5")
+        if ids != sample_ids:
+            raise InputError(f"{data_dir / 'unifrac.h5'} IDs are not the table's samples in "
+                             "table order. Re-run `aam prepare`.")
+        unifrac = matrix
+    info = json.loads((data_dir / "prepare.json").read_text(encoding="utf-8"))
+    return PreparedData(sample_ids, sequences, counts, metadata, unifrac, info)
+
+
+def _read_biom_hdf5(path: Path) -> tuple[list[str], list[str], sp.csr_matrix]:
+    # BIOM 2.1 stores the table twice; sample/matrix is CSR with samples as rows: our layout.
+    with h5py.File(path, "r") as handle:
+        n_asvs, n_samples = (int(x) for x in handle.attrs["shape"])
+        group = handle["sample"]
+        counts = sp.csr_matrix((group["matrix/data"][()], group["matrix/indices"][()],
+                                group["matrix/indptr"][()]), shape=(n_samples, n_asvs))
+        sample_ids = [_text(x) for x in group["ids"][()]]
+        sequences = [_text(x) for x in handle["observation/ids"][()]]
+    return sample_ids, sequences, counts
+
+
+def _text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def read_sample_list(path: str | Path) -> list[str]:
+    """Read one sample ID a line; blank lines are ignored.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"sample list not found: {path}")
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()]

@@ -1,0 +1,58 @@
+"""QIIME 2 ``.qza`` artifacts read directly as zip files (no QIIME 2 needed).
+
+An artifact is a zip holding ``<uuid>/metadata.yaml`` (with the semantic ``type:``) and the payload
+under ``<uuid>/data/``: ``feature-table.biom`` (FeatureTable), ``dna-sequences.fasta``
+(FeatureData[Sequence]) or ``tree.nwk`` (Phylogeny).
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+from aam.errors import InputError
+
+
+def is_qza(path: str | Path) -> bool:
+    """True when ``path`` is a zip file (QIIME 2 artifacts are zips)."""
+    return zipfile.is_zipfile(path)
+
+
+def artifact_type(archive: zipfile.ZipFile) -> str:
+    """The semantic type written in the artifact's ``metadata.yaml`` ('' when absent)."""
+    for name in archive.namelist():
+        if re.fullmatch(r"[^/]+/metadata\.yaml", name):
+            text = archive.read(name).decode("utf-8", errors="replace")
+            match = re.search(r"^type:\s*(.+)$", text, flags=re.MULTILINE)
+            return match.group(1).strip() if match else ""
+    return ""
+
+
+def read_qza_member(path: str | Path, suffix: str, wanted: str) -> bytes:
+    """Return the bytes of the payload file ``<uuid>/data/*<suffix>`` of a ``.qza`` artifact.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.qza`` file.
+    suffix : str
+        File ending of the payload, e.g. ``".biom"``, ``".fasta"``, ``".nwk"``.
+    wanted : str
+        What the caller expects (for the error message), e.g. ``"FeatureTable"``.
+
+    Raises
+    ------
+    InputError
+        The artifact holds no such payload (for example a taxonomy artifact was given).
+    """
+    with zipfile.ZipFile(path) as archive:
+        pattern = re.compile(r"[^/]+/data/[^/]+" + re.escape(suffix))
+        members = [name for name in archive.namelist() if pattern.fullmatch(name)]
+        if not members:
+            kind = artifact_type(archive) or "unknown"
+            raise InputError(
+                f"{path} is a zip but holds no data/*{suffix} (artifact type: {kind}); "
+                f"pass a {wanted} artifact."
+            )
+        return archive.read(sorted(members)[0])
