@@ -35,7 +35,8 @@ def test_encode_maps_missing_and_unseen_to_zero(train):
 
 
 def test_missing_column_lists_available_columns(train):
-    with pytest.raises(InputError, match=r"Column 'age' is not in metadata.tsv; available columns: 2 .*sex, site"):
+    expected = r"Column 'age' is not in metadata.tsv; available columns: 2 .*sex, site"
+    with pytest.raises(InputError, match=expected):
         fit_categories(train, ["age"])
 
 

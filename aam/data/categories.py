@@ -43,8 +43,7 @@ def metadata_column(
             f"{first_items(sorted(missing))} samples have no row in {source}. "
             "Re-run aam prepare or fix the sample list."
         )
-    values = metadata[column]
-    values.index = metadata.index.astype(str)
+    values = metadata[column].set_axis(metadata.index.astype(str))
     return values.loc[ids].astype("string").str.strip()
 
 

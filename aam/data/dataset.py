@@ -1,4 +1,4 @@
-"""Samples to batches: ASV sampling to ``token_limit``, vectorised collate with batch-wide ASV dedup.
+"""Samples to batches: ASV sampling to ``token_limit``; vectorised collate with batch-wide dedup.
 
 Everything per ASV (tokens) and per sample (ASV indices and counts, already ordered for the
 chosen ``asv_sampling``) is computed once in the constructor; ``__getitem__`` slices, and the
@@ -139,7 +139,7 @@ class SampleDataset(Dataset):
             asv_index=torch.from_numpy(asv_index),
             asv_mask=torch.from_numpy(asv_index >= 0),
             counts=torch.from_numpy(counts),
-            unique_tokens=torch.from_numpy(self.tokens[unique]).long(),  # [U, L]
+            unique_tokens=torch.from_numpy(self.tokens[unique].astype(np.int64)),  # [U, L]
             unique_asv_index=torch.from_numpy(unique.astype(np.int64)),
             asv_inverse=torch.from_numpy(asv_inverse),
             unifrac=_take(self.unifrac, np.ix_(rows, rows)),

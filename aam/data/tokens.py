@@ -1,4 +1,4 @@
-"""Nucleotide tokens: ASV sequences to fixed-length uint8 token rows (vectorised, no per-base loop)."""
+"""Nucleotide tokens: ASV sequences to fixed-length uint8 rows (vectorised, no per-base loop)."""
 
 from __future__ import annotations
 
