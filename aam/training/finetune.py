@@ -1,0 +1,208 @@
+"""``aam train``: fine-tune a Predictor on a sample target and write the run's outputs.
+
+Outputs in the output folder: ``train_samples.txt``, ``val_samples.txt``, ``config.resolved.yaml``,
+``checkpoints/{best,last}.pt``, ``model.pt`` (= best), ``val_predictions.tsv`` (best epoch,
+original scale), ``metrics.json`` and ``tensorboard/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional
+
+from aam.atomic import write_lines, write_text
+from aam.config import FinetuneConfig, ModelConfig, dump_yaml, from_dict, to_dict
+from aam.data.dataset import make_loader
+from aam.data.prepared import PreparedData, load_prepared, read_sample_list
+from aam.data.targets import transform_from_dict
+from aam.errors import InputError, first_items
+from aam.models.predictor import Predictor, load_encoder_state
+from aam.predictions import write_metrics, write_predictions
+from aam.training.callbacks import CheckpointCallback, EarlyStopping
+from aam.training.checkpoint import load_checkpoint, save_checkpoint
+from aam.training.finetune_callbacks import FinetuneTensorBoard, ResumeCallback
+from aam.training.finetune_data import (build_setup, encoder_model_config, random_split,
+                                        resolve_sizes)
+from aam.training.finetune_objective import FinetuneObjective
+from aam.training.loop import fit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FinetunePaths:
+    """Where a fine-tuning run reads from and writes to."""
+
+    data_dir: Path
+    output_dir: Path
+    train_samples: Optional[Path] = None
+    val_samples: Optional[Path] = None
+    pretrained_encoder: Optional[Path] = None
+    resume_from: Optional[Path] = None
+    fold: Optional[str] = None
+
+
+def parameter_groups(model: Predictor, cfg: FinetuneConfig) -> list[dict]:
+    """AdamW groups: ``base`` at ``train.lr``; ``categorical`` (category embeddings, fusion,
+    output scaling) at ``categorical_lr`` (default ``train.lr``). Frozen parameters are left out."""
+    cat = {id(p) for m in model.categorical_modules() for p in m.parameters()}
+    params = [p for p in model.parameters() if p.requires_grad]
+    cat_lr = cfg.categorical_lr or cfg.train.lr
+    return [
+        {"name": "base", "lr": cfg.train.lr, "params": [p for p in params if id(p) not in cat]},
+        {"name": "categorical", "lr": cat_lr, "params": [p for p in params if id(p) in cat]},
+    ]
+
+
+def warn_redundant(cfg: FinetuneConfig) -> None:
+    """Log warnings for option combinations that do nothing or double up."""
+    scaling = cfg.fusion.conditional_output_scaling
+    if scaling and cfg.data.target_transform == "zscore-category" and \
+            scaling in cfg.data.normalize_by:
+        log.warning("--conditional-output-scaling %s with zscore-category by the same column: "
+                    "the per-category shift is already removed by the transform", scaling)
+    if scaling and cfg.task == "classification":
+        log.warning("--conditional-output-scaling on classification scales class logits per "
+                    "category")
+    if cfg.val_prediction_passes > 1 and cfg.data.asv_sampling != "random":
+        log.warning("--val-prediction-passes %d does nothing with --asv-sampling %s (every pass "
+                    "sees the same ASVs); use --asv-sampling random", cfg.val_prediction_passes,
+                    cfg.data.asv_sampling)
+    if cfg.categorical_lr is not None and not cfg.data.categorical_columns:
+        log.warning("--categorical-lr is ignored: no --categorical-columns")
+
+
+def _split(cfg: FinetuneConfig, data: PreparedData, paths: FinetunePaths):
+    if (paths.train_samples is None) != (paths.val_samples is None):
+        raise InputError("give both --train-samples and --val-samples, or neither (then "
+                         "the prepared samples are split with --val-fraction).")
+    if paths.train_samples is None:
+        return random_split(data.sample_ids, cfg.data.val_fraction, cfg.train.seed)
+    train, val = read_sample_list(paths.train_samples), read_sample_list(paths.val_samples)
+    for ids, path in ((train, paths.train_samples), (val, paths.val_samples)):
+        data.subset(ids, source=str(path))
+    overlap = sorted(set(train) & set(val))
+    if overlap:
+        raise InputError(f"{first_items(overlap)} samples are in both {paths.train_samples} "
+                         f"and {paths.val_samples}. Regenerate the split.")
+    if not val:
+        raise InputError(f"{paths.val_samples} lists no samples; validation needs at least one.")
+    return train, val
+
+
+def _model_config(cfg: FinetuneConfig, paths: FinetunePaths, resume: Optional[dict]):
+    """Model sizes from the resumed or pretrained checkpoint; returns (cfg, encoder payload)."""
+    if resume is not None:
+        model = from_dict(ModelConfig, resume["config"]["model"])
+        return replace(cfg, model=model), None
+    if paths.pretrained_encoder is None:
+        return cfg, None
+    encoder = load_checkpoint(paths.pretrained_encoder, "encoder")
+    model = encoder_model_config(encoder["config"], cfg.model)
+    if model != cfg.model:
+        log.info("model sizes come from the pretrained encoder %s and override the given ones: "
+                 "%s", paths.pretrained_encoder, to_dict(model))
+    return replace(cfg, model=model), encoder
+
+
+def run_finetune(cfg: FinetuneConfig, paths: FinetunePaths) -> dict:
+    """Fine-tune and write every output of the run; returns the metrics dict.
+
+    Raises
+    ------
+    FileNotFoundError
+        For a missing data folder, sample list or checkpoint.
+    InputError
+        For bad targets, columns, sample lists or checkpoints.
+    """
+    start = time.perf_counter()
+    out = Path(paths.output_dir)
+    data = load_prepared(paths.data_dir)
+    resume = load_checkpoint(paths.resume_from, "predictor") if paths.resume_from else None
+    cfg, encoder = _model_config(cfg, paths, resume)
+    train_ids, val_ids = _split(cfg, data, paths)
+    cfg = resolve_sizes(cfg, data, pretrained=resume is not None or encoder is not None)
+    setup = build_setup(cfg, data, train_ids, val_ids, **_reused(resume))
+    cfg = setup.cfg
+    warn_redundant(cfg)
+    model = Predictor(cfg)
+    if encoder is not None:
+        load_encoder_state(model, encoder["model_state"])
+        log.info("loaded the pretrained encoder from %s", paths.pretrained_encoder)
+    write_lines(out / "train_samples.txt", train_ids)
+    write_lines(out / "val_samples.txt", val_ids)
+    write_text(out / "config.resolved.yaml", dump_yaml(cfg))
+    objective = FinetuneObjective(cfg, setup.transform, setup.classes, setup.groups,
+                                  setup.actual, setup.class_weight)
+    data_cfg, seed = cfg.data, cfg.train.seed
+    train_loader = make_loader(setup.train_set, data_cfg.batch_size, True, seed,
+                               num_workers=data_cfg.num_workers)
+    val_loader = make_loader(setup.val_set, data_cfg.batch_size, False, seed, drop_last=False,
+                             num_workers=data_cfg.num_workers)
+    extras = {"target_transform": setup.transform.to_dict() if setup.transform else None,
+              "categorical_vocab": setup.vocab, "classes": setup.classes,
+              "task": cfg.task, "target_column": cfg.target_column}
+    checkpoints = CheckpointCallback(out / "checkpoints", "predictor", to_dict(cfg), seed, extras)
+    tensorboard = FinetuneTensorBoard(out / "tensorboard", cfg)
+    callbacks = [ResumeCallback(checkpoints, resume, paths.resume_from, cfg), checkpoints,
+                 EarlyStopping(cfg.train.patience), tensorboard]
+    result = fit(model, objective, train_loader, val_loader, cfg.train, callbacks,
+                 param_groups=parameter_groups(model, cfg), resume=resume)
+    best = load_checkpoint(out / "checkpoints" / "best.pt", "predictor")
+    model.load_state_dict(best["model_state"])
+    metrics = objective.evaluate(model, val_loader)
+    _write_val_predictions(out / "val_predictions.tsv", objective, setup.classes)
+    save_checkpoint(out / "model.pt", best)
+    summary = {"task": cfg.task, "n": len(val_ids), **_metric_values(objective),
+               "val_loss": metrics["val_loss"], "best_epoch": best.get("best_epoch"),
+               "epochs_run": result.epochs_run, "seed": seed, "fold": paths.fold,
+               "wall_time_s": time.perf_counter() - start, "config": to_dict(cfg)}
+    write_metrics(out / "metrics.json", summary)
+    tensorboard.write_summary(objective, summary)
+    log.info("best epoch %s: %s", summary["best_epoch"],
+             " ".join(f"{k}={v:.4g}" for k, v in _metric_values(objective).items()
+                      if v is not None))
+    return summary
+
+
+def _reused(resume: Optional[dict]) -> dict:
+    """Vocabulary, transform and classes of a resumed run (so they stay identical)."""
+    if resume is None:
+        return {}
+    state = resume.get("target_transform")
+    return {"vocab": resume.get("categorical_vocab") or {},
+            "transform_state": transform_from_dict(state) if state else None,
+            "classes": resume.get("classes")}
+
+
+def _metric_values(objective: FinetuneObjective) -> dict:
+    from aam.metrics import classification_metrics, regression_metrics
+
+    last = objective.last
+    if objective.classes:
+        return classification_metrics(last.actual, last.proba, objective.classes)
+    return regression_metrics(last.actual, last.prediction)
+
+
+def _write_val_predictions(path: Path, objective: FinetuneObjective, classes) -> None:
+    last = objective.last
+    several = last.n_passes > 1
+    write_predictions(path, last.sample_ids, last.prediction, last.actual,
+                      std=last.std if several else None,
+                      n_passes=last.n_passes if several else None,
+                      proba=last.proba, classes=classes)
+
+
+def predictor_from_checkpoint(payload: dict) -> Predictor:
+    """Rebuild a trained :class:`Predictor` (weights loaded, eval mode) from a ``predictor``
+    checkpoint payload (``load_checkpoint(path, "predictor")``)."""
+    cfg = from_dict(FinetuneConfig, payload["config"])
+    model = Predictor(cfg)
+    model.load_state_dict(payload["model_state"])
+    return model.eval()
+
+
+__all__ = ["FinetunePaths", "run_finetune", "parameter_groups", "predictor_from_checkpoint"]

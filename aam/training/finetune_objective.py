@@ -1,0 +1,208 @@
+"""The fine-tuning objective: target loss (+ count and nucleotide losses) and evaluation.
+
+Evaluation reports the target's validation loss (the checkpoint-selection metric, on the model
+scale) and metrics on the original target scale.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from aam.config import FinetuneConfig
+from aam.data.batch import Batch
+from aam.data.targets import TargetTransform
+from aam.metrics import classification_metrics, regression_metrics
+from aam.models.heads import count_loss
+
+log = logging.getLogger(__name__)
+
+REGRESSION_LOSSES = {
+    "mse": F.mse_loss,
+    "mae": F.l1_loss,
+    "huber": F.smooth_l1_loss,
+}
+
+
+@dataclass
+class EvalResult:
+    """Validation predictions on the original scale (one row per sample, loader order).
+
+    ``prediction`` [N] (regression values or class labels), ``actual`` [N], ``std`` [N] across
+    passes (None for one pass), ``proba`` [N, K] for classification.
+    """
+
+    sample_ids: list[str]
+    prediction: np.ndarray
+    actual: np.ndarray
+    n_passes: int
+    std: Optional[np.ndarray] = None
+    proba: Optional[np.ndarray] = None
+
+
+class FinetuneObjective:
+    """``loss(model, batch)`` for training and ``evaluate(model, loader)`` for validation.
+
+    Parameters
+    ----------
+    cfg : FinetuneConfig
+    transform : TargetTransform or None
+        Fitted target transform (regression); predictions are inverted with it.
+    classes : sequence of str or None
+        Class labels (classification), index = class id.
+    groups : dict[str, tuple]
+        ``normalize_by`` group tuple of each sample (for the inverse of zscore-category).
+    actual : dict[str, float or str]
+        Original-scale target (or label) of each validation sample.
+    class_weight : FloatTensor [K], optional
+        Cross-entropy weights.
+    """
+
+    def __init__(self, cfg: FinetuneConfig, transform: Optional[TargetTransform],
+                 classes: Optional[Sequence[str]], groups: dict, actual: dict,
+                 class_weight: Optional[Tensor] = None) -> None:
+        self.cfg = cfg
+        self.transform = transform
+        self.classes = list(classes) if classes else None
+        self.groups = groups
+        self.actual = actual
+        self.class_weight = class_weight
+        train_base = not cfg.freeze_base and cfg.nucleotide_loss_weight > 0
+        self.mask_rate = cfg.nucleotide_mask_rate if train_base else 0.0
+        self.last: Optional[EvalResult] = None
+
+    def target_loss(self, prediction: Tensor, target: Tensor) -> Tensor:
+        """Loss of ``prediction`` [B, out_dim] against ``target`` [B] (model scale)."""
+        if self.classes:
+            weight = None
+            if self.class_weight is not None:
+                weight = self.class_weight.to(prediction.device)
+            return F.cross_entropy(prediction.float(), target.long(), weight=weight)
+        return REGRESSION_LOSSES[self.cfg.loss](prediction[:, 0].float(), target.float())
+
+    def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        """Training loss: target loss + count_penalty * count loss (+ nucleotide loss)."""
+        out = model(batch, mask_rate=self.mask_rate)
+        target = self.target_loss(out.prediction, batch.target)
+        total = target
+        logs = {"target_loss": float(target.detach())}
+        if out.count_pred is not None:
+            counts = count_loss(out.count_pred, batch.counts, batch.asv_mask)
+            total = total + self.cfg.count_penalty * counts
+            logs["count_loss"] = float(counts.detach())
+        if out.encoder.nuc_logits is not None:
+            nuc = F.cross_entropy(out.encoder.nuc_logits.flatten(0, 1).float(),
+                                  out.encoder.nuc_targets.flatten(), ignore_index=-100)
+            total = total + self.cfg.nucleotide_loss_weight * nuc
+            logs["nucleotide_loss"] = float(nuc.detach())
+        logs.update(fusion_statistics(out.extras))
+        return total, logs
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, loader) -> dict[str, float]:
+        """Target validation loss (``val_loss``) and original-scale metrics.
+
+        With ``val_prediction_passes`` > 1 and random ASV sampling, each sample's prediction is
+        the mean over that many passes (a fresh ASV draw each). The result is kept in ``last``.
+        """
+        was_training = model.training
+        model.eval()
+        passes = self.cfg.val_prediction_passes
+        if self.cfg.data.asv_sampling != "random":
+            passes = 1
+        outputs = [self._one_pass(model, loader) for _ in range(passes)]
+        model.train(was_training)
+        ids = outputs[0][0]
+        raw = torch.stack([o[1] for o in outputs])  # [P, N, out_dim]
+        target = outputs[0][2]  # [N]
+        if self.classes:
+            probs = torch.softmax(raw.float(), dim=-1)  # [P, N, K]
+            mean_prob = probs.mean(0)
+            val_loss = F.nll_loss(torch.log(mean_prob.clamp_min(1e-12)), target.long())
+            result = self._classification_result(ids, probs.numpy())
+            metrics = classification_metrics(result.actual, result.proba, self.classes)
+        else:
+            val_loss = REGRESSION_LOSSES[self.cfg.loss](raw[..., 0].mean(0), target.float())
+            result = self._regression_result(ids, raw[..., 0].numpy(), passes)
+            metrics = regression_metrics(result.actual, result.prediction)
+        self.last = result
+        out = {"val_loss": float(val_loss)}
+        out.update({k: float(v) for k, v in metrics.items() if v is not None})
+        return out
+
+    def _one_pass(self, model: nn.Module, loader) -> tuple[list[str], Tensor, Tensor]:
+        device = next(model.parameters()).device
+        ids, preds, targets = [], [], []
+        for batch in loader:
+            out = model(batch.to(device), mask_rate=0.0)
+            ids += list(batch.sample_ids)
+            preds.append(out.prediction.float().cpu())
+            targets.append(batch.target.cpu())
+        order = np.argsort(ids, kind="stable")  # passes line up even if the loader shuffles
+        ids = [ids[i] for i in order]
+        index = torch.as_tensor(order)
+        return ids, torch.cat(preds)[index], torch.cat(targets)[index]
+
+    def _regression_result(self, ids: list[str], raw: np.ndarray, passes: int) -> EvalResult:
+        groups = [self.groups.get(s, ()) for s in ids]
+        values = np.stack([self.transform.inverse(r, groups) for r in raw])  # [P, N]
+        actual = np.asarray([self.actual[s] for s in ids], dtype=np.float64)
+        std = values.std(axis=0) if passes > 1 else None
+        return EvalResult(ids, values.mean(axis=0), actual, passes, std)
+
+    def _classification_result(self, ids: list[str], probs: np.ndarray) -> EvalResult:
+        proba = probs.mean(axis=0)  # [N, K]
+        best = proba.argmax(axis=1)
+        labels = np.asarray(self.classes)[best]
+        actual = np.asarray([self.actual[s] for s in ids])
+        passes = probs.shape[0]
+        # spread of the chosen class's probability across passes
+        std = probs.std(axis=0)[np.arange(len(ids)), best] if passes > 1 else None
+        return EvalResult(ids, labels, actual, passes, std, proba)
+
+
+    def figures(self) -> dict:
+        """Predicted vs actual scatter of the last evaluation, original scale (regression)."""
+        if self.last is None or self.classes:
+            return {}
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(4, 4))
+        ax.scatter(self.last.actual, self.last.prediction, s=8, alpha=0.7)
+        low = float(min(self.last.actual.min(), self.last.prediction.min()))
+        high = float(max(self.last.actual.max(), self.last.prediction.max()))
+        ax.plot([low, high], [low, high], color="grey", linewidth=1)
+        ax.set_xlabel(f"actual {self.cfg.target_column}")
+        ax.set_ylabel(f"predicted {self.cfg.target_column}")
+        fig.tight_layout()
+        return {"val/predicted_vs_actual": fig}
+
+
+def fusion_statistics(extras: dict[str, Tensor]) -> dict[str, float]:
+    """Scalar summaries of fusion diagnostics for the logs and TensorBoard.
+
+    ``gate`` -> ``gate_mean``/``gate_std``; per-position ``attention`` [B, H, S, T] -> mean
+    entropy over metadata tokens at real positions and the spread of weights across positions;
+    other tensors -> their mean.
+    """
+    stats: dict[str, float] = {}
+    for name, value in extras.items():
+        value = value.detach().float()
+        if name == "attention":
+            real = value.sum(-1) > 0  # [B, H, S]
+            entropy = -(value.clamp_min(1e-12).log() * value).sum(-1)  # [B, H, S]
+            stats["attention_entropy"] = float(entropy[real].mean()) if real.any() else 0.0
+            stats["attention_position_std"] = float(value.std(dim=2).mean())
+        else:
+            stats[f"{name}_mean"] = float(value.mean())
+            stats[f"{name}_std"] = float(value.std()) if value.numel() > 1 else 0.0
+    return stats
