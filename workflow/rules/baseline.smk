@@ -1,0 +1,25 @@
+rule rf_baseline:
+    input:
+        info="results/data/prepare.json",
+        train="results/splits/fold~{fold}/train_samples.txt",
+        test="results/splits/fold~{fold}/test_samples.txt",
+    output:
+        predictions="results/rf/fold~{fold}/seed~{seed}/predictions.tsv",
+        metrics="results/rf/fold~{fold}/seed~{seed}/metrics.json",
+    log:
+        "logs/rf_baseline/fold~{fold}/seed~{seed}.log",
+    benchmark:
+        "results/benchmarks/rf_baseline/fold~{fold}/seed~{seed}.tsv"
+    conda:
+        AAM_ENV
+    threads: 2
+    params:
+        data_dir=lambda wildcards, input: os.path.dirname(input.info),
+        target=config["prepare"]["target"],
+        task=config["prepare"]["task"],
+        flags=cli_flags(config["rf"]),
+    shell:
+        "aam rf-baseline --data-dir {params.data_dir} --metadata-column {params.target:q} "
+        "--task {params.task} --train-samples {input.train} --val-samples {input.test} "
+        "--output {output.predictions} --random-seed {wildcards.seed} --fold {wildcards.fold} "
+        "--n-jobs {threads} {params.flags} > {log} 2>&1"

@@ -1,0 +1,22 @@
+rule predict:
+    input:
+        model="results/finetune/{ablation}/fold~{fold}/seed~{seed}/model.pt",
+        info="results/data/prepare.json",
+        samples="results/splits/fold~{fold}/test_samples.txt",
+    output:
+        predictions="results/finetune/{ablation}/fold~{fold}/seed~{seed}/predictions.tsv",
+    log:
+        "logs/predict/{ablation}/fold~{fold}/seed~{seed}.log",
+    benchmark:
+        "results/benchmarks/predict/{ablation}/fold~{fold}/seed~{seed}.tsv"
+    conda:
+        AAM_ENV
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        data_dir=lambda wildcards, input: os.path.dirname(input.info),
+        flags=predict_flags,
+    shell:
+        "aam predict --model {input.model} --data-dir {params.data_dir} "
+        "--samples {input.samples} --output {output.predictions} {params.flags} > {log} 2>&1"

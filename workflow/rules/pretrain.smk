@@ -1,0 +1,25 @@
+rule pretrain:
+    input:
+        info="results/data/prepare.json",
+        train="results/splits/fold~0/train_samples.txt",
+        val="results/splits/fold~0/val_samples.txt",
+    output:
+        encoder="results/pretrain/seed~{seed}/encoder.pt",
+        metrics="results/pretrain/seed~{seed}/metrics.json",
+    log:
+        "logs/pretrain/seed~{seed}.log",
+    benchmark:
+        "results/benchmarks/pretrain/seed~{seed}.tsv"
+    conda:
+        AAM_ENV
+    threads: 4
+    resources:
+        gpu=1,
+    params:
+        data_dir=lambda wildcards, input: os.path.dirname(input.info),
+        outdir=lambda wildcards, output: os.path.dirname(output.encoder),
+        flags=pretrain_flags(),
+    shell:
+        "aam pretrain --data-dir {params.data_dir} --train-samples {input.train} "
+        "--val-samples {input.val} --output-dir {params.outdir} --seed {wildcards.seed} "
+        "{params.flags} > {log} 2>&1"

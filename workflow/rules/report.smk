@@ -1,0 +1,29 @@
+rule compare_models:
+    input:
+        predictions=run_outputs("predictions.tsv"),
+        metrics=run_outputs("metrics.json"),
+    output:
+        table=report(
+            "results/report/comparison.tsv",
+            caption="../report/comparison.rst",
+            category="Comparison",
+            labels={"file": "comparison table"},
+        ),
+        summary=report(
+            "results/report/summary.md",
+            caption="../report/summary.rst",
+            category="Comparison",
+            labels=verdict_label,
+        ),
+    log:
+        "logs/compare_models/compare_models.log",
+    localrule: True
+    conda:
+        AAM_ENV
+    params:
+        results_dir=lambda wildcards, input: results_root(input.predictions),
+        outdir=lambda wildcards, output: os.path.dirname(output.table),
+        flags=cli_flags(config["compare"]),
+    shell:
+        "aam compare --results-dir {params.results_dir} --output-dir {params.outdir} "
+        "{params.flags} > {log} 2>&1"
