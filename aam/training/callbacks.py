@@ -1,0 +1,122 @@
+"""Callbacks the training loop calls after each epoch: checkpoints, early stopping, TensorBoard.
+
+A callback sees the loop's ``TrainState`` (``aam.training.loop``): model, optimizer, scheduler,
+objective, epoch, global_step, train_logs, val_logs, best_metric, best_epoch, is_best, stop.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aam.training.checkpoint import make_payload, save_checkpoint, unwrap_model
+from aam.training.seeding import get_rng_state
+
+if TYPE_CHECKING:
+    from aam.training.loop import TrainState
+
+log = logging.getLogger(__name__)
+
+
+class Callback:
+    """Base class: override the hooks you need (all no-ops here)."""
+
+    def on_fit_start(self, state: "TrainState") -> None:
+        """Called once, after a resume is applied and before the first epoch."""
+
+    def on_epoch_end(self, state: "TrainState") -> None:
+        """Called after validation and best-metric bookkeeping of every epoch."""
+
+    def on_fit_end(self, state: "TrainState") -> None:
+        """Called once when training stops (also after early stopping)."""
+
+
+class CheckpointCallback(Callback):
+    """Write ``DIR/last.pt`` every epoch and ``DIR/best.pt`` when validation loss improves.
+
+    Parameters
+    ----------
+    directory : path
+        Folder for ``last.pt`` and ``best.pt``.
+    kind : {"encoder", "predictor"}
+    config : dict
+        Plain dict of the resolved stage config.
+    seed : int
+    extras : dict, optional
+        Further payload entries, e.g. ``target_transform`` and ``categorical_vocab``.
+    """
+
+    def __init__(self, directory: str | Path, kind: str, config: dict, seed: int,
+                 extras: dict | None = None) -> None:
+        self.directory = Path(directory)
+        self.kind, self.config, self.seed = kind, config, seed
+        self.extras = dict(extras or {})
+
+    def payload(self, state: "TrainState") -> dict:
+        """The full resumable checkpoint dict for the current state."""
+        return make_payload(
+            self.kind, self.config, unwrap_model(state.model).state_dict(),
+            optimizer_state=state.optimizer.state_dict(),
+            scheduler_state=state.scheduler.state_dict(), epoch=state.epoch,
+            best_metric=state.best_metric, seed=self.seed, rng_state=get_rng_state(),
+            best_epoch=state.best_epoch, global_step=state.global_step, **self.extras,
+        )
+
+    def on_epoch_end(self, state: "TrainState") -> None:
+        if not state.is_main:
+            return
+        payload = self.payload(state)
+        save_checkpoint(self.directory / "last.pt", payload)
+        if state.is_best:
+            save_checkpoint(self.directory / "best.pt", payload)
+
+
+class EarlyStopping(Callback):
+    """Stop when validation loss has not improved for ``patience`` epochs (0 = never)."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+
+    def on_epoch_end(self, state: "TrainState") -> None:
+        if self.patience and state.epoch - state.best_epoch >= self.patience:
+            log.info("early stopping: no improvement in val_loss for %d epochs (best %.4g at "
+                     "epoch %d)", self.patience, state.best_metric, state.best_epoch)
+            state.stop = True
+
+
+class TensorBoardCallback(Callback):
+    """Scalars (train/*, val/*, lr) every epoch, plus the objective's figures when it has them.
+
+    An objective may define ``figures() -> dict[str, matplotlib.figure.Figure]`` built from its
+    last evaluation (e.g. predicted vs true UniFrac distances).
+    """
+
+    def __init__(self, log_dir: str | Path) -> None:
+        self.log_dir = Path(log_dir)
+        self.writer = None
+
+    def on_fit_start(self, state: "TrainState") -> None:
+        if state.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.log_dir))
+
+    def on_epoch_end(self, state: "TrainState") -> None:
+        if self.writer is None:
+            return
+        for key, value in state.train_logs.items():
+            self.writer.add_scalar(f"train/{key}", value, state.epoch)
+        for key, value in state.val_logs.items():
+            self.writer.add_scalar(f"val/{key.removeprefix('val_')}", value, state.epoch)
+        self.writer.add_scalar("lr", state.optimizer.param_groups[0]["lr"], state.epoch)
+        figures = getattr(state.objective, "figures", None)
+        if figures is not None:
+            for tag, fig in figures().items():
+                self.writer.add_figure(tag, fig, state.epoch)
+        self.writer.flush()
+
+    def on_fit_end(self, state: "TrainState") -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
