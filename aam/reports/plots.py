@@ -19,7 +19,7 @@ from aam.atomic import atomic_path  # noqa: E402
 METRIC_LABELS = {"r2": "R²", "mae": "MAE", "rmse": "RMSE", "accuracy": "accuracy",
                  "balanced_accuracy": "balanced accuracy", "f1_macro": "macro F1",
                  "auc": "ROC AUC"}
-plt.rcParams.update({"svg.hashsalt": "aam", "svg.fonttype": "path", "font.size": 9})
+plt.rcParams.update({"svg.hashsalt": "aam", "svg.fonttype": "none", "font.size": 9})
 
 
 def save_figure(fig, path: str | os.PathLike, png: bool = True) -> list[Path]:
@@ -29,7 +29,7 @@ def save_figure(fig, path: str | os.PathLike, png: bool = True) -> list[Path]:
     targets = [(path, "svg")] + ([(path.with_suffix(".png"), "png")] if png else [])
     for target, fmt in targets:
         with atomic_path(target) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight",
+            fig.savefig(tmp, format=fmt, dpi=120,
                         metadata={"Date": None} if fmt == "svg" else None)
         written.append(target)
     plt.close(fig)

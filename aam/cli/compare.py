@@ -1,0 +1,45 @@
+"""``aam compare``: compare every model of a results tree with the random-forest baseline.
+
+Writes comparison.tsv, runs.tsv, summary.md, report_section.rst and figures (SVG + PNG).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from aam.cli.common import add_common_flags, run
+from aam.reports.summary import CompareConfig, write_report
+
+log = logging.getLogger("aam")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aam compare", description=__doc__)
+    parser.add_argument("--results-dir", required=True,
+                        help="tree with finetune/<ablation>/fold~K/seed~S/ and rf/fold~K/seed~S/ "
+                             "folders holding predictions.tsv")
+    parser.add_argument("--output-dir", required=True, help="where the report files go")
+    parser.add_argument("--baseline", default="rf",
+                        help="path segment of the baseline runs (default rf)")
+    parser.add_argument("--n-bootstrap", type=int, default=2000,
+                        help="paired bootstrap replicates for the 95%% CI (default 2000)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--no-png", action="store_true", help="write SVG figures only")
+    parser.add_argument("--no-figures", action="store_true", help="write tables and text only")
+    add_common_flags(parser)
+    return parser
+
+
+def _body(args: argparse.Namespace) -> int:
+    cfg = CompareConfig(results_dir=args.results_dir, output_dir=args.output_dir,
+                        baseline=args.baseline, n_bootstrap=args.n_bootstrap, seed=args.seed,
+                        png=not args.no_png, figures=not args.no_figures)
+    table = write_report(cfg)
+    log.info("compared %d models; best: %s; report in %s", len(table), table["model"].iloc[0],
+             args.output_dir)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(_body, build_parser(), argv)

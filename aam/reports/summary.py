@@ -1,0 +1,142 @@
+"""The comparison report: tables, figures, a verdict in words (summary.md) and a report caption."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from aam.atomic import atomic_path, write_text
+from aam.errors import InputError
+from aam.metrics import HIGHER_IS_BETTER, metric_names
+from aam.reports import plots
+from aam.reports.compare import PRIMARY, comparison_table, discover_runs, runs_table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Settings of ``aam compare``."""
+
+    results_dir: str
+    output_dir: str
+    baseline: str = "rf"
+    n_bootstrap: int = 2000
+    seed: int = 0
+    png: bool = True  # a PNG twin of every SVG
+    figures: bool = True  # False: tables and text only
+
+    def __post_init__(self) -> None:
+        if self.n_bootstrap < 1:
+            raise InputError(f"n_bootstrap must be >= 1, got {self.n_bootstrap}.")
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{value:.3f}"
+
+
+def verdict(row: pd.Series, metric: str, baseline: str = "rf") -> str:
+    """One sentence: does the model beat, match or trail the baseline on ``metric``?
+
+    Uses the paired bootstrap interval of the difference: an interval above 0 (below 0 for error
+    metrics) beats the baseline; one that includes 0 is indistinguishable.
+    """
+    label = plots.METRIC_LABELS.get(metric, metric)
+    runs = f"over {row['n_folds']} fold(s) x {row['n_seeds']} seed(s)"
+    diff, low, high = (row.get(f"{metric}_{k}") for k in ("diff", "ci_low", "ci_high"))
+    name = f"**{row['model']}**"
+    if row["model"] == baseline:
+        return (f"{name} (the baseline) reaches {label} {_fmt(row[f'{metric}_mean'])} "
+                f"(sd {_fmt(row[f'{metric}_sd'])}) {runs}.")
+    if pd.isna(diff) or pd.isna(low) or pd.isna(high):
+        return f"{name} has {label} {_fmt(row[f'{metric}_mean'])} {runs}; no {baseline} run " \
+               "to compare with."
+    interval = f"[{_fmt(low)}, {_fmt(high)}]"
+    if low <= 0 <= high:
+        return (f"{name} is indistinguishable from {baseline.upper()} on {label} "
+                f"({diff:+.3f}, 95% CI {interval} includes 0) {runs}.")
+    better = (low > 0) == HIGHER_IS_BETTER[metric]
+    word = "beats" if better else "is worse than"
+    amount = "lower" if diff < 0 else "higher"
+    return (f"{name} {word} {baseline.upper()} by {abs(diff):.3f} {label} ({amount}; 95% CI "
+            f"{interval}) {runs}.")
+
+
+def summary_markdown(table: pd.DataFrame, task: str, baseline: str, n_bootstrap: int) -> str:
+    """``summary.md``: the verdict per model (best first) and the main metrics per model."""
+    primary = PRIMARY[task]
+    lines = [f"# Model comparison ({task})", "",
+             f"Models ranked by mean {plots.METRIC_LABELS[primary]} on held-out samples; "
+             f"differences to {baseline.upper()} are paired on the same samples with "
+             f"{n_bootstrap} bootstrap replicates (95% CI).", ""]
+    lines += [f"- {verdict(row, primary, baseline)}" for _, row in table.iterrows()]
+    lines += ["", "| model | runs | " + " | ".join(plots.METRIC_LABELS[m] for m in
+                                                      metric_names(task)) + " |",
+              "|---|---|" + "---|" * len(metric_names(task))]
+    for _, row in table.iterrows():
+        cells = [f"{_fmt(row[f'{m}_mean'])} ± {_fmt(row[f'{m}_sd'])}" for m in metric_names(task)]
+        lines.append(f"| {row['model']} | {row['n_runs']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def report_section(table: pd.DataFrame, task: str, baseline: str) -> str:
+    """``report_section.rst``: a caption for the Snakemake report (reStructuredText)."""
+    primary = PRIMARY[task]
+    text = [f"Comparison of {len(table)} model(s) with the {baseline.upper()} baseline "
+            f"({task}). Rows of comparison.tsv give the mean and sd of each metric over folds "
+            "and seeds and the paired bootstrap 95% CI of the difference to the baseline on the "
+            "same held-out samples.", ""]
+    for _, row in table.iterrows():
+        text.append("* " + verdict(row, primary, baseline).replace("**", "*"))
+    return "\n".join(text) + "\n"
+
+
+def _write_table(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, sep="\t", index=False, float_format="%.6g", na_rep="")
+
+
+def write_report(cfg: CompareConfig) -> pd.DataFrame:
+    """Discover runs, write comparison.tsv, runs.tsv, figures, summary.md, report_section.rst.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The comparison table (one row per model, best first).
+    """
+    runs = discover_runs(cfg.results_dir, cfg.baseline)
+    task = runs[0].metrics["task"]
+    log.info("comparing %d runs of %d models (%s)", len(runs), len({r.model for r in runs}), task)
+    table = comparison_table(runs, cfg.baseline, cfg.n_bootstrap, cfg.seed)
+    out = Path(cfg.output_dir)
+    _write_table(table, out / "comparison.tsv")
+    _write_table(runs_table(runs), out / "runs.tsv")
+    pooled = {m: pd.concat([r.predictions for r in runs if r.model == m], ignore_index=True)
+              for m in table["model"]}
+    target = next((r.target for r in runs if r.target != "target"), "target")
+    if cfg.figures:
+        _write_figures(table, pooled, task, target, out, cfg.png)
+    write_text(out / "summary.md", summary_markdown(table, task, cfg.baseline, cfg.n_bootstrap))
+    write_text(out / "report_section.rst", report_section(table, task, cfg.baseline))
+    return table
+
+
+def _write_figures(table, pooled, task, target, out: Path, png: bool) -> None:
+    for metric in metric_names(task):
+        if table[f"{metric}_mean"].notna().any():
+            plots.save_figure(plots.metric_intervals(table, metric), out / f"metric_{metric}.svg",
+                              png)
+    if task == "regression":
+        known = {m: f[f["actual"].notna()] for m, f in pooled.items()}
+        known = {m: f for m, f in known.items() if len(f)}
+        plots.save_figure(plots.predicted_vs_actual(known, target),
+                          out / "predicted_vs_actual.svg", png)
+        plots.save_figure(plots.residuals(known, target), out / "residuals.svg", png)
+        return
+    classes = [c[len("prob_"):] for c in next(iter(pooled.values())).columns
+               if c.startswith("prob_")]
+    plots.save_figure(plots.roc(pooled, classes), out / "roc.svg", png)
+    plots.save_figure(plots.confusion(pooled, classes), out / "confusion_matrix.svg", png)

@@ -1,0 +1,103 @@
+"""aam compare on fabricated results trees: table, verdicts, determinism, bad paths."""
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aam.cli.compare import main
+from aam.errors import InputError
+from aam.predictions import write_metrics, write_predictions
+from aam.reports.compare import discover_runs, parse_run_path
+from aam.reports.summary import CompareConfig, write_report
+
+from pathlib import Path
+
+ABLATION = "fusion~cross-attention_freeze~true"
+
+
+def fabricate(root, noise=None, folds=2, seeds=(0, 1), n=80):
+    """results/finetune/<ablation>/fold~k/seed~s and results/rf/... with truth + N(0, sd)."""
+    noise = noise or {f"finetune/{ABLATION}": 1.0, "finetune/fusion~add": 2.0, "rf": 2.0}
+    rng = np.random.default_rng(7)
+    for fold in range(folds):
+        ids = [f"f{fold}s{i:03d}" for i in range(n)]
+        truth = rng.normal(10, 3, n)
+        for model, sd in noise.items():
+            for seed in seeds:
+                run = root / model / f"fold~{fold}" / f"seed~{seed}"
+                write_predictions(run / "predictions.tsv", ids, truth + rng.normal(0, sd, n),
+                                  actual=truth)
+                write_metrics(run / "metrics.json", {"task": "regression", "seed": seed,
+                                                     "fold": fold,
+                                                     "config": {"metadata_column": "ph"}})
+
+
+def test_parse_run_path_reads_model_params_fold_and_seed():
+    parsed = parse_run_path(Path(f"finetune/{ABLATION}/fold~3/seed~2"))
+    assert parsed == (ABLATION, {"fusion": "cross-attention", "freeze": "true"}, 3, 2)
+    assert parse_run_path(Path("rf/fold~0/seed~1")) == ("rf", {}, 0, 1)
+    with pytest.raises(InputError, match="'fusion~cross_attention' .* not key~value pairs"):
+        parse_run_path(Path("finetune/fusion~cross_attention/fold~0"))
+
+
+def test_comparison_ranks_models_and_finds_the_known_difference(tmp_path):
+    fabricate(tmp_path / "results")
+    table = write_report(CompareConfig(str(tmp_path / "results"), str(tmp_path / "out"),
+                                       n_bootstrap=300, png=False))
+    assert table["model"].tolist() == [ABLATION, "fusion~add", "rf"]
+    best = table.iloc[0]
+    assert (best["n_runs"], best["n_folds"], best["n_seeds"]) == (4, 2, 2)
+    # MAE difference of N(0,1) vs N(0,2) noise is -sqrt(2/pi) = -0.80
+    assert best["mae_ci_low"] < -0.8 < best["mae_ci_high"] < 0
+    same = table.iloc[1]
+    assert same["r2_ci_low"] < 0 < same["r2_ci_high"]
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert f"**{ABLATION}** beats RF by" in summary
+    assert "**fusion~add** is indistinguishable from RF on R²" in summary
+    assert "over 2 fold(s) x 2 seed(s)" in summary
+    assert summary.index(ABLATION) < summary.index("fusion~add")
+    runs = pd.read_csv(tmp_path / "out" / "runs.tsv", sep="\t")
+    assert len(runs) == 12 and set(runs["fold"]) == {0, 1}
+    assert (tmp_path / "out" / "predicted_vs_actual.svg").stat().st_size > 5000
+
+
+def test_rerunning_compare_gives_byte_identical_tables(tmp_path):
+    fabricate(tmp_path / "results", folds=1, seeds=(0,), n=30)
+    outputs = []
+    for name in ("a", "b"):
+        code = main(["--results-dir", str(tmp_path / "results"), "--output-dir",
+                     str(tmp_path / name), "--n-bootstrap", "100", "--no-figures"])
+        assert code == 0
+        outputs.append([(tmp_path / name / f).read_bytes() for f in
+                        ("comparison.tsv", "runs.tsv", "summary.md", "report_section.rst")])
+    assert outputs[0] == outputs[1]
+
+
+def test_unparseable_run_folder_is_skipped_with_a_warning_naming_it(tmp_path, caplog):
+    fabricate(tmp_path / "results", folds=1, seeds=(0,), n=20)
+    write_predictions(tmp_path / "results" / "finetune" / "fusion~gmu_old" / "predictions.tsv",
+                      ["a"], [1.0], actual=[1.0])
+    with caplog.at_level(logging.WARNING):
+        runs = discover_runs(tmp_path / "results")
+    assert "fusion~gmu_old" in caplog.text
+    assert {r.model for r in runs} == {ABLATION, "fusion~add", "rf"}
+
+
+def test_empty_tree_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "results").mkdir()
+    code = main(["--results-dir", str(tmp_path / "results"), "--output-dir", str(tmp_path / "o")])
+    assert code == 2
+    assert "no predictions.tsv with a parseable path" in capsys.readouterr().err
+
+
+def test_differing_actual_values_are_reported(tmp_path):
+    fabricate(tmp_path / "results", noise={"finetune/fusion~add": 1.0, "rf": 1.0}, folds=1,
+              seeds=(0,), n=10)
+    path = tmp_path / "results" / "rf" / "fold~0" / "seed~0" / "predictions.tsv"
+    frame = pd.read_csv(path, sep="\t", dtype={"sample_id": str})
+    write_predictions(path, frame["sample_id"], frame["prediction"], actual=frame["actual"] * 2)
+    with pytest.raises(InputError, match="actual values differ between .* for 10"):
+        write_report(CompareConfig(str(tmp_path / "results"), str(tmp_path / "o"),
+                                   n_bootstrap=10, png=False))
