@@ -217,7 +217,8 @@ def _summary(cfg: PrepareConfig, sample_ids, sequences, drops: DropLog, reads_lo
         "max_bp": max(len(s) for s in sequences),
         "dropped_samples": dropped_samples, "dropped_asvs": dropped_asvs,
         "reads_lost": reads_lost, "metadata_samples_not_in_table": n_metadata_only,
-        "unifrac_seconds": seconds, "inputs": asdict(cfg),
+        "unifrac_seconds": seconds,
+        "inputs": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
     }
 
 
