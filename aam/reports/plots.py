@@ -36,11 +36,11 @@ def save_figure(fig, path: str | os.PathLike, png: bool = True) -> list[Path]:
     return written
 
 
-def _grid(n: int, width: float = 3.2):
+def _grid(n: int, width: float = 3.2, share: bool = False):
     cols = min(n, 3)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, width * rows + 0.4),
-                             squeeze=False, layout="constrained")
+                             squeeze=False, layout="constrained", sharex=share, sharey=share)
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
     return fig, axes.ravel()[:n]
@@ -59,7 +59,7 @@ def scatter_predicted_actual(ax, actual, predicted, title: str, target: str) -> 
     ax.scatter(actual, predicted, s=10, alpha=0.6, color="C0", edgecolor="none")
     ss_tot = np.sum((actual - actual.mean()) ** 2)
     r2 = 1 - np.sum((predicted - actual) ** 2) / ss_tot if ss_tot > 0 else float("nan")
-    ax.text(0.03, 0.97, f"R² = {r2:.2f}\nMAE = {np.mean(np.abs(predicted - actual)):.2f}\n"
+    ax.text(0.03, 0.97, f"pooled R² = {r2:.2f}\nMAE = {np.mean(np.abs(predicted - actual)):.2f}\n"
             f"n = {actual.size}", transform=ax.transAxes, va="top", fontsize=8)
     ax.set(title=_short(title), xlabel=f"actual {target}", ylabel=f"predicted {target}")
 
@@ -74,8 +74,8 @@ def predicted_vs_actual(frames: dict[str, pd.DataFrame], target: str = "target")
 
 
 def residuals(frames: dict[str, pd.DataFrame], target: str = "target"):
-    """One panel per model: residual (predicted - actual) against actual."""
-    fig, axes = _grid(len(frames))
+    """One panel per model: residual (predicted - actual) against actual, shared axes."""
+    fig, axes = _grid(len(frames), share=True)
     for ax, (name, frame) in zip(axes, frames.items()):
         actual = frame["actual"].to_numpy(float)
         ax.axhline(0, color="0.6", lw=1, ls="--")
@@ -144,6 +144,7 @@ def metric_intervals(table: pd.DataFrame, metric: str):
     left.errorbar(table[f"{metric}_mean"], y, xerr=table[f"{metric}_sd"].fillna(0), fmt="o",
                   capsize=3)
     left.set_yticks(y, [_short(m, 60) for m in table["model"]])
+    left.set_ylim(-0.6, len(table) - 0.4)
     left.set(xlabel=f"{label} (mean ± sd over runs)", title=f"{label} by model")
     diff = table[f"{metric}_diff"].to_numpy(float)
     err = np.vstack([diff - table[f"{metric}_ci_low"], table[f"{metric}_ci_high"] - diff])
