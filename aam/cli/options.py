@@ -1,0 +1,134 @@
+"""One table maps command-line flags to config fields, so a new knob is one line.
+
+Each :class:`Option` names a flag, the dotted config field(s) it sets, a type and help. A command
+adds a list of options to its parser (:func:`add_options`) and turns the parsed flags into a
+typed config (:func:`build_config`): defaults < ``--config YAML`` < flags given on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from aam.config import ASV_SAMPLING, load_yaml, merge, to_dict
+
+
+@dataclass(frozen=True)
+class Option:
+    """A flag and the config field(s) it sets (``"section.field"`` or a top-level ``"field"``)."""
+
+    flag: str
+    fields: tuple[str, ...]
+    type: Callable = str
+    help: str = ""
+    choices: Sequence[str] | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+def opt(flag: str, fields: str | tuple[str, ...], type: Callable = str, help: str = "",
+        choices: Sequence[str] | None = None) -> Option:
+    """Shorthand for one table row."""
+    return Option(flag, (fields,) if isinstance(fields, str) else tuple(fields), type, help,
+                  choices)
+
+
+LAYERS = ("model.nucleotide_layers", "model.asv_layers", "model.sample_layers")
+
+# Shared by `aam pretrain` and `aam train`; a more specific flag wins over --attention-layers.
+TRAINING_OPTIONS = [
+    opt("--epochs", "train.epochs", int, "training epochs"),
+    opt("--batch-size", "data.batch_size", int,
+        "samples per batch, per process (pretraining: even and >= 2, the UniFrac loss compares "
+        "every pair of samples in a batch)"),
+    opt("--lr", "train.lr", float, "peak learning rate of AdamW"),
+    opt("--weight-decay", "train.weight_decay", float, "AdamW weight decay"),
+    opt("--warmup-fraction", "train.warmup_fraction", float,
+        "fraction of all optimiser steps spent on linear warmup before the cosine decay"),
+    opt("--grad-clip", "train.grad_clip", float, "max gradient norm (0 disables clipping)"),
+    opt("--grad-accum-steps", "train.grad_accum_steps", int,
+        "batches whose gradients are summed per optimiser step"),
+    opt("--patience", "train.patience", int,
+        "stop after this many epochs without a better validation loss (0 = never)"),
+    opt("--seed", "train.seed", int, "seed of Python, NumPy, torch, shuffling and masks"),
+    opt("--device", "train.device", str, "auto (cuda if available), cpu, cuda or cuda:N"),
+    opt("--compile", "train.compile", bool, "torch.compile the model"),
+    opt("--bf16", "train.bf16", bool, "bf16 autocast on CUDA (always off on CPU)"),
+    opt("--embedding-dim", "model.embedding_dim", int, "model width D"),
+    opt("--attention-heads", "model.attention_heads", int, "heads of every attention layer"),
+    opt("--attention-layers", LAYERS, int, "sets nucleotide, ASV and sample layer counts at once"),
+    opt("--nucleotide-layers", "model.nucleotide_layers", int,
+        "transformer layers over the nucleotides of one ASV"),
+    opt("--asv-layers", "model.asv_layers", int, "transformer layers across a sample's ASVs"),
+    opt("--sample-layers", "model.sample_layers", int,
+        "transformer layers before pooling the sample embedding"),
+    opt("--dropout", "model.dropout", float, "dropout in every transformer block"),
+    opt("--gradient-checkpointing", "model.gradient_checkpointing", bool,
+        "recompute activations in the backward pass to save memory"),
+    opt("--token-limit", "data.token_limit", int, "most ASVs per sample fed to the model"),
+    opt("--max-bp", "data.max_bp", int, "nucleotides per ASV (0 = the longest ASV)"),
+    opt("--asv-sampling", "data.asv_sampling", str,
+        "which ASVs when a sample has more than --token-limit", ASV_SAMPLING),
+    opt("--num-workers", "data.num_workers", int, "DataLoader worker processes"),
+    opt("--val-fraction", "data.val_fraction", float,
+        "validation share when no sample lists are given (seeded split)"),
+]
+
+PRETRAIN_OPTIONS = TRAINING_OPTIONS + [
+    opt("--nucleotide-mask-rate", "nucleotide_mask_rate", float,
+        "fraction of nucleotides masked for the masked-nucleotide loss (training only)"),
+    opt("--nucleotide-loss-weight", "nucleotide_loss_weight", float,
+        "weight of the masked-nucleotide loss added to the UniFrac loss"),
+]
+
+
+def add_options(parser: argparse.ArgumentParser, options: Sequence[Option], defaults: Any,
+                title: str = "settings (override --config)") -> None:
+    """Add one flag per option; help shows the default taken from the config ``defaults``."""
+    group = parser.add_argument_group(title)
+    flat = _flatten(to_dict(defaults))
+    for o in options:
+        shown = flat.get(o.fields[0])
+        text = f"{o.help} (default: {shown})" if o.help else None
+        if o.type is bool:
+            group.add_argument(o.flag, dest=o.dest, action=argparse.BooleanOptionalAction,
+                               default=None, help=text)
+        else:
+            group.add_argument(o.flag, dest=o.dest, type=o.type, default=None, help=text,
+                               choices=o.choices, metavar=o.dest.upper())
+
+
+def overrides_from_args(args: argparse.Namespace, options: Sequence[Option]) -> dict:
+    """Nested dict of the flags that were given (later rows win over earlier ones)."""
+    out: dict = {}
+    for o in options:
+        value = getattr(args, o.dest, None)
+        if value is None:
+            continue
+        for path in o.fields:
+            node = out
+            *parents, leaf = path.split(".")
+            for key in parents:
+                node = node.setdefault(key, {})
+            node[leaf] = value
+    return out
+
+
+def build_config(cls, args: argparse.Namespace, options: Sequence[Option],
+                 config_path: str | None = None):
+    """``cls`` defaults, then the YAML file, then the given flags; validated by ``cls``."""
+    base = load_yaml(cls, config_path) if config_path else cls()
+    return merge(base, overrides_from_args(args, options))
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

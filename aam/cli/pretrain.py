@@ -1,0 +1,52 @@
+"""``aam pretrain``: self-supervised pretraining of the encoder on UniFrac + masked nucleotides."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from aam.cli.common import add_common_flags, run
+from aam.cli.options import PRETRAIN_OPTIONS, add_options, build_config
+from aam.config import PretrainConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aam pretrain",
+        description="Pretrain the nucleotide -> ASV -> sample encoder: predicted distances "
+                    "between sample embeddings are fitted to unweighted UniFrac for every pair "
+                    "of samples in a batch, plus a masked-nucleotide loss. Writes "
+                    "DIR/{encoder.pt, metrics.json, config.resolved.yaml, train_samples.txt, "
+                    "val_samples.txt, checkpoints/{best,last}.pt, tensorboard/}. "
+                    "The batch size is per process and must be even and >= 2.")
+    parser.add_argument("--data-dir", required=True, type=Path,
+                        help="folder written by aam prepare (needs unifrac.h5: prepare with "
+                             "--tree or --unifrac-matrix)")
+    parser.add_argument("--train-samples", type=Path, default=None,
+                        help="training sample IDs, one a line (with --val-samples); without "
+                             "both, the samples are split with --val-fraction and --seed")
+    parser.add_argument("--val-samples", type=Path, default=None,
+                        help="validation sample IDs, one a line")
+    parser.add_argument("--output-dir", required=True, type=Path, help="folder for the outputs")
+    parser.add_argument("--config", default=None,
+                        help="YAML of PretrainConfig (data/model/train sections); flags win")
+    parser.add_argument("--resume-from", type=Path, default=None,
+                        help="continue an interrupted run from its checkpoints/last.pt "
+                             "(same settings; restores optimizer, schedule, epoch and RNG)")
+    add_options(parser, PRETRAIN_OPTIONS, PretrainConfig())
+    add_common_flags(parser)
+    return parser
+
+
+def _body(args: argparse.Namespace) -> int:
+    from aam.training.pretrain import PretrainPaths, run_pretrain
+
+    cfg = build_config(PretrainConfig, args, PRETRAIN_OPTIONS, args.config)
+    paths = PretrainPaths(args.data_dir, args.output_dir, args.train_samples, args.val_samples,
+                          args.resume_from)
+    run_pretrain(cfg, paths)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(_body, build_parser(), argv)
