@@ -22,10 +22,10 @@ KEPT = ["1234.10", "1234.20", "1234.3", "1234.4", "1234.50", "1234.7", "1234.100
 
 
 def config(tmp_path, **changes) -> PrepareConfig:
-    base = PrepareConfig(table=str(DATA / "tiny-table.biom"), metadata=str(DATA / "tiny-metadata.tsv"),
-                         target_column="ph", output_dir=str(tmp_path / "out"),
-                         tree=str(DATA / "tiny-tree.nwk"), categorical_columns=("body_site", "sex"),
-                         min_depth=10)
+    base = PrepareConfig(table=str(DATA / "tiny-table.biom"),
+                         metadata=str(DATA / "tiny-metadata.tsv"), target_column="ph",
+                         output_dir=str(tmp_path / "out"), tree=str(DATA / "tiny-tree.nwk"),
+                         categorical_columns=("body_site", "sex"), min_depth=10)
     return dataclasses.replace(base, **changes)
 
 

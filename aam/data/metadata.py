@@ -1,4 +1,4 @@
-"""Sample metadata TSV (QIIME 2 / Qiita style): ID column detection, missing values, target checks."""
+"""Sample metadata TSV (QIIME 2 / Qiita style): ID column, missing values, target checks."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from aam.errors import InputError, first_items
 #: '#', spaces, '-' and '_': id, sample_id, sample-id, #SampleID, #Sample ID, sample name,
 #: sample_name, feature-id, feature id, #OTU ID.
 ID_HEADERS = ("id", "sampleid", "samplename", "featureid", "otuid")
-ID_HEADER_EXAMPLES = "sample_id, sample-id, #SampleID, #Sample ID, id, sampleid, sample_name, feature-id"
+ID_HEADER_EXAMPLES = ("sample_id, sample-id, #SampleID, #Sample ID, id, sampleid, sample_name, "
+                      "feature-id")
 _MISSING = {"", "na", "n/a", "nan", "none", "null", "missing", "not applicable",
             "not provided", "not collected"}
 

@@ -126,7 +126,8 @@ def read_distance_matrix(path: str | Path) -> tuple[list[str], np.ndarray]:
         ids_path = next((p for p in (path.with_suffix(".ids.txt"), path.with_suffix(".txt"))
                          if p.is_file()), None)
         if ids_path is None:
-            raise FileNotFoundError(f"IDs file for {path} not found: {path.with_suffix('.ids.txt')}")
+            raise FileNotFoundError(
+                f"IDs file for {path} not found: {path.with_suffix('.ids.txt')}")
         ids = [line.strip() for line in ids_path.read_text().splitlines() if line.strip()]
         matrix = np.load(path, allow_pickle=False)
     elif path.suffix in (".h5", ".hdf5"):

@@ -42,7 +42,8 @@ def make_sequences(rng: np.random.Generator) -> list[str]:
 
 
 def make_counts(rng: np.random.Generator) -> np.ndarray:
-    counts = rng.poisson(20, size=(len(SAMPLE_IDS), N_ASVS)) * (rng.random((len(SAMPLE_IDS), N_ASVS)) < 0.6)
+    shape = (len(SAMPLE_IDS), N_ASVS)
+    counts = rng.poisson(20, size=shape) * (rng.random(shape) < 0.6)
     counts[SAMPLE_IDS.index(SHALLOW)] = 0
     counts[SAMPLE_IDS.index(SHALLOW), :5] = 1
     return counts.astype(float)  # [samples, asvs]
@@ -75,7 +76,8 @@ def write_metadata() -> None:
     del rows["1234.8"]  # table sample without metadata
     rows["1234.99"] = ["7.0", "25", "gut", "male"]  # metadata sample not in the table
     lines = ["\t".join(r) for r in [[sid] + vals for sid, vals in rows.items()]]
-    (HERE / "tiny-metadata.tsv").write_text("\n".join(["sample_id\t" + "\t".join(header)] + lines) + "\n")
+    plain = ["sample_id\t" + "\t".join(header)] + lines
+    (HERE / "tiny-metadata.tsv").write_text("\n".join(plain) + "\n")
     q2 = ["#SampleID\t" + "\t".join(header),
           "#q2:types\tnumeric\tnumeric\tcategorical\tcategorical"] + lines
     (HERE / "tiny-metadata-q2.tsv").write_text("\n".join(q2) + "\n")
@@ -104,8 +106,8 @@ def main() -> None:
     write_biom_hdf5(HERE / "tiny-table.biom", counts, seqs)
     table_json = Table(counts.T, observation_ids=hashes, sample_ids=SAMPLE_IDS)
     (HERE / "tiny-table-md5.json.biom").write_text(table_json.to_json("aam make_fixtures.py"))
-    (HERE / "tiny-table.json.biom").write_text(
-        Table(counts.T, observation_ids=seqs, sample_ids=SAMPLE_IDS).to_json("aam make_fixtures.py"))
+    table_seq = Table(counts.T, observation_ids=seqs, sample_ids=SAMPLE_IDS)
+    (HERE / "tiny-table.json.biom").write_text(table_seq.to_json("aam make_fixtures.py"))
     fasta = "".join(f">{h}\n{s[:60]}\n{s[60:]}\n" for h, s in zip(hashes, seqs))
     (HERE / "tiny-rep-seqs.fasta").write_text(fasta)
     write_qza(HERE / "tiny-rep-seqs.qza", "dna-sequences.fasta", fasta.encode(),
