@@ -179,7 +179,7 @@ def _abundances(cfg, design, clades, rng) -> tuple[np.ndarray, dict]:
     n, m, n_subj = cfg.n_samples, cfg.n_asvs, cfg.subjects
     subj = design["subject"]
     base = rng.normal(0.0, 1.5, m)  # log abundance profile
-    prevalence = np.clip(rng.beta(1.0, 1.8, m), 0.03, 0.95)
+    prevalence = np.clip(rng.beta(1.3, 1.8, m), 0.03, 0.95)
     logit_prev = np.log(prevalence / (1 - prevalence))
     subject_presence = rng.normal(0.0, 1.5, (n_subj, m))
     present = rng.random((n, m)) < 1 / (1 + np.exp(-(logit_prev + subject_presence[subj])))
