@@ -1,7 +1,8 @@
 """Train/validation/test splits of samples: holdout or k-fold; random, stratified or grouped.
 
-``split_samples`` is pure (seeded); ``write_splits`` writes ``fold~{k}/{train,val,test}_samples.txt``
-and ``splits.json``, which every model and the random-forest baseline read.
+``split_samples`` is pure (seeded); ``write_splits`` writes
+``fold~{k}/{train,val,test}_samples.txt`` and ``splits.json``, which every model and the
+random-forest baseline read.
 """
 
 from __future__ import annotations
@@ -103,6 +104,9 @@ def split_samples(sample_ids: Sequence[str], cfg: SplitConfig, groups: Optional[
         dup = pd.Index(ids)[pd.Index(ids).duplicated()].unique()
         raise InputError(f"{first_items(dup)} sample IDs appear more than once. Keep one row "
                          "per sample before splitting.")
+    for name, labels in (("groups", groups), ("strata", strata)):
+        if labels is not None and len(labels) != len(ids):
+            raise ValueError(f"{name} has {len(labels)} labels for {len(ids)} samples")
     if groups is not None and strata is not None:
         raise InputError("Splits can be grouped or stratified, not both. Pass groups or strata.")
     labels = np.asarray(groups if groups is not None else ids, dtype=str)
@@ -238,7 +242,10 @@ def split_metadata(metadata: pd.DataFrame, cfg: SplitConfig,
 
 
 def write_splits(folds: list[Fold], cfg: SplitConfig, output_dir: str | Path) -> Path:
-    """Write ``fold~{k}/{train,val,test}_samples.txt`` and ``splits.json``; returns the JSON path."""
+    """Write ``fold~{k}/{train,val,test}_samples.txt`` and ``splits.json`` atomically.
+
+    Returns the path of ``splits.json`` (config, kind, per-fold side sizes, ``test_is_val``).
+    """
     out = Path(output_dir)
     for k, fold in enumerate(folds):
         for side in SIDES:
