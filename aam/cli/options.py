@@ -11,7 +11,8 @@ import argparse
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from aam.config import ASV_SAMPLING, load_yaml, merge, to_dict
+from aam.config import (ASV_SAMPLING, REGRESSION_LOSSES, TARGET_TRANSFORMS, TASKS, load_yaml,
+                        merge, to_dict)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,48 @@ PRETRAIN_OPTIONS = TRAINING_OPTIONS + [
         "weight of the masked-nucleotide loss added to the UniFrac loss"),
 ]
 
+
+FINETUNE_OPTIONS = TRAINING_OPTIONS + [
+    opt("--metadata-column", "target_column", str,
+        "target column (default: the one aam prepare recorded in prepare.json)"),
+    opt("--task", "task", str, "regression or classification (default: from prepare.json)",
+        TASKS),
+    opt("--loss", "loss", str, "regression loss (classification: cross-entropy)",
+        REGRESSION_LOSSES),
+    opt("--class-weights", "class_weights", bool, "inverse-frequency class weights"),
+    opt("--freeze-base", "freeze_base", bool,
+        "keep the encoder's weights fixed (eval mode: no dropout, deterministic outputs)"),
+    opt("--count-prediction", "count_prediction", bool,
+        "count head predicting each ASV's relative abundance (--no-count-prediction: not built)"),
+    opt("--count-penalty", "count_penalty", float, "weight of the count loss"),
+    opt("--target-layers", "target_layers", int, "transformer layers of the target encoder"),
+    opt("--categorical-columns", "data.categorical_columns", str,
+        "comma-separated metadata columns fused into the model (default: prepare.json's)"),
+    opt("--categorical-fusion", "fusion.name", str,
+        "how categories are fused; see --categorical-help"),
+    opt("--category-dim", "fusion.category_dim", int,
+        "embedding size per categorical column (0 = embedding dim)"),
+    opt("--cross-attn-heads", "fusion.cross_attn_heads", int,
+        "heads of cross-attention/perceiver fusion; must divide the embedding dim"),
+    opt("--perceiver-num-latents", "fusion.perceiver_num_latents", int,
+        "learned latents of perceiver fusion"),
+    opt("--perceiver-num-layers", "fusion.perceiver_num_layers", int,
+        "self-attention layers over the perceiver latents"),
+    opt("--conditional-output-scaling", "fusion.conditional_output_scaling", str,
+        "categorical column with a learned per-category scale and shift of the prediction"),
+    opt("--categorical-lr", "categorical_lr", float,
+        "learning rate of category embeddings, fusion and output scaling (default: --lr)"),
+    opt("--target-transform", "data.target_transform", str,
+        "transform of regression targets, fitted on training samples", TARGET_TRANSFORMS),
+    opt("--normalize-by", "data.normalize_by", str,
+        "comma-separated columns whose groups get their own mean/sd (zscore-category)"),
+    opt("--val-prediction-passes", "val_prediction_passes", int,
+        "average this many random ASV draws per validation sample (needs --asv-sampling random)"),
+    opt("--nucleotide-loss-weight", "nucleotide_loss_weight", float,
+        "keep the masked-nucleotide loss while the encoder trains (0 = off)"),
+    opt("--nucleotide-mask-rate", "nucleotide_mask_rate", float,
+        "fraction of nucleotides masked for that loss (training only)"),
+]
 
 def add_options(parser: argparse.ArgumentParser, options: Sequence[Option], defaults: Any,
                 title: str = "settings (override --config)") -> None:

@@ -62,6 +62,12 @@ class Fusion(nn.Module):
         raise NotImplementedError
 
 
+def check_fusion_name(name: str) -> None:
+    """Raise InputError for a name that is not in ``FUSIONS`` (listing the known ones)."""
+    if name not in FUSIONS:
+        raise InputError(f"Unknown fusion '{name}'. Choose one of: {', '.join(sorted(FUSIONS))}.")
+
+
 def build_fusion(cfg: FusionConfig, dim: int) -> Fusion:
     """Build the strategy named ``cfg.name``.
 
@@ -70,10 +76,7 @@ def build_fusion(cfg: FusionConfig, dim: int) -> Fusion:
     InputError
         For an unknown name (listing the known ones) or settings the strategy cannot use.
     """
-    if cfg.name not in FUSIONS:
-        raise InputError(
-            f"Unknown fusion '{cfg.name}'. Choose one of: {', '.join(sorted(FUSIONS))}."
-        )
+    check_fusion_name(cfg.name)
     return FUSIONS[cfg.name](cfg, dim)
 
 

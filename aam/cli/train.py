@@ -1,0 +1,86 @@
+"""``aam train``: fine-tune on a sample target with categorical fusion."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from aam.cli.categorical_help import CATEGORICAL_HELP
+from aam.cli.common import add_common_flags, run
+from aam.cli.options import FINETUNE_OPTIONS, add_options, build_config
+from aam.config import FinetuneConfig
+
+log = logging.getLogger("aam.train")
+
+
+class _HelpAction(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.exit(0, CATEGORICAL_HELP)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aam train",
+        description="Fine-tune the encoder + target head on a metadata column, with categorical "
+                    "fusion. Writes DIR/{model.pt, val_predictions.tsv, metrics.json, "
+                    "train_samples.txt, val_samples.txt, config.resolved.yaml, "
+                    "checkpoints/{best,last}.pt, tensorboard/}.")
+    parser.add_argument("--categorical-help", nargs=0, action=_HelpAction,
+                        help="print how to choose a categorical fusion and exit")
+    parser.add_argument("--data-dir", required=True, type=Path, help="folder of aam prepare")
+    parser.add_argument("--output-dir", required=True, type=Path, help="folder for the outputs")
+    parser.add_argument("--train-samples", type=Path, help="training sample IDs, one a line")
+    parser.add_argument("--val-samples", type=Path, help="validation sample IDs, one a line")
+    parser.add_argument("--pretrained-encoder", type=Path,
+                        help="encoder.pt of aam pretrain; its model sizes override the flags")
+    parser.add_argument("--resume-from", type=Path,
+                        help="checkpoint of an interrupted run (checkpoints/last.pt)")
+    parser.add_argument("--fold", help="fold label recorded in metrics.json")
+    parser.add_argument("--config", help="YAML of FinetuneConfig; flags win")
+    add_options(parser, FINETUNE_OPTIONS, FinetuneConfig())
+    add_common_flags(parser)
+    return parser
+
+
+def _fill_from_prepared(args: argparse.Namespace) -> None:
+    """Default target column, task and categorical columns from prepare.json."""
+    path = args.data_dir / "prepare.json"
+    if args.config or not path.is_file():
+        return
+    info = json.loads(path.read_text(encoding="utf-8"))
+    same_target = args.metadata_column in (None, info.get("target_column"))
+    if args.metadata_column is None:
+        args.metadata_column = info.get("target_column")
+    if args.task is None and same_target:
+        args.task = info.get("task")
+    if args.categorical_columns is None and info.get("categorical_columns"):
+        args.categorical_columns = ",".join(info["categorical_columns"])
+
+
+def _warn_ignored(args: argparse.Namespace, cfg: FinetuneConfig) -> None:
+    if args.categorical_fusion is not None and not cfg.data.categorical_columns:
+        log.warning("--categorical-fusion %s is ignored: no --categorical-columns",
+                    args.categorical_fusion)
+    if args.count_penalty is not None and not cfg.count_prediction:
+        log.warning("--count-penalty is ignored with --no-count-prediction")
+
+
+def _body(args: argparse.Namespace) -> int:
+    from aam.models.fusion import check_fusion_name
+    from aam.training.finetune import FinetunePaths, run_finetune
+
+    _fill_from_prepared(args)
+    cfg = build_config(FinetuneConfig, args, FINETUNE_OPTIONS, args.config)
+    if cfg.data.categorical_columns:
+        check_fusion_name(cfg.fusion.name)
+    _warn_ignored(args, cfg)
+    paths = FinetunePaths(args.data_dir, args.output_dir, args.train_samples, args.val_samples,
+                          args.pretrained_encoder, args.resume_from, args.fold)
+    run_finetune(cfg, paths)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(_body, build_parser(), argv)

@@ -1,0 +1,40 @@
+"""Tiny simulated + prepared folders and a tiny fine-tuning config, shared by the fine-tuning tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aam.cli.__main__ import main as aam_main
+from aam.config import DataConfig, FinetuneConfig, FusionConfig, ModelConfig, TrainConfig
+
+
+def make_prepared(root: Path, task: str = "regression", samples: int = 32) -> Path:
+    """Simulate ``samples`` samples x 40 ASVs and prepare them; returns the prepared folder."""
+    sim, prepared = root / "sim", root / f"prepared-{task}"
+    if not (sim / "table.biom").exists():
+        assert aam_main(["simulate", "--output-dir", str(sim), "--samples", str(samples),
+                         "--asvs", "40", "--seq-length", "100", "--subjects", "8"]) == 0
+    column, cats = ("target", "category,batch") if task == "regression" else ("category", "batch")
+    assert aam_main(["prepare", "--table", str(sim / "table.biom"), "--metadata",
+                     str(sim / "metadata.tsv"), "--metadata-column", column, "--task", task,
+                     "--categorical-columns", cats, "--output-dir", str(prepared)]) == 0
+    return prepared
+
+
+def tiny_finetune_cfg(fusion: str = "concat", columns=("category",), epochs: int = 2,
+                      task: str = "regression", **kw) -> FinetuneConfig:
+    """d=16, 1 layer, 2 heads; at most 16 ASVs per sample; CPU."""
+    data_kw = {k: kw.pop(k) for k in list(kw) if k in DataConfig.__dataclass_fields__}
+    fusion_kw = {k: kw.pop(k) for k in list(kw) if k in FusionConfig.__dataclass_fields__}
+    train_kw = {k: kw.pop(k) for k in list(kw) if k in TrainConfig.__dataclass_fields__}
+    data = DataConfig(**{"token_limit": 16, "batch_size": 8,
+                         "categorical_columns": tuple(columns), **data_kw})
+    model = ModelConfig(embedding_dim=16, attention_heads=2, nucleotide_layers=1, asv_layers=1,
+                        sample_layers=1, ff_mult=2, dropout=0.0)
+    train = TrainConfig(**{"epochs": epochs, "lr": 3e-3, "device": "cpu", "seed": 0,
+                           "warmup_fraction": 0.0, **train_kw})
+    fusion_cfg = FusionConfig(name=fusion, cross_attn_heads=2, perceiver_num_latents=4,
+                              perceiver_num_layers=1, **fusion_kw)
+    target = "target" if task == "regression" else "category"
+    return FinetuneConfig(data=data, model=model, fusion=fusion_cfg, train=train, task=task,
+                          target_column=target, **kw)

@@ -1,0 +1,186 @@
+"""run_finetune end to end on tiny simulated data: outputs, reload, classification, passes,
+frozen-base learning, pretrained encoder, resume semantics, parameter groups."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from aam.config import PretrainConfig, replace, to_dict
+from aam.data.prepared import read_sample_list
+from aam.errors import InputError
+from aam.models.predictor import Predictor
+from aam.models.pretrain import PretrainModel
+from aam.training.checkpoint import load_checkpoint, make_payload, save_checkpoint
+from aam.training.finetune import (FinetunePaths, parameter_groups, predictor_from_checkpoint,
+                                   run_finetune)
+from finetune_fixtures import make_prepared, tiny_finetune_cfg
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    return make_prepared(tmp_path_factory.mktemp("ft"))
+
+
+@pytest.fixture(scope="module")
+def trained(prepared, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    cfg = tiny_finetune_cfg("gmu", columns=("category", "batch"), target_transform="zscore")
+    metrics = run_finetune(cfg, FinetunePaths(prepared, out, fold="0"))
+    return out, metrics
+
+
+def test_outputs_follow_the_file_contracts(trained, prepared):
+    out, metrics = trained
+    train, val = read_sample_list(out / "train_samples.txt"), read_sample_list(out / "val_samples.txt")
+    assert len(train) + len(val) == 32 and not set(train) & set(val)
+    table = pd.read_csv(out / "val_predictions.tsv", sep="\t", dtype={"sample_id": str})
+    assert list(table.columns) == ["sample_id", "prediction", "actual"]
+    assert sorted(table["sample_id"]) == sorted(val)
+    meta = pd.read_csv(prepared / "metadata.tsv", sep="\t", dtype=str, index_col=0)
+    np.testing.assert_allclose(table["actual"], meta.loc[table["sample_id"], "target"].astype(float))
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["task"] == "regression" and saved["n"] == len(val)
+    assert {"r2", "mae", "rmse", "seed", "fold", "wall_time_s", "config"} <= set(saved)
+    assert saved["fold"] == "0" and saved["config"]["fusion"]["name"] == "gmu"
+    for name in ("checkpoints/best.pt", "checkpoints/last.pt", "model.pt", "config.resolved.yaml"):
+        assert (out / name).is_file()
+    assert any((out / "tensorboard").iterdir())
+
+
+def test_model_pt_carries_what_predict_needs_and_reloads_identically(trained):
+    out, _ = trained
+    payload = load_checkpoint(out / "model.pt", "predictor")
+    assert payload["target_transform"]["name"] == "zscore"
+    assert set(payload["categorical_vocab"]) == {"category", "batch"}
+    assert payload["config"]["fusion"]["cardinalities"] == [
+        len(payload["categorical_vocab"]["category"]) + 1,
+        len(payload["categorical_vocab"]["batch"]) + 1]
+    model_a, model_b = predictor_from_checkpoint(payload), predictor_from_checkpoint(payload)
+    for (_, a), (_, b) in zip(model_a.state_dict().items(), model_b.state_dict().items()):
+        assert torch.equal(a, b)
+    best = load_checkpoint(out / "checkpoints" / "best.pt", "predictor")
+    assert all(torch.equal(v, payload["model_state"][k]) for k, v in best["model_state"].items())
+
+
+def test_checkpoint_reload_gives_identical_predictions(prepared, tmp_path):
+    cfg = tiny_finetune_cfg("perceiver", epochs=1)
+    run_finetune(cfg, FinetunePaths(prepared, tmp_path))
+    first = pd.read_csv(tmp_path / "val_predictions.tsv", sep="\t")
+    # resuming at the last epoch trains nothing and re-evaluates the reloaded best model
+    run_finetune(cfg, FinetunePaths(prepared, tmp_path / "again",
+                                    resume_from=tmp_path / "checkpoints" / "last.pt"))
+    again = pd.read_csv(tmp_path / "again" / "val_predictions.tsv", sep="\t")
+    np.testing.assert_allclose(first["prediction"], again["prediction"], rtol=1e-5)
+
+
+def test_classification_path(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cls")
+    prepared = make_prepared(root, task="classification")
+    out = root / "out"
+    cfg = tiny_finetune_cfg("concat", columns=("batch",), task="classification",
+                            class_weights=True, epochs=1)
+    metrics = run_finetune(cfg, FinetunePaths(prepared, out))
+    classes = load_checkpoint(out / "model.pt", "predictor")["classes"]
+    assert len(classes) >= 2
+    table = pd.read_csv(out / "val_predictions.tsv", sep="\t", dtype=str)
+    assert [c for c in table.columns if c.startswith("prob_")] == [f"prob_{c}" for c in classes]
+    probs = table[[f"prob_{c}" for c in classes]].astype(float).to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-6)
+    assert set(table["prediction"]) <= set(classes)
+    assert {"accuracy", "balanced_accuracy", "f1_macro", "auc"} <= set(metrics)
+
+
+def test_val_prediction_passes_average_random_draws(prepared, tmp_path):
+    cfg = tiny_finetune_cfg("add", epochs=1, asv_sampling="random", token_limit=4,
+                            val_prediction_passes=3)
+    run_finetune(cfg, FinetunePaths(prepared, tmp_path))
+    table = pd.read_csv(tmp_path / "val_predictions.tsv", sep="\t")
+    assert (table["n_passes"] == 3).all()
+    assert (table["std"] > 0).any()
+
+
+def test_val_prediction_passes_without_random_sampling_warns(prepared, tmp_path, caplog):
+    cfg = tiny_finetune_cfg("add", epochs=1, val_prediction_passes=3)
+    with caplog.at_level(logging.WARNING):
+        run_finetune(cfg, FinetunePaths(prepared, tmp_path))
+    assert "--val-prediction-passes 3 does nothing with --asv-sampling first" in caplog.text
+    assert "std" not in pd.read_csv(tmp_path / "val_predictions.tsv", sep="\t").columns
+
+
+def test_frozen_cross_attention_with_category_normalisation_learns(prepared, tmp_path):
+    cfg = tiny_finetune_cfg("cross-attention", epochs=6, freeze_base=True,
+                            asv_sampling="random", target_transform="zscore-category",
+                            normalize_by=("category",), conditional_output_scaling="category",
+                            lr=1e-2, count_prediction=False)
+    run_finetune(cfg, FinetunePaths(prepared, tmp_path))
+    history = load_checkpoint(tmp_path / "checkpoints" / "last.pt", "predictor")
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["r2"] > 0.0  # better than predicting the mean on validation
+    assert history["best_epoch"] > 1  # validation improved after the first epoch
+
+
+def test_parameter_groups_split_categorical_parameters(prepared):
+    cfg = replace(tiny_finetune_cfg("gmu", freeze_base=True, categorical_lr=0.05),
+                  fusion=replace(tiny_finetune_cfg().fusion, name="gmu", cardinalities=(3,)))
+    cfg = replace(cfg, model=replace(cfg.model, max_bp=100))
+    model = Predictor(cfg)
+    base, cat = parameter_groups(model, cfg)
+    assert (base["name"], base["lr"], cat["name"], cat["lr"]) == ("base", 3e-3, "categorical", 0.05)
+    cat_ids = {id(p) for p in cat["params"]}
+    assert cat_ids == {id(p) for m in (model.category_embeddings, model.fusion) for p in m.parameters()}
+    assert not {id(p) for p in model.encoder.parameters()} & {id(p) for p in base["params"]}
+
+
+def test_pretrained_encoder_sizes_override_and_frozen_weights_stay(prepared, tmp_path, caplog):
+    pre_cfg = PretrainConfig(model=replace(tiny_finetune_cfg().model, embedding_dim=8,
+                                           max_bp=100))
+    pre = PretrainModel(pre_cfg)
+    path = tmp_path / "encoder.pt"
+    save_checkpoint(path, make_payload("encoder", to_dict(pre_cfg), pre.state_dict()))
+    cfg = tiny_finetune_cfg("concat", epochs=1, freeze_base=True)
+    with caplog.at_level(logging.INFO):
+        run_finetune(cfg, FinetunePaths(prepared, tmp_path / "out", pretrained_encoder=path))
+    assert "override the given ones" in caplog.text
+    state = load_checkpoint(tmp_path / "out" / "model.pt", "predictor")["model_state"]
+    for key, value in pre.encoder.state_dict().items():
+        assert torch.equal(state[f"encoder.{key}"], value)
+
+
+def test_resume_with_new_lr_and_output_dir(prepared, tmp_path, caplog):
+    cfg = tiny_finetune_cfg("concat", epochs=1)
+    run_finetune(cfg, FinetunePaths(prepared, tmp_path / "a"))
+    new = replace(cfg, train=replace(cfg.train, epochs=2, lr=1e-4))
+    with caplog.at_level(logging.INFO):
+        run_finetune(new, FinetunePaths(prepared, tmp_path / "b",
+                                        resume_from=tmp_path / "a" / "checkpoints" / "last.pt"))
+    assert caplog.text.count("learning rate overridden on resume") == 1
+    last = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt", "predictor")
+    assert last["epoch"] == 2
+    assert {g["initial_lr"] for g in last["optimizer_state"]["param_groups"]} == {1e-4}
+    for name in ("checkpoints/best.pt", "val_predictions.tsv", "metrics.json", "model.pt"):
+        assert (tmp_path / "b" / name).is_file()
+
+
+def test_resume_writes_checkpoints_to_new_dir_immediately(prepared, tmp_path):
+    cfg = tiny_finetune_cfg("concat", epochs=1)
+    run_finetune(cfg, FinetunePaths(prepared, tmp_path / "a"))
+    run_finetune(cfg, FinetunePaths(prepared, tmp_path / "b",
+                                    resume_from=tmp_path / "a" / "checkpoints" / "last.pt"))
+    # no epoch ran (already at 1 of 1), yet NEW holds checkpoints and the best predictions
+    assert (tmp_path / "b" / "checkpoints" / "last.pt").is_file()
+    assert (tmp_path / "b" / "checkpoints" / "best.pt").is_file()
+    assert (tmp_path / "b" / "val_predictions.tsv").is_file()
+
+
+def test_overlapping_sample_lists_are_rejected(prepared, tmp_path):
+    (tmp_path / "t.txt").write_text("S001\nS002\n")
+    (tmp_path / "v.txt").write_text("S002\n")
+    with pytest.raises(InputError, match=r"1 \(first 1: S002\) samples are in both"):
+        run_finetune(tiny_finetune_cfg(), FinetunePaths(prepared, tmp_path / "o",
+                                                        tmp_path / "t.txt", tmp_path / "v.txt"))
