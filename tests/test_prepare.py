@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import json
 from pathlib import Path
 
@@ -166,3 +167,11 @@ def test_cli_tree_and_matrix_are_exclusive(capsys):
         main(["--table", "t", "--metadata", "m", "--metadata-column", "c", "--output-dir", "o",
               "--tree", "a.nwk", "--unifrac-matrix", "d.npy"])
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_outputs_are_readable_like_plain_files(tmp_path):
+    prepare(config(tmp_path))
+    mask = os.umask(0)
+    os.umask(mask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "out").iterdir()}
+    assert set(modes.values()) == {0o666 & ~mask}

@@ -34,9 +34,10 @@ def test_missing_table_names_the_path(tmp_path):
         read_table(tmp_path / "nope.biom")
 
 
-def test_text_file_is_not_a_table():
-    with pytest.raises(InputError, match="is not a BIOM table or QIIME 2 .qza artifact"):
-        read_table(DATA / "tiny-rep-seqs.fasta")
+@pytest.mark.parametrize("name", ["tiny-rep-seqs.fasta", "tiny-metadata.tsv", "tiny-tree.nwk"])
+def test_other_files_are_not_a_table(name):
+    with pytest.raises(InputError, match=f"{name} is not a BIOM table or QIIME 2 .qza artifact"):
+        read_table(DATA / name)
 
 
 def test_qza_of_another_type_is_rejected():

@@ -55,6 +55,10 @@ def read_table(path: str | Path) -> FeatureTable:
             table = _load_biom(inner, path)
     else:
         table = _load_biom(path, path)
+    if 0 in table.shape:
+        raise InputError(f"{path} is not a BIOM table or QIIME 2 .qza artifact with counts: it "
+                         f"reads as {table.shape[1]} samples x {table.shape[0]} features. Pass a "
+                         "non-empty BIOM 2.1 table or FeatureTable .qza.")
     counts = sp.csr_matrix(table.matrix_data.T, dtype=np.float64)
     sample_ids = [str(x) for x in table.ids(axis="sample")]
     feature_ids = [str(x) for x in table.ids(axis="observation")]
