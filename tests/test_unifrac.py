@@ -103,3 +103,16 @@ def test_matrix_ids_that_disagree_with_the_shape(tmp_path):
     (tmp_path / "d.ids.txt").write_text("a\nb\n")
     with pytest.raises(InputError, match=r"shape \(3, 3\) does not match its 2 IDs"):
         read_distance_matrix(tmp_path / "d.npy")
+
+
+def test_tree_from_phylogeny_qza(tmp_path):
+    import zipfile
+
+    newick = (DATA / "tiny-tree.nwk").read_text()
+    with zipfile.ZipFile(tmp_path / "tree.qza", "w") as archive:
+        archive.writestr("abc/metadata.yaml", "uuid: abc\ntype: Phylogeny[Rooted]\n")
+        archive.writestr("abc/data/tree.nwk", newick)
+    from_qza = read_tree(tmp_path / "tree.qza")
+    assert from_qza.compare_rfd(TreeNode.read(io.StringIO(newick))) == 0
+    assert sorted(t.name for t in from_qza.tips()) == sorted(
+        t.name for t in read_tree(DATA / "tiny-tree.nwk").tips())

@@ -40,7 +40,7 @@ class PrepareConfig:
     tree: str | None = None
     unifrac_matrix: str | None = None
     categorical_columns: tuple[str, ...] = ()
-    min_depth: int = 0  # samples with fewer reads are dropped; 0 drops only empty samples
+    min_depth: int = 0  # fewer reads (in usable ASVs) -> sample dropped; 0 drops only empty ones
     rarefy_depth: int | None = None  # subsample every sample to this many reads (seeded)
     seed: int = 0
     max_ambiguous_fraction: float = 0.01  # features with more non-ACGT bases are dropped
