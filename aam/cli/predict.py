@@ -1,0 +1,72 @@
+"""``aam predict``: predict the target of prepared samples with a model.pt from ``aam train``.
+
+Writes ``predictions.tsv`` (original target scale) and, when the samples' target is known, a
+``metrics.json`` beside it (``predict_metrics.json`` when writing into the training run's folder,
+whose ``metrics.json`` belongs to ``aam train``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from aam.cli.common import add_common_flags, run
+from aam.config import ASV_SAMPLING
+from aam.inference import PredictConfig, PredictPaths, run_predict
+
+log = logging.getLogger("aam")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aam predict", description=__doc__)
+    parser.add_argument("--model", required=True, type=Path,
+                        help="model.pt written by aam train (not a pretraining encoder.pt)")
+    parser.add_argument("--data-dir", required=True, type=Path,
+                        help="folder written by aam prepare (table, metadata)")
+    parser.add_argument("--samples", type=Path,
+                        help="sample list, one ID a line (default: every prepared sample)")
+    parser.add_argument("--output", required=True, type=Path, help="predictions.tsv to write")
+    parser.add_argument("--metadata", type=Path,
+                        help="read categorical columns and the actual target from this TSV "
+                             "instead of the prepared metadata.tsv")
+    parser.add_argument("--metrics", type=Path,
+                        help="metrics.json to write (default: beside --output)")
+    parser.add_argument("--prediction-passes", type=int, default=1,
+                        help="passes averaged per sample, each with a fresh random ASV draw; "
+                             "needs --asv-sampling random (default 1)")
+    parser.add_argument("--asv-sampling", choices=ASV_SAMPLING,
+                        help="which ASVs when a sample has more than the token limit "
+                             "(default: the model's training setting)")
+    parser.add_argument("--batch-size", type=int,
+                        help="samples per batch (default: the model's training setting)")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda "
+                                                         "or cuda:N (default auto)")
+    parser.add_argument("--num-workers", type=int, default=0,
+                        help="DataLoader worker processes (default 0)")
+    parser.add_argument("--seed", type=int,
+                        help="seed of the random ASV draws; pass p uses seed + p "
+                             "(default: the model's training seed)")
+    parser.add_argument("--no-asv-cache", dest="cache_asvs", action="store_false",
+                        help="encode ASVs again in every batch and pass instead of reusing them")
+    add_common_flags(parser)
+    return parser
+
+
+def _body(args: argparse.Namespace) -> int:
+    cfg = PredictConfig(prediction_passes=args.prediction_passes, asv_sampling=args.asv_sampling,
+                        batch_size=args.batch_size, num_workers=args.num_workers,
+                        device=args.device, seed=args.seed, cache_asvs=args.cache_asvs)
+    paths = PredictPaths(model=args.model, data_dir=args.data_dir, output=args.output,
+                         samples=args.samples, metadata=args.metadata, metrics=args.metrics)
+    metrics = run_predict(cfg, paths)
+    if metrics is not None:
+        shown = {k: metrics[k] for k in ("r2", "mae", "rmse", "accuracy", "auc")
+                 if metrics.get(k) is not None}
+        log.info("%s on %d samples: %s", metrics["task"], metrics["n"],
+                 " ".join(f"{k}={v:.4g}" for k, v in shown.items()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(_body, build_parser(), argv)

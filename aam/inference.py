@@ -1,0 +1,346 @@
+"""``aam predict``: load a trained predictor, run batched (multi-pass) inference on prepared
+samples, and write ``predictions.tsv`` (original target scale) and ``metrics.json``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from aam.config import ASV_SAMPLING, FinetuneConfig, from_dict, to_dict
+from aam.data.categories import encode_categories, is_missing, metadata_column
+from aam.data.dataset import SampleDataset, make_loader
+from aam.data.metadata import read_metadata
+from aam.data.prepared import PreparedData, load_prepared, read_sample_list
+from aam.data.targets import group_keys, transform_from_dict
+from aam.errors import InputError, first_items
+from aam.metrics import classification_metrics, regression_metrics
+from aam.models.predictor import Predictor
+from aam.predictions import aggregate_passes, write_metrics, write_predictions
+from aam.training.checkpoint import load_checkpoint
+from aam.training.device import resolve_device
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """Settings of one prediction run; ``None`` takes the checkpoint's value."""
+
+    prediction_passes: int = 1  # passes averaged per sample (random ASV sampling only)
+    asv_sampling: Optional[str] = None  # first | abundance | random
+    batch_size: Optional[int] = None
+    num_workers: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    seed: Optional[int] = None  # pass p draws its random ASVs with seed + p
+    cache_asvs: bool = True  # encode each distinct ASV once per run (eval mode is deterministic)
+
+    def __post_init__(self) -> None:
+        if self.prediction_passes < 1:
+            raise InputError(f"--prediction-passes must be >= 1, got {self.prediction_passes}.")
+        if self.asv_sampling is not None and self.asv_sampling not in ASV_SAMPLING:
+            raise InputError(f"--asv-sampling must be one of {', '.join(ASV_SAMPLING)}; got "
+                             f"{self.asv_sampling!r}.")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise InputError(f"--batch-size must be >= 1, got {self.batch_size}.")
+        if self.num_workers < 0:
+            raise InputError(f"--num-workers must be >= 0, got {self.num_workers}.")
+
+
+@dataclass
+class Predictions:
+    """Original-scale predictions, one row per sample (input order).
+
+    ``prediction`` [N] (values or class labels), ``actual`` [N] (NaN when unknown), ``std`` [N]
+    across passes (None for one pass), ``proba`` [N, K] mean class probabilities.
+    """
+
+    sample_ids: list[str]
+    prediction: np.ndarray
+    actual: np.ndarray
+    n_passes: int
+    std: Optional[np.ndarray] = None
+    proba: Optional[np.ndarray] = None
+    classes: Optional[list[str]] = None
+
+    def metrics(self) -> Optional[dict]:
+        """``{"task", "n", <metrics>}`` over samples with a known actual; None if none has one."""
+        known = ~pd.isna(self.actual)
+        if not known.any():
+            return None
+        if self.classes:
+            values = classification_metrics(self.actual[known], self.proba[known], self.classes)
+            task = "classification"
+        else:
+            values = regression_metrics(self.actual[known].astype(np.float64),
+                                        self.prediction[known])
+            task = "regression"
+        return {"task": task, "n": int(known.sum()), **values}
+
+
+def load_predictor(path: str | Path) -> tuple[Predictor, dict]:
+    """Rebuild the trained :class:`Predictor` of a ``model.pt`` (strict load, eval mode, CPU).
+
+    Returns
+    -------
+    model : Predictor
+    payload : dict
+        The checkpoint (config, ``target_transform``, ``categorical_vocab``, ``classes``).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    InputError
+        For an encoder checkpoint, a corrupt file, or weights that do not fit the config.
+    """
+    payload = load_checkpoint(path)
+    if payload["kind"] != "predictor":
+        raise InputError(f"{path} is an {payload['kind']} checkpoint (aam pretrain writes "
+                         "encoder.pt); aam predict needs a trained model: pass the model.pt "
+                         "written by aam train.")
+    model = Predictor(from_dict(FinetuneConfig, payload["config"]))
+    try:
+        model.load_state_dict(payload["model_state"], strict=True)
+    except RuntimeError as err:
+        raise InputError(f"{path}: the weights do not fit the model config stored with them "
+                         f"({str(err).splitlines()[0]}). Re-run aam train.") from None
+    return model.eval(), payload
+
+
+def predict_samples(model: Predictor, payload: dict, data: PreparedData,
+                    sample_ids: Sequence[str], cfg: PredictConfig,
+                    metadata: Optional[pd.DataFrame] = None,
+                    source: str = "metadata.tsv") -> Predictions:
+    """Predict ``sample_ids`` of ``data`` (metadata from ``metadata``, else the prepared one).
+
+    Categories unseen in training map to the reserved index 0 (logged, naming them); with
+    ``cfg.prediction_passes`` > 1 and random ASV sampling, pass ``p`` draws ASVs with seed
+    ``cfg.seed + p`` and results are mean (probability) +- std over passes.
+
+    Raises
+    ------
+    InputError
+        For samples missing from the table or metadata, or missing categorical columns.
+    """
+    model_cfg: FinetuneConfig = model.cfg
+    meta = data.metadata if metadata is None else metadata
+    ids = [str(s) for s in sample_ids]
+    _check_rows(meta, ids, source)
+    data_cfg, passes, seed = _data_settings(model_cfg, cfg)
+    vocab = payload.get("categorical_vocab") or {}
+    cat_ids = None
+    if model_cfg.data.categorical_columns:
+        vocab = {c: vocab[c] for c in model_cfg.data.categorical_columns}
+        cat_ids = encode_categories(meta, vocab, ids)[0]  # warns naming unseen categories
+    dataset = SampleDataset(data, ids, data_cfg, cat_ids=cat_ids, seed=seed)
+    device = resolve_device(cfg.device)
+    raw = run_passes(model.to(device), dataset, passes, seed, cfg, device)  # [P, N, out_dim]
+    actual = _actual(model_cfg, payload, meta, ids, source)
+    classes = payload.get("classes")
+    if model_cfg.task == "classification":
+        probs = torch.softmax(torch.from_numpy(raw), dim=-1).numpy()  # [P, N, K]
+        proba, spread = aggregate_passes(probs)
+        best = proba.argmax(axis=1)
+        std = spread[np.arange(len(ids)), best] if passes > 1 else None
+        return Predictions(ids, np.asarray(classes)[best], actual, passes, std, proba,
+                           list(classes))
+    transform = transform_from_dict(payload["target_transform"])
+    groups = group_keys(meta, model_cfg.data.normalize_by, ids, source)
+    values = np.stack([transform.inverse(r[:, 0], groups) for r in raw])  # [P, N]
+    mean, std = aggregate_passes(values)
+    return Predictions(ids, mean, actual, passes, std if passes > 1 else None)
+
+
+def run_passes(model: Predictor, dataset: SampleDataset, passes: int, seed: int,
+               cfg: PredictConfig, device: torch.device) -> np.ndarray:
+    """Raw model outputs of every pass, float32 [P, N, out_dim] (model scale, dataset order)."""
+    batch_size = cfg.batch_size or model.cfg.data.batch_size
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
+                if device.type == "cuda" and model.cfg.train.bf16 else nullcontext())
+    cache = cached_asv_encoder(model, len(dataset.tokens)) if cfg.cache_asvs else nullcontext()
+    outputs = []
+    model.eval()
+    with torch.inference_mode(), autocast, cache as asv_cache:
+        for p in range(passes):
+            dataset.seed = seed + p  # a fresh, reproducible ASV draw per pass
+            loader = make_loader(dataset, batch_size, False, seed, num_workers=cfg.num_workers,
+                                 pin_memory=device.type == "cuda")
+            rows = []
+            for batch in tqdm(loader, desc=f"predict pass {p + 1}/{passes}", disable=None):
+                if asv_cache is not None:
+                    asv_cache.keys = batch.unique_asv_index
+                out = model(batch.to(device, non_blocking=True), mask_rate=0.0)
+                rows.append(out.prediction.float().cpu())
+            outputs.append(torch.cat(rows).numpy())
+    if asv_cache is not None and asv_cache.requested:
+        log.info("ASV encoder ran on %d distinct ASVs for %d batch-unique ASVs (%.0f%% reused)",
+                 asv_cache.encoded, asv_cache.requested,
+                 100.0 * (1 - asv_cache.encoded / asv_cache.requested))
+    return np.stack(outputs)
+
+
+class AsvEmbeddingCache(nn.Module):
+    """Stands in for ``encoder.nucleotide`` at inference: each distinct ASV (global index) is
+    encoded once per run, and its vector is reused by later batches and passes.
+
+    Set ``keys`` (LongTensor [U], the batch's ``unique_asv_index``) before each forward.
+    Returns ``(asv_vectors [U, D], None)``: no nucleotide states, so no masked-nucleotide head.
+    """
+
+    def __init__(self, nucleotide: nn.Module, n_asvs: int) -> None:
+        super().__init__()
+        self.inner = nucleotide
+        self.slot = torch.full((n_asvs,), -1, dtype=torch.long)  # global ASV index -> table row
+        self.table: Optional[Tensor] = None  # [capacity, D]; rows [0, encoded) are filled
+        self.keys: Optional[Tensor] = None
+        self.encoded = self.requested = 0
+
+    def forward(self, tokens: Tensor) -> tuple[Tensor, None]:
+        keys = self.keys.cpu()
+        new = self.slot[keys] < 0  # [U]
+        if new.any():
+            self._store(keys[new], self.inner(tokens[new.to(tokens.device)])[0])
+        self.requested += len(keys)
+        return self.table[self.slot[keys].to(self.table.device)], None
+
+    def _store(self, keys: Tensor, vectors: Tensor) -> None:
+        stop = self.encoded + len(keys)
+        if self.table is None or stop > len(self.table):
+            capacity = max(stop, 2 * (0 if self.table is None else len(self.table)), 256)
+            grown = vectors.new_empty(capacity, vectors.shape[-1])  # [capacity, D]
+            if self.table is not None:
+                grown[: self.encoded] = self.table[: self.encoded]
+            self.table = grown
+        self.table[self.encoded:stop] = vectors
+        self.slot[keys] = torch.arange(self.encoded, stop)
+        self.encoded = stop
+
+
+@contextmanager
+def cached_asv_encoder(model: Predictor, n_asvs: int):
+    """Swap an :class:`AsvEmbeddingCache` into ``model.encoder`` for the ``with`` block."""
+    original = model.encoder.nucleotide
+    model.encoder.nucleotide = AsvEmbeddingCache(original, n_asvs)
+    try:
+        yield model.encoder.nucleotide
+    finally:
+        model.encoder.nucleotide = original
+
+
+def _data_settings(model_cfg: FinetuneConfig, cfg: PredictConfig):
+    """(DataConfig, passes, seed): sampling and batch size overridden; single pass unless random."""
+    sampling = cfg.asv_sampling or model_cfg.data.asv_sampling
+    data_cfg = replace(model_cfg.data, asv_sampling=sampling, num_workers=cfg.num_workers,
+                       batch_size=cfg.batch_size or model_cfg.data.batch_size)
+    passes = cfg.prediction_passes
+    if passes > 1 and sampling != "random":
+        log.warning("--prediction-passes %d with --asv-sampling %s: every pass would see the "
+                    "same ASVs, so a single pass is run; use --asv-sampling random", passes,
+                    sampling)
+        passes = 1
+    seed = model_cfg.train.seed if cfg.seed is None else cfg.seed
+    return data_cfg, passes, seed
+
+
+def _check_rows(meta: pd.DataFrame, ids: list[str], source: str) -> None:
+    absent = pd.Index(ids).difference(meta.index.astype(str))
+    if len(absent):
+        raise InputError(f"{first_items(sorted(absent))} samples have no row in {source}. "
+                         "Add them to the metadata or leave them out of --samples.")
+
+
+def _actual(model_cfg: FinetuneConfig, payload: dict, meta: pd.DataFrame, ids: list[str],
+            source: str) -> np.ndarray:
+    """Original-scale target (or label) per sample; NaN where unknown or unparseable."""
+    column = model_cfg.target_column
+    if column not in meta.columns:
+        log.info("%s has no target column '%s': predictions have no actual values", source,
+                 column)
+        return np.full(len(ids), np.nan, dtype=object if payload.get("classes") else float)
+    raw = metadata_column(meta, column, ids, source)
+    known = ~is_missing(raw)
+    if model_cfg.task == "classification":
+        labels = raw.astype(object).where(known, np.nan).to_numpy()
+        new = sorted({str(v) for v in labels[known]} - set(payload.get("classes") or ()))
+        if new:
+            log.warning("%s: target '%s' has %s labels not seen in training; they count as "
+                        "wrong predictions", source, column, first_items(new))
+        return labels
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+    bad = known & ~np.isfinite(values)
+    if bad.any():
+        log.warning("%s: target '%s' is not a finite number for %s samples; their actual is "
+                    "left empty", source, column, first_items(np.asarray(ids)[bad]))
+    values[bad | ~known] = np.nan
+    return values
+
+
+@dataclass(frozen=True)
+class PredictPaths:
+    """Inputs and outputs of ``aam predict``; ``metrics`` None -> beside ``output``."""
+
+    model: Path
+    data_dir: Path
+    output: Path
+    samples: Optional[Path] = None
+    metadata: Optional[Path] = None
+    metrics: Optional[Path] = None
+
+
+def metrics_path(paths: PredictPaths) -> Path:
+    """``metrics.json`` beside the output, or ``predict_metrics.json`` when the output sits in
+    the training run's folder (whose ``metrics.json`` belongs to ``aam train``)."""
+    if paths.metrics is not None:
+        return Path(paths.metrics)
+    folder = Path(paths.output).resolve().parent
+    same = folder == Path(paths.model).resolve().parent
+    return folder / ("predict_metrics.json" if same else "metrics.json")
+
+
+def run_predict(cfg: PredictConfig, paths: PredictPaths) -> Optional[dict]:
+    """Predict and write ``predictions.tsv`` (+ metrics when actual values are known).
+
+    Returns
+    -------
+    dict or None
+        The metrics written, or None when no predicted sample has a known target.
+    """
+    start = time.perf_counter()
+    model, payload = load_predictor(paths.model)
+    data = load_prepared(paths.data_dir)
+    ids = data.sample_ids
+    if paths.samples is not None:
+        ids = read_sample_list(paths.samples)
+        data.subset(ids, source=str(paths.samples))
+    meta, source = data.metadata, str(Path(paths.data_dir) / "metadata.tsv")
+    if paths.metadata is not None:
+        meta, source = read_metadata(paths.metadata), str(paths.metadata)
+    result = predict_samples(model, payload, data, ids, cfg, meta, source)
+    write_predictions(paths.output, result.sample_ids, result.prediction, result.actual,
+                      std=result.std, n_passes=result.n_passes if result.std is not None else None,
+                      proba=result.proba, classes=result.classes)
+    log.info("wrote %d predictions to %s", len(ids), paths.output)
+    metrics = result.metrics()
+    if metrics is None:
+        log.info("no predicted sample has a known target: no metrics written")
+        return None
+    metrics.update({"n_passes": result.n_passes, "wall_time_s": time.perf_counter() - start,
+                    "model": str(paths.model), "samples": str(paths.samples or "all"),
+                    "seed": payload.get("seed"), "target": model.cfg.target_column,
+                    "config": {**to_dict(cfg), "metadata_column": model.cfg.target_column}})
+    write_metrics(metrics_path(paths), metrics)
+    return metrics
+
+
+__all__ = ["PredictConfig", "PredictPaths", "Predictions", "load_predictor", "predict_samples",
+           "run_passes", "run_predict", "AsvEmbeddingCache", "cached_asv_encoder"]
