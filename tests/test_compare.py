@@ -1,6 +1,7 @@
 """aam compare on fabricated results trees: table, verdicts, determinism, bad paths."""
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,8 +12,6 @@ from aam.errors import InputError
 from aam.predictions import write_metrics, write_predictions
 from aam.reports.compare import discover_runs, parse_run_path
 from aam.reports.summary import CompareConfig, write_report
-
-from pathlib import Path
 
 ABLATION = "fusion~cross-attention_freeze~true"
 

@@ -110,7 +110,7 @@ def _replicates(task: str, actual, scores) -> dict[str, np.ndarray]:
 
 
 def paired_bootstrap(pairs: list[PairedRun], task: str, n_bootstrap: int = 2000,
-                     seed: int = 0) -> dict[str, dict[str, float | None]]:
+                     seed: int | list[int] = 0) -> dict[str, dict[str, float | None]]:
     """Difference (model - RF) of every metric with a paired bootstrap 95% interval.
 
     Parameters
@@ -120,8 +120,8 @@ def paired_bootstrap(pairs: list[PairedRun], task: str, n_bootstrap: int = 2000,
     task : {"regression", "classification"}
     n_bootstrap : int
         Replicates; each averages the per-run differences.
-    seed : int
-        Seed of the resampling; the same inputs and seed give the same intervals.
+    seed : int or list of int
+        Seed of the resampling (``numpy.random.default_rng``); the same inputs and seed give the same intervals.
 
     Returns
     -------
