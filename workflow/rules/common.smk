@@ -77,9 +77,7 @@ PARAMSPACE = Paramspace(ABLATIONS, filename_params="*", single_wildcard="ablatio
 FOLDS = list(range(config["split"]["folds"])) if config["split"]["folds"] >= 2 else [0]
 SEEDS = config["seeds"]
 SIMULATED = not config["input"]["table"]
-AAM_ENV = (
-    "aam"  # conda environment created from environment.yml (used with --use-conda)
-)
+AAM_ENV = "../envs/aam.yaml"  # software of every rule, with --use-conda
 
 
 wildcard_constraints:

@@ -1,0 +1,264 @@
+"""The Snakemake workflow: lint, formatting, dry-runs under each profile, the sbatch line of a
+GPU job, which jobs rerun after a config change, and one real end-to-end run (slow)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+
+# Stands in for the `aam` executable in the rerun tests: it writes each command's output
+# files (per the design's file contracts) so Snakemake records a finished run in seconds.
+FAKE_AAM = textwrap.dedent(
+    """\
+    #!{python}
+    import sys
+    from pathlib import Path
+
+    command, args = sys.argv[1], sys.argv[2:]
+    value = lambda flag, default=None: args[args.index(flag) + 1] if flag in args else default
+    FILES = {{
+        "simulate": ["table.biom", "metadata.tsv", "tree.nwk"],
+        "prepare": ["table.biom", "metadata.tsv", "unifrac.h5", "prepare.json"],
+        "pretrain": ["encoder.pt", "metrics.json"],
+        "train": ["model.pt", "train_samples.txt", "val_samples.txt", "val_predictions.tsv",
+                  "metrics.json"],
+        "compare": ["comparison.tsv", "summary.md"],
+    }}
+    if command == "split":
+        names = [f"fold~{{k}}/{{side}}_samples.txt" for k in range(int(value("--folds", 1)))
+                 for side in ("train", "val", "test")]
+    elif command in ("predict", "rf-baseline"):
+        out = Path(value("--output"))
+        names = [out.name] + (["metrics.json"] if command == "rf-baseline" else [])
+    else:
+        names = FILES[command]
+    folder = out.parent if command in ("predict", "rf-baseline") else Path(value("--output-dir"))
+    for name in names:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("# verdict: fake run\\nfake line\\n" if name == "summary.md" else "x\\n")
+    """
+)
+
+
+def snakemake(*args, workdir: Path, path_prefix: Path | None = None):
+    """Run the venv's snakemake on our Snakefile in ``workdir``; its log is in ``.stdout``."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join(str(p) for p in (path_prefix, BIN) if p) + os.pathsep + env["PATH"]
+    cmd = [str(BIN / "snakemake"), "-s", str(SNAKEFILE), "-d", str(workdir), *map(str, args)]
+    return subprocess.run(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=600)
+
+
+def override(workdir: Path, name: str, text: str) -> str:
+    """Write a YAML config override (merged over config/config.yaml) and return its path."""
+    path = workdir / f"{name}.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """{rule: count} from the 'Job stats' table of a dry-run."""
+    stats = output.split("Job stats:")[1].split("total")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.MULTILINE)}
+
+
+def job_blocks(output: str, rule: str) -> list[str]:
+    """The dry-run text of every job of ``rule`` (header through shell command)."""
+    return [block for block in re.split(r"\n(?=\[.*\]\nrule )", output)
+            if re.search(rf"^rule {rule}:", block, re.MULTILINE)]
+
+
+def resources_of(block: str) -> dict[str, object]:
+    line = re.search(r"^\s*resources: (.*)$", block, re.MULTILINE)[1]
+    pairs = (item.split("=", 1) for item in line.split(", "))
+    return {key: int(val) if val.isdigit() else val for key, val in pairs}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A working directory holding the default config and the test config, as in the repo."""
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    (tmp_path / "tests" / "data").mkdir(parents=True)
+    for name in ("config.yaml", "ablations.tsv"):
+        shutil.copy(REPO / "tests" / "data" / name, tmp_path / "tests" / "data" / name)
+    return tmp_path
+
+
+def test_lint_is_clean():
+    result = snakemake("--lint", workdir=REPO)
+    assert result.returncode == 0, result.stdout
+    assert "Congratulations, your workflow is in a good condition" in result.stdout
+
+
+def test_snakefmt_leaves_workflow_unchanged():
+    result = subprocess.run([str(BIN / "snakefmt"), "--check", str(REPO / "workflow")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_default_config_plans_the_whole_pipeline_locally(workdir):
+    result = snakemake("--profile", REPO / "profiles" / "local", "-n", "-p", workdir=workdir)
+    assert result.returncode == 0, result.stdout
+    block = job_blocks(result.stdout, "finetune")[0]
+    assert resources_of(block)["gpu"] == 1
+    assert re.search(r"^Shell command: aam train --data-dir", block, re.MULTILINE)
+    assert job_counts(result.stdout) == {
+        "simulate": 1, "prepare": 1, "make_splits": 1, "pretrain": 1, "rf_baseline": 1,
+        "finetune": 2, "predict": 2, "compare_models": 1, "all": 1,
+    }
+
+
+def test_test_config_trains_one_row_from_scratch(workdir):
+    result = snakemake("-n", "-p", "--configfile", "tests/data/config.yaml", workdir=workdir)
+    assert result.returncode == 0, result.stdout
+    blocks = {re.search(r"ablation=(\S+),", b)[1]: b for b in job_blocks(result.stdout, "finetune")}
+    assert set(blocks) == {"fusion~concat_freeze_base~false_pretrained~false",
+                           "fusion~cross-attention_freeze_base~true_pretrained~true"}
+    scratch = blocks["fusion~concat_freeze_base~false_pretrained~false"]
+    frozen = blocks["fusion~cross-attention_freeze_base~true_pretrained~true"]
+    assert "--pretrained-encoder" not in scratch and "--freeze-base" not in scratch
+    assert "--pretrained-encoder 'results/pretrain/seed~0/encoder.pt'" in frozen
+    assert "--freeze-base" in frozen and "--categorical-fusion cross-attention" in frozen
+
+
+def test_pretraining_switched_off_drops_the_encoder(workdir):
+    off = override(workdir, "no-pretrain", "pretrain: {enabled: false}")
+    result = snakemake("-n", "-p", "--configfile", off, workdir=workdir)
+    assert result.returncode == 0, result.stdout
+    assert "pretrain" not in job_counts(result.stdout)
+    assert all("--pretrained-encoder" not in b for b in job_blocks(result.stdout, "finetune"))
+
+
+def test_ablation_value_with_underscore_is_rejected(workdir):
+    with open(workdir / "config" / "ablations.tsv", "a") as fh:
+        fh.write("cross_attention\tfalse\n")
+    result = snakemake("-n", workdir=workdir)
+    assert result.returncode != 0
+    assert "Error validating row 2 of data frame" in result.stdout
+    assert "'cross_attention' does not match" in result.stdout
+
+
+def test_grouped_and_stratified_split_together_is_rejected(workdir):
+    both = override(workdir, "both", "split: {group_by: subject, stratify_by: category}")
+    result = snakemake("-n", "--configfile", both, workdir=workdir)
+    assert result.returncode != 0
+    assert "split.group_by (subject) and split.stratify_by (category) are both set" in result.stdout
+
+
+def test_finetune_on_four_gpus_starts_four_torchrun_processes(workdir):
+    result = snakemake("--profile", REPO / "profiles" / "slurm", "-n", "-p",
+                       "--set-resources", "finetune:gpu=4", workdir=workdir)
+    assert result.returncode == 0, result.stdout
+    block = job_blocks(result.stdout, "finetune")[0]
+    assert resources_of(block)["gpu"] == 4
+    launcher = re.search(r"^Shell command: (.*?) --data-dir", block, re.MULTILINE)[1]
+    assert launcher == "torchrun --standalone --nproc_per_node=4 -m aam.cli train"
+
+
+class _Resources(dict):
+    __getattr__ = dict.get
+
+
+def test_slurm_sbatch_line_requests_gpus_without_task_geometry(workdir):
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    result = snakemake("--profile", REPO / "profiles" / "slurm", "-n", "-p", workdir=workdir)
+    assert result.returncode == 0, result.stdout
+    block = job_blocks(result.stdout, "finetune")[0]
+    launcher = re.search(r"^Shell command: (.*?) --data-dir", block, re.MULTILINE)[1]
+    assert launcher == "torchrun --standalone --nproc_per_node=2 -m aam.cli train"
+    resources = _Resources(resources_of(block))
+    assert "tasks" not in resources and "tasks_per_gpu" not in resources
+    job = SimpleNamespace(resources=resources, threads=16, name="finetune")
+    params = {"run_uuid": "uuid", "slurm_logfile": "slurm.log", "comment_str": "rule_finetune",
+              "account": f"-A {resources['slurm_account']}",
+              "partition": f"-p {resources['slurm_partition']}", "workdir": str(workdir)}
+    call = get_submit_command(job, params) + set_gres_string(job)
+    assert " --gpus=2" in call and "--cpus-per-gpu=8" in call
+    assert "-A your-account" in call and "-p gpu" in call
+    assert "--mem 64000" in call and "-t 360" in call
+    assert "--ntasks" not in call and "--cpus-per-task" not in call
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A workdir where the default pipeline ran with a stand-in `aam`, so reruns can be planned."""
+    workdir = tmp_path_factory.mktemp("finished")
+    shutil.copytree(REPO / "config", workdir / "config")
+    fake_bin = workdir / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "aam").write_text(FAKE_AAM.format(python=sys.executable))
+    (fake_bin / "aam").chmod(0o755)
+    result = snakemake("--cores", 1, workdir=workdir, path_prefix=fake_bin)
+    assert result.returncode == 0, result.stdout
+    assert (workdir / "results" / "report" / "summary.md").exists()
+    return workdir
+
+
+def test_finished_run_has_nothing_to_do(finished_run):
+    result = snakemake("-n", workdir=finished_run)
+    assert result.returncode == 0, result.stdout
+    assert "Nothing to be done" in result.stdout
+
+
+def test_new_ablation_row_trains_only_that_row(finished_run, tmp_path):
+    table = (finished_run / "config" / "ablations.tsv").read_text() + "gmu\ttrue\n"
+    (tmp_path / "ablations.tsv").write_text(table)
+    result = snakemake("-n", "-p", "--config", f"ablations={tmp_path / 'ablations.tsv'}",
+                       workdir=finished_run)
+    assert result.returncode == 0, result.stdout
+    assert job_counts(result.stdout) == {"finetune": 1, "predict": 1, "compare_models": 1, "all": 1}
+    assert "ablation=fusion~gmu_freeze_base~true" in job_blocks(result.stdout, "finetune")[0]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [("compare: {n_bootstrap: 500}", {"compare_models": 1, "all": 1}),
+     ("finetune: {epochs: 7}", {"finetune": 2, "predict": 2, "compare_models": 1, "all": 1})],
+)
+def test_config_change_reruns_only_dependent_jobs(finished_run, tmp_path, change, expected):
+    result = snakemake("-n", "--configfile", override(tmp_path, "change", change),
+                       workdir=finished_run)
+    assert result.returncode == 0, result.stdout
+    assert job_counts(result.stdout) == expected
+
+
+def _commands_missing() -> list[str]:
+    from aam.cli.__main__ import COMMANDS
+
+    missing = []
+    for name, (module, _) in COMMANDS.items():
+        try:
+            __import__(module)
+        except ModuleNotFoundError:
+            missing.append(name)
+    return missing
+
+
+@pytest.mark.slow
+def test_end_to_end_run_and_report(workdir):
+    assert not _commands_missing(), f"aam commands not written yet: {_commands_missing()}"
+    result = snakemake("--configfile", "tests/data/config.yaml", "--cores", 2, workdir=workdir)
+    logs = "\n".join(p.read_text() for p in (workdir / "logs").rglob("*.log")) if not result.returncode else ""
+    assert result.returncode == 0, result.stdout[-3000:] + logs[-3000:]
+    comparison = (workdir / "results" / "report" / "comparison.tsv").read_text()
+    assert "rf" in comparison and "cross-attention" in comparison
+    report = snakemake("--configfile", "tests/data/config.yaml", "--report", "report.html",
+                       workdir=workdir)
+    assert report.returncode == 0, report.stdout
+    html = (workdir / "report.html").read_text()
+    assert "comparison.tsv" in html and "verdict" in html
