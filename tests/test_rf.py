@@ -101,6 +101,7 @@ def test_cli_writes_predictions_metrics_figure_and_importances(tmp_path, task, c
     metrics = json.loads((out.parent / "metrics.json").read_text())
     assert (metrics["task"], metrics["n"], metrics["seed"], metrics["fold"]) == (task, 8, 1, 0)
     assert (out.parent / figure).stat().st_size > 1000
+    assert (out.parent / figure).with_suffix(".png").stat().st_size > 1000
     importances = pd.read_csv(out.parent / "feature_importance.tsv", sep="\t")
     assert importances.set_index("sequence").loc[SEQS[0], "taxon"] == "k__Bacteria; g__Informative"
 
