@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 from aam.cli.categorical_help import CATEGORICAL_HELP
@@ -17,7 +18,8 @@ log = logging.getLogger("aam.train")
 
 class _HelpAction(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
-        parser.exit(0, CATEGORICAL_HELP)
+        sys.stdout.write(CATEGORICAL_HELP)
+        parser.exit(0)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -158,7 +158,7 @@ def run_finetune(cfg: FinetuneConfig, paths: FinetunePaths) -> dict:
     save_checkpoint(out / "model.pt", best)
     summary = {"task": cfg.task, "n": len(val_ids), **_metric_values(objective),
                "val_loss": metrics["val_loss"], "best_epoch": best.get("best_epoch"),
-               "epochs_run": result.epochs_run, "seed": seed, "fold": paths.fold,
+               "epochs_run": result.epochs_run, "history": _history(result.history), "seed": seed, "fold": paths.fold,
                "wall_time_s": time.perf_counter() - start, "config": to_dict(cfg)}
     write_metrics(out / "metrics.json", summary)
     tensorboard.write_summary(objective, summary)
@@ -166,6 +166,13 @@ def run_finetune(cfg: FinetuneConfig, paths: FinetunePaths) -> dict:
              " ".join(f"{k}={v:.4g}" for k, v in _metric_values(objective).items()
                       if v is not None))
     return summary
+
+
+def _history(history: list) -> list:
+    """Per-epoch validation numbers of this run (original-scale metrics, val_loss, lr)."""
+    skip = ("seconds", "samples_per_s")
+    return [{k: v for k, v in row.items() if not k.startswith("train_") and k not in skip}
+            for row in history]
 
 
 def _reused(resume: Optional[dict]) -> dict:
