@@ -321,6 +321,9 @@ def run_predict(cfg: PredictConfig, paths: PredictPaths) -> Optional[dict]:
     ids = data.sample_ids
     if paths.samples is not None:
         ids = read_sample_list(paths.samples)
+        if not ids:
+            raise InputError(f"{paths.samples} lists no samples. Give one sample ID a line, or "
+                             "leave out --samples to predict every prepared sample.")
         data.subset(ids, source=str(paths.samples))
     meta, source = data.metadata, str(Path(paths.data_dir) / "metadata.tsv")
     if paths.metadata is not None:
