@@ -267,7 +267,15 @@ def load_yaml(cls, path: str | Path):
     if not path.exists():
         raise FileNotFoundError(f"config file not found: {path}")
     with path.open(encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
+        try:
+            data = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as err:
+            # the safe loader refuses !!python/* tags (they could run code) as a ConstructorError
+            problem = getattr(err, "problem", None) or type(err).__name__
+            mark = getattr(err, "problem_mark", None)
+            line = f" at line {mark.line + 1}" if mark is not None else ""
+            raise InputError(f"{path} is not plain YAML{line}: {problem}. Fix the file (python "
+                             "tags such as !!python/object are never loaded).") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: the config must be a mapping of keys to values.")
     return from_dict(cls, data)

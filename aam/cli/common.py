@@ -37,13 +37,17 @@ def run(body: Callable[[argparse.Namespace], int | None], parser: argparse.Argum
     setup_logging(getattr(args, "debug", False))
     try:
         code = body(args)
-    except (InputError, FileNotFoundError, PermissionError, IsADirectoryError) as err:
+    except (InputError, FileNotFoundError, PermissionError, IsADirectoryError,
+            NotADirectoryError, FileExistsError) as err:
         if getattr(args, "debug", False):
             raise
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         if isinstance(err, PermissionError) and err.filename:
             message = (f"cannot write {err.filename}: permission denied. "
                        "Choose a writable output folder.")
+        elif isinstance(err, (NotADirectoryError, FileExistsError)) and err.filename:
+            message = (f"cannot use {err.filename} as a folder: it or a parent is an existing "
+                       "file. Choose another path.")
         print(f"{parser.prog}: error: {message}", file=sys.stderr)
         return 2
     return int(code or 0)

@@ -88,18 +88,31 @@ def load_checkpoint(path: str | Path, kind: str | None = None,
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = str(err).splitlines()[0] if str(err) else "unsupported content"
+        reason = _unpickling_reason(str(err))
+        if "GLOBAL" not in reason:
+            raise InputError(f"{path} is corrupt or truncated and could not be read ({reason}). "
+                             "Re-run the job that wrote it.") from None
         raise InputError(
             f"{path} is not a plain AAM checkpoint and was not loaded: it holds objects that "
-            f"could run code ({reason[:120]}). Use a checkpoint written by aam."
+            f"could run code ({reason}). Use a checkpoint written by aam."
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError,
+            KeyError) as err:  # KeyError: a non-zip file read as a legacy pickle
         raise InputError(
             f"{path} is corrupt or truncated and could not be read "
             f"({type(err).__name__}). Re-run the job that wrote it."
         ) from None
     _check_payload(payload, path, kind)
     return payload
+
+
+def _unpickling_reason(text: str) -> str:
+    """The specific line of torch's long weights-only error (e.g. the blocked GLOBAL)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if "GLOBAL" in line or line.startswith("Unsupported"):
+            return line[:160]
+    return (lines[0] if lines else "unsupported content")[:160]
 
 
 def _check_payload(payload: Any, path: Path, kind: str | None) -> None:
