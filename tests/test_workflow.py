@@ -34,7 +34,8 @@ FAKE_AAM = textwrap.dedent(
         "pretrain": ["encoder.pt", "metrics.json"],
         "train": ["model.pt", "train_samples.txt", "val_samples.txt", "val_predictions.tsv",
                   "metrics.json"],
-        "compare": ["comparison.tsv", "summary.md"],
+        "compare": ["comparison.tsv", "summary.md"] + [f"{{n}}.svg" for n in (
+            "metric_r2", "metric_mae", "metric_rmse", "predicted_vs_actual", "residuals")],
     }}
     if command == "split":
         names = [f"fold~{{k}}/{{side}}_samples.txt" for k in range(int(value("--folds", 1)))
@@ -48,7 +49,7 @@ FAKE_AAM = textwrap.dedent(
     for name in names:
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("# verdict: fake run\\nfake line\\n" if name == "summary.md" else "x\\n")
+        path.write_text("x\\n")
     """
 )
 
@@ -125,11 +126,11 @@ def test_test_config_trains_one_row_from_scratch(workdir):
     result = snakemake("-n", "-p", "--configfile", "tests/data/config.yaml", workdir=workdir)
     assert result.returncode == 0, result.stdout
     blocks = {re.search(r"ablation=(\S+),", b)[1]: b for b in job_blocks(result.stdout, "finetune")}
-    assert set(blocks) == {"fusion~concat_freeze_base~false_pretrained~false",
-                           "fusion~cross-attention_freeze_base~true_pretrained~true"}
-    scratch = blocks["fusion~concat_freeze_base~false_pretrained~false"]
-    frozen = blocks["fusion~cross-attention_freeze_base~true_pretrained~true"]
-    assert "--pretrained-encoder" not in scratch and "--freeze-base" not in scratch
+    assert set(blocks) == {"fusion~concat_freeze~false_pretrained~false",
+                           "fusion~cross-attention_freeze~true_pretrained~true"}
+    scratch = blocks["fusion~concat_freeze~false_pretrained~false"]
+    frozen = blocks["fusion~cross-attention_freeze~true_pretrained~true"]
+    assert "--pretrained-encoder" not in scratch and "--no-freeze-base" in scratch
     assert "--pretrained-encoder 'results/pretrain/seed~0/encoder.pt'" in frozen
     assert "--freeze-base" in frozen and "--categorical-fusion cross-attention" in frozen
 
@@ -222,7 +223,7 @@ def test_new_ablation_row_trains_only_that_row(finished_run, tmp_path):
                        workdir=finished_run)
     assert result.returncode == 0, result.stdout
     assert job_counts(result.stdout) == {"finetune": 1, "predict": 1, "compare_models": 1, "all": 1}
-    assert "ablation=fusion~gmu_freeze_base~true" in job_blocks(result.stdout, "finetune")[0]
+    assert "ablation=fusion~gmu_freeze~true" in job_blocks(result.stdout, "finetune")[0]
 
 
 @pytest.mark.parametrize(

@@ -9,14 +9,14 @@ from snakemake.utils import Paramspace, validate
 
 validate(config, "../schemas/config.schema.yaml")
 
-# Ablation columns -> `aam train` arguments. "value" passes the cell as the flag's value;
-# "switch" adds the flag when the cell is true; "negated" adds the flag when the cell is false.
+# Ablation columns -> `aam train` flags. Names hold no `_` (the path segment joins key~value
+# pairs with `_`); true/false cells become `--flag` / `--no-flag`.
 ABLATION_FLAGS = {
-    "fusion": ("--categorical-fusion", "value"),
-    "freeze_base": ("--freeze-base", "switch"),
-    "asv_sampling": ("--asv-sampling", "value"),
-    "target_transform": ("--target-transform", "value"),
-    "count_prediction": ("--no-count-prediction", "negated"),
+    "fusion": "--categorical-fusion",
+    "freeze": "--freeze-base",
+    "sampling": "--asv-sampling",
+    "transform": "--target-transform",
+    "counts": "--count-prediction",
 }
 
 
@@ -179,18 +179,17 @@ def train_flags(wildcards):
     opts.update(config["finetune"])
     args = []
     for column, value in ablation_row(wildcards).items():
-        if column in ABLATION_FLAGS:
-            flag, kind = ABLATION_FLAGS[column]
-            if kind == "value":
-                opts[flag[2:].replace("-", "_")] = value
-            elif (kind == "switch") == (value == "true"):
-                args.append(flag)
+        flag = ABLATION_FLAGS.get(column)
+        if flag and value in ("true", "false"):
+            args.append(flag if value == "true" else flag.replace("--", "--no-", 1))
+        elif flag:
+            opts[flag[2:].replace("-", "_")] = value
     return " ".join(filter(None, [cli_flags(opts), shlex.join(args)]))
 
 
 def predict_flags(wildcards):
     opts = dict(config["predict"])
-    opts["asv_sampling"] = ablation_row(wildcards).get("asv_sampling", "")
+    opts["asv_sampling"] = ablation_row(wildcards).get("sampling", "")
     return cli_flags(opts)
 
 
@@ -216,13 +215,22 @@ def run_outputs(name):
     return finetune + rf
 
 
+def compare_figures():
+    """Names of the figures `aam compare` draws for the task (a metric figure each)."""
+    if config["prepare"]["task"] == "regression":
+        metrics = ["r2", "mae", "rmse"]
+        return [f"metric_{m}" for m in metrics] + ["predicted_vs_actual", "residuals"]
+    metrics = ["accuracy", "balanced_accuracy", "f1_macro"]
+    return [f"metric_{m}" for m in metrics] + ["roc", "confusion_matrix"]
+
+
 def verdict_label(wildcards, output):
-    """The first sentence of summary.md after its title, shown beside it in the report."""
+    """The verdict of the best model (first bullet of summary.md), shown in the report."""
     with open(output.summary, encoding="utf-8") as fh:
-        lines = [
-            line.strip() for line in fh if line.strip() and not line.startswith("#")
+        verdicts = [
+            line[2:].strip().replace("**", "") for line in fh if line.startswith("- ")
         ]
-    return {"file": "summary", "verdict": lines[0] if lines else "(empty summary)"}
+    return {"file": "summary", "verdict": verdicts[0] if verdicts else "no verdict"}
 
 
 def results_root(paths):

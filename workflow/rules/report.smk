@@ -15,6 +15,16 @@ rule compare_models:
             category="Comparison",
             labels=verdict_label,
         ),
+        figures=[
+            report(
+                f"results/report/{name}.svg",
+                caption="../report/figure.rst",
+                category="Comparison",
+                subcategory="Figures",
+                labels={"figure": name},
+            )
+            for name in compare_figures()
+        ],
     log:
         "logs/compare_models/compare_models.log",
     localrule: True
