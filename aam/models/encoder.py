@@ -7,7 +7,7 @@ of ASVs: there are no position embeddings across ASVs, only an embedding of each
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
@@ -141,16 +141,21 @@ class AAMEncoder(nn.Module):
     ----------
     cfg : ModelConfig
         Sizes; ``max_bp`` must be at least the token length of the batches.
+    sample_dropout : float, optional
+        Dropout of the ASV/sample transformers if it should differ from ``cfg.dropout`` (no
+        parameters depend on it, so state dicts are interchangeable).
     """
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, sample_dropout: float | None = None) -> None:
         super().__init__()
         d = cfg.embedding_dim
         self.cfg = cfg
         self.nucleotide = NucleotideEncoder(cfg)
-        self.sample = SampleEncoder(cfg)
+        sample_cfg = cfg if sample_dropout is None else replace(cfg, dropout=sample_dropout)
+        self.sample = SampleEncoder(sample_cfg)
         self.sample_layers = TransformerStack(d, cfg.attention_heads, cfg.sample_layers,
-                                              cfg.ff_mult, cfg.dropout, cfg.gradient_checkpointing)
+                                              cfg.ff_mult, sample_cfg.dropout,
+                                              cfg.gradient_checkpointing)
         self.pool = AttentionPooling(d)
 
     def encode_asvs(self, unique_tokens: Tensor) -> Tensor:

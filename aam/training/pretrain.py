@@ -95,6 +95,7 @@ class PretrainObjective:
         logs["loss"] = loss.item()
         return loss, logs
 
+    @torch.no_grad()
     def evaluate(self, model, loader) -> dict[str, float]:
         """Validation metrics: val_loss (UniFrac MSE, unmasked), Pearson/Spearman, accuracy."""
         predicted, true = self._distance_pairs(model, loader)
