@@ -215,13 +215,14 @@ def run_pretrain(cfg: PretrainConfig, paths: PretrainPaths) -> dict:
     cfg = replace(cfg, data=replace(cfg.data, max_bp=max_bp),
                   model=replace(cfg.model, max_bp=max_bp))
     resume = _load_resume(paths.resume_from, cfg)
-    write_text(out / "config.resolved.yaml", dump_yaml(cfg))
-    write_lines(out / "train_samples.txt", train_ids)
-    write_lines(out / "val_samples.txt", val_ids)
     seed, bs = cfg.train.seed, cfg.data.batch_size
     seed_everything(seed)
     train_set = SampleDataset(data, train_ids, cfg.data, with_unifrac=True, seed=seed)
     val_set = SampleDataset(data, val_ids, cfg.data, with_unifrac=True, seed=seed)
+    # written only once the inputs are known to be usable, so a refused run leaves no files
+    write_text(out / "config.resolved.yaml", dump_yaml(cfg))
+    write_lines(out / "train_samples.txt", train_ids)
+    write_lines(out / "val_samples.txt", val_ids)
     train_loader = make_loader(train_set, bs, shuffle=True, seed=seed,
                                drop_last=len(train_ids) >= bs, num_workers=cfg.data.num_workers)
     val_loader = make_loader(val_set, bs, shuffle=False, seed=seed,

@@ -33,7 +33,7 @@ rule prepare:
         files=lambda wildcards, input: optional_file_flags(input),
         flags=prepare_flags(),
     shell:
-        "aam prepare --table {input.table} --metadata {input.metadata} {params.files} "
+        "aam prepare --table {input.table:q} --metadata {input.metadata:q} {params.files} "
         "--output-dir {params.outdir} {params.flags} > {log} 2>&1"
 
 

@@ -1,0 +1,314 @@
+"""The bad-input catalogue: every command meets user mistakes with one stderr line, exit 2 and no
+output left behind (docs/bad-input.md lists the same cases and messages).
+
+Each case runs the command in-process through ``aam.cli.__main__.main`` on a tiny simulated
+dataset (24 samples x 40 ASVs, made once per module); two run as real subprocesses.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+
+from aam.cli.__main__ import main as aam_main
+from aam.config import ModelConfig, PretrainConfig, to_dict
+from aam.errors import InputError
+from aam.models.pretrain import PretrainModel
+from aam.training.checkpoint import make_payload, save_checkpoint
+
+TINY = ["--embedding-dim", "16", "--attention-heads", "2", "--attention-layers", "1",
+        "--batch-size", "4", "--token-limit", "8", "--device", "cpu", "--epochs", "1"]
+
+
+def _metadata_variant(sim: Path, out: Path, name: str, **edits) -> Path:
+    """A copy of the simulated metadata with ``column=(row, value)`` or ``column=value`` edits."""
+    md = pd.read_csv(sim / "metadata.tsv", sep="\t", dtype=str)
+    for column, edit in edits.items():
+        if isinstance(edit, tuple):
+            md.loc[edit[0], column] = edit[1]
+        else:
+            md[column] = edit
+    path = out / name
+    md.to_csv(path, sep="\t", index=False)
+    return path
+
+
+def _encoder_checkpoint(path: Path, embedding_dim: int, weights_dim: int) -> Path:
+    """An encoder.pt whose stored config says ``embedding_dim`` but whose weights are
+    ``weights_dim`` wide (equal: a valid encoder; different: an incompatible one)."""
+    model_cfg = ModelConfig(embedding_dim=weights_dim, attention_heads=2, nucleotide_layers=1,
+                            asv_layers=1, sample_layers=1, max_bp=100)
+    cfg = PretrainConfig(model=model_cfg)
+    state = PretrainModel(cfg).state_dict()
+    config = to_dict(cfg)
+    config["model"]["embedding_dim"] = embedding_dim
+    save_checkpoint(path, make_payload("encoder", config, state))
+    return path
+
+
+@pytest.fixture(scope="module")
+def w(tmp_path_factory) -> SimpleNamespace:
+    """Simulated inputs, prepared folders, a 1-epoch model.pt and crafted bad files."""
+    root = tmp_path_factory.mktemp("bad")
+    sim, bad = root / "sim", root / "bad"
+    bad.mkdir()
+    assert aam_main(["simulate", "--output-dir", str(sim), "--samples", "24", "--asvs", "40",
+                     "--seq-length", "100", "--subjects", "4"]) == 0
+    table, tree = sim / "table.biom", sim / "tree.nwk"
+    one = _metadata_variant(sim, bad, "one.tsv", one_class="x")
+    for name, extra in (("prep", ["--tree", str(tree)]), ("notree", []),
+                        ("prep_one", ["--metadata", str(one)])):
+        argv = ["prepare", "--table", str(table), "--metadata", str(sim / "metadata.tsv"),
+                "--metadata-column", "target", "--categorical-columns", "category,batch",
+                "--output-dir", str(root / name), *extra]
+        assert aam_main(argv) == 0
+    run = root / "run"
+    assert aam_main(["train", "--data-dir", str(root / "prep"), "--output-dir", str(run),
+                     *TINY]) == 0
+    model = run / "model.pt"
+    payload = torch.load(model, weights_only=True)
+    payload["model_state"] = {k: v[..., :-1] if v.ndim else v
+                              for k, v in payload["model_state"].items()}
+    torch.save(payload, bad / "mismatched.pt")
+    (bad / "truncated.pt").write_bytes(model.read_bytes()[:3000])
+    (bad / "a_file").write_text("not a folder\n")
+    files = {
+        "bad_key.yaml": "data:\n  batch_sise: 4\n",
+        "bad_type.yaml": "model:\n  embedding_dim: big\n",
+        "bad_section.yaml": "fusion:\n  nmae: gmu\n",
+        "epochs_text.yaml": "train:\n  epochs: ten\n",
+        "batch_one.yaml": "data:\n  batch_size: 1\n",
+        "unsafe.yaml": "train: !!python/object/apply:os.system ['true']\n",
+        "unknown.txt": "NOT-A-SAMPLE\nS01\n",
+    }
+    for name, text in files.items():
+        (bad / name).write_text(text)
+    return SimpleNamespace(
+        root=root, sim=sim, table=table, tree=tree, md=sim / "metadata.tsv", bad=bad,
+        prep=root / "prep", notree=root / "notree", prep_one=root / "prep_one", run=run,
+        model=model, encoder=_encoder_checkpoint(bad / "encoder.pt", 16, 16),
+        encoder_conflict=_encoder_checkpoint(bad / "encoder_conflict.pt", 32, 16),
+        inf_md=_metadata_variant(sim, bad, "inf.tsv", target=(2, "inf")),
+        nan_md=_metadata_variant(sim, bad, "nan.tsv", target="NaN"),
+        unseen_md=_metadata_variant(sim, bad, "unseen.tsv", category=(slice(0, 3), "site-zzz")),
+    )
+
+
+def _prepare(w, out, *flags, metadata=None, column="target"):
+    return ["prepare", "--table", str(w.table), "--metadata", str(metadata or w.md),
+            "--metadata-column", column, "--output-dir", str(out), *flags]
+
+
+def _pretrain(w, out, *flags, data=None):
+    return ["pretrain", "--data-dir", str(data or w.prep), "--output-dir", str(out), *flags]
+
+
+def _train(w, out, *flags, data=None):
+    return ["train", "--data-dir", str(data or w.prep), "--output-dir", str(out), *flags]
+
+
+def _predict(w, out, model, *flags):
+    return ["predict", "--model", str(model), "--data-dir", str(w.prep), "--output",
+            str(out / "predictions.tsv"), *flags]
+
+
+def _rf(w, out, *flags, data=None, train=None, column="target"):
+    lists = w.run / "train_samples.txt", w.run / "val_samples.txt"
+    return ["rf-baseline", "--data-dir", str(data or w.prep), "--metadata-column", column,
+            "--train-samples", str(train or lists[0]), "--val-samples", str(lists[1]),
+            "--output", str(out / "predictions.tsv"), *flags]
+
+
+# id -> (argv builder (w, out) -> argv, regex the one error line must match)
+CASES = {
+    "simulate-too-few-samples": (
+        lambda w, o: ["simulate", "--output-dir", str(o), "--samples", "2"],
+        r"n_samples \(--samples\) must be >= 8, got 2"),
+    "prepare-missing-table": (
+        lambda w, o: ["prepare", "--table", str(w.bad / "nope.biom"), "--metadata", str(w.md),
+                      "--metadata-column", "target", "--output-dir", str(o)],
+        r"table file not found: .*nope\.biom"),
+    "prepare-unknown-target-column": (
+        lambda w, o: _prepare(w, o, column="Target"),
+        r"target column 'Target' not found in .*metadata\.tsv.*Available columns: .*target"),
+    "prepare-non-numeric-target": (
+        lambda w, o: _prepare(w, o, column="category"),
+        r"'category' must be numeric for regression.*--task classification"),
+    "prepare-inf-target": (
+        lambda w, o: _prepare(w, o, metadata=w.inf_md),
+        r"Target 'target' in .*inf\.tsv has infinite values for 1 \(first 1: S03\) samples"),
+    "prepare-all-nan-target": (
+        lambda w, o: _prepare(w, o, metadata=w.nan_md),
+        r"Target 'target' .* is empty or missing for all 24"),
+    "prepare-empty-after-min-depth": (
+        lambda w, o: _prepare(w, o, "--min-depth", "100000000"),
+        r"--min-depth emptied the table\. Lower --min-depth"),
+    "prepare-output-under-a-file": (
+        lambda w, o: _prepare(w, w.bad / "a_file" / "sub"),
+        r"cannot use .*a_file/sub as a folder: it or a parent is an existing file"),
+    "split-unknown-group-column": (
+        lambda w, o: ["split", "--metadata", str(w.md), "--group-by", "subjekt",
+                      "--output-dir", str(o)],
+        r"group column 'subjekt' not found in .*Available columns: .*subject"),
+    "split-more-folds-than-groups": (
+        lambda w, o: ["split", "--metadata", str(w.md), "--group-by", "subject", "--folds", "9",
+                      "--output-dir", str(o)],
+        r"9 folds but only 4 groups.*Use --folds 4 or fewer"),
+    "pretrain-config-misspelled-key": (
+        lambda w, o: _pretrain(w, o, "--config", str(w.bad / "bad_key.yaml")),
+        r"Unknown config key\(s\) in 'data': batch_sise\. Known keys: .*batch_size"),
+    "pretrain-config-wrong-type": (
+        lambda w, o: _pretrain(w, o, "--config", str(w.bad / "bad_type.yaml")),
+        r"Config key 'model\.embedding_dim' must be a number, got 'big'"),
+    "pretrain-config-unsafe-yaml-tag": (
+        lambda w, o: _pretrain(w, o, "--config", str(w.bad / "unsafe.yaml")),
+        r"unsafe\.yaml is not plain YAML at line 1: could not determine a constructor .*"
+        r"python/object/apply:os\.system"),
+    "pretrain-odd-batch-size": (
+        lambda w, o: _pretrain(w, o, "--batch-size", "7"),
+        r"batch_size must be even and at least 2 \(the UniFrac loss compares every pair "
+        r"of samples in a batch\), got 7"),
+    "pretrain-batch-size-too-small": (
+        lambda w, o: _pretrain(w, o, "--config", str(w.bad / "batch_one.yaml")),
+        r"batch_size must be even and at least 2 .* got 1\."),
+    "pretrain-token-limit-zero": (
+        lambda w, o: _pretrain(w, o, "--token-limit", "0"),
+        r"token_limit must be >= 1, got 0"),
+    "pretrain-without-unifrac": (
+        lambda w, o: _pretrain(w, o, *TINY, data=w.notree),
+        r"(?i)unifrac.*(--tree|--unifrac-matrix)"),
+    "pretrain-resume-truncated-checkpoint": (
+        lambda w, o: _pretrain(w, o, *TINY, "--resume-from", str(w.bad / "truncated.pt")),
+        r"truncated\.pt is corrupt or truncated and could not be read.*Re-run the job"),
+    "pretrain-resume-from-predictor": (
+        lambda w, o: _pretrain(w, o, *TINY, "--resume-from", str(w.model)),
+        r"model\.pt is a 'predictor' checkpoint but a 'encoder' checkpoint is needed"),
+    "train-config-wrong-type": (
+        lambda w, o: _train(w, o, "--config", str(w.bad / "epochs_text.yaml")),
+        r"Config key 'train\.epochs' must be a number, got 'ten'"),
+    "train-config-misspelled-key": (
+        lambda w, o: _train(w, o, "--config", str(w.bad / "bad_section.yaml")),
+        r"Unknown config key\(s\) in 'fusion': nmae\. Known keys: .*name"),
+    "train-unknown-fusion": (
+        lambda w, o: _train(w, o, *TINY, "--categorical-fusion", "gmu2"),
+        r"Unknown fusion 'gmu2'\. Choose one of: add, concat, cross-attention, gmu, perceiver"),
+    "train-incompatible-pretrained-encoder": (
+        lambda w, o: _train(w, o, *TINY, "--pretrained-encoder", str(w.encoder_conflict)),
+        r"the pretrained encoder's weights do not fit this model .*use the model sizes"),
+    "train-predictor-as-pretrained-encoder": (
+        lambda w, o: _train(w, o, *TINY, "--pretrained-encoder", str(w.model)),
+        r"is a 'predictor' checkpoint but a 'encoder' checkpoint is needed"),
+    "train-unknown-target-column": (
+        lambda w, o: _train(w, o, *TINY, "--metadata-column", "targt"),
+        r"Column 'targt' is not in metadata\.tsv; available columns: .*Fix the column name"),
+    "train-single-class-target": (
+        lambda w, o: _train(w, o, *TINY, "--metadata-column", "one_class", "--task",
+                            "classification", data=w.prep_one),
+        r"Target 'one_class' has a single class \('x'\) in the training samples; "
+        r"classification needs at least 2"),
+    "train-resume-truncated-checkpoint": (
+        lambda w, o: _train(w, o, *TINY, "--resume-from", str(w.bad / "truncated.pt")),
+        r"truncated\.pt is corrupt or truncated"),
+    "train-unknown-sample-in-list": (
+        lambda w, o: _train(w, o, *TINY, "--train-samples", str(w.bad / "unknown.txt"),
+                            "--val-samples", str(w.run / "val_samples.txt")),
+        r"NOT-A-SAMPLE"),
+    "predict-encoder-checkpoint": (
+        lambda w, o: _predict(w, o, w.encoder),
+        r"is an encoder checkpoint .*pass the model\.pt written by aam train"),
+    "predict-mismatched-weights": (
+        lambda w, o: _predict(w, o, w.bad / "mismatched.pt"),
+        r"mismatched\.pt: the weights do not fit the model config stored with them"),
+    "predict-truncated-checkpoint": (
+        lambda w, o: _predict(w, o, w.bad / "truncated.pt"),
+        r"truncated\.pt is corrupt or truncated and could not be read"),
+    "predict-zero-passes": (
+        lambda w, o: _predict(w, o, w.model, "--prediction-passes", "0"),
+        r"--prediction-passes must be >= 1, got 0"),
+    "predict-samples-not-in-table": (
+        lambda w, o: _predict(w, o, w.model, "--samples", str(w.bad / "unknown.txt")),
+        r"1 samples in .*unknown\.txt are not in the prepared table \(first 1: NOT-A-SAMPLE\)"),
+    "rf-baseline-missing-sample-list": (
+        lambda w, o: _rf(w, o, train=w.bad / "no_list.txt"),
+        r"sample list not found: .*no_list\.txt"),
+    "rf-baseline-single-class-target": (
+        lambda w, o: _rf(w, o, "--task", "classification", data=w.prep_one, column="one_class"),
+        r"Target 'one_class' has a single class"),
+    "compare-no-runs": (
+        lambda w, o: ["compare", "--results-dir", str(w.bad), "--output-dir", str(o)],
+        r"no predictions\.tsv with a parseable path under .*Expected finetune/"),
+}
+
+
+def _leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob(".*.tmp")]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_one_line_exit_2_and_leaves_no_output(case, w, tmp_path, capsys):
+    build, pattern = CASES[case]
+    out = tmp_path / "out"
+    capsys.readouterr()
+    argv = build(w, out)
+    code = aam_main(argv)
+    err = [line for line in capsys.readouterr().err.splitlines()
+           if " INFO " not in line and " WARNING " not in line]
+    assert code == 2, err
+    assert len(err) == 1, err
+    assert err[0].startswith(f"aam {argv[0]}: error: "), err[0]
+    assert "Traceback" not in err[0]
+    assert re.search(pattern, err[0]), err[0]
+    assert not out.exists(), sorted(out.rglob("*"))
+    assert not _leftovers(w.root) and not _leftovers(tmp_path)
+
+
+def test_unseen_categories_at_predict_warn_and_name_the_values(w, tmp_path, capsys):
+    out = tmp_path / "predictions.tsv"
+    code = aam_main(["predict", "--model", str(w.model), "--data-dir", str(w.prep),
+                     "--metadata", str(w.unseen_md), "--output", str(out), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 0 and out.is_file()
+    assert "WARNING column 'category': 1 (first 1: site-zzz) unseen categories" in err
+    assert len(pd.read_csv(out, sep="\t")) == 24
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores chmod 0o500, so the folder stays "
+                                                "writable; the output-under-a-file case covers "
+                                                "unwritable outputs for root")
+def test_read_only_output_folder_is_one_line(w, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        code = aam_main(_prepare(w, locked / "out"))
+    finally:
+        locked.chmod(0o700)
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and "permission denied. Choose a writable output folder" in err
+    assert not (locked / "out").exists()
+
+
+def test_debug_shows_the_full_exception(w, tmp_path):
+    with pytest.raises(InputError, match="must be even and at least 2"):
+        aam_main(_pretrain(w, tmp_path / "o", "--batch-size", "7", "--debug"))
+
+
+@pytest.mark.parametrize("case", ["pretrain-odd-batch-size", "predict-encoder-checkpoint"])
+def test_real_process_exits_2_without_traceback(case, w, tmp_path):
+    build, pattern = CASES[case]
+    argv = build(w, tmp_path / "out")
+    proc = subprocess.run([sys.executable, "-m", "aam.cli", *argv], capture_output=True,
+                          text=True, timeout=120)
+    errors = [line for line in proc.stderr.splitlines() if ": error: " in line]
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert len(errors) == 1 and re.search(pattern, errors[0])
+    assert not (tmp_path / "out").exists()
