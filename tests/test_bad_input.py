@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -312,3 +313,24 @@ def test_real_process_exits_2_without_traceback(case, w, tmp_path):
     assert "Traceback" not in proc.stderr
     assert len(errors) == 1 and re.search(pattern, errors[0])
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("pretrain:\n  epochz: 3\n", "ValidationError: Additional properties are not allowed "
+                                 "('epochz' was unexpected)"),
+    ("model:\n  embedding_dim: big\n", "ValidationError: 'big' is not of type 'integer'"),
+])
+def test_workflow_config_schema_rejects_bad_keys_in_a_dry_run(text, message, tmp_path):
+    """Snakemake validates --configfile against workflow/schemas/config.schema.yaml before
+    planning any job; it exits 1 (its own convention) and names the key."""
+    repo = Path(__file__).resolve().parents[1]
+    shutil.copytree(repo / "config", tmp_path / "config")
+    (tmp_path / "bad.yaml").write_text(text)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "snakemake"), "-s", str(repo / "workflow" / "Snakefile"),
+         "-d", str(tmp_path), "-n", "--configfile", "bad.yaml"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
