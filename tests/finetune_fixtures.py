@@ -5,15 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from aam.cli.__main__ import main as aam_main
+from aam.data.simulate import SimulationConfig, simulate, write_simulation
 from aam.config import DataConfig, FinetuneConfig, FusionConfig, ModelConfig, TrainConfig
 
 
-def make_prepared(root: Path, task: str = "regression", samples: int = 32) -> Path:
-    """Simulate ``samples`` samples x 40 ASVs and prepare them; returns the prepared folder."""
+def make_prepared(root: Path, task: str = "regression", samples: int = 32,
+                  tree_height: float = 0.3) -> Path:
+    """Simulate ``samples`` samples x 40 ASVs and prepare them; returns the prepared folder.
+
+    A larger ``tree_height`` makes clades differ more in sequence, so even an untrained (frozen)
+    nucleotide encoder tells them apart.
+    """
     sim, prepared = root / "sim", root / f"prepared-{task}"
     if not (sim / "table.biom").exists():
-        assert aam_main(["simulate", "--output-dir", str(sim), "--samples", str(samples),
-                         "--asvs", "40", "--seq-length", "100", "--subjects", "8"]) == 0
+        write_simulation(simulate(SimulationConfig(
+            n_samples=samples, n_asvs=40, seq_length=100, n_subjects=8,
+            tree_height=tree_height)), sim)
     column, cats = ("target", "category,batch") if task == "regression" else ("category", "batch")
     assert aam_main(["prepare", "--table", str(sim / "table.biom"), "--metadata",
                      str(sim / "metadata.tsv"), "--metadata-column", column, "--task", task,
