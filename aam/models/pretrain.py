@@ -23,19 +23,24 @@ class PretrainOutput:
 class UniFracHead(nn.Module):
     """Predict the unweighted UniFrac distance between two samples from their embeddings.
 
-    ``d(i, j) = || W e_i - W e_j ||_2``: a Euclidean distance of projected sample embeddings, so
-    the prediction is symmetric, zero on the diagonal and a metric, like UniFrac itself
-    (Lozupone & Knight 2005, Appl. Environ. Microbiol. 71:8228).
+    ``d(i, j) = b + || W e_i - W e_j ||_2`` for i != j and ``d(i, i) = 0``: a Euclidean distance
+    of projected sample embeddings plus a learned offset ``b`` (initialised at 0.5, the middle of
+    UniFrac's [0, 1] range), so the head need not spread every embedding apart just to reach the
+    typical distance of unrelated communities. Symmetric, like UniFrac itself (Lozupone & Knight
+    2005, Appl. Environ. Microbiol. 71:8228).
     """
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.project = nn.Linear(dim, dim)
+        self.offset = nn.Parameter(torch.tensor(0.5))
 
     def pairwise(self, projected: Tensor) -> Tensor:
         """projected [N, P] -> distances [N, N]; the small epsilon keeps sqrt differentiable at 0."""
         diff = projected[:, None, :] - projected[None, :, :]  # [N, N, P]
-        return torch.sqrt(diff.pow(2).sum(-1) + 1e-8)
+        distance = torch.sqrt(diff.pow(2).sum(-1) + 1e-8) + self.offset
+        off_diagonal = 1.0 - torch.eye(len(projected), device=projected.device)
+        return distance * off_diagonal
 
     def forward(self, sample_emb: Tensor) -> Tensor:
         """sample_emb [B, D] -> predicted distances [B, B]."""
