@@ -42,9 +42,15 @@ class UniFracHead(nn.Module):
         off_diagonal = 1.0 - torch.eye(len(projected), device=projected.device)
         return distance * off_diagonal
 
+    def embed(self, sample_emb: Tensor) -> Tensor:
+        """sample_emb [B, D] -> projected [B, D] in float32 (outside bf16 autocast)."""
+        with torch.autocast(sample_emb.device.type, enabled=False):
+            return self.project(sample_emb.float())
+
     def forward(self, sample_emb: Tensor) -> Tensor:
-        """sample_emb [B, D] -> predicted distances [B, B]."""
-        return self.pairwise(self.project(sample_emb.float()))
+        """sample_emb [B, D] -> predicted distances [B, B] (float32)."""
+        with torch.autocast(sample_emb.device.type, enabled=False):
+            return self.pairwise(self.embed(sample_emb))
 
 
 class PretrainModel(nn.Module):

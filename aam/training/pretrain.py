@@ -119,10 +119,11 @@ class PretrainObjective:
                 pred_pairs.append(out.distances[i, j].float().cpu())
                 true_pairs.append(batch.unifrac[i, j].float().cpu())
             else:
-                projected.append(head.project(out.encoder.sample_emb.float()))
+                projected.append(head.embed(out.encoder.sample_emb))
                 rows.append(batch.sample_index.cpu().numpy())
         if self.unifrac is not None:
-            distances = head.pairwise(torch.cat(projected)).float().cpu()  # [N, N]
+            with torch.autocast(device.type, enabled=False):
+                distances = head.pairwise(torch.cat(projected)).cpu()  # [N, N]
             index = np.concatenate(rows)
             i, j = np.triu_indices(len(index), k=1)
             pred_pairs = [distances[i, j]]
