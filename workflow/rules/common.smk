@@ -54,6 +54,10 @@ def _read_ablations(path):
         )
     table = pd.read_csv(path, sep="\t", dtype=str, comment="#", keep_default_na=False)
     table = table.apply(lambda column: column.str.strip())
+    if table.empty:
+        raise WorkflowError(
+            f"{path} has no rows; add at least one, e.g. fusion=concat."
+        )
     validate(table, "../schemas/ablations.schema.yaml")
     duplicated = table[table.duplicated()]
     if len(duplicated):
@@ -235,9 +239,7 @@ def verdict_label(wildcards, output):
 
 def results_root(paths):
     """The folder above results/finetune and results/rf, which `aam compare` walks."""
-    return os.path.commonpath([os.path.dirname(path) for path in paths]).split(os.sep)[
-        0
-    ]
+    return os.path.commonpath(paths)
 
 
 def final_outputs():
