@@ -28,6 +28,7 @@ from aam.training.finetune_data import (build_setup, encoder_model_config, rando
                                         resolve_sizes)
 from aam.training.finetune_objective import FinetuneObjective
 from aam.training.loop import fit
+from aam.training.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ def run_finetune(cfg: FinetuneConfig, paths: FinetunePaths) -> dict:
     setup = build_setup(cfg, data, train_ids, val_ids, **_reused(resume))
     cfg = setup.cfg
     warn_redundant(cfg)
+    seed_everything(cfg.train.seed)  # weight init follows --seed, not the process's RNG history
     model = Predictor(cfg)
     if encoder is not None:
         load_encoder_state(model, encoder["model_state"])
