@@ -262,4 +262,5 @@ def test_end_to_end_run_and_report(workdir):
                        workdir=workdir)
     assert report.returncode == 0, report.stdout
     html = (workdir / "report.html").read_text()
-    assert "comparison.tsv" in html and "verdict" in html
+    assert "comparison.tsv" in html and "predicted_vs_actual.svg" in html
+    assert re.search(r'verdict": "fusion~[^"]* RF', html)

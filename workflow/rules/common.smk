@@ -229,12 +229,13 @@ def compare_figures():
 
 
 def verdict_label(wildcards, output):
-    """The verdict of the best model (first bullet of summary.md), shown in the report."""
+    """The verdict of the best AAM model against the baseline (from summary.md), for the report."""
     with open(output.summary, encoding="utf-8") as fh:
         verdicts = [
             line[2:].strip().replace("**", "") for line in fh if line.startswith("- ")
         ]
-    return {"file": "summary", "verdict": verdicts[0] if verdicts else "no verdict"}
+    models = [line for line in verdicts if "(the baseline)" not in line]
+    return {"file": "summary", "verdict": (models or verdicts or ["no verdict"])[0]}
 
 
 def results_root(paths):
