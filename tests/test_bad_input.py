@@ -203,7 +203,8 @@ CASES = {
         r"Unknown fusion 'gmu2'\. Choose one of: add, concat, cross-attention, gmu, perceiver"),
     "train-incompatible-pretrained-encoder": (
         lambda w, o: _train(w, o, *TINY, "--pretrained-encoder", str(w.encoder_conflict)),
-        r"the pretrained encoder's weights do not fit this model .*use the model sizes"),
+        r"the pretrained encoder's weights do not fit this model \(size mismatch for "
+        r"nucleotide\.token_emb\.weight: .*\); use the model sizes of the pretraining run"),
     "train-predictor-as-pretrained-encoder": (
         lambda w, o: _train(w, o, *TINY, "--pretrained-encoder", str(w.model)),
         r"is a 'predictor' checkpoint but a 'encoder' checkpoint is needed"),
@@ -227,7 +228,8 @@ CASES = {
         r"is an encoder checkpoint .*pass the model\.pt written by aam train"),
     "predict-mismatched-weights": (
         lambda w, o: _predict(w, o, w.bad / "mismatched.pt"),
-        r"mismatched\.pt: the weights do not fit the model config stored with them"),
+        r"mismatched\.pt: the weights do not fit the model config stored with them \(size "
+        r"mismatch for encoder\..*\)\. Re-run aam train"),
     "predict-truncated-checkpoint": (
         lambda w, o: _predict(w, o, w.bad / "truncated.pt"),
         r"truncated\.pt is corrupt or truncated and could not be read"),

@@ -162,6 +162,7 @@ def load_encoder_state(predictor: Predictor, state: dict) -> None:
     try:
         predictor.encoder.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        first = str(err).splitlines()[0]
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        first = (lines[1] if len(lines) > 1 else lines[0])[:200]  # the specific mismatch
         raise InputError(f"the pretrained encoder's weights do not fit this model ({first}); "
                          "use the model sizes of the pretraining run.") from err
