@@ -1,4 +1,4 @@
-"""Shared test set-up: two threads, fixed seeds, paths to the shared real datasets."""
+"""Shared test set-up: one torch thread, fixed seeds, paths to the shared real datasets."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
-torch.set_num_threads(2)
+# Test models are tiny: thread start-up costs more than it saves, and pytest shares the two
+# CI cores with the subprocesses some tests start.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
