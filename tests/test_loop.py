@@ -11,7 +11,8 @@ from aam.config import DataConfig, PretrainConfig, TrainConfig
 from aam.models.pretrain import PretrainModel
 from aam.training.callbacks import Callback, CheckpointCallback, EarlyStopping
 from aam.training.checkpoint import load_checkpoint
-from aam.training.loop import fit
+from aam.errors import InputError
+from aam.training.loop import TrainingDiverged, fit
 from aam.training.pretrain import PretrainObjective
 from aam.training.schedule import build_optimizer, warmup_cosine
 from test_encoder import TINY, make_batch
@@ -92,8 +93,33 @@ def test_early_stopping_stops_after_patience():
     assert result.epochs_run == 3 and result.stopped_early and result.best_epoch == 1
 
 
-def test_non_finite_loss_is_reported():
+class _Poison(Callback):
+    """Makes every later loss NaN once ``after`` epochs are done (a diverging run)."""
+
+    def __init__(self, batch, after: int) -> None:
+        self.batch, self.after = batch, after
+
+    def on_epoch_end(self, state) -> None:
+        if state.epoch == self.after:
+            self.batch.unifrac.fill_(math.nan)
+
+
+def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path):
+    batch = make_batch()
+    cbs = [CheckpointCallback(tmp_path, "encoder", {"model": {}}, seed=3), _Poison(batch, 1)]
+    with pytest.raises(TrainingDiverged) as err:
+        fit(PretrainModel(CFG), PretrainObjective(0.0, 0.0), [batch, batch], [batch],
+            _train_cfg(epochs=3), cbs)
+    assert isinstance(err.value, InputError) and "\n" not in str(err.value)
+    assert str(err.value) == (
+        "training diverged: non-finite loss at epoch 2, step 3 (loss=nan). The last good "
+        f"checkpoint is {tmp_path / 'last.pt'} (epoch 1); resume from it with a lower --lr.")
+    last = load_checkpoint(tmp_path / "last.pt", "encoder")
+    assert last["epoch"] == 1 and all(torch.isfinite(v).all() for v in last["model_state"].values())
+
+
+def test_non_finite_loss_before_any_checkpoint_says_so():
     batch = make_batch()
     batch.unifrac = batch.unifrac * math.nan
-    with pytest.raises(FloatingPointError, match="non-finite training loss at epoch 1"):
+    with pytest.raises(TrainingDiverged, match="epoch 1, step 1 .* No checkpoint was written yet"):
         fit(PretrainModel(CFG), PretrainObjective(0.0, 0.0), [batch], [batch], _train_cfg())

@@ -43,8 +43,9 @@ LAYERS = ("model.nucleotide_layers", "model.asv_layers", "model.sample_layers")
 TRAINING_OPTIONS = [
     opt("--epochs", "train.epochs", int, "training epochs"),
     opt("--batch-size", "data.batch_size", int,
-        "samples per batch, per process (pretraining: even and >= 2, the UniFrac loss compares "
-        "every pair of samples in a batch)"),
+        "samples per batch, per process: under torchrun the global batch is batch size x "
+        "processes, and UniFrac pairs are formed within each process's batch (pretraining: "
+        "even and >= 2, the UniFrac loss compares every pair of samples in a batch)"),
     opt("--lr", "train.lr", float, "peak learning rate of AdamW"),
     opt("--weight-decay", "train.weight_decay", float, "AdamW weight decay"),
     opt("--warmup-fraction", "train.warmup_fraction", float,
@@ -142,6 +143,31 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence[Option], defa
         else:
             group.add_argument(o.flag, dest=o.dest, type=o.type, default=None, help=text,
                                choices=o.choices, metavar=o.dest.upper())
+
+
+def add_training_flags(parser: argparse.ArgumentParser, options: Sequence[Option],
+                       defaults: Any) -> None:
+    """The settings table plus the multi-GPU flags, identical in ``aam pretrain`` and ``train``."""
+    from aam.training.distributed import add_distributed_flags
+
+    add_options(parser, options, defaults)
+    add_distributed_flags(parser)
+
+
+def build_training_config(cls, args: argparse.Namespace, options: Sequence[Option],
+                          config_path: str | None = None):
+    """:func:`build_config`, then ``train.distributed`` from --distributed/--fsdp/--data-parallel.
+
+    The strategy is checked in one order for every training command: conflicting flags here,
+    then launcher and GPUs when the run starts (``distributed_session``).
+    """
+    from aam.training.distributed import strategy_from_flags
+
+    strategy = strategy_from_flags(args.distributed, args.fsdp, args.data_parallel)
+    cfg = build_config(cls, args, options, config_path)
+    if strategy != "auto":
+        cfg = merge(cfg, {"train": {"distributed": strategy}})
+    return cfg
 
 
 def overrides_from_args(args: argparse.Namespace, options: Sequence[Option]) -> dict:

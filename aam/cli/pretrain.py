@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from aam.cli.common import add_common_flags, run
-from aam.cli.options import PRETRAIN_OPTIONS, add_options, build_config
+from aam.cli.options import PRETRAIN_OPTIONS, add_training_flags, build_training_config
 from aam.config import PretrainConfig
 
 
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume-from", type=Path, default=None,
                         help="continue an interrupted run from its checkpoints/last.pt "
                              "(same settings; restores optimizer, schedule, epoch and RNG)")
-    add_options(parser, PRETRAIN_OPTIONS, PretrainConfig())
+    add_training_flags(parser, PRETRAIN_OPTIONS, PretrainConfig())
     add_common_flags(parser)
     return parser
 
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _body(args: argparse.Namespace) -> int:
     from aam.training.pretrain import PretrainPaths, run_pretrain
 
-    cfg = build_config(PretrainConfig, args, PRETRAIN_OPTIONS, args.config)
+    cfg = build_training_config(PretrainConfig, args, PRETRAIN_OPTIONS, args.config)
     paths = PretrainPaths(args.data_dir, args.output_dir, args.train_samples, args.val_samples,
                           args.resume_from)
     run_pretrain(cfg, paths)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aam.cli.categorical_help import CATEGORICAL_HELP
 from aam.cli.common import add_common_flags, run
-from aam.cli.options import FINETUNE_OPTIONS, add_options, build_config
+from aam.cli.options import FINETUNE_OPTIONS, add_training_flags, build_training_config
 from aam.config import FinetuneConfig
 
 log = logging.getLogger("aam.train")
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="checkpoint of an interrupted run (checkpoints/last.pt)")
     parser.add_argument("--fold", help="fold label recorded in metrics.json")
     parser.add_argument("--config", help="YAML of FinetuneConfig; flags win")
-    add_options(parser, FINETUNE_OPTIONS, FinetuneConfig())
+    add_training_flags(parser, FINETUNE_OPTIONS, FinetuneConfig())
     add_common_flags(parser)
     return parser
 
@@ -74,7 +74,7 @@ def _body(args: argparse.Namespace) -> int:
     from aam.training.finetune import FinetunePaths, run_finetune
 
     _fill_from_prepared(args)
-    cfg = build_config(FinetuneConfig, args, FINETUNE_OPTIONS, args.config)
+    cfg = build_training_config(FinetuneConfig, args, FINETUNE_OPTIONS, args.config)
     if cfg.data.categorical_columns:
         check_fusion_name(cfg.fusion.name)
     _warn_ignored(args, cfg)

@@ -10,7 +10,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aam.training.checkpoint import make_payload, save_checkpoint, unwrap_model
+from aam.training.checkpoint import make_payload, save_checkpoint
+from aam.training.distributed import full_state_dict, optimizer_state_dict
 from aam.training.seeding import get_rng_state
 
 if TYPE_CHECKING:
@@ -54,22 +55,34 @@ class CheckpointCallback(Callback):
         self.extras = dict(extras or {})
 
     def payload(self, state: "TrainState") -> dict:
-        """The full resumable checkpoint dict for the current state."""
+        """The full resumable checkpoint dict for the current state.
+
+        Under FSDP every rank must call this (the full state is gathered to rank 0).
+        """
         return make_payload(
-            self.kind, self.config, unwrap_model(state.model).state_dict(),
-            optimizer_state=state.optimizer.state_dict(),
+            self.kind, self.config, full_state_dict(state.model, state.dist),
+            optimizer_state=optimizer_state_dict(state.model, state.optimizer, state.dist),
             scheduler_state=state.scheduler.state_dict(), epoch=state.epoch,
             best_metric=state.best_metric, seed=self.seed, rng_state=get_rng_state(),
             best_epoch=state.best_epoch, global_step=state.global_step, **self.extras,
         )
 
+    def on_fit_start(self, state: "TrainState") -> None:
+        last = self.directory / "last.pt"
+        if state.epoch > 0 and last.is_file():  # resumed: that file is the last good state
+            state.last_checkpoint = (last, state.epoch)
+
     def on_epoch_end(self, state: "TrainState") -> None:
-        if not state.is_main:
+        """Rank 0 writes; every rank records where the last good checkpoint is."""
+        if not (state.is_main or state.dist.strategy == "fsdp"):
+            state.last_checkpoint = (self.directory / "last.pt", state.epoch)
             return
         payload = self.payload(state)
-        save_checkpoint(self.directory / "last.pt", payload)
-        if state.is_best:
-            save_checkpoint(self.directory / "best.pt", payload)
+        if state.is_main:
+            save_checkpoint(self.directory / "last.pt", payload)
+            if state.is_best:
+                save_checkpoint(self.directory / "best.pt", payload)
+        state.last_checkpoint = (self.directory / "last.pt", state.epoch)
 
 
 class EarlyStopping(Callback):

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 import torch.distributed as dist
@@ -62,7 +63,12 @@ def strategy_from_flags(distributed: bool = False, fsdp: bool = False,
 
 def add_distributed_flags(parser) -> None:
     """The same three flags, with the same help, for every training command."""
-    group = parser.add_argument_group("multi-GPU (batch size is per process)")
+    group = parser.add_argument_group(
+        "multi-GPU (batch size is per process)",
+        "Run under 'torchrun --standalone --nproc_per_node=N -m aam.cli <command> ...' to train "
+        "with N processes (DDP by default: nccl on CUDA, gloo on CPU; one GPU per process). "
+        "--batch-size is per process: the global batch is batch size x N, and UniFrac pairs are "
+        "formed within each process's batch. Rank 0 alone writes files.")
     group.add_argument("--distributed", action="store_true",
                        help="DistributedDataParallel; the default under torchrun")
     group.add_argument("--fsdp", action="store_true",
@@ -137,12 +143,31 @@ def init_distributed(requested: str = "auto", device: str = "auto") -> DistConte
     return DistContext(strategy, rank, local_rank, world_size, dev, backend)
 
 
+@contextmanager
+def distributed_session(requested: str = "auto", device: str = "auto") -> Iterator[DistContext]:
+    """The one entry for ``aam pretrain`` and ``aam train``: validate the strategy (flags,
+    launcher, GPUs, in that order), start the process group, and tear it down at the end."""
+    ctx = init_distributed(requested, device)
+    try:
+        yield ctx
+    finally:
+        shutdown(ctx)
+
+
 def wrap_model(model: nn.Module, ctx: DistContext) -> nn.Module:
-    """Wrap for the strategy (the model must already be on ``ctx.device``)."""
+    """Wrap for the strategy (the model must already be on ``ctx.device``).
+
+    DDP looks for unused parameters only when some trainable parameter could miss a gradient
+    (count or nucleotide heads off in a step, frozen parts): ``find_unused_parameters`` costs a
+    graph traversal per step, so a model may say ``always_uses_all_parameters = True``.
+    """
     if ctx.strategy == "ddp":
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            return model
         ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        all_used = bool(getattr(model, "always_uses_all_parameters", False))
         return nn.parallel.DistributedDataParallel(model, device_ids=ids,
-                                                   find_unused_parameters=True)
+                                                   find_unused_parameters=not all_used)
     if ctx.strategy == "fsdp":
         from torch.distributed.fsdp import FullyShardedDataParallel
 
@@ -194,6 +219,68 @@ def gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
     out: list[Any] = [None] * ctx.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+def any_rank(flag: bool, ctx: DistContext) -> bool:
+    """True when ``flag`` is true on at least one rank (so every rank takes the same branch)."""
+    if not ctx.is_distributed:
+        return bool(flag)
+    return all_reduce_sums({"flag": float(bool(flag))}, ctx)["flag"] > 0
+
+
+def no_sync(model: nn.Module, skip: bool):
+    """Skip DDP's gradient all-reduce on accumulation micro-batches (``skip`` True)."""
+    inner = getattr(model, "_orig_mod", model)
+    if skip and hasattr(inner, "no_sync"):
+        return inner.no_sync()
+    return nullcontext()
+
+
+@contextmanager
+def eval_module(model: nn.Module, ctx: DistContext) -> Iterator[nn.Module]:
+    """The module to run validation on: the plain module (no per-forward collectives, so ranks
+    may see different numbers of validation batches); under FSDP with full parameters gathered."""
+    if ctx.strategy == "fsdp":
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        inner = getattr(model, "_orig_mod", model)
+        with FullyShardedDataParallel.summon_full_params(inner, writeback=False):
+            yield unwrap(inner)
+    elif ctx.strategy == "ddp":
+        yield unwrap(model)
+    else:
+        yield model
+
+
+def clip_gradients(model: nn.Module, max_norm: float, ctx: DistContext) -> None:
+    """Clip the global gradient norm (FSDP computes it over all shards)."""
+    inner = getattr(model, "_orig_mod", model)
+    if ctx.strategy == "fsdp":
+        inner.clip_grad_norm_(max_norm)
+    else:
+        torch.nn.utils.clip_grad_norm_(unwrap(model).parameters(), max_norm)
+
+
+def optimizer_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer,
+                         ctx: DistContext) -> dict[str, Any]:
+    """A complete optimizer state (FSDP: gathered from the shards; a collective call)."""
+    if ctx.strategy == "fsdp":
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        return FullyShardedDataParallel.optim_state_dict(getattr(model, "_orig_mod", model),
+                                                         optimizer)
+    return optimizer.state_dict()
+
+
+def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer,
+                         state: dict[str, Any], ctx: DistContext) -> None:
+    """Load what :func:`optimizer_state_dict` returned (FSDP: re-shard it first)."""
+    if ctx.strategy == "fsdp":
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        state = FullyShardedDataParallel.optim_state_dict_to_load(
+            getattr(model, "_orig_mod", model), optimizer, state)
+    optimizer.load_state_dict(state)
 
 
 def barrier(ctx: DistContext) -> None:

@@ -23,9 +23,12 @@ from torch import nn
 from tqdm import tqdm
 
 from aam.config import TrainConfig
+from aam.errors import InputError
 from aam.training.callbacks import Callback
 from aam.training.checkpoint import unwrap_model
 from aam.training.device import resolve_device
+from aam.training.distributed import (DistContext, all_reduce_sums, any_rank, clip_gradients,
+                                      eval_module, load_optimizer_state, no_sync, wrap_model)
 from aam.training.schedule import build_optimizer, warmup_cosine
 from aam.training.seeding import seed_everything, set_rng_state
 
@@ -52,6 +55,8 @@ class TrainState:
     is_best: bool = False
     stop: bool = False
     history: list = field(default_factory=list)
+    dist: DistContext = field(default_factory=DistContext)
+    last_checkpoint: tuple | None = None  # (path, epoch) of the newest last.pt, set by callbacks
 
 
 @dataclass
@@ -67,20 +72,26 @@ class FitResult:
     stopped_early: bool
 
 
+class TrainingDiverged(InputError):
+    """The training loss became NaN or infinite; the message names the last good checkpoint."""
+
+
 def fit(model: nn.Module, objective, train_loader: Iterable, val_loader: Iterable,
         cfg: TrainConfig, callbacks: Sequence[Callback] = (), param_groups=None,
         resume: dict | None = None, device: torch.device | None = None,
-        is_main: bool = True) -> FitResult:
+        is_main: bool = True, dist: DistContext | None = None) -> FitResult:
     """Train ``model`` for ``cfg.epochs`` epochs with AdamW, warmup + cosine and clipping.
 
     Parameters
     ----------
     model : nn.Module
-        Possibly wrapped (DDP); moved to ``device``.
+        The plain model; moved to the device and wrapped for ``dist.strategy`` (DDP, FSDP,
+        DataParallel) here.
     objective : object
         ``loss`` and ``evaluate`` as described in the module docstring.
     train_loader, val_loader : DataLoader
-        Yield ``Batch`` objects; ``len(train_loader)`` sets the schedule length.
+        Yield ``Batch`` objects; ``len(train_loader)`` sets the schedule length. Under DDP
+        every rank must have the same number of training batches (``build_loaders``).
     cfg : TrainConfig
         lr, weight_decay, warmup_fraction, grad_clip, grad_accum_steps, epochs, seed, device,
         bf16 (autocast on CUDA only), compile.
@@ -91,21 +102,34 @@ def fit(model: nn.Module, objective, train_loader: Iterable, val_loader: Iterabl
         A checkpoint payload from ``CheckpointCallback``: restores weights, optimizer,
         scheduler, epoch, best metric and RNG state, and continues with the next epoch.
     device : torch.device, optional
-        Default: ``resolve_device(cfg.device)``.
+        Default: ``dist.device``, else ``resolve_device(cfg.device)``.
     is_main : bool
-        False on non-zero ranks (callbacks skip writing files).
+        False on non-zero ranks (callbacks skip writing files); ``dist`` sets it too.
+    dist : DistContext, optional
+        From ``distributed_session``; default: one process.
 
     Returns
     -------
     FitResult
+
+    Raises
+    ------
+    TrainingDiverged
+        When a training loss is NaN or infinite on any rank.
     """
-    device = device or resolve_device(cfg.device)
+    ctx = dist or DistContext(device=device or resolve_device(cfg.device))
+    device = device or ctx.device
     model.to(device)
-    optimizer = build_optimizer(unwrap_model(model), cfg, param_groups)
+    if resume is not None:
+        unwrap_model(model).load_state_dict(resume["model_state"])
+    named = _named_groups(unwrap_model(model), cfg, param_groups)
+    wrapped = wrap_model(model, ctx)
+    optimizer = build_optimizer(unwrap_model(wrapped), cfg, _bind_groups(named, wrapped))
     steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum_steps)
     scheduler = warmup_cosine(optimizer, steps_per_epoch * cfg.epochs, cfg.warmup_fraction)
-    forward_model = torch.compile(model) if cfg.compile else model
-    state = TrainState(forward_model, optimizer, scheduler, objective, cfg, device, is_main)
+    forward_model = torch.compile(wrapped) if cfg.compile else wrapped
+    state = TrainState(forward_model, optimizer, scheduler, objective, cfg, device,
+                       is_main and ctx.is_main, dist=ctx)
     if resume is not None:
         _apply_resume(state, resume)
     for cb in callbacks:
@@ -122,10 +146,27 @@ def fit(model: nn.Module, objective, train_loader: Iterable, val_loader: Iterabl
                      samples / max(wall, 1e-9), state.stop)
 
 
+def _named_groups(model: nn.Module, cfg: TrainConfig, param_groups) -> list[dict]:
+    """Parameter groups by parameter name, fixed before wrapping (FSDP replaces parameters)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = param_groups
+    if groups is None:
+        params = [p for p in model.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return [{**g, "params": [names[id(p)] for p in g["params"]]} for g in groups]
+
+
+def _bind_groups(named: list[dict], wrapped: nn.Module) -> list[dict]:
+    params = dict(unwrap_model(wrapped).named_parameters())
+    return [{**g, "params": [params[n] for n in g["params"]]} for g in named]
+
+
 def _apply_resume(state: TrainState, payload: dict) -> None:
-    unwrap_model(state.model).load_state_dict(payload["model_state"])
+    """Optimizer, schedule, counters and RNG of a checkpoint (weights are loaded by ``fit``)."""
     if payload.get("optimizer_state") is not None:
-        state.optimizer.load_state_dict(payload["optimizer_state"])
+        load_optimizer_state(state.model, state.optimizer, payload["optimizer_state"],
+                             state.dist)
     if payload.get("scheduler_state") is not None:
         state.scheduler.load_state_dict(payload["scheduler_state"])
     state.epoch = int(payload["epoch"])
@@ -162,11 +203,13 @@ def _run_epoch(state: TrainState, train_loader, val_loader) -> int:
     _prepare_epoch(train_loader, cfg.seed, epoch)
     start = time.perf_counter()
     sums, n_samples = _train_one_epoch(state, train_loader, epoch)
-    state.train_logs = {k: v / max(n_samples, 1) for k, v in sums.items()}
+    totals = all_reduce_sums({**sums, _N: n_samples}, state.dist)  # sums and counts, then divide
+    n_samples = int(totals.pop(_N))
+    state.train_logs = {k: totals[k] / max(n_samples, 1) for k in sums}
     seconds = time.perf_counter() - start
     state.model.eval()
-    with torch.no_grad(), _autocast(state):
-        state.val_logs = dict(state.objective.evaluate(state.model, val_loader))
+    with torch.no_grad(), _autocast(state), eval_module(state.model, state.dist) as module:
+        state.val_logs = dict(state.objective.evaluate(module, val_loader))
     state.epoch = epoch
     val_loss = float(state.val_logs["val_loss"])
     state.is_best = val_loss < state.best_metric
@@ -183,6 +226,9 @@ def _run_epoch(state: TrainState, train_loader, val_loader) -> int:
     return n_samples
 
 
+_N = "\0n_samples"
+
+
 def _train_one_epoch(state: TrainState, loader, epoch: int) -> tuple[dict, int]:
     cfg, model, optimizer = state.cfg, state.model, state.optimizer
     model.train()
@@ -191,25 +237,36 @@ def _train_one_epoch(state: TrainState, loader, epoch: int) -> tuple[dict, int]:
     n_samples, n_batches = 0, len(loader)
     for i, batch in enumerate(tqdm(loader, desc=f"epoch {epoch}", disable=None, leave=False)):
         batch = batch.to(state.device)
-        with _autocast(state):
-            loss, logs = state.objective.loss(model, batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite training loss at epoch {epoch}, batch {i + 1}: {logs}. "
-                "Lower --lr or check the inputs."
-            )
-        (loss / cfg.grad_accum_steps).backward()
+        stepping = (i + 1) % cfg.grad_accum_steps == 0 or i + 1 == n_batches
+        with no_sync(model, skip=not stepping):
+            with _autocast(state):
+                loss, logs = state.objective.loss(model, batch)
+            if any_rank(not bool(torch.isfinite(loss.detach())), state.dist):
+                raise TrainingDiverged(_diverged_message(state, epoch, float(loss.detach())))
+            (loss / cfg.grad_accum_steps).backward()
         for key, value in logs.items():
             sums[key] += float(value) * batch.size
         n_samples += batch.size
-        if (i + 1) % cfg.grad_accum_steps == 0 or i + 1 == n_batches:
+        if stepping:
             if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(unwrap_model(model).parameters(), cfg.grad_clip)
+                clip_gradients(model, cfg.grad_clip, state.dist)
             optimizer.step()
             state.scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             state.global_step += 1
     return sums, n_samples
+
+
+def _diverged_message(state: TrainState, epoch: int, loss: float) -> str:
+    where = f"training diverged: non-finite loss at epoch {epoch}, step {state.global_step + 1}"
+    if not math.isfinite(loss):
+        where += f" (loss={loss})"
+    if state.last_checkpoint is None:
+        return (f"{where}. No checkpoint was written yet; start again with a lower --lr "
+                "(or check the inputs).")
+    path, good_epoch = state.last_checkpoint
+    return (f"{where}. The last good checkpoint is {path} (epoch {good_epoch}); resume from it "
+            "with a lower --lr.")
 
 
 def _fmt(logs: dict) -> str:

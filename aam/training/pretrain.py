@@ -1,4 +1,4 @@
-"""Self-supervised pretraining: the UniFrac + masked-nucleotide objective and ``run_pretrain``.
+"""Self-supervised pretraining: ``run_pretrain`` (the objective is in ``pretrain_objective``).
 
 Loss = MSE between predicted and true unweighted UniFrac distance over the B(B-1)/2 sample pairs
 of a batch + ``nucleotide_loss_weight`` x cross-entropy on masked nucleotides. Validation sees
@@ -16,159 +16,21 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from scipy import stats
-from torch import Tensor
 
 from aam.atomic import write_json, write_lines, write_text
 from aam.config import PretrainConfig, dump_yaml, to_dict
-from aam.data.batch import Batch
 from aam.data.prepared import read_sample_list
-from aam.data.tokens import VOCAB_SIZE, longest
+from aam.data.tokens import longest
 from aam.errors import InputError, first_items
-from aam.models.encoder import IGNORE_INDEX
 from aam.training.callbacks import CheckpointCallback, EarlyStopping, TensorBoardCallback
-from aam.training.checkpoint import load_checkpoint, save_checkpoint, unwrap_model
+from aam.training.checkpoint import load_checkpoint, save_checkpoint
+from aam.training.dist_data import build_loaders
+from aam.training.distributed import DistContext, barrier, distributed_session
+from aam.training.pretrain_objective import (PretrainObjective, masked_nucleotide_loss,
+                                             pair_mse)
 from aam.training.seeding import seed_everything
 
 log = logging.getLogger(__name__)
-
-
-def pair_mse(predicted: Tensor, true: Tensor) -> Tensor:
-    """Mean squared error over the pairs i < j of [B, B] distance matrices (0 when B < 2)."""
-    rows, cols = torch.triu_indices(*predicted.shape, offset=1, device=predicted.device)
-    if rows.numel() == 0:
-        return predicted.sum() * 0.0
-    return F.mse_loss(predicted[rows, cols].float(), true[rows, cols].float())
-
-
-def masked_nucleotide_loss(logits: Tensor, targets: Tensor) -> tuple[Tensor, int, int]:
-    """Cross-entropy on masked positions only -> (loss, n_correct, n_masked).
-
-    logits [U, L, V], targets [U, L] with -100 where not masked. No masked position gives 0.
-    """
-    selected = targets != IGNORE_INDEX
-    n_masked = int(selected.sum())
-    if n_masked == 0:
-        return logits.sum() * 0.0, 0, 0
-    chosen = logits[selected].float()  # [M, V]
-    loss = F.cross_entropy(chosen, targets[selected])
-    correct = int((chosen.argmax(-1) == targets[selected]).sum())
-    return loss, correct, n_masked
-
-
-class PretrainObjective:
-    """Losses and validation metrics of UniFrac pretraining (see the module docstring).
-
-    Parameters
-    ----------
-    mask_rate : float
-        Fraction of real nucleotides masked during training (and in the accuracy pass).
-    nucleotide_loss_weight : float
-        Weight w of the masked-nucleotide loss.
-    unifrac : ndarray [N, N], optional
-        Full distance matrix aligned to ``Batch.sample_index``; validation then compares every
-        pair of validation samples, otherwise only pairs within each batch.
-    seed : int
-        Seed of the fixed validation mask.
-    """
-
-    def __init__(self, mask_rate: float, nucleotide_loss_weight: float,
-                 unifrac: np.ndarray | None = None, seed: int = 0) -> None:
-        self.mask_rate = mask_rate
-        self.weight = nucleotide_loss_weight
-        self.unifrac = unifrac
-        self.seed = seed
-        self.last_pairs: tuple[np.ndarray, np.ndarray] | None = None
-
-    def loss(self, model, batch: Batch) -> tuple[Tensor, dict[str, float]]:
-        """Training loss of one batch and its parts."""
-        out = model(batch, mask_rate=self.mask_rate)
-        unifrac_loss = pair_mse(out.distances, batch.unifrac)
-        logs = {"unifrac_loss": unifrac_loss.item()}
-        loss = unifrac_loss
-        if out.encoder.nuc_logits is not None:
-            nuc_loss, correct, n = masked_nucleotide_loss(out.encoder.nuc_logits,
-                                                          out.encoder.nuc_targets)
-            loss = loss + self.weight * nuc_loss
-            logs.update(nuc_loss=nuc_loss.item(), nuc_accuracy=correct / max(n, 1))
-        logs["loss"] = loss.item()
-        return loss, logs
-
-    @torch.no_grad()
-    def evaluate(self, model, loader) -> dict[str, float]:
-        """Validation metrics: val_loss (UniFrac MSE, unmasked), Pearson/Spearman, accuracy."""
-        predicted, true = self._distance_pairs(model, loader)
-        self.last_pairs = (predicted, true)
-        logs = {"val_loss": float(np.mean((predicted - true) ** 2)) if len(true) else np.nan,
-                "val_pearson": _corr(stats.pearsonr, predicted, true),
-                "val_spearman": _corr(stats.spearmanr, predicted, true)}
-        if self.mask_rate > 0:
-            logs.update(self._masked_accuracy(model, loader))
-        return logs
-
-    def _distance_pairs(self, model, loader) -> tuple[np.ndarray, np.ndarray]:
-        head = unwrap_model(model).unifrac_head
-        device = next(unwrap_model(model).parameters()).device
-        projected, rows, pred_pairs, true_pairs = [], [], [], []
-        for batch in loader:
-            batch = batch.to(device)
-            out = model(batch)
-            if self.unifrac is None:
-                i, j = torch.triu_indices(batch.size, batch.size, offset=1)
-                pred_pairs.append(out.distances[i, j].float().cpu())
-                true_pairs.append(batch.unifrac[i, j].float().cpu())
-            else:
-                projected.append(head.embed(out.encoder.sample_emb))
-                rows.append(batch.sample_index.cpu().numpy())
-        if self.unifrac is not None:
-            with torch.autocast(device.type, enabled=False):
-                distances = head.pairwise(torch.cat(projected)).cpu()  # [N, N]
-            index = np.concatenate(rows)
-            i, j = np.triu_indices(len(index), k=1)
-            pred_pairs = [distances[i, j]]
-            true_pairs = [torch.from_numpy(np.asarray(self.unifrac)[index[i], index[j]])]
-        return (torch.cat(pred_pairs).numpy().astype(np.float64),
-                torch.cat(true_pairs).numpy().astype(np.float64))
-
-    def _masked_accuracy(self, model, loader) -> dict[str, float]:
-        device = next(unwrap_model(model).parameters()).device
-        generator = torch.Generator(device=device).manual_seed(self.seed)
-        loss_sum, correct, total = 0.0, 0, 0
-        target_counts = torch.zeros(VOCAB_SIZE, dtype=torch.long)
-        for batch in loader:
-            batch = batch.to(device)
-            enc = model(batch, mask_rate=self.mask_rate, generator=generator).encoder
-            loss, n_correct, n = masked_nucleotide_loss(enc.nuc_logits, enc.nuc_targets)
-            loss_sum, correct, total = loss_sum + float(loss) * n, correct + n_correct, total + n
-            selected = enc.nuc_targets[enc.nuc_targets != IGNORE_INDEX].cpu()
-            target_counts += torch.bincount(selected, minlength=VOCAB_SIZE)
-        total = max(total, 1)
-        return {"val_nuc_loss": loss_sum / total, "val_nuc_accuracy": correct / total,
-                "val_most_frequent_base_rate": float(target_counts.max()) / total}
-
-    def figures(self) -> dict:
-        """Predicted vs true UniFrac distance of the last validation pairs (matplotlib, Agg)."""
-        if self.last_pairs is None:
-            return {}
-        from matplotlib.figure import Figure  # no pyplot: no GUI backend, nothing global
-
-        predicted, true = self.last_pairs
-        keep = np.random.default_rng(0).permutation(len(true))[:5000]
-        fig = Figure(figsize=(4, 4))
-        ax = fig.add_subplot()
-        ax.scatter(true[keep], predicted[keep], s=3, alpha=0.4)
-        ax.set_xlabel("true unweighted UniFrac")
-        ax.set_ylabel("predicted distance")
-        ax.set_title(f"validation pairs (n={len(true)})")
-        fig.tight_layout()
-        return {"unifrac/predicted_vs_true": fig}
-
-
-def _corr(func, a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 2 or np.std(a) == 0 or np.std(b) == 0:
-        return float("nan")
-    return float(func(a, b)[0])
 
 
 @dataclass(frozen=True)
@@ -204,7 +66,13 @@ def run_pretrain(cfg: PretrainConfig, paths: PretrainPaths) -> dict:
         No UniFrac distances, unknown sample IDs, too few samples, or a resume checkpoint whose
         model settings differ.
     """
-    from aam.data.dataset import SampleDataset, make_loader
+    with distributed_session(cfg.train.distributed, cfg.train.device) as ctx:
+        return _pretrain(cfg, paths, ctx)
+
+
+def _pretrain(cfg: PretrainConfig, paths: PretrainPaths, ctx: DistContext) -> dict:
+    """The run on one rank: every rank trains on its share; rank 0 alone writes files."""
+    from aam.data.dataset import SampleDataset
     from aam.data.prepared import load_prepared
     from aam.models.pretrain import PretrainModel
     from aam.training.loop import fit
@@ -220,30 +88,35 @@ def run_pretrain(cfg: PretrainConfig, paths: PretrainPaths) -> dict:
     seed_everything(seed)
     train_set = SampleDataset(data, train_ids, cfg.data, with_unifrac=True, seed=seed)
     val_set = SampleDataset(data, val_ids, cfg.data, with_unifrac=True, seed=seed)
-    # written only once the inputs are known to be usable, so a refused run leaves no files
-    write_text(out / "config.resolved.yaml", dump_yaml(cfg))
-    write_lines(out / "train_samples.txt", train_ids)
-    write_lines(out / "val_samples.txt", val_ids)
-    train_loader = make_loader(train_set, bs, shuffle=True, seed=seed,
-                               drop_last=len(train_ids) >= bs, num_workers=cfg.data.num_workers)
-    val_loader = make_loader(val_set, bs, shuffle=False, seed=seed,
-                             num_workers=cfg.data.num_workers)
+    if ctx.is_main:  # only once the inputs are known to be usable: a refused run writes nothing
+        write_text(out / "config.resolved.yaml", dump_yaml(cfg))
+        write_lines(out / "train_samples.txt", train_ids)
+        write_lines(out / "val_samples.txt", val_ids)
+    per_rank = -(-len(train_ids) // ctx.world_size)
+    train_loader, val_loader = build_loaders(train_set, val_set, cfg.data, seed, ctx,
+                                             drop_last=per_rank >= bs)
     model = PretrainModel(cfg)
     objective = PretrainObjective(cfg.nucleotide_mask_rate, cfg.nucleotide_loss_weight,
-                                  unifrac=data.unifrac, seed=seed)
+                                  unifrac=data.unifrac, seed=seed, dist=ctx)
     ckpt = CheckpointCallback(out / "checkpoints", "encoder", to_dict(cfg), seed)
     callbacks = [ckpt, EarlyStopping(cfg.train.patience), TensorBoardCallback(out / "tensorboard")]
-    log.info("pretraining on %d samples, validating on %d; %d parameters", len(train_ids),
-             len(val_ids), sum(p.numel() for p in model.parameters()))
-    result = fit(model, objective, train_loader, val_loader, cfg.train, callbacks, resume=resume)
+    log.info("pretraining on %d samples, validating on %d; %d parameters; batch %d per process "
+             "x %d process(es)", len(train_ids), len(val_ids),
+             sum(p.numel() for p in model.parameters()), bs, ctx.world_size)
+    result = fit(model, objective, train_loader, val_loader, cfg.train, callbacks, resume=resume,
+                 dist=ctx)
+    barrier(ctx)  # rank 0 has written best.pt before anyone reads it
     best = load_checkpoint(out / "checkpoints" / "best.pt", "encoder")
+    model = PretrainModel(cfg).to(ctx.device)
     model.load_state_dict(best["model_state"])
     model.eval()
     with torch.no_grad():
         best_logs = objective.evaluate(model, val_loader)
-    save_checkpoint(out / "encoder.pt", best)
     metrics = _metrics(cfg, result, best_logs, len(train_ids), len(val_ids))
-    write_json(out / "metrics.json", metrics)
+    metrics["world_size"] = ctx.world_size
+    if ctx.is_main:
+        save_checkpoint(out / "encoder.pt", best)
+        write_json(out / "metrics.json", metrics)
     return metrics
 
 
@@ -302,3 +175,5 @@ def _metrics(cfg: PretrainConfig, result, best_logs: dict, n_train: int, n_val: 
                  "the accuracy of always guessing the commonest masked base.",
         "config": to_dict(cfg),
     }
+
+__all__ = ["PretrainObjective", "PretrainPaths", "masked_nucleotide_loss", "pair_mse", "run_pretrain"]
