@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
@@ -13,7 +13,6 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor, nn
 from tqdm import tqdm
 
 from aam.config import ASV_SAMPLING, FinetuneConfig, from_dict, to_dict
@@ -24,6 +23,7 @@ from aam.data.prepared import PreparedData, load_prepared, read_sample_list
 from aam.data.targets import group_keys, transform_from_dict
 from aam.errors import InputError, first_items
 from aam.metrics import classification_metrics, regression_metrics
+from aam.models.asv_cache import cached_encoder
 from aam.models.predictor import Predictor
 from aam.predictions import aggregate_passes, write_metrics, write_predictions
 from aam.training.checkpoint import load_checkpoint
@@ -174,74 +174,22 @@ def run_passes(model: Predictor, dataset: SampleDataset, passes: int, seed: int,
     batch_size = cfg.batch_size or model.cfg.data.batch_size
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                 if device.type == "cuda" and model.cfg.train.bf16 else nullcontext())
-    cache = cached_asv_encoder(model, len(dataset.tokens)) if cfg.cache_asvs else nullcontext()
     outputs = []
     model.eval()
-    with torch.inference_mode(), autocast, cache as asv_cache:
+    with torch.inference_mode(), autocast, \
+            cached_encoder(model, enabled=cfg.cache_asvs) as encoder_cache:
         for p in range(passes):
             dataset.seed = seed + p  # a fresh, reproducible ASV draw per pass
             loader = make_loader(dataset, batch_size, False, seed, num_workers=cfg.num_workers,
                                  pin_memory=device.type == "cuda")
             rows = []
             for batch in tqdm(loader, desc=f"predict pass {p + 1}/{passes}", disable=None):
-                if asv_cache is not None:
-                    asv_cache.keys = batch.unique_asv_index
                 out = model(batch.to(device, non_blocking=True), mask_rate=0.0)
                 rows.append(out.prediction.float().cpu())
             outputs.append(torch.cat(rows).numpy())
-    if asv_cache is not None and asv_cache.requested:
-        log.info("ASV encoder ran on %d distinct ASVs for %d batch-unique ASVs (%.0f%% reused)",
-                 asv_cache.encoded, asv_cache.requested,
-                 100.0 * (1 - asv_cache.encoded / asv_cache.requested))
+    if encoder_cache is not None and encoder_cache.asvs.requested:
+        log.info(encoder_cache.summary())
     return np.stack(outputs)
-
-
-class AsvEmbeddingCache(nn.Module):
-    """Stands in for ``encoder.nucleotide`` at inference: each distinct ASV (global index) is
-    encoded once per run, and its vector is reused by later batches and passes.
-
-    Set ``keys`` (LongTensor [U], the batch's ``unique_asv_index``) before each forward.
-    Returns ``(asv_vectors [U, D], None)``: no nucleotide states, so no masked-nucleotide head.
-    """
-
-    def __init__(self, nucleotide: nn.Module, n_asvs: int) -> None:
-        super().__init__()
-        self.inner = nucleotide
-        self.slot = torch.full((n_asvs,), -1, dtype=torch.long)  # global ASV index -> table row
-        self.table: Optional[Tensor] = None  # [capacity, D]; rows [0, encoded) are filled
-        self.keys: Optional[Tensor] = None
-        self.encoded = self.requested = 0
-
-    def forward(self, tokens: Tensor) -> tuple[Tensor, None]:
-        keys = self.keys.cpu()
-        new = self.slot[keys] < 0  # [U]
-        if new.any():
-            self._store(keys[new], self.inner(tokens[new.to(tokens.device)])[0])
-        self.requested += len(keys)
-        return self.table[self.slot[keys].to(self.table.device)], None
-
-    def _store(self, keys: Tensor, vectors: Tensor) -> None:
-        stop = self.encoded + len(keys)
-        if self.table is None or stop > len(self.table):
-            capacity = max(stop, 2 * (0 if self.table is None else len(self.table)), 256)
-            grown = vectors.new_empty(capacity, vectors.shape[-1])  # [capacity, D]
-            if self.table is not None:
-                grown[: self.encoded] = self.table[: self.encoded]
-            self.table = grown
-        self.table[self.encoded:stop] = vectors
-        self.slot[keys] = torch.arange(self.encoded, stop)
-        self.encoded = stop
-
-
-@contextmanager
-def cached_asv_encoder(model: Predictor, n_asvs: int):
-    """Swap an :class:`AsvEmbeddingCache` into ``model.encoder`` for the ``with`` block."""
-    original = model.encoder.nucleotide
-    model.encoder.nucleotide = AsvEmbeddingCache(original, n_asvs)
-    try:
-        yield model.encoder.nucleotide
-    finally:
-        model.encoder.nucleotide = original
 
 
 def _data_settings(model_cfg: FinetuneConfig, cfg: PredictConfig):
@@ -353,4 +301,4 @@ def run_predict(cfg: PredictConfig, paths: PredictPaths) -> Optional[dict]:
 
 
 __all__ = ["PredictConfig", "PredictPaths", "Predictions", "load_predictor", "predict_samples",
-           "run_passes", "run_predict", "AsvEmbeddingCache", "cached_asv_encoder"]
+           "run_passes", "run_predict"]

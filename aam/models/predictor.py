@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from aam.config import FinetuneConfig
 from aam.data.batch import Batch
 from aam.errors import InputError
+from aam.models.asv_cache import EncoderCache
 from aam.models.encoder import AAMEncoder, EncoderOutput
 from aam.models.fusion import build_fusion
 from aam.models.heads import (CategoryEmbeddings, CountHead, MaskedAttentionPool, OutputScaling,
@@ -48,6 +49,13 @@ class Predictor(nn.Module):
     cfg : FinetuneConfig
         ``fusion.cardinalities`` (one per ``data.categorical_columns``) and ``out_dim`` must be
         set from the data before construction.
+
+    Notes
+    -----
+    With ``freeze_base`` the encoder's outputs come from ``encoder_cache``
+    (:class:`~aam.models.asv_cache.EncoderCache`): ASV vectors by global ASV index and, unless
+    ASVs are sampled at random, whole sample outputs by sample index, kept across epochs. The
+    cache is not part of the ``state_dict`` and is emptied whenever encoder weights are loaded.
     """
 
     def __init__(self, cfg: FinetuneConfig) -> None:
@@ -74,9 +82,17 @@ class Predictor(nn.Module):
         if self.scaling_column is not None:
             self.output_scaling = OutputScaling(cfg.fusion.cardinalities[self.scaling_column],
                                                 cfg.out_dim)
+        self.encoder_cache: Optional[EncoderCache] = None
         if cfg.freeze_base:
             self.encoder.requires_grad_(False)
             self.encoder.eval()
+            self.encoder_cache = EncoderCache(sample_level=cfg.data.asv_sampling != "random")
+        self.encoder.register_load_state_dict_pre_hook(self._forget_encoder_outputs)
+
+    def _forget_encoder_outputs(self, *_args) -> None:
+        """Empty the cache before encoder weights are replaced."""
+        if self.encoder_cache is not None:
+            self.encoder_cache.clear()
 
     def train(self, mode: bool = True) -> "Predictor":
         """Like ``nn.Module.train``, but a frozen encoder stays in eval mode (no dropout)."""
@@ -84,6 +100,16 @@ class Predictor(nn.Module):
         if self.cfg.freeze_base:
             self.encoder.eval()
         return self
+
+    def encode(self, batch: Batch, mask_rate: float = 0.0) -> EncoderOutput:
+        """The encoder's output for ``batch``: from ``encoder_cache`` when the encoder is
+        deterministic (frozen, or in eval mode inside :func:`~aam.models.asv_cache.cached_encoder`),
+        else a forward pass (with nucleotide masking when the base is trained)."""
+        frozen = self.cfg.freeze_base
+        deterministic = frozen or (not self.encoder.training and mask_rate == 0)
+        if self.encoder_cache is not None and deterministic:
+            return self.encoder_cache.encode(self.encoder, batch)
+        return self.encoder(batch, mask_rate=0.0 if frozen else mask_rate)
 
     def categorical_modules(self) -> list[nn.Module]:
         """Category embeddings, fusion and output scaling (trained at ``categorical_lr``)."""
@@ -105,7 +131,7 @@ class Predictor(nn.Module):
         PredictorOutput
             ``prediction`` [B, out_dim].
         """
-        enc = self.encoder(batch, mask_rate=mask_rate if not self.cfg.freeze_base else 0.0)
+        enc = self.encode(batch, mask_rate)
         asv_emb, asv_mask = enc.asv_emb, enc.asv_mask  # [B, S, D], [B, S]
         count_pred = self.count_head(asv_emb) if self.count_head is not None else None
         hidden = self.target_encoder(asv_emb, asv_mask)  # [B, S, D]

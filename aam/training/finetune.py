@@ -153,6 +153,8 @@ def run_finetune(cfg: FinetuneConfig, paths: FinetunePaths) -> dict:
                  EarlyStopping(cfg.train.patience), tensorboard]
     result = fit(model, objective, train_loader, val_loader, cfg.train, callbacks,
                  param_groups=parameter_groups(model, cfg), resume=resume)
+    if model.encoder_cache is not None:
+        log.info("frozen base: %s", model.encoder_cache.summary())
     best = load_checkpoint(out / "checkpoints" / "best.pt", "predictor")
     model.load_state_dict(best["model_state"])
     metrics = objective.evaluate(model, val_loader)
