@@ -19,8 +19,6 @@ from aam_bench.settings import BenchConfig  # noqa: E402
 
 import bench  # noqa: E402
 
-pytestmark = pytest.mark.slow  # one tiny in-process harness run: a few seconds on 2 idle cores
-
 TINY = ["--data", "sim", "--quick", "--in-process", "--sim-samples", "16", "--sim-asvs", "24",
         "--embedding-dim", "16", "--layers", "1", "--heads", "2", "--token-limit", "16",
         "--batch-size", "4", "--token-limits", "8,16", "--batch-sizes", "4"]
@@ -39,6 +37,7 @@ def _header(text: str, first: str) -> list[str]:
     return [cell.strip() for cell in line.strip("|").split("|")]
 
 
+@pytest.mark.slow  # shares one tiny in-process harness run (a few seconds)
 def test_harness_prints_stage_table_with_expected_columns(tiny_run, capsys):
     code, _ = tiny_run
     printed = capsys.readouterr().out or (next(tiny_run[1].glob("*.md"))).read_text()
@@ -50,6 +49,7 @@ def test_harness_prints_stage_table_with_expected_columns(tiny_run, capsys):
         assert stage in rows
 
 
+@pytest.mark.slow  # shares one tiny in-process harness run (a few seconds)
 def test_results_files_record_config_machine_and_every_measurement(tiny_run):
     _, results_dir = tiny_run
     (js,) = results_dir.glob("*.json")
@@ -66,6 +66,7 @@ def test_results_files_record_config_machine_and_every_measurement(tiny_run):
     assert all(r["mean_asvs"] <= 8 for r in results["token_sweep"][:1])
 
 
+@pytest.mark.slow  # shares one tiny in-process harness run (a few seconds)
 def test_frozen_base_trains_fewer_parameters_and_counts_fewer_flops(tiny_run):
     _, results_dir = tiny_run
     stages = json.loads(next(results_dir.glob("*.json")).read_text())["stages"]
