@@ -1,6 +1,6 @@
 """Data side of multi-process training: per-rank loaders and gathering validation rows.
 
-Training batches come from a ``DistributedSampler`` on every run (one process included), so
+Training batches come from :class:`RankSampler` on every run (one process included), so
 ``world_size`` ranks x ``batch_size`` see exactly the global batches one process sees with
 ``batch_size x world_size``: rank r takes positions r, r + W, ... of the same seeded permutation.
 Validation shards samples without padding (:class:`ShardSampler`), and the objectives gather the
@@ -15,10 +15,40 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
-from torch.utils.data.distributed import DistributedSampler
 
 from aam.config import DataConfig
 from aam.training.distributed import DistContext, gather_objects
+
+
+class RankSampler(Sampler[int]):
+    """This rank's share of one seeded shuffle per epoch (a ``DistributedSampler`` whose order
+    on one process is the one a shuffling ``DataLoader`` has).
+
+    The permutation of epoch e comes from a generator seeded with ``seed + e`` after one draw
+    (the draw ``DataLoader`` takes for worker seeds), so one process keeps its usual order. It is
+    padded with its first items to a multiple of ``world_size``, then rank r takes positions
+    r, r + W, ...: every rank gets the same number of samples (DDP needs equal batch counts).
+    """
+
+    def __init__(self, n: int, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        self.n, self.seed, self.rank, self.world_size = n, seed, rank, world_size
+        self.epoch = 0
+        self.num_samples = -(-n // world_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the loop before each epoch (with ``dataset.set_epoch``)."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        torch.empty((), dtype=torch.int64).random_(generator=generator)
+        order = torch.randperm(self.n, generator=generator).tolist()
+        total = self.num_samples * self.world_size
+        order += (order * (1 + total // max(self.n, 1)))[: total - len(order)]
+        return iter(order[self.rank:total:self.world_size])
+
+    def __len__(self) -> int:
+        return self.num_samples
 
 
 class ShardSampler(Sampler[int]):
@@ -56,8 +86,7 @@ def build_loaders(train_set, val_set, data_cfg: DataConfig, seed: int, ctx: Dist
     """
     from aam.data.dataset import make_loader
 
-    sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank,
-                                 shuffle=True, seed=seed, drop_last=False)
+    sampler = RankSampler(len(train_set), seed, ctx.rank, ctx.world_size)
     train = make_loader(train_set, data_cfg.batch_size, shuffle=False, seed=seed,
                         drop_last=drop_last, num_workers=data_cfg.num_workers, sampler=sampler)
     shard = ShardSampler(len(val_set), ctx.rank, ctx.world_size)

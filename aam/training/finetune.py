@@ -15,7 +15,6 @@ from typing import Optional
 
 from aam.atomic import write_lines, write_text
 from aam.config import FinetuneConfig, ModelConfig, dump_yaml, from_dict, to_dict
-from aam.data.dataset import make_loader
 from aam.data.prepared import PreparedData, load_prepared, read_sample_list
 from aam.data.targets import transform_from_dict
 from aam.errors import InputError, first_items
@@ -23,6 +22,8 @@ from aam.models.predictor import Predictor, load_encoder_state
 from aam.predictions import write_metrics, write_predictions
 from aam.training.callbacks import CheckpointCallback, EarlyStopping
 from aam.training.checkpoint import load_checkpoint, save_checkpoint
+from aam.training.dist_data import build_loaders
+from aam.training.distributed import DistContext, barrier, distributed_session
 from aam.training.finetune_callbacks import FinetuneTensorBoard, ResumeCallback
 from aam.training.finetune_data import (build_setup, encoder_model_config, random_split,
                                         resolve_sizes)
@@ -119,6 +120,12 @@ def run_finetune(cfg: FinetuneConfig, paths: FinetunePaths) -> dict:
     InputError
         For bad targets, columns, sample lists or checkpoints.
     """
+    with distributed_session(cfg.train.distributed, cfg.train.device) as ctx:
+        return _finetune(cfg, paths, ctx)
+
+
+def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> dict:
+    """The run on one rank: every rank trains on its share; rank 0 alone writes files."""
     start = time.perf_counter()
     out = Path(paths.output_dir)
     data = load_prepared(paths.data_dir)
@@ -134,16 +141,14 @@ def run_finetune(cfg: FinetuneConfig, paths: FinetunePaths) -> dict:
     if encoder is not None:
         load_encoder_state(model, encoder["model_state"])
         log.info("loaded the pretrained encoder from %s", paths.pretrained_encoder)
-    write_lines(out / "train_samples.txt", train_ids)
-    write_lines(out / "val_samples.txt", val_ids)
-    write_text(out / "config.resolved.yaml", dump_yaml(cfg))
+    if ctx.is_main:
+        write_lines(out / "train_samples.txt", train_ids)
+        write_lines(out / "val_samples.txt", val_ids)
+        write_text(out / "config.resolved.yaml", dump_yaml(cfg))
     objective = FinetuneObjective(cfg, setup.transform, setup.classes, setup.groups,
-                                  setup.actual, setup.class_weight)
-    data_cfg, seed = cfg.data, cfg.train.seed
-    train_loader = make_loader(setup.train_set, data_cfg.batch_size, True, seed,
-                               num_workers=data_cfg.num_workers)
-    val_loader = make_loader(setup.val_set, data_cfg.batch_size, False, seed, drop_last=False,
-                             num_workers=data_cfg.num_workers)
+                                  setup.actual, setup.class_weight, dist=ctx)
+    seed = cfg.train.seed
+    train_loader, val_loader = build_loaders(setup.train_set, setup.val_set, cfg.data, seed, ctx)
     extras = {"target_transform": setup.transform.to_dict() if setup.transform else None,
               "categorical_vocab": setup.vocab, "classes": setup.classes,
               "task": cfg.task, "target_column": cfg.target_column}
@@ -152,12 +157,17 @@ def run_finetune(cfg: FinetuneConfig, paths: FinetunePaths) -> dict:
     callbacks = [ResumeCallback(checkpoints, resume, paths.resume_from, cfg), checkpoints,
                  EarlyStopping(cfg.train.patience), tensorboard]
     result = fit(model, objective, train_loader, val_loader, cfg.train, callbacks,
-                 param_groups=parameter_groups(model, cfg), resume=resume)
+                 param_groups=parameter_groups(model, cfg), resume=resume, dist=ctx)
     if model.encoder_cache is not None:
         log.info("frozen base: %s", model.encoder_cache.summary())
+    barrier(ctx)  # rank 0 has written best.pt before anyone reads it
     best = load_checkpoint(out / "checkpoints" / "best.pt", "predictor")
+    if ctx.strategy == "fsdp":  # FSDP left sharded views in the module: start from a fresh one
+        model = predictor_from_checkpoint(best).to(ctx.device)
     model.load_state_dict(best["model_state"])
-    metrics = objective.evaluate(model, val_loader)
+    metrics = objective.evaluate(model, val_loader)  # every rank: predictions are gathered
+    if not ctx.is_main:
+        return {"val_loss": metrics["val_loss"]}
     _write_val_predictions(out / "val_predictions.tsv", objective, setup.classes)
     save_checkpoint(out / "model.pt", best)
     summary = {"task": cfg.task, "n": len(val_ids), **_metric_values(objective),

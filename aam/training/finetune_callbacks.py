@@ -48,9 +48,9 @@ class ResumeCallback(Callback):
         if self.resume is None:
             return
         self._override_lr(state)
+        payload = self.checkpoints.payload(state)  # every rank: FSDP gathers the full state
         if not state.is_main:
             return
-        payload = self.checkpoints.payload(state)
         directory = self.checkpoints.directory
         save_checkpoint(directory / "last.pt", payload)
         old_best = self.resume_from.parent / "best.pt"

@@ -20,6 +20,8 @@ from aam.data.batch import Batch
 from aam.data.targets import TargetTransform
 from aam.metrics import classification_metrics, regression_metrics
 from aam.models.heads import count_loss
+from aam.training.dist_data import gather_samples
+from aam.training.distributed import DistContext
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +64,22 @@ class FinetuneObjective:
         Original-scale target (or label) of each validation sample.
     class_weight : FloatTensor [K], optional
         Cross-entropy weights.
+    dist : DistContext, optional
+        Under torchrun each rank predicts its validation shard; the rows are gathered (each
+        sample once) before aggregating, so every rank returns the one-process result.
     """
 
     def __init__(self, cfg: FinetuneConfig, transform: Optional[TargetTransform],
                  classes: Optional[Sequence[str]], groups: dict, actual: dict,
-                 class_weight: Optional[Tensor] = None) -> None:
+                 class_weight: Optional[Tensor] = None,
+                 dist: Optional[DistContext] = None) -> None:
         self.cfg = cfg
         self.transform = transform
         self.classes = list(classes) if classes else None
         self.groups = groups
         self.actual = actual
         self.class_weight = class_weight
+        self.dist = dist or DistContext()
         train_base = not cfg.freeze_base and cfg.nucleotide_loss_weight > 0
         self.mask_rate = cfg.nucleotide_mask_rate if train_base else 0.0
         self.last: Optional[EvalResult] = None
@@ -144,10 +151,11 @@ class FinetuneObjective:
             ids += list(batch.sample_ids)
             preds.append(out.prediction.float().cpu())
             targets.append(batch.target.cpu())
+        ids, (preds, targets) = gather_samples(ids, [_cat(preds), _cat(targets)], self.dist)
         order = np.argsort(ids, kind="stable")  # passes line up even if the loader shuffles
         ids = [ids[i] for i in order]
         index = torch.as_tensor(order)
-        return ids, torch.cat(preds)[index], torch.cat(targets)[index]
+        return ids, preds[index], targets[index]
 
     def _regression_result(self, ids: list[str], raw: np.ndarray, passes: int) -> EvalResult:
         groups = [self.groups.get(s, ()) for s in ids]
@@ -185,6 +193,10 @@ class FinetuneObjective:
         ax.set_ylabel(f"predicted {self.cfg.target_column}")
         fig.tight_layout()
         return {"val/predicted_vs_actual": fig}
+
+
+def _cat(tensors: list[Tensor]) -> Tensor:
+    return torch.cat(tensors) if tensors else torch.zeros(0)
 
 
 def fusion_statistics(extras: dict[str, Tensor]) -> dict[str, float]:
