@@ -148,9 +148,14 @@ def distributed_session(requested: str = "auto", device: str = "auto") -> Iterat
     """The one entry for ``aam pretrain`` and ``aam train``: validate the strategy (flags,
     launcher, GPUs, in that order), start the process group, and tear it down at the end."""
     ctx = init_distributed(requested, device)
+    package_log = logging.getLogger("aam")
+    level = package_log.level
+    if not ctx.is_main:  # one copy of each progress line, from rank 0
+        package_log.setLevel(logging.WARNING)
     try:
         yield ctx
     finally:
+        package_log.setLevel(level)
         shutdown(ctx)
 
 

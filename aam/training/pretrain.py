@@ -96,6 +96,8 @@ def _pretrain(cfg: PretrainConfig, paths: PretrainPaths, ctx: DistContext) -> di
     train_loader, val_loader = build_loaders(train_set, val_set, cfg.data, seed, ctx,
                                              drop_last=per_rank >= bs)
     model = PretrainModel(cfg)
+    # every parameter gets a gradient when nucleotides are masked: DDP can skip its search
+    model.always_uses_all_parameters = cfg.nucleotide_mask_rate > 0
     objective = PretrainObjective(cfg.nucleotide_mask_rate, cfg.nucleotide_loss_weight,
                                   unifrac=data.unifrac, seed=seed, dist=ctx)
     ckpt = CheckpointCallback(out / "checkpoints", "encoder", to_dict(cfg), seed)
