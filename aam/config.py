@@ -76,11 +76,12 @@ class ModelConfig:
     dropout: float = 0.1
     ff_mult: int = 4  # feed-forward width = ff_mult * embedding_dim
     max_bp: int = 150  # position-embedding length; set from the data before the model is built
+    nucleotide_patch: int = 4  # nucleotides per token of the ASV encoder (1 = one per base)
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         for name in ("embedding_dim", "attention_heads", "nucleotide_layers", "asv_layers",
-                     "ff_mult", "max_bp"):
+                     "ff_mult", "max_bp", "nucleotide_patch"):
             _check_positive(name, getattr(self, name))
         _check_positive("sample_layers", self.sample_layers, allow_zero=True)
         if self.embedding_dim % self.attention_heads:

@@ -116,3 +116,16 @@ def test_pretrain_model_distances_symmetric():
     assert out.distances.shape == (4, 4)
     torch.testing.assert_close(out.distances, out.distances.T)
     assert (out.distances.diagonal() == 0).all() and (out.distances + torch.eye(4) > 0).all()
+
+
+def test_every_patch_size_predicts_every_base_and_ignores_padding():
+    from dataclasses import replace
+
+    batch = make_batch()
+    for patch in (1, 3, 4):
+        model = AAMEncoder(replace(TINY, nucleotide_patch=patch)).eval()
+        out = model(batch, mask_rate=0.3)
+        assert out.nuc_logits.shape == (6, 10, 6)  # one row of logits per base, not per patch
+        longer = torch.cat([batch.unique_tokens, torch.zeros(6, 2, dtype=torch.long)], 1)
+        torch.testing.assert_close(model.encode_asvs(longer),
+                                   model.encode_asvs(batch.unique_tokens))

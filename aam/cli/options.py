@@ -64,6 +64,8 @@ TRAINING_OPTIONS = [
     opt("--attention-layers", LAYERS, int, "sets nucleotide, ASV and sample layer counts at once"),
     opt("--nucleotide-layers", "model.nucleotide_layers", int,
         "transformer layers over the nucleotides of one ASV"),
+    opt("--nucleotide-patch", "model.nucleotide_patch", int,
+        "bases per token of the ASV encoder (default 4; 1 = one token per base)"),
     opt("--asv-layers", "model.asv_layers", int, "transformer layers across a sample's ASVs"),
     opt("--sample-layers", "model.sample_layers", int,
         "transformer layers before pooling the sample embedding"),

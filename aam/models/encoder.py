@@ -7,10 +7,12 @@ of ASVs: there are no position embeddings across ASVs, only an embedding of each
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aam.config import ModelConfig
@@ -78,38 +80,51 @@ def mask_nucleotides(tokens: Tensor, rate: float, generator: torch.Generator | N
 
 
 class NucleotideEncoder(nn.Module):
-    """ASV encoder: token + position embedding -> transformer over L nucleotides -> pooling.
+    """ASV encoder: nucleotide patches + position embedding -> transformer -> attention pooling.
+
+    Each token covers ``nucleotide_patch`` consecutive bases (their embeddings concatenated and
+    projected), so a 100-nt ASV is 25 tokens at the default 4: the encoder's linear work falls
+    4x and its attention work 16x, while the masked-nucleotide head still predicts every base
+    (``patch x vocab`` logits per token).
 
     Parameters
     ----------
     cfg : ModelConfig
         ``embedding_dim``, ``attention_heads``, ``nucleotide_layers``, ``ff_mult``, ``dropout``,
-        ``max_bp`` (position-embedding length) and ``gradient_checkpointing``.
+        ``max_bp``, ``nucleotide_patch`` and ``gradient_checkpointing``.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        d = cfg.embedding_dim
+        d, self.patch = cfg.embedding_dim, cfg.nucleotide_patch
         self.max_bp = cfg.max_bp
         self.token_emb = nn.Embedding(VOCAB_SIZE, d, padding_idx=PAD)
-        self.pos_emb = nn.Embedding(cfg.max_bp, d)
+        self.patch_proj = nn.Linear(self.patch * d, d) if self.patch > 1 else nn.Identity()
+        self.pos_emb = nn.Embedding(math.ceil(cfg.max_bp / self.patch), d)
         self.layers = TransformerStack(d, cfg.attention_heads, cfg.nucleotide_layers, cfg.ff_mult,
                                        cfg.dropout, cfg.gradient_checkpointing)
         self.pool = AttentionPooling(d)
-        self.nuc_head = nn.Linear(d, VOCAB_SIZE)
+        self.nuc_head = nn.Linear(d, self.patch * VOCAB_SIZE)
 
     def forward(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        """tokens: LongTensor [U, L] -> (asv_vectors [U, D], hidden [U, L, D])."""
-        length = tokens.shape[1]
+        """tokens: LongTensor [U, L] -> (asv_vectors [U, D], hidden [U, L / patch, D])."""
+        n, length = tokens.shape
         if length > self.max_bp:
             raise ValueError(f"ASV tokens have {length} positions but the model's max_bp is "
                              f"{self.max_bp}")
-        mask = tokens != PAD  # [U, L]
-        pos = torch.arange(length, device=tokens.device)
-        x = self.token_emb(tokens) + self.pos_emb(pos)[None]  # [U, L, D]
-        hidden = self.layers(x, mask)  # [U, L, D]
+        tokens = F.pad(tokens, (0, -length % self.patch), value=PAD)  # [U, T * patch]
+        t = tokens.shape[1] // self.patch
+        mask = (tokens != PAD).view(n, t, self.patch).any(-1)  # [U, T]
+        x = self.token_emb(tokens).view(n, t, -1)  # [U, T, patch * D]
+        x = self.patch_proj(x) + self.pos_emb(torch.arange(t, device=tokens.device))[None]
+        hidden = self.layers(x, mask)  # [U, T, D]
         pooled, _ = self.pool(hidden, mask)  # [U, D]
         return pooled, hidden
+
+    def nucleotide_logits(self, hidden: Tensor, length: int) -> Tensor:
+        """hidden [U, T, D] -> logits for every base [U, length, VOCAB_SIZE]."""
+        n, t, _ = hidden.shape
+        return self.nuc_head(hidden).view(n, t * self.patch, VOCAB_SIZE)[:, :length]
 
 
 class SampleEncoder(nn.Module):
@@ -193,5 +208,7 @@ class AAMEncoder(nn.Module):
             tokens, nuc_targets = mask_nucleotides(tokens, mask_rate, generator)
         asv_vectors, hidden = self.nucleotide(tokens)  # [U, D], [U, L, D]
         asv_emb, sample_emb = self.encode_samples(asv_vectors, batch)
-        nuc_logits = self.nucleotide.nuc_head(hidden) if mask_rate > 0 else None  # [U, L, V]
+        nuc_logits = None
+        if mask_rate > 0:
+            nuc_logits = self.nucleotide.nucleotide_logits(hidden, tokens.shape[1])  # [U, L, V]
         return EncoderOutput(asv_emb, sample_emb, batch.asv_mask, nuc_logits, nuc_targets)
