@@ -187,7 +187,7 @@ def run_passes(model: Predictor, dataset: SampleDataset, passes: int, seed: int,
                 out = model(batch.to(device, non_blocking=True), mask_rate=0.0)
                 rows.append(out.prediction.float().cpu())
             outputs.append(torch.cat(rows).numpy())
-    if encoder_cache is not None and encoder_cache.asvs.requested:
+    if encoder_cache is not None and encoder_cache.requested:
         log.info(encoder_cache.summary())
     return np.stack(outputs)
 

@@ -76,7 +76,7 @@ def test_frozen_first_sampling_skips_the_encoder_after_the_first_epoch(data):
                     for a in data.counts[s].indices})
     assert nucleotide.rows <= distinct  # every ASV through the nucleotide encoder at most once
     cache = model.encoder_cache
-    assert len(cache.samples) == len(data.sample_ids)  # train and validation samples
+    assert cache.n_samples == len(data.sample_ids)  # train and validation samples
     assert cache.sample_hits > 0
 
 
@@ -84,9 +84,9 @@ def test_frozen_random_sampling_caches_asvs_only(data):
     model, _, _, per_epoch, nucleotide, _ = _train(data, freeze_base=True, asv_sampling="random")
     (_, sample1), (_, sample2) = per_epoch
     assert sample2 == 2 * sample1  # the sample encoder runs on every batch
-    assert nucleotide.rows == model.encoder_cache.asvs.encoded  # each ASV encoded once
-    assert model.encoder_cache.asvs.requested > nucleotide.rows
-    assert not model.encoder_cache.samples
+    assert nucleotide.rows == model.encoder_cache.encoded  # each ASV encoded once
+    assert model.encoder_cache.requested > nucleotide.rows
+    assert model.encoder_cache.n_samples == 0
 
 
 def test_cached_and_uncached_frozen_training_agree(data):
@@ -106,9 +106,9 @@ def test_cache_is_not_in_the_state_dict_and_strict_loading_works(data):
     assert unfrozen.encoder_cache is None
     assert list(model.state_dict()) == list(unfrozen.state_dict())
     unfrozen.load_state_dict(model.state_dict(), strict=True)
-    assert model.encoder_cache.samples
+    assert model.encoder_cache.n_samples
     model.load_state_dict(unfrozen.state_dict(), strict=True)  # new weights: cache emptied
-    assert not model.encoder_cache.samples and model.encoder_cache.asvs.encoded == 0
+    assert model.encoder_cache.n_samples == 0 and model.encoder_cache.encoded == 0
 
 
 def test_sample_cache_cap_falls_back_to_asv_vectors(data, caplog):
@@ -118,7 +118,7 @@ def test_sample_cache_cap_falls_back_to_asv_vectors(data, caplog):
     with caplog.at_level(logging.INFO):
         capped = model.eval()(batch).prediction
     assert "sample-level encoder cache is full" in caplog.text
-    assert not model.encoder_cache.samples and model.encoder_cache.asvs.encoded > 0
+    assert model.encoder_cache.n_samples == 0 and model.encoder_cache.encoded > 0
     model.encoder_cache = None
     torch.testing.assert_close(capped, model(batch).prediction)
 
@@ -150,6 +150,6 @@ def test_unfrozen_training_never_caches_but_prediction_context_does(data):
         with cached_encoder(model) as cache:
             first, again = model(batch).prediction, model(batch).prediction
     assert model.encoder_cache is None  # restored after the block
-    assert nucleotide.calls == 2 and cache.asvs.requested == 2 * cache.asvs.encoded
+    assert nucleotide.calls == 2 and cache.requested == 2 * cache.encoded
     torch.testing.assert_close(first, plain)
     torch.testing.assert_close(again, plain)

@@ -97,6 +97,15 @@ class _SampleEntry:
     sample_emb: Tensor  # [D]
 
 
+class _DeviceCache:
+    """The cached outputs on one device (``nn.DataParallel`` replicas each use their own)."""
+
+    def __init__(self) -> None:
+        self.asvs = AsvVectorCache()
+        self.samples: dict[int, _SampleEntry] = {}
+        self.sample_bytes = 0
+
+
 class EncoderCache:
     """Encoder outputs of a deterministic encoder, reused across batches, passes and epochs.
 
@@ -109,19 +118,32 @@ class EncoderCache:
         if the batch row has exactly the cached ASVs and counts, so a new draw is never served a
         stale output.
     max_sample_bytes : int
-        Memory cap of the sample-level entries; above it further samples use the ASV-level cache
-        only (logged once).
+        Memory cap of the sample-level entries (per device); above it further samples use the
+        ASV-level cache only (logged once).
     """
 
     def __init__(self, sample_level: bool = False,
                  max_sample_bytes: int = SAMPLE_CACHE_MAX_BYTES) -> None:
-        self.asvs = AsvVectorCache()
         self.sample_level = sample_level
         self.max_sample_bytes = max_sample_bytes
-        self.samples: dict[int, _SampleEntry] = {}
-        self.sample_bytes = 0
+        self._parts: dict[torch.device, _DeviceCache] = {}
         self.sample_hits = self.sample_misses = 0
         self._full_logged = False
+
+    @property
+    def encoded(self) -> int:
+        """ASVs run through the nucleotide encoder."""
+        return sum(p.asvs.encoded for p in self._parts.values())
+
+    @property
+    def requested(self) -> int:
+        """Batch-unique ASVs asked for (cached or not)."""
+        return sum(p.asvs.requested for p in self._parts.values())
+
+    @property
+    def n_samples(self) -> int:
+        """Samples whose whole encoder output is cached."""
+        return sum(len(p.samples) for p in self._parts.values())
 
     def encode(self, encoder: AAMEncoder, batch: Batch) -> EncoderOutput:
         """``encoder``'s output for ``batch`` (no masking, no gradients), from the cache where
@@ -132,45 +154,49 @@ class EncoderCache:
         EncoderOutput
             ``asv_emb`` [B, S, D] (0 at padding), ``sample_emb`` [B, D], ``asv_mask`` [B, S].
         """
+        device = batch.asv_mask.device
+        part = self._parts.get(device)
+        if part is None:
+            part = self._parts.setdefault(device, _DeviceCache())
         with torch.no_grad():
             if self.sample_level:
-                cached = self._from_samples(batch)
+                cached = self._from_samples(part, batch)
                 if cached is not None:
                     return cached
-            vectors = self.asvs.vectors(batch.unique_asv_index, batch.unique_tokens.long(),
+            vectors = part.asvs.vectors(batch.unique_asv_index, batch.unique_tokens.long(),
                                         encoder.encode_asvs)  # [U, D]
             asv_emb, sample_emb = encoder.encode_samples(vectors, batch)
             if self.sample_level:
-                self._store_samples(batch, asv_emb, sample_emb)
+                self._store_samples(part, batch, asv_emb, sample_emb)
         return EncoderOutput(asv_emb, sample_emb, batch.asv_mask)
 
     def clear(self) -> None:
         """Forget everything (the encoder's weights changed)."""
-        self.asvs.clear()
-        self.samples.clear()
-        self.sample_bytes = 0
+        self._parts.clear()
 
     def summary(self) -> str:
         """One line of reuse statistics for the log."""
-        asvs = self.asvs
-        saved = 1 - asvs.encoded / asvs.requested if asvs.requested else 0.0
-        text = (f"encoder cache: {asvs.encoded} distinct ASVs encoded for {asvs.requested} "
-                f"batch-unique ASVs ({100 * saved:.0f}% reused)")
+        encoded, requested = self.encoded, self.requested
+        saved = 1 - encoded / requested if requested else 0.0
+        text = (f"encoder cache: {encoded} distinct ASVs encoded for {requested} batch-unique "
+                f"ASVs ({100 * saved:.0f}% reused)")
         if self.sample_level:
+            size = sum(p.sample_bytes for p in self._parts.values())
             text += (f"; {self.sample_hits} sample outputs reused, {self.sample_misses} "
-                     f"computed, {len(self.samples)} samples cached "
-                     f"({self.sample_bytes / 2**20:.1f} MiB)")
+                     f"computed, {self.n_samples} samples cached ({size / 2**20:.1f} MiB)")
         return text
 
-    def _rows(self, batch: Batch) -> tuple[list[int], Tensor, Tensor, Tensor]:
-        mask = batch.asv_mask.cpu()
-        return (batch.sample_index.tolist(), batch.asv_index.cpu(), batch.counts.cpu(), mask)
+    @staticmethod
+    def _rows(batch: Batch) -> tuple[list[int], Tensor, Tensor, Tensor]:
+        """(sample rows, asv_index [B, S], counts [B, S], asv_mask [B, S]) on the CPU."""
+        return (batch.sample_index.tolist(), batch.asv_index.cpu(), batch.counts.cpu(),
+                batch.asv_mask.cpu())
 
-    def _from_samples(self, batch: Batch) -> Optional[EncoderOutput]:
+    def _from_samples(self, part: _DeviceCache, batch: Batch) -> Optional[EncoderOutput]:
         rows, asv_index, counts, mask = self._rows(batch)
         entries = []
         for b, row in enumerate(rows):
-            entry = self.samples.get(row)
+            entry = part.samples.get(row)
             real = mask[b]
             if entry is None or not (torch.equal(entry.asv_index, asv_index[b][real])
                                      and torch.equal(entry.counts, counts[b][real])):
@@ -185,25 +211,25 @@ class EncoderCache:
         sample_emb = torch.stack([e.sample_emb for e in entries])  # [B, D]
         return EncoderOutput(asv_emb, sample_emb, batch.asv_mask)
 
-    def _store_samples(self, batch: Batch, asv_emb: Tensor, sample_emb: Tensor) -> None:
+    def _store_samples(self, part: _DeviceCache, batch: Batch, asv_emb: Tensor,
+                       sample_emb: Tensor) -> None:
         rows, asv_index, counts, mask = self._rows(batch)
         for b, row in enumerate(rows):
+            if row in part.samples:
+                continue  # a different draw of a cached sample: keep the first
             real = mask[b]
             n = int(real.sum())
             size = (n + 1) * asv_emb.shape[-1] * asv_emb.element_size() + n * 12
-            if self.sample_bytes + size > self.max_sample_bytes:
+            if part.sample_bytes + size > self.max_sample_bytes:
                 if not self._full_logged:
                     log.info("sample-level encoder cache is full (%d samples, cap %.0f MiB): "
-                             "further samples reuse ASV vectors only", len(self.samples),
+                             "further samples reuse ASV vectors only", len(part.samples),
                              self.max_sample_bytes / 2**20)
                     self._full_logged = True
                 return
-            old = self.samples.get(row)
-            if old is not None:
-                continue  # a different draw of a cached sample: keep the first
-            self.samples[row] = _SampleEntry(asv_index[b][real].clone(), counts[b][real].clone(),
+            part.samples[row] = _SampleEntry(asv_index[b][real].clone(), counts[b][real].clone(),
                                              asv_emb[b, :n].clone(), sample_emb[b].clone())
-            self.sample_bytes += size
+            part.sample_bytes += size
 
 
 @contextmanager
