@@ -153,3 +153,15 @@ def test_unfrozen_training_never_caches_but_prediction_context_does(data):
     assert nucleotide.calls == 2 and cache.requested == 2 * cache.encoded
     torch.testing.assert_close(first, plain)
     torch.testing.assert_close(again, plain)
+
+
+def test_prediction_without_cache_turns_off_a_frozen_models_own_cache(data):
+    _, model, _, (_, val) = _setup(data, freeze_base=True)
+    own = model.encoder_cache
+    nucleotide = Calls(model.encoder.nucleotide)
+    batch = next(iter(val))
+    with torch.no_grad(), cached_encoder(model, enabled=False) as cache:
+        assert cache is None and model.encoder_cache is None
+        model.eval()(batch), model(batch)
+    assert nucleotide.calls == 2  # every forward ran the encoder
+    assert model.encoder_cache is own and own.encoded == 0
