@@ -156,13 +156,20 @@ def test_pretrained_encoder_sizes_override_and_frozen_weights_stay(prepared, tmp
         assert torch.equal(state[f"encoder.{key}"], value)
 
 
-def test_resume_with_new_lr_and_output_dir(prepared, tmp_path, caplog):
+@pytest.fixture(scope="module")
+def one_epoch(prepared, tmp_path_factory):
+    """A finished 1-epoch concat run (the source both resume tests continue from)."""
     cfg = tiny_finetune_cfg("concat", epochs=1)
-    run_finetune(cfg, FinetunePaths(prepared, tmp_path / "a"))
+    out = tmp_path_factory.mktemp("one-epoch")
+    run_finetune(cfg, FinetunePaths(prepared, out))
+    return cfg, out / "checkpoints" / "last.pt"
+
+
+def test_resume_with_new_lr_and_output_dir(prepared, one_epoch, tmp_path, caplog):
+    cfg, last = one_epoch
     new = replace(cfg, train=replace(cfg.train, epochs=2, lr=1e-4))
     with caplog.at_level(logging.INFO):
-        run_finetune(new, FinetunePaths(prepared, tmp_path / "b",
-                                        resume_from=tmp_path / "a" / "checkpoints" / "last.pt"))
+        run_finetune(new, FinetunePaths(prepared, tmp_path / "b", resume_from=last))
     assert caplog.text.count("learning rate overridden on resume") == 1
     last = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt", "predictor")
     assert last["epoch"] == 2
@@ -171,11 +178,9 @@ def test_resume_with_new_lr_and_output_dir(prepared, tmp_path, caplog):
         assert (tmp_path / "b" / name).is_file()
 
 
-def test_resume_writes_checkpoints_to_new_dir_immediately(prepared, tmp_path):
-    cfg = tiny_finetune_cfg("concat", epochs=1)
-    run_finetune(cfg, FinetunePaths(prepared, tmp_path / "a"))
-    run_finetune(cfg, FinetunePaths(prepared, tmp_path / "b",
-                                    resume_from=tmp_path / "a" / "checkpoints" / "last.pt"))
+def test_resume_writes_checkpoints_to_new_dir_immediately(prepared, one_epoch, tmp_path):
+    cfg, last = one_epoch
+    run_finetune(cfg, FinetunePaths(prepared, tmp_path / "b", resume_from=last))
     # no epoch ran (already at 1 of 1), yet NEW holds checkpoints and the best predictions
     assert (tmp_path / "b" / "checkpoints" / "last.pt").is_file()
     assert (tmp_path / "b" / "checkpoints" / "best.pt").is_file()
