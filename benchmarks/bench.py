@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-process", action="store_true",
                    help="no subprocess per measurement (peak memory then not isolated)")
     p.add_argument("--no-profile", action="store_true", help="skip the one-step profiles")
+    p.add_argument("--epoch-samples", type=int, default=d.epoch_samples,
+                   help="training samples of the whole-epoch frozen vs unfrozen timing (0 = skip)")
+    p.add_argument("--epochs", type=int, default=d.epochs,
+                   help="epochs of that timing (epochs 2+ are reported)")
     p.add_argument("--sim-samples", type=int, default=d.sim_samples)
     p.add_argument("--sim-asvs", type=int, default=d.sim_asvs)
     p.add_argument("--seed", type=int, default=d.seed)
@@ -70,7 +74,8 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         batch_sizes=tuple(args.batch_sizes), sweep_stage=args.sweep_stage,
         stages=tuple(s.strip() for s in args.stages.split(",") if s.strip()),
         threads=args.threads, device=args.device, in_process=args.in_process,
-        profile=not args.no_profile, sim_samples=args.sim_samples, sim_asvs=args.sim_asvs,
+        profile=not args.no_profile, epoch_samples=args.epoch_samples, epochs=args.epochs,
+        sim_samples=args.sim_samples, sim_asvs=args.sim_asvs,
         seed=args.seed)
     return replace(cfg, **quick(cfg)) if args.quick else cfg
 

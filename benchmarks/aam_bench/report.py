@@ -123,6 +123,7 @@ def render(results: dict) -> str:
         f"warmup + {cfg['timed_steps']} timed steps per stage, each in a fresh process.",
         "## Stages", markdown_table(stage_rows(results), STAGE_COLUMNS),
     ]
+    parts += _epoch_section(results.get("epochs", []), cfg)
     for key, title in (("token_sweep", "token_limit"), ("batch_sweep", "batch size")):
         if results[key]:
             parts += [f"## {cfg['sweep_stage']} cost vs {title} ({cfg['sweep_steps']} timed "
@@ -130,6 +131,22 @@ def render(results: dict) -> str:
     for prof in results.get("profile", []):
         parts += _profile_section(prof)
     return "\n\n".join(parts) + "\n"
+
+
+def _epoch_section(rows: list[dict], cfg: dict) -> list[str]:
+    """Whole fine-tuning epochs, unfrozen vs frozen base, and the speed-up between them."""
+    done = {r["kind"]: r for r in rows if "error" not in r}
+    if len(done) < 2:
+        return [f"## Whole epochs failed: {r['error']}" for r in rows if "error" in r]
+    table = [{"fine-tuning": "frozen base" if k == "epoch_frozen" else "trainable base",
+              "epoch 1 s": _fmt(r["epoch_s"][0]), "epochs 2+ s (median)": _fmt(r["epoch_s_warm"]),
+              "samples/s (2+)": _fmt(r["samples_per_s"])} for k, r in sorted(done.items())]
+    speedup = done["epoch_unfrozen"]["epoch_s_warm"] / done["epoch_frozen"]["epoch_s_warm"]
+    return [f"## Whole fine-tuning epochs ({done['epoch_frozen']['samples']} training samples, "
+            f"{cfg['epochs']} epochs)",
+            markdown_table(table, ("fine-tuning", "epoch 1 s", "epochs 2+ s (median)",
+                                   "samples/s (2+)")),
+            f"Frozen-base epoch speed-up (epochs 2+): **{speedup:.1f}x**."]
 
 
 def _profile_section(prof: dict) -> list[str]:

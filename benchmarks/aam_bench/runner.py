@@ -36,7 +36,7 @@ def base_spec(cfg: BenchConfig, data: BenchData) -> dict:
             "layers": cfg.layers, "token_limit": cfg.token_limit, "batch_size": cfg.batch_size,
             "asv_sampling": cfg.asv_sampling, "warmup_steps": cfg.warmup_steps,
             "timed_steps": cfg.timed_steps, "threads": cfg.threads, "device": cfg.device,
-            "seed": cfg.seed}
+            "seed": cfg.seed, "epoch_samples": cfg.epoch_samples, "epochs": cfg.epochs}
 
 
 def plan(cfg: BenchConfig, data: BenchData) -> list[tuple[str, dict]]:
@@ -44,6 +44,8 @@ def plan(cfg: BenchConfig, data: BenchData) -> list[tuple[str, dict]]:
     base = base_spec(cfg, data)
     jobs = [("matmul", {**base, "kind": "matmul"})]
     jobs += [("stages", {**base, "kind": stage}) for stage in cfg.stages]
+    if cfg.epoch_samples > 0:
+        jobs += [("epochs", {**base, "kind": kind}) for kind in ("epoch_unfrozen", "epoch_frozen")]
     sweep = {**base, "kind": cfg.sweep_stage, "timed_steps": cfg.sweep_steps}
     jobs += [("token_sweep", {**sweep, "token_limit": t}) for t in cfg.token_limits]
     jobs += [("batch_sweep", {**sweep, "batch_size": b}) for b in cfg.batch_sizes]
@@ -97,7 +99,7 @@ def run_benchmark(cfg: BenchConfig) -> dict:
     start = time.perf_counter()
     data = ensure_data(cfg)
     results: dict = {"config": asdict(cfg), "data": _data_summary(data), "stages": {},
-                     "token_sweep": [], "batch_sweep": [], "profile": []}
+                     "token_sweep": [], "batch_sweep": [], "profile": [], "epochs": []}
     jobs = plan(cfg, data)
     main_specs = {spec["kind"]: spec for section, spec in jobs if section == "stages"}
     for section, spec in tqdm(jobs, desc="benchmark", disable=None):

@@ -38,6 +38,8 @@ class BenchConfig:
     device: str = "cpu"  # cpu | cuda | auto
     in_process: bool = False  # measure in this process (tests); peak memory is then not isolated
     profile: bool = True  # per-component times and the top operators of one step
+    epoch_samples: int = 96  # training samples of the whole-epoch frozen vs unfrozen timing
+    epochs: int = 3  # epochs of that timing; epochs 2+ are reported (caches warm)
     sim_samples: int = 200
     sim_asvs: int = 300
     seed: int = 0
@@ -67,6 +69,6 @@ class BenchConfig:
 
 def quick(cfg: BenchConfig) -> dict:
     """Overrides of ``--quick``: one warmup and two timed steps, two points per sweep."""
-    return {"warmup_steps": 1, "timed_steps": 2, "sweep_steps": 2,
+    return {"warmup_steps": 1, "timed_steps": 2, "sweep_steps": 2, "epoch_samples": 16,
             "token_limits": cfg.token_limits[:2], "batch_sizes": cfg.batch_sizes[:2],
             "profile": False}

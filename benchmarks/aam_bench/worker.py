@@ -187,6 +187,37 @@ def measure_training(spec: dict, device: torch.device) -> dict:
     return out
 
 
+def measure_epochs(spec: dict, device: torch.device) -> dict:
+    """Whole fine-tuning epochs on ``epoch_samples`` training samples, frozen base or not.
+
+    Reports the median seconds of epochs 2+ (the frozen base's caches are warm from epoch 2):
+    the frozen-base speed-up is the ratio of the two rows.
+    """
+    from aam.training.loop import fit
+
+    import tempfile
+
+    from aam.atomic import write_lines
+
+    data = load_prepared(spec["prepared_dir"])
+    kind = "finetune_frozen" if spec["kind"] == "epoch_frozen" else "finetune"
+    train_ids = read_sample_list(spec["train_samples"])[: spec["epoch_samples"]]
+    with tempfile.TemporaryDirectory() as tmp:
+        subset = Path(tmp) / "train_samples.txt"
+        write_lines(subset, train_ids)
+        stage = build_stage({**spec, "kind": kind, "train_samples": str(subset)}, data)
+    bs = spec["batch_size"]
+    loader = make_loader(stage.train_set, bs, shuffle=True, seed=spec["seed"])
+    val_loader = make_loader(stage.val_set, bs, shuffle=False, seed=spec["seed"])
+    train_cfg = replace(stage.cfg.train, epochs=spec["epochs"])
+    result = fit(stage.model, stage.objective, loader, val_loader, train_cfg,
+                 param_groups=stage.param_groups, device=device)
+    seconds = [row["seconds"] for row in result.history]
+    warm = float(np.median(seconds[1:])) if len(seconds) > 1 else seconds[0]
+    return {"samples": len(stage.train_set), "epoch_s": seconds, "epoch_s_warm": warm,
+            "samples_per_s": len(stage.train_set) / warm, "peak_rss_mb": memory_mb()}
+
+
 def measure_predict(spec: dict, device: torch.device) -> dict:
     """Warmup + timed batches of ``aam.inference.run_passes`` (ASV cache on, one pass)."""
     from aam.data.categories import encode_categories
@@ -261,6 +292,8 @@ def measure(spec: dict) -> dict:
         out = profile_stage(spec, device)
     elif kind == "predict":
         out = measure_predict(spec, device)
+    elif kind in ("epoch_unfrozen", "epoch_frozen"):
+        out = measure_epochs(spec, device)
     else:
         out = measure_training(spec, device)
     out["threads"] = torch.get_num_threads()
