@@ -2,9 +2,10 @@
 
 Attention runs through ``torch.nn.functional.scaled_dot_product_attention`` with the key padding
 mask as a boolean ``attn_mask`` (dropped when nothing is padded, so the fused kernel runs); rows
-whose keys are all padding stay finite (zero output). Dropout acts on the residual branches, not
-on attention probabilities: on the CPU, dropout inside attention made it 4x slower (measured
-with ``benchmarks/``) for no gain in validation loss.
+whose keys are all padding stay finite (zero output). Dropout acts on the two residual branches
+only, not on attention probabilities nor inside the feed-forward: CPU dropout masks are costly
+(attention dropout made attention 4x slower; dropout drew a third of a frozen-base step's CPU
+time, measured with ``benchmarks/``).
 """
 
 from __future__ import annotations
@@ -65,8 +66,7 @@ class TransformerBlock(nn.Module):
         self.attn = SelfAttention(dim, heads)
         self.norm2 = nn.LayerNorm(dim)
         self.ff = nn.Sequential(
-            nn.Linear(dim, ff_mult * dim), nn.GELU(), nn.Dropout(dropout),
-            nn.Linear(ff_mult * dim, dim),
+            nn.Linear(dim, ff_mult * dim), nn.GELU(), nn.Linear(ff_mult * dim, dim),
         )
         self.drop = nn.Dropout(dropout)
 
@@ -120,10 +120,10 @@ class AttentionPooling(nn.Module):
     weight and a row with no real position pools to the zero vector.
     """
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, normalize: bool = True) -> None:
         super().__init__()
         self.score = nn.Linear(dim, 1)
-        self.norm = nn.LayerNorm(dim)
+        self.norm = nn.LayerNorm(dim) if normalize else nn.Identity()
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """x: [N, T, D]; mask: BoolTensor [N, T] -> (pooled [N, D], weights [N, T])."""

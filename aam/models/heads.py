@@ -6,26 +6,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from aam.models.attention import AttentionPooling, TransformerStack
 
-class MaskedAttentionPool(nn.Module):
-    """Attention pooling over positions that ignores padding.
 
-    Parameters
-    ----------
-    dim : int
-        Width ``D`` of the input vectors.
-    """
+class MaskedAttentionPool(AttentionPooling):
+    """:class:`AttentionPooling` without the output norm, returning only the pooled vectors."""
 
     def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.score = nn.Linear(dim, 1)
+        super().__init__(dim, normalize=False)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """Pool ``x`` [B, S, D] over real positions ``mask`` [B, S] (True = real) -> [B, D]."""
-        scores = self.score(x).squeeze(-1).float()  # [B, S]
-        scores = scores.masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # a sample with no ASVs -> zeros
-        return torch.einsum("bs,bsd->bd", weights.to(x.dtype), x)
+        return super().forward(x, mask)[0]
 
 
 class CategoryEmbeddings(nn.Module):
@@ -87,21 +79,20 @@ def count_loss(pred_log_abundance: Tensor, counts: Tensor, mask: Tensor) -> Tens
 
 
 class TargetEncoder(nn.Module):
-    """Transformer layers across the ASVs of a sample (padding masked) for the target path."""
+    """Transformer layers across the ASVs of a sample (padding masked) for the target path.
+
+    The same pre-norm blocks as the encoder (:class:`aam.models.attention.TransformerStack`).
+    """
 
     def __init__(self, dim: int, heads: int, layers: int, ff_mult: int, dropout: float) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(dim, heads, ff_mult * dim, dropout, activation="gelu",
-                                       batch_first=True, norm_first=True)
-            for _ in range(layers)
-        )
+        self.stack = TransformerStack(dim, heads, layers, ff_mult, dropout) if layers else None
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """``x`` [B, S, D], ``mask`` [B, S] (True = real) -> [B, S, D]; padding rows zeroed."""
-        for layer in self.layers:
-            x = layer(x, src_key_padding_mask=~mask)
-        return x * mask.unsqueeze(-1).to(x.dtype)
+        if self.stack is None:
+            return x * mask.unsqueeze(-1).to(x.dtype)
+        return self.stack(x, mask)
 
 
 class TargetHead(nn.Module):
