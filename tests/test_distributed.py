@@ -45,3 +45,9 @@ def test_single_process_helpers_are_identities():
     model = nn.Linear(2, 2)
     assert wrap_model(model, ctx) is model
     assert unwrap(torch.nn.DataParallel(model)) is model
+
+
+def test_data_parallel_over_several_gpus_points_to_torchrun():
+    with pytest.raises(InputError, match=r"cannot split AAM batches over 2 GPUs.*nproc_per_node=2"):
+        resolve_strategy("dp", env={}, cuda_count=2)
+    assert resolve_strategy("dp", env={}, cuda_count=1) == ("dp", 1)

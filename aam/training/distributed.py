@@ -74,7 +74,8 @@ def add_distributed_flags(parser) -> None:
     group.add_argument("--fsdp", action="store_true",
                        help="FullyShardedDataParallel under torchrun; rank 0 saves a full state dict")
     group.add_argument("--data-parallel", action="store_true",
-                       help="single-process DataParallel over all visible GPUs (needs CUDA)")
+                       help="single-process DataParallel (needs CUDA; one visible GPU, since AAM "
+                       "batches cannot be split: use torchrun for several GPUs)")
 
 
 def resolve_strategy(requested: str, env: Mapping[str, str] | None = None,
@@ -105,6 +106,13 @@ def resolve_strategy(requested: str, env: Mapping[str, str] | None = None,
         if under_launcher and world_size > 1:
             raise InputError("--data-parallel is single-process; do not start it under torchrun "
                              "with several processes (use --distributed or --fsdp there).")
+        if cuda_count > 1:
+            raise InputError(
+                f"--data-parallel cannot split AAM batches over {cuda_count} GPUs (samples share "
+                "one table of ASV tokens and UniFrac pairs span the batch); run "
+                f"'torchrun --standalone --nproc_per_node={cuda_count} -m aam.cli ...' (DDP) "
+                "instead, or make one GPU visible (CUDA_VISIBLE_DEVICES=0)."
+            )
     if strategy in ("ddp", "fsdp") and cuda_count > 0 and world_size > cuda_count:
         raise InputError(
             f"torchrun started {world_size} processes but only {cuda_count} GPU(s) are visible; "
