@@ -177,7 +177,7 @@ class FinetuneConfig:
     out_dim: int = 1  # derived: 1 for regression, number of classes for classification
     freeze_base: bool = False
     count_prediction: bool = True
-    count_penalty: float = 1.0
+    count_penalty: float = 0.1  # CLR count-loss weight (1.0 halved validation R2 on the simulator)
     target_layers: int = 1  # transformer layers of the target encoder
     categorical_lr: Optional[float] = None  # learning rate of category embeddings/fusion/scales
     val_prediction_passes: int = 1
