@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,3 +31,27 @@ def shared_dataset(name: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"shared dataset {path} is absent (tests reach real data as ../shared/data)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tmp_path_factory) -> Path:
+    """The tiny fixture table prepared once per session (target `ph`, UniFrac from its tree)."""
+    from aam.cli.__main__ import main as aam_main
+
+    data = REPO / "tests" / "data"
+    out = tmp_path_factory.mktemp("tiny") / "prepared"
+    assert aam_main(["prepare", "--table", str(data / "tiny-table.biom"), "--metadata",
+                     str(data / "tiny-metadata.tsv"), "--tree", str(data / "tiny-tree.nwk"),
+                     "--min-depth", "10", "--metadata-column", "ph",
+                     "--output-dir", str(out)]) == 0
+    return out
+
+
+@pytest.fixture
+def workflow_workdir(tmp_path: Path) -> Path:
+    """A Snakemake working directory holding config/ and the test config, as in the repo."""
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    (tmp_path / "tests" / "data").mkdir(parents=True)
+    for name in ("config.yaml", "ablations.tsv"):
+        shutil.copy(REPO / "tests" / "data" / name, tmp_path / "tests" / "data" / name)
+    return tmp_path

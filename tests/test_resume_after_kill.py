@@ -32,14 +32,6 @@ TINY = ["--embedding-dim", "16", "--attention-heads", "2", "--attention-layers",
         "--seed", "3", "--val-fraction", "0.4", "--epochs", str(EPOCHS)]
 
 
-@pytest.fixture(scope="module")
-def prep(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("resume") / "prep"
-    assert aam_main(["prepare", "--table", str(DATA / "tiny-table.biom"), "--metadata",
-                     str(DATA / "tiny-metadata.tsv"), "--tree", str(DATA / "tiny-tree.nwk"),
-                     "--min-depth", "10", "--metadata-column", "ph",
-                     "--output-dir", str(out)]) == 0
-    return out
 
 
 def _kill_after_first_checkpoint(argv: list[str], last: Path, timeout: float = 180.0) -> int:
@@ -72,10 +64,10 @@ def _final_losses(metrics: dict, stage: str) -> tuple[float, float, int, int]:
 
 
 @pytest.mark.parametrize("stage", ["pretrain", "train"])
-def test_killed_run_resumes_to_the_uninterrupted_metrics(stage, prep, tmp_path):
+def test_killed_run_resumes_to_the_uninterrupted_metrics(stage, tiny_prepared, tmp_path):
     clean, killed = tmp_path / "clean", tmp_path / "killed"
-    assert aam_main([stage, "--data-dir", str(prep), "--output-dir", str(clean), *TINY]) == 0
-    argv = [stage, "--data-dir", str(prep), "--output-dir", str(killed), *TINY]
+    assert aam_main([stage, "--data-dir", str(tiny_prepared), "--output-dir", str(clean), *TINY]) == 0
+    argv = [stage, "--data-dir", str(tiny_prepared), "--output-dir", str(killed), *TINY]
     last = killed / "checkpoints" / "last.pt"
     killed_at = _kill_after_first_checkpoint(argv, last)
     assert 1 <= killed_at < EPOCHS and not (killed / "metrics.json").exists()

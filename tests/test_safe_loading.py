@@ -32,14 +32,6 @@ class _Payload:
         return (os.system, (self.command,))
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("safe") / "prepared"
-    assert aam_main(["prepare", "--table", str(DATA / "tiny-table.biom"), "--metadata",
-                     str(DATA / "tiny-metadata.tsv"), "--tree", str(DATA / "tiny-tree.nwk"),
-                     "--min-depth", "10", "--metadata-column", "ph",
-                     "--output-dir", str(out)]) == 0
-    return out
 
 
 @pytest.fixture
@@ -64,15 +56,15 @@ def test_crafted_checkpoint_really_runs_code_when_loaded_unsafely(evil):
     ("train", "--resume-from"),
     ("pretrain", "--resume-from"),
 ])
-def test_code_carrying_checkpoint_is_refused_and_never_runs(command, flag, evil, prepared,
+def test_code_carrying_checkpoint_is_refused_and_never_runs(command, flag, evil, tiny_prepared,
                                                             tmp_path, capsys):
     path, marker = evil
     out = tmp_path / "out"
     if command == "predict":
-        argv = [command, "--model", str(path), "--data-dir", str(prepared), "--output",
+        argv = [command, "--model", str(path), "--data-dir", str(tiny_prepared), "--output",
                 str(out / "predictions.tsv")]
     else:
-        argv = [command, "--data-dir", str(prepared), "--output-dir", str(out), *TINY,
+        argv = [command, "--data-dir", str(tiny_prepared), "--output-dir", str(out), *TINY,
                 flag, str(path)]
     code = aam_main(argv)
     err = capsys.readouterr().err.strip().splitlines()
@@ -86,11 +78,11 @@ def test_code_carrying_checkpoint_is_refused_and_never_runs(command, flag, evil,
 
 
 @pytest.mark.parametrize("command", ["pretrain", "train"])
-def test_yaml_with_python_tag_is_refused_and_never_runs(command, prepared, tmp_path, capsys):
+def test_yaml_with_python_tag_is_refused_and_never_runs(command, tiny_prepared, tmp_path, capsys):
     marker = tmp_path / "PWNED"
     config = tmp_path / "evil.yaml"
     config.write_text(f"train: !!python/object/apply:os.system ['touch {marker}']\n")
-    code = aam_main([command, "--data-dir", str(prepared), "--output-dir", str(tmp_path / "o"),
+    code = aam_main([command, "--data-dir", str(tiny_prepared), "--output-dir", str(tmp_path / "o"),
                      "--config", str(config)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
@@ -111,22 +103,15 @@ def test_library_loads_checkpoints_only_with_weights_only():
     assert all("weights_only=True" in code for _, code in calls), calls
 
 
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    shutil.copytree(REPO / "config", tmp_path / "config")
-    (tmp_path / "tests" / "data").mkdir(parents=True)
-    for name in ("config.yaml", "ablations.tsv"):
-        shutil.copy(REPO / "tests" / "data" / name, tmp_path / "tests" / "data" / name)
-    return tmp_path
 
 
-def test_config_values_with_spaces_and_semicolons_reach_the_shell_quoted(workdir):
+def test_config_values_with_spaces_and_semicolons_reach_the_shell_quoted(workflow_workdir):
     """A dry run (-p prints each job's shell command) with hostile paths and column names."""
-    hostile = workdir / "my data; touch PWNED"
+    hostile = workflow_workdir / "my data; touch PWNED"
     hostile.mkdir()
     for name in ("table.biom", "metadata.tsv", "tree.nwk"):
         (hostile / name).write_text("x\n")
-    (workdir / "hostile.yaml").write_text(
+    (workflow_workdir / "hostile.yaml").write_text(
         "input:\n"
         f"  table: '{hostile}/table.biom'\n"
         f"  metadata: '{hostile}/metadata.tsv'\n"
@@ -136,8 +121,8 @@ def test_config_values_with_spaces_and_semicolons_reach_the_shell_quoted(workdir
     bin_dir = Path(sys.executable).parent
     result = subprocess.run(
         [str(bin_dir / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"), "-d",
-         str(workdir), "-n", "-p", "--configfile", "hostile.yaml"],
-        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+         str(workflow_workdir), "-n", "-p", "--configfile", "hostile.yaml"],
+        cwd=workflow_workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
     assert result.returncode == 0, result.stdout
     commands = [line.strip().removeprefix("Shell command:").strip()
                 for line in result.stdout.splitlines() if " aam " in f" {line}"]
@@ -148,4 +133,4 @@ def test_config_values_with_spaces_and_semicolons_reach_the_shell_quoted(workdir
         unquoted = re.sub(r"'[^']*'", "''", command)
         assert ";" not in unquoted.split(">")[0], command
         assert "my data" not in unquoted and "ph value" not in unquoted, command
-    assert not (workdir / "PWNED").exists()
+    assert not (workflow_workdir / "PWNED").exists()

@@ -89,13 +89,9 @@ def resources_of(block: str) -> dict[str, object]:
 
 
 @pytest.fixture
-def workdir(tmp_path: Path) -> Path:
+def workdir(workflow_workdir: Path) -> Path:
     """A working directory holding the default config and the test config, as in the repo."""
-    shutil.copytree(REPO / "config", tmp_path / "config")
-    (tmp_path / "tests" / "data").mkdir(parents=True)
-    for name in ("config.yaml", "ablations.tsv"):
-        shutil.copy(REPO / "tests" / "data" / name, tmp_path / "tests" / "data" / name)
-    return tmp_path
+    return workflow_workdir
 
 
 def test_lint_is_clean():

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aam.data.qza import is_qza, read_qza_member
+from aam.data.qza import read_text_input
 from aam.errors import InputError, first_items
 
 _SEQUENCE_ID = re.compile(r"[ACGTURYSWKMBDHVN.\-]+", flags=re.IGNORECASE)
@@ -27,12 +27,7 @@ def read_fasta(path: str | Path) -> dict[str, str]:
         No records, or a duplicate ID.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"rep-seqs file not found: {path}")
-    if is_qza(path):
-        text = read_qza_member(path, ".fasta", "FeatureData[Sequence]").decode("utf-8")
-    else:
-        text = path.read_text(encoding="utf-8", errors="replace")
+    text = read_text_input(path, "rep-seqs", ".fasta", "FeatureData[Sequence]")
     records: dict[str, list[str]] = {}
     duplicates, current = [], None
     for line in text.splitlines():

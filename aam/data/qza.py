@@ -56,3 +56,16 @@ def read_qza_member(path: str | Path, suffix: str, wanted: str) -> bytes:
                 f"pass a {wanted} artifact."
             )
         return archive.read(sorted(members)[0])
+
+
+def read_text_input(path: str | Path, what: str, suffix: str, wanted: str) -> str:
+    """Text of a plain file, or of the ``*<suffix>`` payload when ``path`` is a ``.qza``.
+
+    Raises ``FileNotFoundError("<what> file not found: <path>")`` when ``path`` is missing.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    if is_qza(path):
+        return read_qza_member(path, suffix, wanted).decode("utf-8")
+    return path.read_text(encoding="utf-8", errors="replace")

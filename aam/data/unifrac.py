@@ -18,7 +18,7 @@ from skbio import TreeNode
 from skbio.diversity import beta_diversity
 from skbio.tree import TreeError
 
-from aam.data.qza import is_qza, read_qza_member
+from aam.data.qza import read_text_input
 from aam.errors import InputError, first_items
 
 log = logging.getLogger(__name__)
@@ -35,12 +35,7 @@ def read_tree(path: str | Path) -> TreeNode:
         The file is not a Newick tree.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"tree file not found: {path}")
-    if is_qza(path):
-        text = read_qza_member(path, ".nwk", "Phylogeny[Rooted]").decode("utf-8")
-    else:
-        text = path.read_text(encoding="utf-8", errors="replace")
+    text = read_text_input(path, "tree", ".nwk", "Phylogeny[Rooted]")
     if not text.strip().endswith(";"):
         raise InputError(f"{path} is not a Newick tree (it must end with ';'). Pass a .nwk "
                          "file or a Phylogeny .qza.")
