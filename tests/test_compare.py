@@ -100,3 +100,17 @@ def test_differing_actual_values_are_reported(tmp_path):
     with pytest.raises(InputError, match="actual values differ between .* for 10"):
         write_report(CompareConfig(str(tmp_path / "results"), str(tmp_path / "o"),
                                    n_bootstrap=10, png=False))
+
+
+
+def test_summary_cautions_when_no_model_beats_the_mean(tmp_path):
+    # noise sd 4 and 5 around a truth of sd 3: every model is worse than the target's mean
+    fabricate(tmp_path / "bad", noise={f"finetune/{ABLATION}": 4.0, "rf": 5.0}, folds=1)
+    write_report(CompareConfig(str(tmp_path / "bad"), str(tmp_path / "out-bad"),
+                               n_bootstrap=50, png=False, figures=False))
+    assert "Caution: no model explains this target" in (tmp_path / "out-bad" /
+                                                        "summary.md").read_text()
+    fabricate(tmp_path / "good", folds=1)
+    write_report(CompareConfig(str(tmp_path / "good"), str(tmp_path / "out-good"),
+                               n_bootstrap=50, png=False, figures=False))
+    assert "Caution" not in (tmp_path / "out-good" / "summary.md").read_text()

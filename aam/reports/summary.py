@@ -73,6 +73,7 @@ def summary_markdown(table: pd.DataFrame, task: str, baseline: str, n_bootstrap:
              f"differences to {baseline.upper()} are paired on the same samples with "
              f"{n_bootstrap} bootstrap replicates (95% CI).", ""]
     lines += [f"- {verdict(row, primary, baseline)}" for _, row in table.iterrows()]
+    lines += _no_signal_warning(table, task)
     lines += ["", "| model | runs | " + " | ".join(plots.METRIC_LABELS[m] for m in
                                                       metric_names(task)) + " |",
               "|---|---|" + "---|" * len(metric_names(task))]
@@ -80,6 +81,18 @@ def summary_markdown(table: pd.DataFrame, task: str, baseline: str, n_bootstrap:
         cells = [f"{_fmt(row[f'{m}_mean'])} ± {_fmt(row[f'{m}_sd'])}" for m in metric_names(task)]
         lines.append(f"| {row['model']} | {row['n_runs']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _no_signal_warning(table: pd.DataFrame, task: str) -> list[str]:
+    """A caution when no model beats predicting the mean (regression, best mean R² <= 0.05)."""
+    if task != "regression" or table.empty:
+        return []
+    best = table["r2_mean"].max()
+    if not best <= 0.05:  # also False for NaN
+        return []
+    return ["", f"Caution: no model explains this target on held-out samples (best mean R² "
+                f"{_fmt(best)}); differences above are between predictors no better than the "
+                "mean of the target."]
 
 
 def report_section(table: pd.DataFrame, task: str, baseline: str) -> str:
