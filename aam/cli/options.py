@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from aam.config import (ASV_SAMPLING, REGRESSION_LOSSES, TARGET_TRANSFORMS, TASKS, load_yaml,
@@ -145,6 +146,22 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence[Option], defa
         else:
             group.add_argument(o.flag, dest=o.dest, type=o.type, default=None, help=text,
                                choices=o.choices, metavar=o.dest.upper())
+
+
+def add_run_flags(parser: argparse.ArgumentParser, config_name: str, data_help: str) -> None:
+    """Inputs and outputs every training command takes (aam pretrain, aam train)."""
+    parser.add_argument("--data-dir", required=True, type=Path, help=data_help)
+    parser.add_argument("--output-dir", required=True, type=Path, help="folder for the outputs")
+    parser.add_argument("--train-samples", type=Path, default=None,
+                        help="training sample IDs, one a line (with --val-samples); without "
+                             "both, the samples are split with --val-fraction and --seed")
+    parser.add_argument("--val-samples", type=Path, default=None,
+                        help="validation sample IDs, one a line")
+    parser.add_argument("--resume-from", type=Path, default=None,
+                        help="continue an interrupted run from its checkpoints/last.pt "
+                             "(restores weights, optimizer, schedule, epoch and RNG)")
+    parser.add_argument("--config", default=None,
+                        help=f"YAML of {config_name} (data/model/train sections); flags win")
 
 
 def add_training_flags(parser: argparse.ArgumentParser, options: Sequence[Option],

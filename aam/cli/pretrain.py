@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from aam.cli.common import add_common_flags, run
-from aam.cli.options import PRETRAIN_OPTIONS, add_training_flags, build_training_config
+from aam.cli.options import (PRETRAIN_OPTIONS, add_run_flags, add_training_flags,
+                             build_training_config)
 from aam.config import PretrainConfig
 
 
@@ -19,20 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "DIR/{encoder.pt, metrics.json, config.resolved.yaml, train_samples.txt, "
                     "val_samples.txt, checkpoints/{best,last}.pt, tensorboard/}. "
                     "The batch size is per process and must be even and >= 2.")
-    parser.add_argument("--data-dir", required=True, type=Path,
-                        help="folder written by aam prepare (needs unifrac.h5: prepare with "
-                             "--tree or --unifrac-matrix)")
-    parser.add_argument("--train-samples", type=Path, default=None,
-                        help="training sample IDs, one a line (with --val-samples); without "
-                             "both, the samples are split with --val-fraction and --seed")
-    parser.add_argument("--val-samples", type=Path, default=None,
-                        help="validation sample IDs, one a line")
-    parser.add_argument("--output-dir", required=True, type=Path, help="folder for the outputs")
-    parser.add_argument("--config", default=None,
-                        help="YAML of PretrainConfig (data/model/train sections); flags win")
-    parser.add_argument("--resume-from", type=Path, default=None,
-                        help="continue an interrupted run from its checkpoints/last.pt "
-                             "(same settings; restores optimizer, schedule, epoch and RNG)")
+    add_run_flags(parser, "PretrainConfig",
+                  "folder written by aam prepare (needs unifrac.h5: prepare with --tree or "
+                  "--unifrac-matrix)")
     add_training_flags(parser, PRETRAIN_OPTIONS, PretrainConfig())
     add_common_flags(parser)
     return parser

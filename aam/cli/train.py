@@ -10,7 +10,8 @@ from pathlib import Path
 
 from aam.cli.categorical_help import CATEGORICAL_HELP
 from aam.cli.common import add_common_flags, run
-from aam.cli.options import FINETUNE_OPTIONS, add_training_flags, build_training_config
+from aam.cli.options import (FINETUNE_OPTIONS, add_run_flags, add_training_flags,
+                             build_training_config)
 from aam.config import FinetuneConfig
 
 log = logging.getLogger("aam.train")
@@ -31,16 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "checkpoints/{best,last}.pt, tensorboard/}.")
     parser.add_argument("--categorical-help", nargs=0, action=_HelpAction,
                         help="print how to choose a categorical fusion and exit")
-    parser.add_argument("--data-dir", required=True, type=Path, help="folder of aam prepare")
-    parser.add_argument("--output-dir", required=True, type=Path, help="folder for the outputs")
-    parser.add_argument("--train-samples", type=Path, help="training sample IDs, one a line")
-    parser.add_argument("--val-samples", type=Path, help="validation sample IDs, one a line")
+    add_run_flags(parser, "FinetuneConfig", "folder written by aam prepare")
     parser.add_argument("--pretrained-encoder", type=Path,
                         help="encoder.pt of aam pretrain; its model sizes override the flags")
-    parser.add_argument("--resume-from", type=Path,
-                        help="checkpoint of an interrupted run (checkpoints/last.pt)")
     parser.add_argument("--fold", help="fold label recorded in metrics.json")
-    parser.add_argument("--config", help="YAML of FinetuneConfig; flags win")
     add_training_flags(parser, FINETUNE_OPTIONS, FinetuneConfig())
     add_common_flags(parser)
     return parser
