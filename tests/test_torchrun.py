@@ -95,10 +95,41 @@ def test_train_under_torchrun_matches_one_process_on_the_global_batch(prepared, 
         single_preds["prediction"].to_numpy(), rel=1e-3, abs=1e-4)
 
 
-def test_pretrain_under_torchrun_writes_each_output_once(prepared, tmp_path):
+def test_fsdp_train_resumed_under_torchrun_matches_one_process(prepared, tmp_path):
+    """FSDP shards parameters, gradients and optimizer state; its gradient is DDP's, so the
+    same tolerance holds. Both runs stop after epoch 1 and resume from their last.pt (FSDP's
+    holds the gathered full state) for epoch 2."""
+    fsdp, single = tmp_path / "fsdp", tmp_path / "single"
+
+    def argv(out: Path, batch: str) -> list[str]:
+        return ["--data-dir", str(prepared), "--output-dir", str(out), "--batch-size", batch,
+                *TRAIN]
+
+    done = _torchrun("train", *argv(fsdp, "4"), "--fsdp", "--epochs", "1")
+    assert done.stderr.count("distributed: fsdp with 2 processes, backend gloo") == 1
+    _torchrun("train", *argv(fsdp, "4"), "--fsdp", "--resume-from",
+              str(fsdp / "checkpoints" / "last.pt"))
+    assert train_main([*argv(single, "8"), "--epochs", "1"]) == 0
+    assert train_main([*argv(single, "8"), "--resume-from",
+                       str(single / "checkpoints" / "last.pt")]) == 0
+    _assert_written_once(fsdp, single)
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (fsdp, single))
+    assert a["epochs_run"] == b["epochs_run"] == 2
+    assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-3)
+    model = torch.load(fsdp / "model.pt", weights_only=True)
+    reference = torch.load(single / "model.pt", weights_only=True)
+    assert model["model_state"].keys() == reference["model_state"].keys()
+    for name, weight in model["model_state"].items():  # full, unsharded tensors
+        assert weight.shape == reference["model_state"][name].shape, name
+    last = torch.load(fsdp / "checkpoints" / "last.pt", weights_only=True)
+    assert set(last["optimizer_state"]["state"]) <= set(model["model_state"])  # keyed by name
+
+
+@pytest.mark.parametrize("strategy", [[], ["--fsdp"]], ids=["ddp", "fsdp"])
+def test_pretrain_under_torchrun_writes_each_output_once(prepared, tmp_path, strategy):
     ddp, single = tmp_path / "ddp", tmp_path / "single"
     _torchrun("pretrain", "--data-dir", str(prepared), "--output-dir", str(ddp),
-              "--batch-size", "4", *PRETRAIN)
+              "--batch-size", "4", *PRETRAIN, *strategy)
     assert pretrain_main(["--data-dir", str(prepared), "--output-dir", str(single),
                           "--batch-size", "8", *PRETRAIN]) == 0
     _assert_written_once(ddp, single)

@@ -33,7 +33,13 @@ class UniFracHead(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.project = nn.Linear(dim, dim)
-        self.offset = nn.Parameter(torch.tensor(0.5))
+        self.offset = nn.Parameter(torch.tensor([0.5]))  # 1-D: FSDP cannot shard a scalar
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "offset"
+        if key in state_dict and state_dict[key].ndim == 0:  # older checkpoints held a scalar
+            state_dict[key] = state_dict[key].reshape(1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def pairwise(self, projected: Tensor) -> Tensor:
         """projected [N, P] -> distances [N, N]; the small epsilon keeps sqrt differentiable at 0."""

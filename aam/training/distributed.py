@@ -1,14 +1,18 @@
 """Multi-process and multi-GPU training: strategy choice, process group, wrapping, reductions.
 
 Under ``torchrun`` the environment (RANK, LOCAL_RANK, WORLD_SIZE) selects DDP by default; the
-backend is ``nccl`` on CUDA and ``gloo`` on CPU. FSDP saves a full state dict from rank 0;
-DataParallel is single-process multi-GPU and needs CUDA. Batch size is per process (per rank):
+backend is ``nccl`` on CUDA and ``gloo`` on CPU. FSDP is PyTorch's ``fully_shard`` (FSDP2: one
+unit per trainable transformer block plus the root); checkpoints hold a full state dict that
+rank 0 writes, with the optimizer state keyed by parameter name under every strategy, so a run
+may be resumed under another strategy or world size. DataParallel is single-process multi-GPU
+and needs CUDA (``aam.training.data_parallel``). Batch size is per process (per rank):
 the global batch is ``batch_size x world_size``, and UniFrac pairs are formed within the batch
 each rank sees.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from contextlib import contextmanager, nullcontext
@@ -72,7 +76,9 @@ def add_distributed_flags(parser) -> None:
     group.add_argument("--distributed", action="store_true",
                        help="DistributedDataParallel; the default under torchrun")
     group.add_argument("--fsdp", action="store_true",
-                       help="FullyShardedDataParallel under torchrun; rank 0 saves a full state dict")
+                       help="FullyShardedDataParallel (FSDP2) under torchrun: parameters, "
+                       "gradients and optimizer state sharded over the processes; rank 0 saves "
+                       "a full state dict")
     group.add_argument("--data-parallel", action="store_true",
                        help="single-process DataParallel (needs CUDA; one visible GPU, since AAM "
                        "batches cannot be split: use torchrun for several GPUs)")
@@ -118,8 +124,6 @@ def resolve_strategy(requested: str, env: Mapping[str, str] | None = None,
             f"torchrun started {world_size} processes but only {cuda_count} GPU(s) are visible; "
             f"use --nproc_per_node={cuda_count} or make more GPUs visible (CUDA_VISIBLE_DEVICES)."
         )
-    if strategy == "fsdp" and cuda_count == 0:
-        raise InputError("--fsdp needs CUDA GPUs; on the CPU use --distributed (DDP with gloo).")
     return strategy, (world_size if strategy in ("ddp", "fsdp") else 1)
 
 
@@ -182,12 +186,33 @@ def wrap_model(model: nn.Module, ctx: DistContext) -> nn.Module:
         return nn.parallel.DistributedDataParallel(model, device_ids=ids,
                                                    find_unused_parameters=not all_used)
     if ctx.strategy == "fsdp":
-        from torch.distributed.fsdp import FullyShardedDataParallel
-
-        return FullyShardedDataParallel(model, device_id=ctx.device, use_orig_params=True)
-    if ctx.strategy == "dp":
-        return nn.DataParallel(model)
+        return _shard(model, ctx)
     return model
+
+
+def _shard(model: nn.Module, ctx: DistContext) -> nn.Module:
+    """FSDP2 in place: one unit per transformer block with trainable weights, then the root.
+
+    Frozen blocks (a frozen base) stay in the root unit: their outputs may come from a cache on
+    one rank and not on another, and a per-block all-gather would then wait forever.
+    """
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    from aam.models.attention import TransformerBlock
+
+    mesh = init_device_mesh(ctx.device.type, (ctx.world_size,))
+    for module in model.modules():
+        if isinstance(module, TransformerBlock) and any(p.requires_grad
+                                                        for p in module.parameters()):
+            fully_shard(module, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    return model
+
+
+def evaluation_copy(model: nn.Module, ctx: DistContext) -> nn.Module | None:
+    """A plain copy to validate on under FSDP (taken before sharding); None otherwise."""
+    return copy.deepcopy(model) if ctx.strategy == "fsdp" else None
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -201,16 +226,24 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def full_state_dict(model: nn.Module, ctx: DistContext) -> dict[str, Any]:
-    """A complete state dict on every strategy (FSDP gathers it to rank 0 on the CPU)."""
-    if ctx.strategy == "fsdp":
-        from torch.distributed.fsdp import FullStateDictConfig, FullyShardedDataParallel, \
-            StateDictType
+def _inner(model: nn.Module) -> nn.Module:
+    """The module FSDP sharded (inside a torch.compile wrapper) or the plain module."""
+    return getattr(model, "_orig_mod", model) if not isinstance(
+        model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else unwrap(model)
 
-        policy = FullStateDictConfig(offload_to_cpu=True, rank0_only=True)
-        with FullyShardedDataParallel.state_dict_type(model, StateDictType.FULL_STATE_DICT,
-                                                      policy):
-            return model.state_dict()
+
+def _full_options(cpu_offload: bool, strict: bool = True):
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=cpu_offload, strict=strict)
+
+
+def full_state_dict(model: nn.Module, ctx: DistContext) -> dict[str, Any]:
+    """A complete state dict (FSDP: a collective call; rank 0 gets it on the CPU)."""
+    if ctx.strategy == "fsdp":
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+        return get_model_state_dict(_inner(model), options=_full_options(cpu_offload=True))
     return unwrap(model).state_dict()
 
 
@@ -241,59 +274,69 @@ def any_rank(flag: bool, ctx: DistContext) -> bool:
     return all_reduce_sums({"flag": float(bool(flag))}, ctx)["flag"] > 0
 
 
-def no_sync(model: nn.Module, skip: bool):
-    """Skip DDP's gradient all-reduce on accumulation micro-batches (``skip`` True)."""
-    inner = getattr(model, "_orig_mod", model)
-    if skip and hasattr(inner, "no_sync"):
-        return inner.no_sync()
-    return nullcontext()
+@contextmanager
+def no_sync(model: nn.Module, skip: bool) -> Iterator[None]:
+    """Skip the gradient all-reduce (DDP) or reduce-scatter (FSDP) on accumulation micro-batches
+    (``skip`` True); the stepping micro-batch then reduces the accumulated gradients."""
+    inner = _inner(model) if skip else None
+    if inner is not None and hasattr(inner, "no_sync"):
+        with inner.no_sync():
+            yield
+    elif inner is not None and hasattr(inner, "set_requires_gradient_sync"):
+        inner.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            inner.set_requires_gradient_sync(True)
+    else:
+        yield
 
 
 @contextmanager
-def eval_module(model: nn.Module, ctx: DistContext) -> Iterator[nn.Module]:
-    """The module to run validation on: the plain module (no per-forward collectives, so ranks
-    may see different numbers of validation batches); under FSDP with full parameters gathered."""
+def eval_module(model: nn.Module, ctx: DistContext,
+                eval_copy: nn.Module | None = None) -> Iterator[nn.Module]:
+    """The module to validate on, with no per-forward collectives (ranks may see different
+    numbers of validation batches): the plain module, or under FSDP ``eval_copy`` (from
+    :func:`evaluation_copy`) loaded with the gathered full weights (a collective call)."""
     if ctx.strategy == "fsdp":
-        from torch.distributed.fsdp import FullyShardedDataParallel
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-        inner = getattr(model, "_orig_mod", model)
-        with FullyShardedDataParallel.summon_full_params(inner, writeback=False):
-            yield unwrap(inner)
+        state = get_model_state_dict(_inner(model), options=_full_options(cpu_offload=False))
+        eval_copy.load_state_dict(state)
+        eval_copy.train(model.training)
+        yield eval_copy
     elif ctx.strategy == "ddp":
         yield unwrap(model)
     else:
         yield model
 
 
-def clip_gradients(model: nn.Module, max_norm: float, ctx: DistContext) -> None:
-    """Clip the global gradient norm (FSDP computes it over all shards)."""
-    inner = getattr(model, "_orig_mod", model)
-    if ctx.strategy == "fsdp":
-        inner.clip_grad_norm_(max_norm)
-    else:
-        torch.nn.utils.clip_grad_norm_(unwrap(model).parameters(), max_norm)
+def clip_gradients(model: nn.Module, max_norm: float) -> None:
+    """Clip the global gradient norm (with FSDP's sharded gradients, over all shards)."""
+    torch.nn.utils.clip_grad_norm_(_inner(model).parameters(), max_norm)
 
 
 def optimizer_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer,
                          ctx: DistContext) -> dict[str, Any]:
-    """A complete optimizer state (FSDP: gathered from the shards; a collective call)."""
-    if ctx.strategy == "fsdp":
-        from torch.distributed.fsdp import FullyShardedDataParallel
+    """The complete optimizer state keyed by parameter name, the same for every strategy
+    (FSDP: gathered from the shards in a collective call; rank 0 gets it on the CPU)."""
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
-        return FullyShardedDataParallel.optim_state_dict(getattr(model, "_orig_mod", model),
-                                                         optimizer)
-    return optimizer.state_dict()
+    return get_optimizer_state_dict(_inner(model), optimizer,
+                                    options=_full_options(cpu_offload=ctx.strategy == "fsdp"))
 
 
 def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer,
-                         state: dict[str, Any], ctx: DistContext) -> None:
-    """Load what :func:`optimizer_state_dict` returned (FSDP: re-shard it first)."""
-    if ctx.strategy == "fsdp":
-        from torch.distributed.fsdp import FullyShardedDataParallel
+                         state: dict[str, Any]) -> None:
+    """Load what :func:`optimizer_state_dict` returned (FSDP: each rank keeps its shard).
 
-        state = FullyShardedDataParallel.optim_state_dict_to_load(
-            getattr(model, "_orig_mod", model), optimizer, state)
-    optimizer.load_state_dict(state)
+    Every rank passes the full state it read from the checkpoint. Parameters that never had a
+    gradient (a head the task does not use) have no saved state, hence ``strict=False``.
+    """
+    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+
+    set_optimizer_state_dict(_inner(model), optimizer, state,
+                             options=_full_options(cpu_offload=False, strict=False))
 
 
 def barrier(ctx: DistContext) -> None:

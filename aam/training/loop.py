@@ -28,7 +28,8 @@ from aam.training.callbacks import Callback
 from aam.training.checkpoint import unwrap_model
 from aam.training.device import resolve_device
 from aam.training.distributed import (DistContext, all_reduce_sums, any_rank, clip_gradients,
-                                      eval_module, load_optimizer_state, no_sync, wrap_model)
+                                      eval_module, evaluation_copy, load_optimizer_state,
+                                      no_sync, wrap_model)
 from aam.training.schedule import build_optimizer, warmup_cosine
 from aam.training.seeding import seed_everything, set_rng_state
 
@@ -57,6 +58,7 @@ class TrainState:
     history: list = field(default_factory=list)
     dist: DistContext = field(default_factory=DistContext)
     last_checkpoint: tuple | None = None  # (path, epoch) of the newest last.pt, set by callbacks
+    eval_copy: nn.Module | None = None  # FSDP: the plain module validation runs on
 
 
 @dataclass
@@ -123,13 +125,14 @@ def fit(model: nn.Module, objective, train_loader: Iterable, val_loader: Iterabl
     if resume is not None:
         unwrap_model(model).load_state_dict(resume["model_state"])
     named = _named_groups(unwrap_model(model), cfg, param_groups)
+    eval_copy = evaluation_copy(model, ctx)
     wrapped = wrap_model(model, ctx)
     optimizer = build_optimizer(unwrap_model(wrapped), cfg, _bind_groups(named, wrapped))
     steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum_steps)
     scheduler = warmup_cosine(optimizer, steps_per_epoch * cfg.epochs, cfg.warmup_fraction)
     forward_model = torch.compile(wrapped) if cfg.compile else wrapped
     state = TrainState(forward_model, optimizer, scheduler, objective, cfg, device,
-                       is_main and ctx.is_main, dist=ctx)
+                       is_main and ctx.is_main, dist=ctx, eval_copy=eval_copy)
     if resume is not None:
         _apply_resume(state, resume)
     for cb in callbacks:
@@ -165,8 +168,7 @@ def _bind_groups(named: list[dict], wrapped: nn.Module) -> list[dict]:
 def _apply_resume(state: TrainState, payload: dict) -> None:
     """Optimizer, schedule, counters and RNG of a checkpoint (weights are loaded by ``fit``)."""
     if payload.get("optimizer_state") is not None:
-        load_optimizer_state(state.model, state.optimizer, payload["optimizer_state"],
-                             state.dist)
+        load_optimizer_state(state.model, state.optimizer, payload["optimizer_state"])
     if payload.get("scheduler_state") is not None:
         state.scheduler.load_state_dict(payload["scheduler_state"])
     state.epoch = int(payload["epoch"])
@@ -208,7 +210,8 @@ def _run_epoch(state: TrainState, train_loader, val_loader) -> int:
     state.train_logs = {k: totals[k] / max(n_samples, 1) for k in sums}
     seconds = time.perf_counter() - start
     state.model.eval()
-    with torch.no_grad(), _autocast(state), eval_module(state.model, state.dist) as module:
+    evaluating = eval_module(state.model, state.dist, state.eval_copy)
+    with torch.no_grad(), _autocast(state), evaluating as module:
         state.val_logs = dict(state.objective.evaluate(module, val_loader))
     state.epoch = epoch
     val_loss = float(state.val_logs["val_loss"])
@@ -249,7 +252,7 @@ def _train_one_epoch(state: TrainState, loader, epoch: int) -> tuple[dict, int]:
         n_samples += batch.size
         if stepping:
             if cfg.grad_clip > 0:
-                clip_gradients(model, cfg.grad_clip, state.dist)
+                clip_gradients(model, cfg.grad_clip)
             optimizer.step()
             state.scheduler.step()
             optimizer.zero_grad(set_to_none=True)
