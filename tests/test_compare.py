@@ -1,6 +1,7 @@
-"""aam compare on fabricated results trees: table, verdicts, determinism, bad paths."""
+"""aam compare on fabricated results trees: table, verdicts, determinism, bad paths, run lists."""
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from aam.cli.compare import main
 from aam.errors import InputError
 from aam.predictions import write_metrics, write_predictions
-from aam.reports.compare import discover_runs, parse_run_path
+from aam.reports.runs import discover_runs, parse_run_path
 from aam.reports.summary import CompareConfig, write_report
 
 ABLATION = "fusion~cross-attention_freeze~true"
@@ -102,7 +103,6 @@ def test_differing_actual_values_are_reported(tmp_path):
                                    n_bootstrap=10, png=False))
 
 
-
 def test_summary_cautions_when_no_model_beats_the_mean(tmp_path):
     # noise sd 4 and 5 around a truth of sd 3: every model is worse than the target's mean
     fabricate(tmp_path / "bad", noise={f"finetune/{ABLATION}": 4.0, "rf": 5.0}, folds=1)
@@ -114,3 +114,67 @@ def test_summary_cautions_when_no_model_beats_the_mean(tmp_path):
     write_report(CompareConfig(str(tmp_path / "good"), str(tmp_path / "out-good"),
                                n_bootstrap=50, png=False, figures=False))
     assert "Caution" not in (tmp_path / "out-good" / "summary.md").read_text()
+
+
+def test_run_list_compares_only_the_listed_runs(tmp_path, capsys):
+    fabricate(tmp_path / "results", folds=1, n=30)  # ABLATION, fusion~add and rf, seeds 0 and 1
+    listed = tmp_path / "run_list.txt"
+    listed.write_text(f"# runs the config defines\n"
+                      f"{tmp_path}/results/finetune/{ABLATION}/fold~0/seed~0/predictions.tsv\n"
+                      f"{tmp_path}/results/finetune/{ABLATION}/fold~0/seed~1\n\n"
+                      f"{tmp_path}/results/rf/fold~0/seed~0/predictions.tsv\n")
+    code = main(["--results-dir", str(tmp_path / "results"), "--run-list", str(listed),
+                 "--output-dir", str(tmp_path / "out"), "--n-bootstrap", "50", "--no-figures"])
+    assert code == 0, capsys.readouterr().err
+    table = pd.read_csv(tmp_path / "out" / "comparison.tsv", sep="\t")
+    assert table["model"].tolist() == [ABLATION, "rf"]
+    assert table["n_runs"].tolist() == [2, 1]
+    runs = pd.read_csv(tmp_path / "out" / "runs.tsv", sep="\t")
+    assert sorted(zip(runs["model"], runs["seed"])) == [(ABLATION, 0), (ABLATION, 1), ("rf", 0)]
+    assert "fusion~add" not in (tmp_path / "out" / "summary.md").read_text()
+
+
+def _bad_lists(root):
+    """{case: (run-list contents or None for no file, words the error must contain)}."""
+    run = f"{root}/results/rf/fold~0/seed~0"
+    return {
+        "no-list": (None, r"run list not found: .*run_list\.txt"),
+        "not-text": (b"\xff\xfe\x00binary",
+                     r"cannot read the run list .*run_list\.txt \(not UTF-8"),
+        "empty": ("# nothing yet\n\n", r"the run list .*run_list\.txt names no run"),
+        "missing-run": (f"{run}\n{root}/results/rf/fold~9/seed~0\n",
+                        r"runs named in .*run_list\.txt but not found: 1 \(first 1: "
+                        r"/\S*/results/rf/fold~9/seed~0\)\. Finish those runs"),
+        "twice": (f"{run}\n{run}/predictions.tsv\n",
+                  r"runs named twice in .*run_list\.txt: 1 \(first 1: "),
+        "outside": (f"{run}\n{root}/elsewhere/rf/fold~0/seed~0\n",
+                    r"elsewhere/rf/fold~0/seed~0/predictions\.tsv is not inside the results "
+                    r"folder"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_bad_lists("")))
+def test_bad_run_list_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys):
+    fabricate(tmp_path / "results", folds=1, seeds=(0,), n=10)
+    fabricate(tmp_path / "elsewhere", folds=1, seeds=(0,), n=10)
+    contents, pattern = _bad_lists(tmp_path)[case]
+    listed = tmp_path / "run_list.txt"
+    if contents is not None:
+        listed.write_bytes(contents if isinstance(contents, bytes) else contents.encode())
+    capsys.readouterr()
+    code = main(["--results-dir", str(tmp_path / "results"), "--run-list", str(listed),
+                 "--output-dir", str(tmp_path / "out"), "--n-bootstrap", "10"])
+    err = [line for line in capsys.readouterr().err.splitlines() if " INFO " not in line]
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("aam compare: error: "), err
+    assert re.search(pattern, err[0]), err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_given_as_run_list_is_an_input_error_naming_it(tmp_path):
+    fabricate(tmp_path / "results", folds=1, seeds=(0,), n=10)
+    (tmp_path / "lists").mkdir()
+    with pytest.raises(InputError, match=r"cannot read the run list .*lists \(Is a directory\)"):
+        write_report(CompareConfig(str(tmp_path / "results"), str(tmp_path / "o"),
+                                   run_list=str(tmp_path / "lists")))
+    assert not (tmp_path / "o").exists()

@@ -222,6 +222,22 @@ def test_new_ablation_row_trains_only_that_row(finished_run, tmp_path):
     assert "ablation=fusion~gmu_freeze~true" in job_blocks(result.stdout, "finetune")[0]
 
 
+def test_removed_ablation_row_leaves_the_comparison(finished_run, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(finished_run, workdir)  # keeps mtimes and .snakemake records
+    header, first, *_ = (workdir / "config" / "ablations.tsv").read_text().splitlines(True)
+    (tmp_path / "ablations.tsv").write_text(header + first)
+    result = snakemake("--cores", 1, "--config", f"ablations={tmp_path / 'ablations.tsv'}",
+                       workdir=workdir, path_prefix=workdir / "bin")
+    assert result.returncode == 0, result.stdout
+    assert job_counts(result.stdout) == {"compare_models": 1, "all": 1}
+    listed = (workdir / "results" / "report" / "run_list.txt").read_text().splitlines()
+    assert listed == ["results/finetune/fusion~concat_freeze~false/fold~0/seed~0/predictions.tsv",
+                      "results/rf/fold~0/seed~0/predictions.tsv"]
+    # the removed row's results stay on disk; only the run list decides what is compared
+    assert (workdir / "results" / "finetune" / "fusion~cross-attention_freeze~false").is_dir()
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [("compare: {n_bootstrap: 500}", {"compare_models": 1, "all": 1}),

@@ -1,4 +1,5 @@
-"""``aam compare``: compare every model of a results tree with the random-forest baseline.
+"""``aam compare``: compare the models of a results tree (every run, or a listed subset) with the
+random-forest baseline.
 
 Writes comparison.tsv, runs.tsv, summary.md, report_section.rst and figures (SVG + PNG).
 """
@@ -18,7 +19,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aam compare", description=__doc__)
     parser.add_argument("--results-dir", required=True,
                         help="tree with finetune/<ablation>/fold~K/seed~S/ and rf/fold~K/seed~S/ "
-                             "folders holding predictions.tsv")
+                             "folders holding predictions.tsv; a run's path below it names "
+                             "its model, fold and seed")
+    parser.add_argument("--run-list", metavar="FILE",
+                        help="read only the runs named in FILE (one predictions.tsv or run folder "
+                             "a line, inside --results-dir) instead of every predictions.tsv "
+                             "under --results-dir")
     parser.add_argument("--output-dir", required=True, help="where the report files go")
     parser.add_argument("--baseline", default="rf",
                         help="path segment of the baseline runs (default rf)")
@@ -34,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _body(args: argparse.Namespace) -> int:
     cfg = CompareConfig(results_dir=args.results_dir, output_dir=args.output_dir,
                         baseline=args.baseline, n_bootstrap=args.n_bootstrap, seed=args.seed,
-                        png=not args.no_png, figures=not args.no_figures)
+                        png=not args.no_png, figures=not args.no_figures,
+                        run_list=args.run_list)
     table = write_report(cfg)
     log.info("compared %d models; best: %s; report in %s", len(table), table["model"].iloc[0],
              args.output_dir)

@@ -1,125 +1,27 @@
-"""Collect every run of a results tree and compare each model with the random-forest baseline.
+"""Compare each model of a set of runs with the random-forest baseline.
 
-A run is a folder holding ``predictions.tsv`` (and usually ``metrics.json``) whose path names the
-model and split: ``finetune/{ablation}/fold~{k}/seed~{s}/`` or ``rf/fold~{k}/seed~{s}/``, where
-``{ablation}`` is a Paramspace string such as ``fusion~cross-attention_freeze~true``.
-Metrics are recomputed from the predictions, so every model is scored the same way.
+Metrics are recomputed from the predictions, so every model is scored the same way; differences
+to the baseline are paired on the same held-out samples (see :mod:`aam.reports.runs` for which
+runs are read and how they are named).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import zlib
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from aam.errors import InputError, first_items
 from aam.metrics import metric_names
-from aam.predictions import (metrics_from_predictions, prediction_classes, prediction_task,
-                             read_metrics, read_predictions)
+from aam.predictions import prediction_classes, prediction_task
+from aam.reports.runs import Run
 from aam.reports.stats import PairedRun, paired_bootstrap
 
 log = logging.getLogger(__name__)
 
-PAIR = re.compile(r"^([A-Za-z0-9.+-]+)~([^~_]+)$")
 PRIMARY = {"regression": "r2", "classification": "balanced_accuracy"}
-
-
-@dataclass
-class Run:
-    """One evaluated run: which model, fold and seed, and its predictions."""
-
-    model: str
-    params: dict
-    fold: int | None
-    seed: int | None
-    path: Path
-    predictions: pd.DataFrame
-    metrics: dict = field(default_factory=dict)  # recomputed from the predictions
-    target: str = "target"
-
-
-def parse_run_path(relative: Path, baseline: str = "rf") -> tuple[str, dict, int | None, int | None]:
-    """Model name, ablation parameters, fold and seed from a run folder's relative path.
-
-    Plain segments (``finetune``) are ignored; ``fold~K``/``seed~S`` give the split and seed; the
-    ``baseline`` segment marks the RF; other segments must be ``key~value`` pairs joined by ``_``.
-
-    Raises
-    ------
-    InputError
-        A segment is not parseable or the path names no model.
-    """
-    model, params, fold, seed, ablation = None, {}, None, None, []
-    for part in relative.parts:
-        if part == baseline:
-            model = baseline
-        elif part.startswith(("fold~", "seed~")):
-            key, _, value = part.partition("~")
-            if not value.isdigit():
-                raise InputError(f"path segment {part!r} of {relative} must be {key}~<integer>.")
-            fold, seed = (int(value), seed) if key == "fold" else (fold, int(value))
-        elif "~" in part:
-            pairs = [PAIR.match(piece) for piece in part.split("_")]
-            if not all(pairs):
-                raise InputError(f"path segment {part!r} of {relative} is not key~value pairs "
-                                 "joined by '_' (values use '-', never '_').")
-            params.update(m.groups() for m in pairs)
-            ablation.append(part)
-    model = model or "/".join(ablation) or None
-    if model is None:
-        raise InputError(f"{relative} names no model: expected {baseline}/ or an ablation "
-                         "segment such as fusion~gmu.")
-    return model, params, fold, seed
-
-
-def discover_runs(results_dir: str | Path, baseline: str = "rf") -> list[Run]:
-    """Every ``predictions.tsv`` under ``results_dir`` as a :class:`Run`, sorted.
-
-    Folders whose path cannot be parsed are skipped with a warning naming them.
-
-    Raises
-    ------
-    FileNotFoundError
-        ``results_dir`` does not exist.
-    InputError
-        No usable run is found, or runs mix regression and classification.
-    """
-    results_dir = Path(results_dir)
-    if not results_dir.is_dir():
-        raise FileNotFoundError(f"results folder not found: {results_dir}")
-    runs, skipped = [], []
-    for path in sorted(results_dir.rglob("predictions.tsv")):
-        relative = path.parent.relative_to(results_dir)
-        try:
-            model, params, fold, seed = parse_run_path(relative, baseline)
-        except InputError as err:
-            log.warning("skipping %s: %s", path, err)
-            skipped.append(str(relative))
-            continue
-        frame = read_predictions(path)
-        meta = read_metrics(path.parent / "metrics.json") if (
-            path.parent / "metrics.json").is_file() else {}
-        target = (meta.get("config") or {}).get("metadata_column") or meta.get("target", "target")
-        runs.append(Run(model, params, fold, seed, path, frame, metrics_from_predictions(frame),
-                        str(target)))
-    if not runs:
-        where = f"; skipped unparseable {first_items(skipped)}" if skipped else ""
-        raise InputError(f"no predictions.tsv with a parseable path under {results_dir}{where}. "
-                         "Expected finetune/<ablation>/fold~K/seed~S/ or rf/fold~K/seed~S/.")
-    tasks = sorted({r.metrics["task"] for r in runs})
-    if len(tasks) > 1:
-        raise InputError(f"{results_dir} mixes {' and '.join(tasks)} runs; compare one target "
-                         "at a time (point --results-dir at one target's results).")
-    return sorted(runs, key=lambda r: (r.model, _order(r.fold), _order(r.seed)))
-
-
-def _order(value):
-    return -1 if value is None else value
 
 
 def _baseline_for(run: Run, rf_runs: list[Run]) -> Run | None:

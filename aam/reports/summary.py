@@ -12,7 +12,8 @@ from aam.atomic import atomic_path, write_text
 from aam.errors import InputError
 from aam.metrics import HIGHER_IS_BETTER, metric_names
 from aam.reports import plots
-from aam.reports.compare import PRIMARY, comparison_table, discover_runs, runs_table
+from aam.reports.compare import PRIMARY, comparison_table, runs_table
+from aam.reports.runs import discover_runs, read_run_list
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ class CompareConfig:
     seed: int = 0
     png: bool = True  # a PNG twin of every SVG
     figures: bool = True  # False: tables and text only
+    run_list: str | None = None  # a file naming the runs to read; None: every run in results_dir
 
     def __post_init__(self) -> None:
         if self.n_bootstrap < 1:
@@ -113,14 +115,18 @@ def _write_table(frame: pd.DataFrame, path: Path) -> None:
 
 
 def write_report(cfg: CompareConfig) -> pd.DataFrame:
-    """Discover runs, write comparison.tsv, runs.tsv, figures, summary.md, report_section.rst.
+    """Read the runs, write comparison.tsv, runs.tsv, figures, summary.md, report_section.rst.
+
+    Every run is read and checked before the first file is written, so bad input leaves no
+    output.
 
     Returns
     -------
     pandas.DataFrame
         The comparison table (one row per model, best first).
     """
-    runs = discover_runs(cfg.results_dir, cfg.baseline)
+    listed = read_run_list(cfg.run_list) if cfg.run_list else None
+    runs = discover_runs(cfg.results_dir, cfg.baseline, listed)
     task = runs[0].metrics["task"]
     log.info("comparing %d runs of %d models (%s)", len(runs), len({r.model for r in runs}), task)
     table = comparison_table(runs, cfg.baseline, cfg.n_bootstrap, cfg.seed)

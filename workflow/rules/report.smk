@@ -3,6 +3,7 @@ rule compare_models:
         predictions=run_outputs("predictions.tsv"),
         metrics=run_outputs("metrics.json"),
     output:
+        run_list="results/report/run_list.txt",
         table=report(
             "results/report/comparison.tsv",
             caption="../report/comparison.rst",
@@ -34,6 +35,10 @@ rule compare_models:
         results_dir=lambda wildcards, input: results_root(input.predictions),
         outdir=lambda wildcards, output: os.path.dirname(output.table),
         flags=cli_flags(config["compare"]),
+    # The run list names exactly this job's runs, so results of runs the config no longer
+    # defines are not compared; printf is a shell builtin, so no argument-length limit applies.
     shell:
-        "aam compare --results-dir {params.results_dir} --output-dir {params.outdir} "
-        "{params.flags} > {log} 2>&1"
+        "printf '%s\\n' {input.predictions:q} > {output.run_list}.tmp && "
+        "mv {output.run_list}.tmp {output.run_list} && "
+        "aam compare --results-dir {params.results_dir} --run-list {output.run_list} "
+        "--output-dir {params.outdir} {params.flags} > {log} 2>&1"
