@@ -47,7 +47,7 @@ def test_single_process_helpers_are_identities():
     assert unwrap(torch.nn.DataParallel(model)) is model
 
 
-def test_data_parallel_over_several_gpus_points_to_torchrun():
-    with pytest.raises(InputError, match=r"cannot split AAM batches over 2 GPUs.*nproc_per_node=2"):
-        resolve_strategy("dp", env={}, cuda_count=2)
-    assert resolve_strategy("dp", env={}, cuda_count=1) == ("dp", 1)
+def test_data_parallel_drives_every_visible_gpu_from_one_process():
+    assert resolve_strategy("dp", env={}, cuda_count=2) == ("dp", 1)
+    with pytest.raises(InputError, match="--data-parallel is single-process"):
+        resolve_strategy("dp", env=TORCHRUN_2, cuda_count=2)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -67,3 +67,41 @@ class Batch:
             if isinstance(value, Tensor):
                 pinned[f.name] = value.pin_memory()
         return replace(self, **pinned)
+
+    def select(self, rows: Sequence[int]) -> "Batch":
+        """The batch of the samples at ``rows``: only the ASV rows they use are kept (re-indexed)
+        and trailing all-padding columns are dropped, so it is what collating them would give,
+        up to the order of ``unique_tokens``."""
+        index = torch.as_tensor(list(rows), dtype=torch.long, device=self.asv_mask.device)
+        mask = self.asv_mask[index]
+        real_columns = mask.any(0).nonzero()
+        width = int(real_columns.max()) + 1 if len(real_columns) else 1
+        mask = mask[:, :width]
+        inverse = self.asv_inverse[index, :width]
+        used = torch.unique(inverse[mask])  # sorted rows of unique_tokens
+        remapped = torch.searchsorted(used, inverse).clamp_max(max(len(used) - 1, 0))
+        return replace(
+            self,
+            sample_ids=[self.sample_ids[i] for i in index.tolist()],
+            sample_index=self.sample_index[index],
+            asv_index=self.asv_index[index, :width],
+            asv_mask=mask,
+            counts=self.counts[index, :width],
+            unique_tokens=self.unique_tokens[used],
+            unique_asv_index=self.unique_asv_index[used],
+            asv_inverse=torch.where(mask, remapped, torch.zeros_like(remapped)),
+            unifrac=None if self.unifrac is None else self.unifrac[index][:, index],
+            cat_ids=None if self.cat_ids is None else self.cat_ids[index],
+            target=None if self.target is None else self.target[index],
+            group_index=None if self.group_index is None else self.group_index[index],
+        )
+
+    def split(self, parts: int, min_size: int = 1) -> list["Batch"]:
+        """At most ``parts`` contiguous batches of near-equal size, each of at least ``min_size``
+        samples (fewer parts when the batch is small; ``[self]`` when one part is all it makes).
+        """
+        n = max(1, min(parts, self.size // max(min_size, 1)))
+        if n == 1:
+            return [self]
+        bounds = [round(i * self.size / n) for i in range(n + 1)]
+        return [self.select(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]

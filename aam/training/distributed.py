@@ -7,7 +7,7 @@ rank 0 writes, with the optimizer state keyed by parameter name under every stra
 may be resumed under another strategy or world size. DataParallel is single-process multi-GPU
 and needs CUDA (``aam.training.data_parallel``). Batch size is per process (per rank):
 the global batch is ``batch_size x world_size``, and UniFrac pairs are formed within the batch
-each rank sees.
+each rank sees. Under ``--data-parallel`` the one process's batch is split over its GPUs.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class DistContext:
     world_size: int = 1
     device: torch.device = torch.device("cpu")
     backend: str | None = None
+    devices: tuple[torch.device, ...] = ()  # --data-parallel: every GPU this process drives
 
     @property
     def is_main(self) -> bool:
@@ -72,7 +73,8 @@ def add_distributed_flags(parser) -> None:
         "Run under 'torchrun --standalone --nproc_per_node=N -m aam.cli <command> ...' to train "
         "with N processes (DDP by default: nccl on CUDA, gloo on CPU; one GPU per process). "
         "--batch-size is per process: the global batch is batch size x N, and UniFrac pairs are "
-        "formed within each process's batch. Rank 0 alone writes files.")
+        "formed within each process's batch. Rank 0 alone writes files. With --data-parallel, one "
+        "process splits its --batch-size samples over every visible GPU.")
     group.add_argument("--distributed", action="store_true",
                        help="DistributedDataParallel; the default under torchrun")
     group.add_argument("--fsdp", action="store_true",
@@ -80,8 +82,8 @@ def add_distributed_flags(parser) -> None:
                        "gradients and optimizer state sharded over the processes; rank 0 saves "
                        "a full state dict")
     group.add_argument("--data-parallel", action="store_true",
-                       help="single-process DataParallel (needs CUDA; one visible GPU, since AAM "
-                       "batches cannot be split: use torchrun for several GPUs)")
+                       help="one process drives every visible GPU: the batch is split by samples "
+                       "over the GPUs (needs CUDA; torchrun with --distributed scales better)")
 
 
 def resolve_strategy(requested: str, env: Mapping[str, str] | None = None,
@@ -112,13 +114,6 @@ def resolve_strategy(requested: str, env: Mapping[str, str] | None = None,
         if under_launcher and world_size > 1:
             raise InputError("--data-parallel is single-process; do not start it under torchrun "
                              "with several processes (use --distributed or --fsdp there).")
-        if cuda_count > 1:
-            raise InputError(
-                f"--data-parallel cannot split AAM batches over {cuda_count} GPUs (samples share "
-                "one table of ASV tokens and UniFrac pairs span the batch); run "
-                f"'torchrun --standalone --nproc_per_node={cuda_count} -m aam.cli ...' (DDP) "
-                "instead, or make one GPU visible (CUDA_VISIBLE_DEVICES=0)."
-            )
     if strategy in ("ddp", "fsdp") and cuda_count > 0 and world_size > cuda_count:
         raise InputError(
             f"torchrun started {world_size} processes but only {cuda_count} GPU(s) are visible; "
@@ -150,9 +145,14 @@ def init_distributed(requested: str = "auto", device: str = "auto") -> DistConte
         if rank == 0:
             log.info("distributed: %s with %d processes, backend %s, %d GPU(s) visible",
                      strategy, world_size, backend, torch.cuda.device_count())
-    elif strategy == "dp":
-        log.info("data-parallel over %d GPU(s)", torch.cuda.device_count())
-    return DistContext(strategy, rank, local_rank, world_size, dev, backend)
+    devices: tuple[torch.device, ...] = ()
+    if strategy == "dp":
+        devices = tuple(torch.device("cuda", i) for i in range(torch.cuda.device_count()))
+        dev = devices[0]
+        torch.cuda.set_device(dev)
+        log.info("data-parallel: one process, the batch split by samples over %d GPU(s)",
+                 len(devices))
+    return DistContext(strategy, rank, local_rank, world_size, dev, backend, devices)
 
 
 @contextmanager

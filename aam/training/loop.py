@@ -27,6 +27,7 @@ from aam.errors import InputError
 from aam.training.callbacks import Callback
 from aam.training.checkpoint import unwrap_model
 from aam.training.device import resolve_device
+from aam.training.data_parallel import split_loss
 from aam.training.distributed import (DistContext, all_reduce_sums, any_rank, clip_gradients,
                                       eval_module, evaluation_copy, load_optimizer_state,
                                       no_sync, wrap_model)
@@ -243,7 +244,7 @@ def _train_one_epoch(state: TrainState, loader, epoch: int) -> tuple[dict, int]:
         stepping = (i + 1) % cfg.grad_accum_steps == 0 or i + 1 == n_batches
         with no_sync(model, skip=not stepping):
             with _autocast(state):
-                loss, logs = state.objective.loss(model, batch)
+                loss, logs = _loss(state, model, batch)
             if any_rank(not bool(torch.isfinite(loss.detach())), state.dist):
                 raise TrainingDiverged(_diverged_message(state, epoch, float(loss.detach())))
             (loss / cfg.grad_accum_steps).backward()
@@ -258,6 +259,14 @@ def _train_one_epoch(state: TrainState, loader, epoch: int) -> tuple[dict, int]:
             optimizer.zero_grad(set_to_none=True)
             state.global_step += 1
     return sums, n_samples
+
+
+def _loss(state: TrainState, model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
+    """The objective's loss; under --data-parallel with several GPUs, split over them."""
+    devices = state.dist.devices
+    if state.dist.strategy == "dp" and len(devices) > 1:
+        return split_loss(state.objective, model, batch, devices)
+    return state.objective.loss(model, batch)
 
 
 def _diverged_message(state: TrainState, epoch: int, loss: float) -> str:

@@ -63,6 +63,8 @@ class PretrainObjective:
         gathered and sums all-reduced, so every rank returns the one-process metrics.
     """
 
+    min_part_size = 2  # --data-parallel: each GPU's part needs a UniFrac pair
+
     def __init__(self, mask_rate: float, nucleotide_loss_weight: float,
                  unifrac: np.ndarray | None = None, seed: int = 0,
                  dist: DistContext | None = None) -> None:
