@@ -21,7 +21,7 @@ from aam.cli.pretrain import main as pretrain_main
 from aam.cli.train import main as train_main
 from aam.models.encoder import AAMEncoder
 from aam.training import distributed, loop
-from aam.training.data_parallel import split_loss
+from aam.training.data_parallel import _PartLoss, split_loss
 from aam.training.distributed import DistContext
 from aam.training.pretrain_objective import PretrainObjective
 from test_encoder import TINY, make_batch
@@ -92,6 +92,10 @@ def test_pretrain_loss_in_parts_pairs_within_each_part():
         halves = [objective.loss(model, part)[0] for part in batch.split(2)]
     assert float(loss) == pytest.approx(float(sum(halves) / 2), rel=1e-6)
     assert logs["loss"] == pytest.approx(float(loss), rel=1e-6)
+    part = batch.split(2)[0]  # what each GPU's thread calls on CUDA
+    with torch.no_grad():
+        wrapped = _PartLoss(objective, model, (False, torch.bfloat16))(part)[0]
+    assert float(wrapped) == pytest.approx(float(halves[0]), rel=1e-6)
 
 
 @pytest.fixture(scope="module")

@@ -27,14 +27,20 @@ from aam.data.batch import Batch
 
 
 class _PartLoss(nn.Module):
-    """``objective.loss(replica, part)`` as a module, so ``parallel_apply`` can call it."""
+    """``objective.loss(replica, part)`` as a module, so ``parallel_apply`` can call it.
 
-    def __init__(self, objective: Any, replica: nn.Module) -> None:
+    ``parallel_apply`` re-enters autocast in its threads with the default dtype (float16), so
+    the caller's autocast dtype (bf16) is restored here.
+    """
+
+    def __init__(self, objective: Any, replica: nn.Module, autocast: tuple[bool, Any]) -> None:
         super().__init__()
-        self.objective, self.replica = objective, replica
+        self.objective, self.replica, self.autocast = objective, replica, autocast
 
     def forward(self, part: Batch) -> tuple[Tensor, dict[str, float]]:
-        return self.objective.loss(self.replica, part)
+        enabled, dtype = self.autocast
+        with torch.autocast("cuda", dtype=dtype, enabled=enabled):
+            return self.objective.loss(self.replica, part)
 
 
 def split_loss(objective: Any, model: nn.Module, batch: Batch,
@@ -52,8 +58,9 @@ def split_loss(objective: Any, model: nn.Module, batch: Batch,
     if devices[0].type == "cuda":
         from torch.nn.parallel import parallel_apply, replicate
 
+        autocast = (torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda"))
         replicas = replicate(model, devices, detach=not torch.is_grad_enabled())
-        results = parallel_apply([_PartLoss(objective, r) for r in replicas],
+        results = parallel_apply([_PartLoss(objective, r, autocast) for r in replicas],
                                  [(part,) for part in parts], devices=devices)
     else:
         results = [objective.loss(model, part) for part in parts]
