@@ -106,6 +106,24 @@ def test_snakefmt_leaves_workflow_unchanged():
     assert result.returncode == 0, result.stdout
 
 
+def test_flag_helpers_map_config_and_ablation_cells_to_aam_flags(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "workflow" / "lib"))
+    from workflow_args import cli_flags, split_flags, train_flags
+
+    assert cli_flags({"n_bootstrap": 50, "png": False, "cols": ["a", "b"], "tag": "",
+                      "extra_args": "--note 'two words'"}) == \
+        "--n-bootstrap 50 --cols a,b --note 'two words'"
+    split = {"folds": 0, "val_fraction": 0.2, "test_fraction": 0.1, "group_by": "",
+             "stratify_by": "", "seed": 3}
+    assert split_flags(split) == "--val-fraction 0.2 --test-fraction 0.1 --seed 3"
+    assert split_flags({**split, "folds": 5}) == "--folds 5 --test-fraction 0.1 --seed 3"
+    config = {"prepare": {"task": "regression", "categorical_columns": []},
+              "model": {"embedding_dim": 16}, "finetune": {"target_transform": "zscore"}}
+    row = {"fusion": "gmu", "freeze": "false", "transform": "none", "pretrained": "true"}
+    assert train_flags(row, config) == ("--task regression --embedding-dim 16 --target-transform "
+                                        "none --categorical-fusion gmu --no-freeze-base")
+
+
 def test_default_config_plans_the_whole_pipeline_locally(workdir):
     result = snakemake("--profile", REPO / "profiles" / "local", "-n", "-p", workdir=workdir)
     assert result.returncode == 0, result.stdout

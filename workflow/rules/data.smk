@@ -17,7 +17,7 @@ rule simulate:
 
 rule prepare:
     input:
-        unpack(lambda wildcards: input_files()),
+        unpack(lambda wildcards: input_files(config["input"])),
     output:
         table="results/data/table.biom",
         metadata="results/data/metadata.tsv",
@@ -31,7 +31,7 @@ rule prepare:
     params:
         outdir=lambda wildcards, output: os.path.dirname(output.info),
         files=lambda wildcards, input: optional_file_flags(input),
-        flags=prepare_flags(),
+        flags=prepare_flags(config["prepare"]),
     shell:
         "aam prepare --table {input.table:q} --metadata {input.metadata:q} {params.files} "
         "--output-dir {params.outdir} {params.flags} > {log} 2>&1"
@@ -53,7 +53,7 @@ rule make_splits:
         outdir=lambda wildcards, output: os.path.dirname(
             os.path.dirname(output.train[0])
         ),
-        flags=split_flags(),
+        flags=split_flags(config["split"]),
     shell:
         "aam split --metadata {input.metadata} --output-dir {params.outdir} {params.flags} "
         "> {log} 2>&1"

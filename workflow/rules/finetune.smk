@@ -24,7 +24,7 @@ rule finetune:
             input, pretrained_encoder="encoder"
         ),
         target=config["prepare"]["target"],
-        flags=train_flags,
+        flags=lambda wildcards: train_flags(ablation_row(wildcards), config),
     shell:
         "{params.launcher} --data-dir {params.data_dir} --metadata-column {params.target:q} "
         "--train-samples {input.train} --val-samples {input.val} {params.encoder} "

@@ -16,7 +16,9 @@ rule predict:
         gpu=1,
     params:
         data_dir=lambda wildcards, input: os.path.dirname(input.info),
-        flags=predict_flags,
+        flags=lambda wildcards: predict_flags(
+            ablation_row(wildcards), config["predict"]
+        ),
     shell:
         "aam predict --model {input.model} --data-dir {params.data_dir} "
         "--samples {input.samples} --output {output.predictions} {params.flags} > {log} 2>&1"

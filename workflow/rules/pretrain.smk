@@ -18,7 +18,7 @@ rule pretrain:
     params:
         data_dir=lambda wildcards, input: os.path.dirname(input.info),
         outdir=lambda wildcards, output: os.path.dirname(output.encoder),
-        flags=pretrain_flags(),
+        flags=pretrain_flags(config["model"], config["pretrain"]),
     shell:
         "aam pretrain --data-dir {params.data_dir} --train-samples {input.train} "
         "--val-samples {input.val} --output-dir {params.outdir} --seed {wildcards.seed} "

@@ -24,7 +24,7 @@ rule compare_models:
                 subcategory="Figures",
                 labels={"figure": name},
             )
-            for name in compare_figures()
+            for name in compare_figures(config["prepare"]["task"])
         ],
     log:
         "logs/compare_models/compare_models.log",

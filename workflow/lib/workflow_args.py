@@ -1,0 +1,133 @@
+"""The `aam` command-line flags of each rule, built from config sections and ablation rows,
+and the small path and label helpers of the report rule.
+
+Imported by workflow/rules/common.smk. Nothing here reads Snakemake globals: each function takes
+the config section (or ablation row) it needs, so a rule's params show what it depends on.
+"""
+
+import os
+import shlex
+
+# Ablation columns -> `aam train` flags. Names hold no `_` (the path segment joins key~value
+# pairs with `_`); true/false cells become `--flag` / `--no-flag`.
+ABLATION_FLAGS = {
+    "fusion": "--categorical-fusion",
+    "freeze": "--freeze-base",
+    "sampling": "--asv-sampling",
+    "transform": "--target-transform",
+    "counts": "--count-prediction",
+}
+INPUT_KEYS = ("table", "rep_seqs", "metadata", "tree", "unifrac_matrix")
+OPTIONAL_INPUTS = ("rep_seqs", "tree", "unifrac_matrix")
+SIMULATED_INPUTS = {
+    "table": "resources/sim/table.biom",
+    "metadata": "resources/sim/metadata.tsv",
+    "tree": "resources/sim/tree.nwk",
+}
+
+
+def cli_flags(options, skip=()):
+    """`--key value` arguments (shell-quoted) for a config section; keys map to flag names."""
+    args = []
+    for key, value in options.items():
+        if key in skip or key == "extra_args" or value in ("", None, []):
+            continue
+        flag = "--{}".format(key.replace("_", "-"))
+        if isinstance(value, bool):
+            args += [flag] if value else []
+        elif isinstance(value, list):
+            args += [flag, ",".join(str(v) for v in value)]
+        else:
+            args += [flag, str(value)]
+    args += shlex.split(options.get("extra_args", ""))
+    return shlex.join(args)
+
+
+def input_files(inputs):
+    """Raw inputs of `aam prepare`: the files of config `input`, or the simulator's."""
+    if not inputs["table"]:
+        return dict(SIMULATED_INPUTS)
+    return {key: inputs[key] for key in INPUT_KEYS if inputs[key]}
+
+
+def optional_file_flags(input, **flags):
+    """`--flag path` for each optional input the job has; `flags` maps flag names to input keys."""
+    flags = flags or {key: key for key in OPTIONAL_INPUTS}
+    present = set(input.keys())
+    return cli_flags(
+        {flag: input[key] for flag, key in flags.items() if key in present}
+    )
+
+
+def prepare_flags(prepare):
+    opts = {"metadata_column": prepare["target"]}
+    opts.update({k: v for k, v in prepare.items() if k != "target" and v != 0})
+    return cli_flags(opts)
+
+
+def pretrain_flags(model, pretrain):
+    return f"{cli_flags(model)} {cli_flags(pretrain, skip=('enabled',))}"
+
+
+def split_flags(split):
+    kfold = split["folds"] >= 2
+    opts = {"folds": split["folds"]} if kfold else {"val_fraction": split["val_fraction"]}
+    keys = ("test_fraction", "group_by", "stratify_by", "seed")
+    opts.update({key: split[key] for key in keys})
+    return cli_flags(opts)
+
+
+def train_flags(row, config):
+    """Every `aam train` option of one ablation row except paths, seed and fold."""
+    prepare = config["prepare"]
+    opts = {
+        "task": prepare["task"],
+        "categorical_columns": prepare["categorical_columns"],
+    }
+    opts.update(config["model"])
+    opts.update(config["finetune"])
+    args = []
+    for column, value in row.items():
+        flag = ABLATION_FLAGS.get(column)
+        if flag and value in ("true", "false"):
+            args.append(flag if value == "true" else flag.replace("--", "--no-", 1))
+        elif flag:
+            opts[flag[2:].replace("-", "_")] = value
+    return " ".join(filter(None, [cli_flags(opts), shlex.join(args)]))
+
+
+def predict_flags(row, predict):
+    """`aam predict` options: the config's, with the row's ASV sampling."""
+    return cli_flags({**predict, "asv_sampling": row.get("sampling", "")})
+
+
+def train_launcher(wildcards, resources):
+    """`aam train`, or torchrun over every GPU of the job when it holds more than one."""
+    gpus = int(resources.get("gpu", 0) or 0)
+    if gpus > 1:
+        return f"torchrun --standalone --nproc_per_node={gpus} -m aam.cli train"
+    return "aam train"
+
+
+def compare_figures(task):
+    """Names of the figures `aam compare` draws for the task (a metric figure each)."""
+    if task == "regression":
+        metrics = ["r2", "mae", "rmse"]
+        return [f"metric_{m}" for m in metrics] + ["predicted_vs_actual", "residuals"]
+    metrics = ["accuracy", "balanced_accuracy", "f1_macro"]
+    return [f"metric_{m}" for m in metrics] + ["roc", "confusion_matrix"]
+
+
+def verdict_label(wildcards, output):
+    """The verdict of the best AAM model against the baseline (from summary.md), for the report."""
+    with open(output.summary, encoding="utf-8") as fh:
+        verdicts = [
+            line[2:].strip().replace("**", "") for line in fh if line.startswith("- ")
+        ]
+    models = [line for line in verdicts if "(the baseline)" not in line]
+    return {"file": "summary", "verdict": (models or verdicts or ["no verdict"])[0]}
+
+
+def results_root(paths):
+    """The folder above results/finetune and results/rf, under which runs are named."""
+    return os.path.commonpath(paths)

@@ -1,0 +1,69 @@
+"""Checks of the workflow config and the ablation table that the JSON schemas cannot express.
+
+Imported by workflow/rules/common.smk, which runs the schema validation between these steps.
+"""
+
+import os
+
+import pandas as pd
+from snakemake.exceptions import WorkflowError
+
+
+def check_config(cfg):
+    """Raise WorkflowError for settings that contradict each other."""
+    if cfg["input"]["table"] and not cfg["input"]["metadata"]:
+        raise WorkflowError(
+            f"input.metadata is empty but input.table is set ({cfg['input']['table']}); "
+            "set input.metadata to the sample metadata TSV in the config."
+        )
+    if cfg["split"]["group_by"] and cfg["split"]["stratify_by"]:
+        raise WorkflowError(
+            f"split.group_by ({cfg['split']['group_by']}) and split.stratify_by "
+            f"({cfg['split']['stratify_by']}) are both set; keep one of them in the config."
+        )
+    has_distances = (
+        not cfg["input"]["table"]
+        or cfg["input"]["tree"]
+        or cfg["input"]["unifrac_matrix"]
+    )
+    if cfg["pretrain"]["enabled"] and not has_distances:
+        raise WorkflowError(
+            "UniFrac pretraining needs a phylogeny: input.tree (or input.unifrac_matrix) is not "
+            "set in the config; set one, or set pretrain.enabled to false."
+        )
+    if cfg["split"]["folds"] == 1:
+        raise WorkflowError(
+            "split.folds is 1; use 0 for one holdout split or K >= 2 for K-fold cross-validation."
+        )
+
+
+def read_ablation_table(path):
+    """The ablation table as strings (cells stripped, `#` lines skipped); at least one row."""
+    if not os.path.exists(path):
+        raise WorkflowError(
+            f"ablation table not found: {path} (set `ablations` in the config)"
+        )
+    table = pd.read_csv(path, sep="\t", dtype=str, comment="#", keep_default_na=False)
+    table = table.apply(lambda column: column.str.strip())
+    if table.empty:
+        raise WorkflowError(
+            f"{path} has no rows; add at least one, e.g. fusion=concat."
+        )
+    return table
+
+
+def check_ablation_rows(table, path, pretrain_enabled):
+    """Raise WorkflowError for duplicated rows, or pretrained rows without pretraining."""
+    duplicated = table[table.duplicated()]
+    if len(duplicated):
+        raise WorkflowError(
+            f"{len(duplicated)} duplicated rows in {path} (first: "
+            f"{duplicated.iloc[0].to_dict()}); remove them, each row is trained once per seed."
+        )
+    if "pretrained" in table and not pretrain_enabled:
+        rows = (table["pretrained"] == "true").sum()
+        if rows:
+            raise WorkflowError(
+                f"{rows} rows of {path} set pretrained=true but pretrain.enabled is false; "
+                "enable pretraining or set those rows to false."
+            )
