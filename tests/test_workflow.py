@@ -173,14 +173,15 @@ def test_grouped_and_stratified_split_together_is_rejected(workdir):
     assert "split.group_by (subject) and split.stratify_by (category) are both set" in result.stdout
 
 
-def test_finetune_on_four_gpus_starts_four_torchrun_processes(workdir):
+@pytest.mark.parametrize("rule,command", [("finetune", "train"), ("pretrain", "pretrain")])
+def test_four_gpus_start_four_torchrun_processes(workdir, rule, command):
     result = snakemake("--profile", REPO / "profiles" / "slurm", "-n", "-p",
-                       "--set-resources", "finetune:gpu=4", workdir=workdir)
+                       "--set-resources", f"{rule}:gpu=4", workdir=workdir)
     assert result.returncode == 0, result.stdout
-    block = job_blocks(result.stdout, "finetune")[0]
+    block = job_blocks(result.stdout, rule)[0]
     assert resources_of(block)["gpu"] == 4
     launcher = re.search(r"^Shell command: (.*?) --data-dir", block, re.MULTILINE)[1]
-    assert launcher == "torchrun --standalone --nproc_per_node=4 -m aam.cli train"
+    assert launcher == f"torchrun --standalone --nproc_per_node=4 -m aam.cli {command}"
 
 
 class _Resources(dict):

@@ -101,12 +101,17 @@ def predict_flags(row, predict):
     return cli_flags({**predict, "asv_sampling": row.get("sampling", "")})
 
 
-def train_launcher(wildcards, resources):
-    """`aam train`, or torchrun over every GPU of the job when it holds more than one."""
-    gpus = int(resources.get("gpu", 0) or 0)
-    if gpus > 1:
-        return f"torchrun --standalone --nproc_per_node={gpus} -m aam.cli train"
-    return "aam train"
+def launcher(command):
+    """A params function: `aam <command>`, or torchrun over every GPU of the job when it holds
+    more than one (one process per GPU, DDP)."""
+
+    def launch(wildcards, resources):
+        gpus = int(resources.get("gpu", 0) or 0)
+        if gpus > 1:
+            return f"torchrun --standalone --nproc_per_node={gpus} -m aam.cli {command}"
+        return f"aam {command}"
+
+    return launch
 
 
 def compare_figures(task):

@@ -22,7 +22,7 @@ from workflow_args import (
     results_root,
     split_flags,
     train_flags,
-    train_launcher,
+    launcher,
     verdict_label,
 )
 from workflow_checks import check_ablation_rows, check_config, read_ablation_table

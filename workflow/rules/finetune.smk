@@ -17,7 +17,7 @@ rule finetune:
     resources:
         gpu=1,
     params:
-        launcher=train_launcher,
+        launcher=launcher("train"),
         data_dir=lambda wildcards, input: os.path.dirname(input.info),
         outdir=lambda wildcards, output: os.path.dirname(output.model),
         encoder=lambda wildcards, input: optional_file_flags(

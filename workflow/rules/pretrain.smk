@@ -16,10 +16,11 @@ rule pretrain:
     resources:
         gpu=1,
     params:
+        launcher=launcher("pretrain"),
         data_dir=lambda wildcards, input: os.path.dirname(input.info),
         outdir=lambda wildcards, output: os.path.dirname(output.encoder),
         flags=pretrain_flags(config["model"], config["pretrain"]),
     shell:
-        "aam pretrain --data-dir {params.data_dir} --train-samples {input.train} "
+        "{params.launcher} --data-dir {params.data_dir} --train-samples {input.train} "
         "--val-samples {input.val} --output-dir {params.outdir} --seed {wildcards.seed} "
         "{params.flags} > {log} 2>&1"
