@@ -34,6 +34,20 @@ def shared_dataset(name: str) -> Path:
 
 
 @pytest.fixture(scope="session")
+def simulated_prepared(tmp_path_factory) -> Path:
+    """32 simulated samples x 40 ASVs (seed 2), prepared once per session (target `target`)."""
+    from aam.cli.__main__ import main as aam_main
+
+    root = tmp_path_factory.mktemp("simulated")
+    assert aam_main(["simulate", "--output-dir", str(root / "sim"), "--samples", "32",
+                     "--asvs", "40", "--seed", "2"]) == 0
+    assert aam_main(["prepare", "--table", str(root / "sim" / "table.biom"), "--metadata",
+                     str(root / "sim" / "metadata.tsv"), "--tree", str(root / "sim" / "tree.nwk"),
+                     "--metadata-column", "target", "--output-dir", str(root / "prep")]) == 0
+    return root / "prep"
+
+
+@pytest.fixture(scope="session")
 def tiny_prepared(tmp_path_factory) -> Path:
     """The tiny fixture table prepared once per session (target `ph`, UniFrac from its tree)."""
     from aam.cli.__main__ import main as aam_main

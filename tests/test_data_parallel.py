@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from aam.cli.__main__ import main as aam_main
 from aam.cli.pretrain import main as pretrain_main
 from aam.cli.train import main as train_main
 from aam.models.encoder import AAMEncoder
@@ -98,15 +97,9 @@ def test_pretrain_loss_in_parts_pairs_within_each_part():
     assert float(wrapped) == pytest.approx(float(halves[0]), rel=1e-6)
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("dp")
-    assert aam_main(["simulate", "--output-dir", str(root / "sim"), "--samples", "32",
-                     "--asvs", "40", "--seed", "4"]) == 0
-    assert aam_main(["prepare", "--table", str(root / "sim" / "table.biom"), "--metadata",
-                     str(root / "sim" / "metadata.tsv"), "--tree", str(root / "sim" / "tree.nwk"),
-                     "--metadata-column", "target", "--output-dir", str(root / "prep")]) == 0
-    return root / "prep"
+@pytest.fixture
+def prepared(simulated_prepared) -> Path:
+    return simulated_prepared
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ import pandas as pd
 import pytest
 import torch
 
-from aam.cli.__main__ import main as aam_main
 from aam.cli.pretrain import main as pretrain_main
 from aam.cli.train import main as train_main
 
@@ -36,15 +35,9 @@ TRAIN = [*TINY, "--token-limit", "64", "--asv-sampling", "random", "--val-predic
 PRETRAIN = [*TINY, "--token-limit", "16", "--lr", "0.003"]
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("torchrun")
-    assert aam_main(["simulate", "--output-dir", str(root / "sim"), "--samples", "32",
-                     "--asvs", "40", "--seed", "2"]) == 0
-    assert aam_main(["prepare", "--table", str(root / "sim" / "table.biom"), "--metadata",
-                     str(root / "sim" / "metadata.tsv"), "--tree", str(root / "sim" / "tree.nwk"),
-                     "--metadata-column", "target", "--output-dir", str(root / "prep")]) == 0
-    return root / "prep"
+@pytest.fixture
+def prepared(simulated_prepared) -> Path:
+    return simulated_prepared
 
 
 def _torchrun(*args: str) -> subprocess.CompletedProcess:
