@@ -83,3 +83,28 @@ def test_odd_batch_size_is_rejected():
 def test_unknown_stage_is_rejected():
     with pytest.raises(InputError, match="Unknown stage"):
         BenchConfig(stages=("pretrain", "distill"))
+
+
+def test_scaling_runs_the_commands_one_process_and_under_torchrun(tmp_path, capsys):
+    import scaling
+
+    argv = ["--data", "sim", "--sim-samples", "32", "--sim-asvs", "40", "--stages", "train",
+            "--processes", "1,2", "--epochs", "2", "--global-batch", "8", "--embedding-dim",
+            "16", "--layers", "1", "--heads", "2", "--token-limit", "32", "--threads", "2",
+            "--cache-dir", str(tmp_path / "cache"), "--out-dir", str(tmp_path / "runs"),
+            "--results-dir", str(tmp_path / "results")]
+    assert scaling.main(argv) == 0
+    rows = json.loads(next((tmp_path / "results").glob("scaling-*.json")).read_text())["rows"]
+    assert [(r["launch"], r["processes"], r["batch/process"]) for r in rows] == [
+        ("none", 1, 8), ("ddp", 2, 4)]
+    assert all(r["samples/s"] > 0 for r in rows)
+    assert "| train | ddp | 2 |" in capsys.readouterr().out
+    ddp = json.loads((tmp_path / "runs" / "train-ddp-2" / "metrics.json").read_text())
+    assert ddp["world_size"] == 2
+
+
+def test_scaling_refuses_data_parallel_without_cuda(capsys):
+    import scaling
+
+    assert scaling.main(["--strategies", "dp"]) == 2
+    assert "needs --device cuda" in capsys.readouterr().err

@@ -172,8 +172,10 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
     save_checkpoint(out / "model.pt", best)
     summary = {"task": cfg.task, "n": len(val_ids), **_metric_values(objective),
                "val_loss": metrics["val_loss"], "best_epoch": best.get("best_epoch"),
-               "epochs_run": result.epochs_run, "history": _history(result.history), "seed": seed, "fold": paths.fold,
-               "wall_time_s": time.perf_counter() - start, "config": to_dict(cfg)}
+               "epochs_run": result.epochs_run, "history": _history(result.history),
+               "seed": seed, "fold": paths.fold, "wall_time_s": time.perf_counter() - start,
+               "train_samples_per_s": result.train_samples_per_s,
+               "world_size": ctx.world_size, "config": to_dict(cfg)}
     write_metrics(out / "metrics.json", summary)
     tensorboard.write_summary(objective, summary)
     log.info("best epoch %s: %s", summary["best_epoch"],

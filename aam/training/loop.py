@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 import time
 from collections import defaultdict
 from contextlib import nullcontext
@@ -73,6 +74,14 @@ class FitResult:
     wall_s: float
     samples_per_s: float
     stopped_early: bool
+
+    @property
+    def train_samples_per_s(self) -> float | None:
+        """Median training throughput of the epochs after the first (which warms up), over
+        all processes; validation and checkpoints excluded."""
+        rates = [row["samples_per_s"] for row in self.history]
+        rates = rates[1:] or rates
+        return float(statistics.median(rates)) if rates else None
 
 
 class TrainingDiverged(InputError):

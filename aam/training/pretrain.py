@@ -171,6 +171,7 @@ def _metrics(cfg: PretrainConfig, result, best_logs: dict, n_train: int, n_val: 
         "final": history[-1] if history else {},
         "first_epoch": history[0] if history else {},
         "wall_s": result.wall_s, "samples_per_s": result.samples_per_s,
+        "train_samples_per_s": result.train_samples_per_s,
         "notes": "val_loss and val_pearson/val_spearman use unmasked validation input over all "
                  "validation pairs; val_nuc_accuracy masks validation sequences at the training "
                  "rate in a separate no-grad pass (fixed seed); val_most_frequent_base_rate is "
