@@ -184,6 +184,20 @@ def test_four_gpus_start_four_torchrun_processes(workdir, rule, command):
     assert launcher == f"torchrun --standalone --nproc_per_node=4 -m aam.cli {command}"
 
 
+def test_multi_gpu_fsdp_in_the_config_launches_torchrun_with_fsdp(workdir):
+    fsdp = override(workdir, "fsdp", "finetune:\n  multi_gpu: fsdp\n")
+    result = snakemake("--profile", REPO / "profiles" / "slurm", "-n", "-p", "--configfile",
+                       fsdp, workdir=workdir)
+    assert result.returncode == 0, result.stdout
+    shell = re.search(r"^Shell command: (.*)$", job_blocks(result.stdout, "finetune")[0],
+                      re.MULTILINE)[1]
+    assert shell.startswith("torchrun --standalone --nproc_per_node=2 -m aam.cli train --fsdp ")
+    assert "--multi-gpu" not in shell
+    pretrain = re.search(r"^Shell command: (.*)$", job_blocks(result.stdout, "pretrain")[0],
+                         re.MULTILINE)[1]
+    assert pretrain.startswith("aam pretrain --data-dir") and "--fsdp" not in pretrain
+
+
 class _Resources(dict):
     __getattr__ = dict.get
 

@@ -26,11 +26,15 @@ SIMULATED_INPUTS = {
 }
 
 
-def cli_flags(options, skip=()):
+# Config keys that steer the workflow and are not `aam` flags (extra_args is spliced in verbatim).
+WORKFLOW_KEYS = ("enabled", "multi_gpu", "extra_args")
+
+
+def cli_flags(options):
     """`--key value` arguments (shell-quoted) for a config section; keys map to flag names."""
     args = []
     for key, value in options.items():
-        if key in skip or key == "extra_args" or value in ("", None, []):
+        if key in WORKFLOW_KEYS or value in ("", None, []):
             continue
         flag = "--{}".format(key.replace("_", "-"))
         if isinstance(value, bool):
@@ -66,7 +70,7 @@ def prepare_flags(prepare):
 
 
 def pretrain_flags(model, pretrain):
-    return f"{cli_flags(model)} {cli_flags(pretrain, skip=('enabled',))}"
+    return f"{cli_flags(model)} {cli_flags(pretrain)}"
 
 
 def split_flags(split):
@@ -101,14 +105,15 @@ def predict_flags(row, predict):
     return cli_flags({**predict, "asv_sampling": row.get("sampling", "")})
 
 
-def launcher(command):
+def launcher(command, multi_gpu="ddp"):
     """A params function: `aam <command>`, or torchrun over every GPU of the job when it holds
-    more than one (one process per GPU, DDP)."""
+    more than one (one process per GPU; DDP, or FSDP when `multi_gpu` is fsdp)."""
 
     def launch(wildcards, resources):
         gpus = int(resources.get("gpu", 0) or 0)
         if gpus > 1:
-            return f"torchrun --standalone --nproc_per_node={gpus} -m aam.cli {command}"
+            strategy = " --fsdp" if multi_gpu == "fsdp" else ""
+            return f"torchrun --standalone --nproc_per_node={gpus} -m aam.cli {command}{strategy}"
         return f"aam {command}"
 
     return launch

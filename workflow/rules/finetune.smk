@@ -17,7 +17,7 @@ rule finetune:
     resources:
         gpu=1,
     params:
-        launcher=launcher("train"),
+        launcher=launcher("train", config["finetune"]["multi_gpu"]),
         data_dir=lambda wildcards, input: os.path.dirname(input.info),
         outdir=lambda wildcards, output: os.path.dirname(output.model),
         encoder=lambda wildcards, input: optional_file_flags(

@@ -16,7 +16,7 @@ rule pretrain:
     resources:
         gpu=1,
     params:
-        launcher=launcher("pretrain"),
+        launcher=launcher("pretrain", config["pretrain"]["multi_gpu"]),
         data_dir=lambda wildcards, input: os.path.dirname(input.info),
         outdir=lambda wildcards, output: os.path.dirname(output.encoder),
         flags=pretrain_flags(config["model"], config["pretrain"]),
