@@ -25,7 +25,7 @@ from aam.errors import InputError, first_items
 from aam.metrics import classification_metrics, regression_metrics
 from aam.models.asv_cache import cached_encoder
 from aam.models.predictor import Predictor
-from aam.predictions import aggregate_passes, write_metrics, write_predictions
+from aam.predictions import Predictions, aggregate_passes, write_metrics, write_predictions
 from aam.training.checkpoint import load_checkpoint
 from aam.training.device import resolve_device
 
@@ -54,37 +54,6 @@ class PredictConfig:
             raise InputError(f"--batch-size must be >= 1, got {self.batch_size}.")
         if self.num_workers < 0:
             raise InputError(f"--num-workers must be >= 0, got {self.num_workers}.")
-
-
-@dataclass
-class Predictions:
-    """Original-scale predictions, one row per sample (input order).
-
-    ``prediction`` [N] (values or class labels), ``actual`` [N] (NaN when unknown), ``std`` [N]
-    across passes (None for one pass), ``proba`` [N, K] mean class probabilities.
-    """
-
-    sample_ids: list[str]
-    prediction: np.ndarray
-    actual: np.ndarray
-    n_passes: int
-    std: Optional[np.ndarray] = None
-    proba: Optional[np.ndarray] = None
-    classes: Optional[list[str]] = None
-
-    def metrics(self) -> Optional[dict]:
-        """``{"task", "n", <metrics>}`` over samples with a known actual; None if none has one."""
-        known = ~pd.isna(self.actual)
-        if not known.any():
-            return None
-        if self.classes:
-            values = classification_metrics(self.actual[known], self.proba[known], self.classes)
-            task = "classification"
-        else:
-            values = regression_metrics(self.actual[known].astype(np.float64),
-                                        self.prediction[known])
-            task = "regression"
-        return {"task": task, "n": int(known.sum()), **values}
 
 
 def load_predictor(path: str | Path) -> tuple[Predictor, dict]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -20,6 +22,37 @@ from aam.errors import InputError
 from aam.metrics import classification_metrics, regression_metrics
 
 PROB_PREFIX = "prob_"
+
+
+@dataclass
+class Predictions:
+    """Original-scale predictions, one row per sample (input order).
+
+    ``prediction`` [N] (values or class labels), ``actual`` [N] (NaN when unknown), ``std`` [N]
+    across passes (None for one pass), ``proba`` [N, K] mean class probabilities.
+    """
+
+    sample_ids: list[str]
+    prediction: np.ndarray
+    actual: np.ndarray
+    n_passes: int
+    std: Optional[np.ndarray] = None
+    proba: Optional[np.ndarray] = None
+    classes: Optional[list[str]] = None
+
+    def metrics(self) -> Optional[dict]:
+        """``{"task", "n", <metrics>}`` over samples with a known actual; None if none has one."""
+        known = ~pd.isna(self.actual)
+        if not known.any():
+            return None
+        if self.classes:
+            values = classification_metrics(self.actual[known], self.proba[known], self.classes)
+            task = "classification"
+        else:
+            values = regression_metrics(self.actual[known].astype(np.float64),
+                                        self.prediction[known])
+            task = "regression"
+        return {"task": task, "n": int(known.sum()), **values}
 
 
 def aggregate_passes(pred_matrix) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,6 @@ scale) and metrics on the original target scale.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
@@ -20,6 +19,7 @@ from aam.data.batch import Batch
 from aam.data.targets import TargetTransform
 from aam.metrics import classification_metrics, regression_metrics
 from aam.models.heads import count_loss
+from aam.predictions import Predictions
 from aam.training.dist_data import gather_samples
 from aam.training.distributed import DistContext
 
@@ -30,22 +30,6 @@ REGRESSION_LOSSES = {
     "mae": F.l1_loss,
     "huber": F.smooth_l1_loss,
 }
-
-
-@dataclass
-class EvalResult:
-    """Validation predictions on the original scale (one row per sample, loader order).
-
-    ``prediction`` [N] (regression values or class labels), ``actual`` [N], ``std`` [N] across
-    passes (None for one pass), ``proba`` [N, K] for classification.
-    """
-
-    sample_ids: list[str]
-    prediction: np.ndarray
-    actual: np.ndarray
-    n_passes: int
-    std: Optional[np.ndarray] = None
-    proba: Optional[np.ndarray] = None
 
 
 class FinetuneObjective:
@@ -82,7 +66,7 @@ class FinetuneObjective:
         self.dist = dist or DistContext()
         train_base = not cfg.freeze_base and cfg.nucleotide_loss_weight > 0
         self.mask_rate = cfg.nucleotide_mask_rate if train_base else 0.0
-        self.last: Optional[EvalResult] = None
+        self.last: Optional[Predictions] = None
 
     def target_loss(self, prediction: Tensor, target: Tensor) -> Tensor:
         """Loss of ``prediction`` [B, out_dim] against ``target`` [B] (model scale)."""
@@ -157,14 +141,14 @@ class FinetuneObjective:
         index = torch.as_tensor(order)
         return ids, preds[index], targets[index]
 
-    def _regression_result(self, ids: list[str], raw: np.ndarray, passes: int) -> EvalResult:
+    def _regression_result(self, ids: list[str], raw: np.ndarray, passes: int) -> Predictions:
         groups = [self.groups.get(s, ()) for s in ids]
         values = np.stack([self.transform.inverse(r, groups) for r in raw])  # [P, N]
         actual = np.asarray([self.actual[s] for s in ids], dtype=np.float64)
         std = values.std(axis=0) if passes > 1 else None
-        return EvalResult(ids, values.mean(axis=0), actual, passes, std)
+        return Predictions(ids, values.mean(axis=0), actual, passes, std)
 
-    def _classification_result(self, ids: list[str], probs: np.ndarray) -> EvalResult:
+    def _classification_result(self, ids: list[str], probs: np.ndarray) -> Predictions:
         proba = probs.mean(axis=0)  # [N, K]
         best = proba.argmax(axis=1)
         labels = np.asarray(self.classes)[best]
@@ -172,7 +156,7 @@ class FinetuneObjective:
         passes = probs.shape[0]
         # spread of the chosen class's probability across passes
         std = probs.std(axis=0)[np.arange(len(ids)), best] if passes > 1 else None
-        return EvalResult(ids, labels, actual, passes, std, proba)
+        return Predictions(ids, labels, actual, passes, std, proba, self.classes)
 
 
     def figures(self) -> dict:
