@@ -138,6 +138,10 @@ class TrainConfig:
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise InputError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}.")
         _check_choice("distributed", self.distributed, ("auto", "none", "ddp", "fsdp", "dp"))
+        if self.compile and self.distributed == "dp":
+            raise InputError("--compile cannot be combined with --data-parallel (its per-GPU "
+                             "model copies are made each step); use torchrun with "
+                             "--distributed, or drop --compile.")
 
 
 @dataclass(frozen=True)

@@ -148,3 +148,11 @@ def test_pretrain_over_three_devices_trains(prepared, tmp_path, three_devices):
     first, last = metrics["first_epoch"], metrics["final"]
     assert last["train_unifrac_loss"] < first["train_unifrac_loss"]
     assert (out / "encoder.pt").is_file()
+
+
+def test_compile_with_data_parallel_is_one_line(tmp_path, capsys):
+    code = train_main(["--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "o"),
+                       "--data-parallel", "--compile"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "--compile cannot be combined with --data-parallel" in err[0]
