@@ -41,6 +41,28 @@ def test_each_part_keeps_exactly_the_asvs_its_samples_use():
     assert parts[1].asv_mask.shape[1] == 4  # trailing all-padding columns dropped
 
 
+def test_a_part_is_what_collating_its_samples_gives(simulated_prepared):
+    from aam.config import DataConfig
+    from aam.data.dataset import SampleDataset
+    from aam.data.prepared import load_prepared
+
+    data = load_prepared(simulated_prepared)
+    dataset = SampleDataset(data, data.sample_ids[:8], DataConfig(token_limit=64),
+                            with_unifrac=True)
+    whole = dataset.collate([dataset[i] for i in range(8)])
+    for part, rows in zip(whole.split(3), ([0, 1, 2], [3, 4], [5, 6, 7])):
+        direct = dataset.collate([dataset[i] for i in rows])
+        assert part.sample_ids == direct.sample_ids
+        width = part.asv_mask.shape[1]  # the direct batch may pad further (the whole's width)
+        assert torch.equal(part.asv_mask, direct.asv_mask[:, :width])
+        assert not direct.asv_mask[:, width:].any()
+        for name in ("asv_index", "counts"):
+            assert torch.equal(getattr(part, name), getattr(direct, name)[:, :width])
+        tokens = part.unique_tokens[part.asv_inverse][part.asv_mask]
+        assert torch.equal(tokens, direct.unique_tokens[direct.asv_inverse][direct.asv_mask])
+        assert torch.equal(part.unifrac, direct.unifrac)
+
+
 def test_parts_encode_like_the_whole_batch():
     batch = make_batch(n_samples=6, n_asvs=5, n_unique=8)
     encoder = AAMEncoder(TINY).eval()
