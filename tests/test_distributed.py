@@ -51,3 +51,36 @@ def test_data_parallel_drives_every_visible_gpu_from_one_process():
     assert resolve_strategy("dp", env={}, cuda_count=2) == ("dp", 1)
     with pytest.raises(InputError, match="--data-parallel is single-process"):
         resolve_strategy("dp", env=TORCHRUN_2, cuda_count=2)
+
+
+def test_accumulation_micro_batches_skip_the_gradient_all_reduce(tmp_path, monkeypatch):
+    """DDP's no_sync on the wrapper (not the module inside), FSDP's switch toggled and restored."""
+    import torch.distributed as dist
+
+    from aam.training.distributed import no_sync
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        ddp = nn.parallel.DistributedDataParallel(nn.Linear(2, 2))
+        entered = []
+        real = ddp.no_sync
+        monkeypatch.setattr(ddp, "no_sync", lambda: entered.append(1) or real())
+        with no_sync(ddp, skip=True):
+            pass
+        with no_sync(ddp, skip=False):
+            pass
+        assert entered == [1]
+    finally:
+        dist.destroy_process_group()
+
+    class Sharded(nn.Module):
+        calls: list = []
+
+        def set_requires_gradient_sync(self, flag: bool) -> None:
+            self.calls.append(flag)
+
+    sharded = Sharded()
+    with no_sync(sharded, skip=True):
+        assert sharded.calls == [False]
+    assert sharded.calls == [False, True]

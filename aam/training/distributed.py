@@ -226,12 +226,6 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def _inner(model: nn.Module) -> nn.Module:
-    """The module FSDP sharded (inside a torch.compile wrapper) or the plain module."""
-    return getattr(model, "_orig_mod", model) if not isinstance(
-        model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else unwrap(model)
-
-
 def _full_options(cpu_offload: bool, strict: bool = True):
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
@@ -243,7 +237,7 @@ def full_state_dict(model: nn.Module, ctx: DistContext) -> dict[str, Any]:
     if ctx.strategy == "fsdp":
         from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-        return get_model_state_dict(_inner(model), options=_full_options(cpu_offload=True))
+        return get_model_state_dict(unwrap(model), options=_full_options(cpu_offload=True))
     return unwrap(model).state_dict()
 
 
@@ -278,16 +272,16 @@ def any_rank(flag: bool, ctx: DistContext) -> bool:
 def no_sync(model: nn.Module, skip: bool) -> Iterator[None]:
     """Skip the gradient all-reduce (DDP) or reduce-scatter (FSDP) on accumulation micro-batches
     (``skip`` True); the stepping micro-batch then reduces the accumulated gradients."""
-    inner = _inner(model) if skip else None
-    if inner is not None and hasattr(inner, "no_sync"):
-        with inner.no_sync():
+    wrapper = getattr(model, "_orig_mod", model) if skip else None  # DDP, or FSDP's module
+    if wrapper is not None and hasattr(wrapper, "no_sync"):
+        with wrapper.no_sync():
             yield
-    elif inner is not None and hasattr(inner, "set_requires_gradient_sync"):
-        inner.set_requires_gradient_sync(False)
+    elif wrapper is not None and hasattr(wrapper, "set_requires_gradient_sync"):
+        wrapper.set_requires_gradient_sync(False)
         try:
             yield
         finally:
-            inner.set_requires_gradient_sync(True)
+            wrapper.set_requires_gradient_sync(True)
     else:
         yield
 
@@ -301,7 +295,7 @@ def eval_module(model: nn.Module, ctx: DistContext,
     if ctx.strategy == "fsdp":
         from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-        state = get_model_state_dict(_inner(model), options=_full_options(cpu_offload=False))
+        state = get_model_state_dict(unwrap(model), options=_full_options(cpu_offload=False))
         eval_copy.load_state_dict(state)
         eval_copy.train(model.training)
         yield eval_copy
@@ -313,7 +307,7 @@ def eval_module(model: nn.Module, ctx: DistContext,
 
 def clip_gradients(model: nn.Module, max_norm: float) -> None:
     """Clip the global gradient norm (with FSDP's sharded gradients, over all shards)."""
-    torch.nn.utils.clip_grad_norm_(_inner(model).parameters(), max_norm)
+    torch.nn.utils.clip_grad_norm_(unwrap(model).parameters(), max_norm)
 
 
 def optimizer_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -322,7 +316,7 @@ def optimizer_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer,
     (FSDP: gathered from the shards in a collective call; rank 0 gets it on the CPU)."""
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
-    return get_optimizer_state_dict(_inner(model), optimizer,
+    return get_optimizer_state_dict(unwrap(model), optimizer,
                                     options=_full_options(cpu_offload=ctx.strategy == "fsdp"))
 
 
@@ -335,7 +329,7 @@ def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer,
     """
     from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
-    set_optimizer_state_dict(_inner(model), optimizer, state,
+    set_optimizer_state_dict(unwrap(model), optimizer, state,
                              options=_full_options(cpu_offload=False, strict=False))
 
 
