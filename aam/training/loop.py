@@ -27,8 +27,8 @@ from aam.config import TrainConfig
 from aam.errors import InputError
 from aam.training.callbacks import Callback
 from aam.training.checkpoint import unwrap_model
-from aam.training.device import resolve_device
 from aam.training.data_parallel import split_loss
+from aam.training.device import resolve_device
 from aam.training.distributed import (DistContext, all_reduce_sums, any_rank, clip_gradients,
                                       eval_module, evaluation_copy, load_optimizer_state,
                                       no_sync, wrap_model)
