@@ -66,6 +66,8 @@ class ScalingConfig:
         unknown = sorted(set(self.strategies) - set(STRATEGY_FLAGS))
         if unknown:
             raise InputError(f"Unknown strategy {', '.join(unknown)}; choose from ddp, fsdp, dp.")
+        if not self.stages or set(self.stages) - {"pretrain", "train"}:
+            raise InputError(f"--stages must name pretrain and/or train; got {self.stages}.")
         if "dp" in self.strategies and self.device != "cuda":
             raise InputError("--strategies dp (--data-parallel) needs --device cuda.")
         uneven = [n for n in self.processes if self.global_batch % n or self.global_batch // n < 2]
@@ -165,12 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _csv(text: str, kind=str) -> tuple:
+    return tuple(kind(v) for v in text.split(",") if v.strip())
+
+
 def _config(args) -> ScalingConfig:
-    split = lambda text, kind=str: tuple(kind(v) for v in text.split(",") if v.strip())  # noqa: E731
     fields = {k: v for k, v in vars(args).items() if k in ScalingConfig.__dataclass_fields__}
-    return ScalingConfig(**{**fields, "processes": split(args.processes, int),
-                            "strategies": split(args.strategies),
-                            "stages": split(args.stages)})
+    return ScalingConfig(**{**fields, "processes": _csv(args.processes, int),
+                            "strategies": _csv(args.strategies), "stages": _csv(args.stages)})
 
 
 def _go(args: argparse.Namespace) -> None:
