@@ -118,6 +118,21 @@ def test_fsdp_train_resumed_under_torchrun_matches_one_process(prepared, tmp_pat
     assert set(last["optimizer_state"]["state"]) <= set(model["model_state"])  # keyed by name
 
 
+def test_fsdp_with_a_frozen_pretrained_base_matches_one_process(prepared, tmp_path):
+    """A frozen base stays in FSDP's root unit (its cached outputs differ between ranks)."""
+    encoder = tmp_path / "pre"
+    assert pretrain_main(["--data-dir", str(prepared), "--output-dir", str(encoder),
+                          "--batch-size", "8", *PRETRAIN]) == 0
+    frozen = [*TRAIN, "--freeze-base", "--pretrained-encoder", str(encoder / "encoder.pt")]
+    fsdp, single = tmp_path / "fsdp", tmp_path / "single"
+    _torchrun("train", "--data-dir", str(prepared), "--output-dir", str(fsdp), "--batch-size",
+              "4", *frozen, "--fsdp")
+    assert train_main(["--data-dir", str(prepared), "--output-dir", str(single),
+                       "--batch-size", "8", *frozen]) == 0
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (fsdp, single))
+    assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-3)
+
+
 @pytest.mark.parametrize("strategy", [[], ["--fsdp"]], ids=["ddp", "fsdp"])
 def test_pretrain_under_torchrun_writes_each_output_once(prepared, tmp_path, strategy):
     ddp, single = tmp_path / "ddp", tmp_path / "single"
