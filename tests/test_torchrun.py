@@ -45,14 +45,17 @@ def _torchrun(*args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "aam.cli", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # own process group: a hung run is killed with its workers, which torchrun would leave behind
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=env, start_new_session=True) as proc:
+                          env=env) as proc:
         try:
             out, err = proc.communicate(timeout=180)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
+            proc.send_signal(signal.SIGTERM)  # torchrun then stops its workers (SIGKILL would not)
+            try:
+                err = proc.communicate(timeout=60)[1]
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                err = ""
             pytest.fail(f"torchrun {args[0]} hung for 180 s: {err[-2000:]}")
     done = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
     assert done.returncode == 0, done.stderr[-3000:]
