@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -113,6 +114,8 @@ def test_fsdp_train_resumed_under_torchrun_matches_one_process(prepared, tmp_pat
 
     done = _torchrun("train", *argv(fsdp, "4"), "--fsdp", "--epochs", "1")
     assert done.stderr.count("distributed: fsdp with 2 processes, backend gloo") == 1
+    after_one = tmp_path / "fsdp-epoch1.pt"
+    shutil.copy(fsdp / "checkpoints" / "last.pt", after_one)
     _torchrun("train", *argv(fsdp, "4"), "--fsdp", "--resume-from",
               str(fsdp / "checkpoints" / "last.pt"))
     assert train_main([*argv(single, "8"), "--epochs", "1"]) == 0
@@ -129,6 +132,11 @@ def test_fsdp_train_resumed_under_torchrun_matches_one_process(prepared, tmp_pat
         assert weight.shape == reference["model_state"][name].shape, name
     last = torch.load(fsdp / "checkpoints" / "last.pt", weights_only=True)
     assert set(last["optimizer_state"]["state"]) <= set(model["model_state"])  # keyed by name
+    # FSDP's checkpoint resumes in one process too (full state, optimizer keyed by name)
+    crossed = tmp_path / "crossed"
+    assert train_main([*argv(crossed, "8"), "--resume-from", str(after_one)]) == 0
+    c = json.loads((crossed / "metrics.json").read_text())
+    assert c["val_loss"] == pytest.approx(b["val_loss"], rel=1e-3)
 
 
 def test_fsdp_with_a_frozen_pretrained_base_matches_one_process(prepared, tmp_path):
