@@ -13,6 +13,7 @@ import scipy.sparse as sp
 from biom import Table, load_table
 
 from aam.data.qza import is_qza, read_qza_member
+from aam.data.sample_ids import clean_ids
 from aam.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def read_table(path: str | Path) -> FeatureTable:
                          f"reads as {table.shape[1]} samples x {table.shape[0]} features. Pass a "
                          "non-empty BIOM 2.1 table or FeatureTable .qza.")
     counts = sp.csr_matrix(table.matrix_data.T, dtype=np.float64)
-    sample_ids = [str(x) for x in table.ids(axis="sample")]
+    sample_ids = clean_ids(table.ids(axis="sample"), f"{path} (sample IDs)")
     feature_ids = [str(x) for x in table.ids(axis="observation")]
     log.info("read %s: %d samples x %d features", path, len(sample_ids), len(feature_ids))
     return FeatureTable(sample_ids, feature_ids, counts)

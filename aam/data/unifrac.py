@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from skbio import TreeNode
 
 from aam.data.qza import read_text_input
+from aam.data.sample_ids import clean_ids, read_sample_list
 from aam.data.unifrac_fast import (branch_presence, distances_from_shared, index_tree,
                                    shared_length)
 from aam.errors import InputError, first_items
@@ -153,7 +154,7 @@ def read_distance_matrix(path: str | Path) -> tuple[list[str], np.ndarray]:
         if ids_path is None:
             raise FileNotFoundError(
                 f"IDs file for {path} not found: {path.with_suffix('.ids.txt')}")
-        ids = [line.strip() for line in ids_path.read_text().splitlines() if line.strip()]
+        ids = read_sample_list(ids_path)
         matrix = np.load(path, allow_pickle=False)
     elif path.suffix in (".h5", ".hdf5"):
         ids, matrix = read_unifrac(path)
@@ -161,6 +162,7 @@ def read_distance_matrix(path: str | Path) -> tuple[list[str], np.ndarray]:
         frame = pd.read_csv(path, sep="\t", index_col=0, dtype={0: str})
         frame.index = frame.index.astype(str)
         ids, matrix = list(frame.index), frame.to_numpy(dtype=np.float64)
+    ids = clean_ids(ids, f"{path} (IDs)")
     matrix = np.asarray(matrix, dtype=np.float64)
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] != len(ids):
         raise InputError(f"{path}: distance matrix of shape {matrix.shape} does not match its "
