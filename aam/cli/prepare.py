@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="subsample every sample to N reads (seeded); shallower dropped")
     parser.add_argument("--max-ambiguous-fraction", type=float, default=0.01,
                         help="drop features whose non-ACGT fraction exceeds this")
+    parser.add_argument("--allow-fractional-counts", action="store_true",
+                        help="accept non-integer counts (e.g. relative abundances) with a "
+                             "warning; by default they are an error")
     parser.add_argument("--seed", type=int, default=0, help="rarefaction seed")
     parser.add_argument("--output-dir", required=True, help="folder to write")
     add_common_flags(parser)
@@ -49,7 +52,8 @@ def _body(args: argparse.Namespace) -> int:
         categorical_columns=tuple(c.strip() for c in args.categorical_columns.split(",")
                                   if c.strip()),
         min_depth=args.min_depth, rarefy_depth=args.rarefy_depth, seed=args.seed,
-        output_dir=args.output_dir, max_ambiguous_fraction=args.max_ambiguous_fraction)
+        output_dir=args.output_dir, max_ambiguous_fraction=args.max_ambiguous_fraction,
+        allow_fractional_counts=args.allow_fractional_counts)
     info = prepare(cfg)
     log.info("kept %d samples x %d ASVs (longest %d bp)", info["n_samples"], info["n_asvs"],
              info["max_bp"])

@@ -44,6 +44,7 @@ class PrepareConfig:
     rarefy_depth: int | None = None  # subsample every sample to this many reads (seeded)
     seed: int = 0
     max_ambiguous_fraction: float = 0.01  # features with more non-ACGT bases are dropped
+    allow_fractional_counts: bool = False  # non-integer counts: an error unless set (then a warning)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -75,7 +76,7 @@ def prepare(cfg: PrepareConfig) -> dict:
     InputError
         Inputs that disagree or a filter that leaves nothing; no output is written then.
     """
-    table = read_table(cfg.table)
+    table = read_table(cfg.table, cfg.allow_fractional_counts)
     metadata = read_metadata(cfg.metadata)
     check_columns(metadata, cfg.categorical_columns, cfg.metadata, what="categorical column")
     check_columns(metadata, [cfg.target_column], cfg.metadata, what="target column")
