@@ -10,7 +10,7 @@ import argparse
 import logging
 
 from aam.baselines.rf import RFConfig, fit_random_forest, read_taxonomy, write_rf_outputs
-from aam.cli.common import add_common_flags, run
+from aam.cli.common import Outputs, add_common_flags, run
 from aam.data.prepared import load_prepared
 from aam.data.sample_ids import read_sample_lists
 from aam.errors import InputError
@@ -75,4 +75,5 @@ def _body(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(_body, build_parser(), argv)
+    return run(_body, build_parser(), argv,
+               Outputs("output", is_file=True))
