@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from aam.errors import InputError
-from aam.transaction import output_transaction
+from aam.transaction import STAGING_NAME, output_transaction
 from aam.validate import check_namespace
 
 log = logging.getLogger("aam")
@@ -74,7 +74,10 @@ def run(body: Callable[[argparse.Namespace], int | None], parser: argparse.Argum
         if getattr(args, "debug", False):
             raise
         where = getattr(args, "_output_folder", None)
-        print(f"{parser.prog}: error: {_one_line(err, where)}", file=sys.stderr)
+        line = _one_line(err, where)
+        if where is not None:  # name the real folder, not the removed staging folder
+            line = line.replace(str(Path(os.path.abspath(where)) / STAGING_NAME), str(where))
+        print(f"{parser.prog}: error: {line}", file=sys.stderr)
         return 2
     return int(code or 0)
 

@@ -14,6 +14,7 @@ from aam.cli.common import Outputs, add_common_flags, run
 from aam.data.prepared import load_prepared
 from aam.data.sample_ids import read_sample_lists
 from aam.errors import InputError
+from aam.validate import check_finite
 
 log = logging.getLogger("aam")
 
@@ -23,6 +24,7 @@ def _max_features(text: str):
         return text
     try:
         value = float(text)
+        check_finite(value, "--max-features")
     except ValueError:
         raise InputError(f"--max-features must be sqrt, log2, a fraction in (0, 1] or a count; "
                          f"got {text!r}.") from None
