@@ -124,13 +124,12 @@ def output_transaction(target: str | os.PathLike, durable: Sequence[str] = (),
 
 
 def _say_where(checkpoint: Path) -> None:
-    """Tell the user (in the error line when it is an input error) where to resume from."""
+    """Record on the exception where to resume from (the entry point adds it to the error line)."""
     err = sys.exc_info()[1]
-    note = f" Checkpoints of this run are kept: resume with --resume-from {checkpoint}"
-    if isinstance(err, InputError) and err.args and note not in str(err.args[0]):
-        err.args = (str(err.args[0]) + note,) + tuple(err.args[1:])
-    else:
-        log.warning("the outputs of this run were not written.%s", note)
+    with contextlib.suppress(AttributeError, TypeError):
+        err.resume_from = checkpoint
+    log.warning("the outputs of this run were not written; its checkpoints are kept: resume "
+                "with --resume-from %s", checkpoint)
 
 
 def _check_folder_path(target: Path) -> None:

@@ -8,6 +8,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from aam.transaction import STAGING_NAME, output_transaction
 from aam.validate import check_namespace
 
 log = logging.getLogger("aam")
+_ATOMIC_TMP = re.compile(r"/\.([^/\s]+?)\.[A-Za-z0-9_]{6,}\.tmp\b")
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -66,9 +68,11 @@ def run(body: Callable[[argparse.Namespace], int | None], parser: argparse.Argum
         check_namespace(args)  # no NaN/inf in any float flag
         with _transaction(args, outputs):
             code = body(args)
-    except KeyboardInterrupt:
-        print(f"{parser.prog}: error: interrupted; no output was written (checkpoints, if any, "
-              "are kept for --resume-from).", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        kept = getattr(err, "resume_from", None)
+        note = f" Resume with --resume-from {kept}" if kept else ""
+        print(f"{parser.prog}: error: interrupted; no output was written.{note}",
+              file=sys.stderr)
         return 130
     except (InputError, OSError) as err:
         if getattr(args, "debug", False):
@@ -77,6 +81,10 @@ def run(body: Callable[[argparse.Namespace], int | None], parser: argparse.Argum
         line = _one_line(err, where)
         if where is not None:  # name the real folder, not the removed staging folder
             line = line.replace(str(Path(os.path.abspath(where)) / STAGING_NAME), str(where))
+        line = _ATOMIC_TMP.sub(r"/\1", line)  # .model.pt.x8Ek2a.tmp -> model.pt
+        kept = getattr(err, "resume_from", None)
+        if kept is not None and str(kept) not in line:
+            line += f" Checkpoints kept: --resume-from {kept}"
         print(f"{parser.prog}: error: {line}", file=sys.stderr)
         return 2
     return int(code or 0)
@@ -90,8 +98,8 @@ def _one_line(err: Exception, output: Optional[Path] = None) -> str:
     path = err.filename or (f"into {output}" if output else "an output file")
     code = err.errno
     if code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in message:
-        return (f"no space left on the device while writing {path}. Free some space or choose "
-                "an output folder on another disk; nothing was written.")
+        return (f"no space left on the device while writing {path}. Free some space or write "
+                "to another disk.")
     if code == errno.EROFS or "Read-only file system" in message:
         return f"cannot write {path}: read-only file system. Choose a writable output folder."
     if isinstance(err, PermissionError) and err.filename:
