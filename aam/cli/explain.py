@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rf-importances", type=Path,
                         help="feature_importance.tsv of aam rf-baseline: adds forest ranks, the "
                              "rank agreement and the AAM-vs-forest panel")
+    parser.add_argument("--truth", type=Path,
+                        help="truth.json of aam simulate (table.biom beside it): report how "
+                             "well attributions rank the signal ASVs (AUROC)")
     parser.add_argument("--steps", type=int, default=32,
                         help="integration steps from the zero-abundance baseline (default 32)")
     parser.add_argument("--top", type=int, default=100,
@@ -53,7 +56,7 @@ def _body(args: argparse.Namespace) -> int:
                         asv_sampling=args.asv_sampling, device=args.device)
     paths = ExplainPaths(model=args.model, data_dir=args.data_dir, output_dir=args.output_dir,
                          samples=args.samples, taxonomy=args.taxonomy,
-                         rf_importances=args.rf_importances)
+                         rf_importances=args.rf_importances, truth=args.truth)
     result = run_explain(cfg, paths)
     agreement = result.summary.get("rank_agreement_with_rf")
     if agreement:

@@ -31,6 +31,7 @@ from aam.errors import InputError
 from aam.explain.collect import Collected, collect, completeness
 from aam.explain.figure import attribution_figure
 from aam.explain.tables import aggregate, rank_agreement
+from aam.explain.truth import signal_sequences, truth_aurocs
 from aam.inference import load_predictor
 from aam.reports.plots import save_figure
 from aam.training.device import resolve_device
@@ -70,6 +71,7 @@ class ExplainPaths:
     samples: Optional[Path] = None
     taxonomy: Optional[Path] = None  # default: the prepared folder's taxonomy.tsv, if any
     rf_importances: Optional[Path] = None  # feature_importance.tsv of aam rf-baseline
+    truth: Optional[Path] = None  # truth.json of aam simulate: report the signal AUROC
 
 
 @dataclass
@@ -123,12 +125,16 @@ def explain(cfg: ExplainConfig, paths: ExplainPaths) -> Explanation:
                                 "model scale (after the target transform)"),
                "completeness": completeness(got.samples), "fusion_diagnostics": got.extras,
                "config": asdict(cfg), "model": str(paths.model), "taxonomy": taxa is not None}
+    aam, rf = table.set_index("sequence")["mean_abs_attribution"], None
     if paths.rf_importances is not None:
         rf = read_rf_importances(paths.rf_importances)
-        aam = table.set_index("sequence")["mean_abs_attribution"]
         summary["rank_agreement_with_rf"] = rank_agreement(aam, rf)
         table["rf_importance"] = table["sequence"].map(rf)
         table["rf_rank"] = table["sequence"].map(rf.rank(ascending=False, method="min"))
+    if paths.truth is not None:
+        summary["truth"] = truth_aurocs(data.sequences, signal_sequences(paths.truth), aam, rf)
+        log.info("known truth: signal-ASV AUROC %s", ", ".join(
+            f"{k[:-6]} {v:.3f}" for k, v in summary["truth"].items() if k.endswith("_auroc")))
     summary["wall_seconds"] = round(time.perf_counter() - start, 3)
     log.info("explained %d samples: completeness gap max %.3g (relative %.3g)", len(ids),
              summary["completeness"]["max_abs_gap"], summary["completeness"]["max_relative_gap"])
