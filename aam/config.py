@@ -23,6 +23,16 @@ TASKS = ("regression", "classification")
 REGRESSION_LOSSES = ("mse", "mae", "huber")
 
 
+# Config fields whose command-line flag is not ``--`` + the field name with dashes.
+FLAG_NAMES = {"fusion.name": "--categorical-fusion", "target_column": "--metadata-column",
+              "train.distributed": "--parallel"}
+
+
+def flag_of(dotted: str) -> str:
+    """The command-line flag of a dotted config field (``train.lr`` -> ``--lr``)."""
+    return FLAG_NAMES.get(dotted, "--" + dotted.split(".")[-1].replace("_", "-"))
+
+
 def _check_choice(name: str, value: str, choices) -> None:
     if value not in choices:
         raise InputError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
@@ -308,6 +318,6 @@ def _deep_update(base: dict, overrides: dict) -> None:
 
 __all__ = [
     "DataConfig", "ModelConfig", "FusionConfig", "TrainConfig", "PretrainConfig",
-    "FinetuneConfig", "to_dict", "from_dict", "load_yaml", "dump_yaml", "merge", "replace",
+    "FinetuneConfig", "flag_of", "to_dict", "from_dict", "load_yaml", "dump_yaml", "merge", "replace",
     "dataclasses",
 ]

@@ -170,7 +170,7 @@ def test_resume_with_new_lr_and_output_dir(prepared, one_epoch, tmp_path, caplog
     new = replace(cfg, train=replace(cfg.train, epochs=2, lr=1e-4))
     with caplog.at_level(logging.INFO):
         run_finetune(new, FinetunePaths(prepared, tmp_path / "b", resume_from=last))
-    assert caplog.text.count("learning rate overridden on resume") == 1
+    assert caplog.text.count("lr 0.003 (checkpoint) -> 0.0001 (--lr)") == 1
     last = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt", "predictor")
     assert last["epoch"] == 2
     assert {g["initial_lr"] for g in last["optimizer_state"]["param_groups"]} == {1e-4}

@@ -174,19 +174,57 @@ def add_training_flags(parser: argparse.ArgumentParser, options: Sequence[Option
 
 
 def build_training_config(cls, args: argparse.Namespace, options: Sequence[Option],
-                          config_path: str | None = None):
-    """:func:`build_config`, then ``train.distributed`` from --distributed/--fsdp/--data-parallel.
+                          config_path: str | None = None, inferred: dict | None = None):
+    """The run's config: defaults < ``inferred`` < ``--config`` YAML < flags given; or, with
+    ``--resume-from``, the checkpoint's config < the settings given (``aam.training.resume``).
 
-    The strategy is checked in one order for every training command: conflicting flags here,
-    then launcher and GPUs when the run starts (``distributed_session``).
+    ``inferred`` holds defaults read from the data (e.g. prepare.json's target column); a resumed
+    run ignores them. The parallel strategy comes from --parallel (or its old aliases).
     """
     from aam.training.distributed import strategy_from_flags
 
     strategy = strategy_from_flags(args.distributed, args.fsdp, args.data_parallel)
-    cfg = build_config(cls, args, options, config_path)
+    given, sources = given_settings(cls, args, options, config_path)
     if strategy != "auto":
-        cfg = merge(cfg, {"train": {"distributed": strategy}})
-    return cfg
+        given.setdefault("train", {})["distributed"] = strategy
+    if getattr(args, "resume_from", None) is not None:
+        from aam.training.checkpoint import load_checkpoint
+        from aam.training.resume import resumed_config
+
+        kind = "encoder" if cls.__name__ == "PretrainConfig" else "predictor"
+        payload = load_checkpoint(args.resume_from, kind)
+        return resumed_config(cls, payload, args.resume_from, given, sources)
+    return merge(merge(cls(), inferred or {}), given)
+
+
+def given_settings(cls, args: argparse.Namespace, options: Sequence[Option],
+                   config_path: str | None = None) -> tuple[dict, dict[str, str]]:
+    """The settings the user gave, nested (``--config`` keys, then flags), and for each dotted
+    field where it was given (``--lr`` or ``--config``). Flags not given are not in it."""
+    from aam.training.resume import flatten
+
+    given: dict = {}
+    sources: dict[str, str] = {}
+    if config_path:
+        import yaml
+
+        load_yaml(cls, config_path)  # validates the file as a whole
+        given = yaml.safe_load(Path(config_path).read_text(encoding="utf-8")) or {}
+        sources = {key: "--config" for key in flatten(given)}
+    flags = overrides_from_args(args, options)
+    for o in options:
+        if getattr(args, o.dest, None) is not None:
+            sources.update({path: o.flag for path in o.fields})
+    _deep_merge(given, flags)
+    return given, sources
+
+
+def _deep_merge(base: dict, overrides: dict) -> None:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value
 
 
 def overrides_from_args(args: argparse.Namespace, options: Sequence[Option]) -> dict:

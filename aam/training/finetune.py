@@ -14,21 +14,22 @@ from pathlib import Path
 from typing import Optional
 
 from aam.atomic import write_lines, write_text
-from aam.config import FinetuneConfig, ModelConfig, dump_yaml, from_dict, to_dict
+from aam.config import FinetuneConfig, dump_yaml, from_dict, to_dict
 from aam.data.prepared import PreparedData, load_prepared, read_sample_list
 from aam.data.targets import transform_from_dict
 from aam.errors import InputError, first_items
 from aam.models.predictor import Predictor, load_encoder_state
 from aam.predictions import write_metrics, write_predictions
-from aam.training.callbacks import CheckpointCallback, EarlyStopping
+from aam.training.callbacks import CheckpointCallback, EarlyStopping, ResumeCheckpoints
 from aam.training.checkpoint import load_checkpoint, save_checkpoint
 from aam.training.dist_data import build_loaders
 from aam.training.distributed import DistContext, barrier, distributed_session
-from aam.training.finetune_callbacks import FinetuneTensorBoard, ResumeCallback
+from aam.training.finetune_callbacks import FinetuneTensorBoard
 from aam.training.finetune_data import (build_setup, encoder_model_config, random_split,
                                         resolve_sizes)
 from aam.training.finetune_objective import FinetuneObjective
 from aam.training.loop import fit
+from aam.training.resume import adopt_derived, check_resume
 from aam.training.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -96,10 +97,14 @@ def _split(cfg: FinetuneConfig, data: PreparedData, paths: FinetunePaths):
 
 
 def _model_config(cfg: FinetuneConfig, paths: FinetunePaths, resume: Optional[dict]):
-    """Model sizes from the resumed or pretrained checkpoint; returns (cfg, encoder payload)."""
+    """Model sizes from the resumed or pretrained checkpoint; returns (cfg, encoder payload).
+
+    A resumed run must match its checkpoint's model and data settings (``check_resume``);
+    its derived values (sequence length, classes, cardinalities) come from the checkpoint.
+    """
     if resume is not None:
-        model = from_dict(ModelConfig, resume["config"]["model"])
-        return replace(cfg, model=model), None
+        check_resume(cfg, resume, paths.resume_from)
+        return adopt_derived(cfg, resume), None
     if paths.pretrained_encoder is None:
         return cfg, None
     encoder = load_checkpoint(paths.pretrained_encoder, "encoder")
@@ -154,7 +159,7 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
               "task": cfg.task, "target_column": cfg.target_column}
     checkpoints = CheckpointCallback(out / "checkpoints", "predictor", to_dict(cfg), seed, extras)
     tensorboard = FinetuneTensorBoard(out / "tensorboard", cfg)
-    callbacks = [ResumeCallback(checkpoints, resume, paths.resume_from, cfg), checkpoints,
+    callbacks = [ResumeCheckpoints(checkpoints, resume, paths.resume_from), checkpoints,
                  EarlyStopping(cfg.train.patience), tensorboard]
     result = fit(model, objective, train_loader, val_loader, cfg.train, callbacks,
                  param_groups=parameter_groups(model, cfg), resume=resume, dist=ctx)

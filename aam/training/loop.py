@@ -176,11 +176,22 @@ def _bind_groups(named: list[dict], wrapped: nn.Module) -> list[dict]:
 
 
 def _apply_resume(state: TrainState, payload: dict) -> None:
-    """Optimizer, schedule, counters and RNG of a checkpoint (weights are loaded by ``fit``)."""
+    """Optimizer, schedule, counters and RNG of a checkpoint (weights are loaded by ``fit``).
+
+    The moments and the step count come from the checkpoint; each group's peak learning rate
+    and weight decay stay those of ``cfg`` (the resumed config: the checkpoint's values unless
+    the user gave new ones, see ``aam.training.resume``), for every remaining step.
+    """
+    configured = [(g["initial_lr"], g["weight_decay"]) for g in state.optimizer.param_groups]
     if payload.get("optimizer_state") is not None:
         load_optimizer_state(state.model, state.optimizer, payload["optimizer_state"])
     if payload.get("scheduler_state") is not None:
         state.scheduler.load_state_dict(payload["scheduler_state"])
+    scheduler = state.scheduler
+    for i, (group, (lr, decay)) in enumerate(zip(state.optimizer.param_groups, configured)):
+        scheduler.base_lrs[i] = group["initial_lr"] = lr
+        group["weight_decay"] = decay
+        group["lr"] = lr * scheduler.lr_lambdas[i](scheduler.last_epoch)
     state.epoch = int(payload["epoch"])
     state.global_step = int(payload.get("global_step", 0))
     best = payload.get("best_metric")
