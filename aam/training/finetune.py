@@ -170,6 +170,7 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
     if ctx.strategy == "fsdp":  # FSDP left sharded views in the module: start from a fresh one
         model = predictor_from_checkpoint(best).to(ctx.device)
     model.load_state_dict(best["model_state"])
+    setup.val_set.set_epoch(int(best.get("epoch", 0)))  # the best epoch's validation draws
     metrics = objective.evaluate(model, val_loader)  # every rank: predictions are gathered
     if not ctx.is_main:
         return {"val_loss": metrics["val_loss"]}

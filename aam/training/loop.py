@@ -224,6 +224,9 @@ def _prepare_epoch(loader, seed: int, epoch: int) -> None:
 def _run_epoch(state: TrainState, train_loader, val_loader) -> int:
     cfg, epoch = state.cfg, state.epoch + 1
     _prepare_epoch(train_loader, cfg.seed, epoch)
+    set_epoch = getattr(getattr(val_loader, "dataset", None), "set_epoch", None)
+    if set_epoch is not None:  # random ASV draws of validation differ per epoch too
+        set_epoch(epoch)
     start = time.perf_counter()
     sums, n_samples = _train_one_epoch(state, train_loader, epoch)
     totals = all_reduce_sums({**sums, _N: n_samples}, state.dist)  # sums and counts, then divide
