@@ -65,3 +65,7 @@ def _body(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``aam prepare``; returns the exit code (2 on input errors)."""
     return run(_body, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
