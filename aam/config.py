@@ -24,8 +24,7 @@ REGRESSION_LOSSES = ("mse", "mae", "huber")
 
 
 # Config fields whose command-line flag is not ``--`` + the field name with dashes.
-FLAG_NAMES = {"fusion.name": "--categorical-fusion", "target_column": "--metadata-column",
-              "train.distributed": "--parallel"}
+FLAG_NAMES = {"fusion.name": "--categorical-fusion", "target_column": "--metadata-column"}
 
 
 def flag_of(dotted: str) -> str:
@@ -136,7 +135,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     compile: bool = False  # torch.compile the model
-    distributed: str = "auto"  # auto | none | ddp | fsdp | dp
+    parallel: str = "auto"  # auto | none | ddp | fsdp | dp (--parallel)
+
+    RENAMED: typing.ClassVar[dict] = {"distributed": "parallel"}  # old config keys still read
 
     def __post_init__(self) -> None:
         _check_positive("epochs", self.epochs)
@@ -147,11 +148,11 @@ class TrainConfig:
         _check_positive("weight_decay", self.weight_decay, allow_zero=True)
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise InputError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}.")
-        _check_choice("distributed", self.distributed, ("auto", "none", "ddp", "fsdp", "dp"))
-        if self.compile and self.distributed == "dp":
-            raise InputError("--compile cannot be combined with --data-parallel (its per-GPU "
+        _check_choice("parallel", self.parallel, ("auto", "none", "ddp", "fsdp", "dp"))
+        if self.compile and self.parallel == "dp":
+            raise InputError("--compile cannot be combined with --parallel dp (its per-GPU "
                              "model copies are made each step); use torchrun with "
-                             "--distributed, or drop --compile.")
+                             "--parallel ddp, or drop --compile.")
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,9 @@ def to_dict(cfg) -> dict[str, Any]:
 def from_dict(cls, data: dict[str, Any] | None, _where: str = ""):
     """Build ``cls`` from a nested dict, rejecting unknown keys by name."""
     data = dict(data or {})
+    for old, new in getattr(cls, "RENAMED", {}).items():
+        if old in data and new not in data:
+            data[new] = data.pop(old)
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)

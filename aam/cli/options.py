@@ -183,10 +183,11 @@ def build_training_config(cls, args: argparse.Namespace, options: Sequence[Optio
     """
     from aam.training.distributed import strategy_from_flags
 
-    strategy = strategy_from_flags(args.distributed, args.fsdp, args.data_parallel)
+    strategy = strategy_from_flags(args.distributed, args.fsdp, args.data_parallel,
+                                   args.parallel)
     given, sources = given_settings(cls, args, options, config_path)
     if strategy != "auto":
-        given.setdefault("train", {})["distributed"] = strategy
+        given.setdefault("train", {})["parallel"] = strategy
     if getattr(args, "resume_from", None) is not None:
         from aam.training.checkpoint import load_checkpoint
         from aam.training.resume import resumed_config

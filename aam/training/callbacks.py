@@ -76,7 +76,7 @@ class CheckpointCallback(Callback):
 
     def on_epoch_end(self, state: "TrainState") -> None:
         """Rank 0 writes; every rank records where the last good checkpoint is."""
-        if not (state.is_main or state.dist.strategy == "fsdp"):
+        if not (state.is_main or state.dist.shards_state):
             state.last_checkpoint = (self.directory / "last.pt", state.epoch)
             return
         payload = self.payload(state)

@@ -125,7 +125,7 @@ def run_finetune(cfg: FinetuneConfig, paths: FinetunePaths) -> dict:
     InputError
         For bad targets, columns, sample lists or checkpoints.
     """
-    with distributed_session(cfg.train.distributed, cfg.train.device) as ctx:
+    with distributed_session(cfg.train.parallel, cfg.train.device) as ctx:
         return _finetune(cfg, paths, ctx)
 
 
@@ -167,9 +167,7 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
         log.info("frozen base: %s", model.encoder_cache.summary())
     barrier(ctx)  # rank 0 has written best.pt before anyone reads it
     best = load_checkpoint(out / "checkpoints" / "best.pt", "predictor")
-    if ctx.strategy == "fsdp":  # FSDP left sharded views in the module: start from a fresh one
-        model = predictor_from_checkpoint(best).to(ctx.device)
-    model.load_state_dict(best["model_state"])
+    model = predictor_from_checkpoint(best).to(ctx.device)  # a plain module (FSDP shards)
     setup.val_set.set_epoch(int(best.get("epoch", 0)))  # the best epoch's validation draws
     metrics = objective.evaluate(model, val_loader)  # every rank: predictions are gathered
     if not ctx.is_main:

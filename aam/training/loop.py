@@ -27,11 +27,10 @@ from aam.config import TrainConfig
 from aam.errors import InputError
 from aam.training.callbacks import Callback
 from aam.training.checkpoint import unwrap_model
-from aam.training.data_parallel import split_loss
 from aam.training.device import resolve_device
 from aam.training.distributed import (DistContext, all_reduce_sums, any_rank, clip_gradients,
                                       eval_module, evaluation_copy, load_optimizer_state,
-                                      no_sync, wrap_model)
+                                      no_sync, parallel_loss, wrap_model)
 from aam.training.schedule import build_optimizer, warmup_cosine
 from aam.training.seeding import seed_everything, set_rng_state
 
@@ -267,7 +266,7 @@ def _train_one_epoch(state: TrainState, loader, epoch: int) -> tuple[dict, int]:
         stepping = (i + 1) % cfg.grad_accum_steps == 0 or i + 1 == n_batches
         with no_sync(model, skip=not stepping):
             with _autocast(state):
-                loss, logs = _loss(state, model, batch)
+                loss, logs = parallel_loss(state.objective, model, batch, state.dist)
             if any_rank(not bool(torch.isfinite(loss.detach())), state.dist):
                 raise TrainingDiverged(_diverged_message(state, epoch, float(loss.detach())))
             (loss / cfg.grad_accum_steps).backward()
@@ -282,14 +281,6 @@ def _train_one_epoch(state: TrainState, loader, epoch: int) -> tuple[dict, int]:
             optimizer.zero_grad(set_to_none=True)
             state.global_step += 1
     return sums, n_samples
-
-
-def _loss(state: TrainState, model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
-    """The objective's loss; under --data-parallel with several GPUs, split over them."""
-    devices = state.dist.devices
-    if state.dist.strategy == "dp" and len(devices) > 1:
-        return split_loss(state.objective, model, batch, devices)
-    return state.objective.loss(model, batch)
 
 
 def _diverged_message(state: TrainState, epoch: int, loss: float) -> str:

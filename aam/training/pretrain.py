@@ -68,7 +68,7 @@ def run_pretrain(cfg: PretrainConfig, paths: PretrainPaths) -> dict:
         No UniFrac distances, unknown sample IDs, too few samples, or a resume checkpoint whose
         model settings differ.
     """
-    with distributed_session(cfg.train.distributed, cfg.train.device) as ctx:
+    with distributed_session(cfg.train.parallel, cfg.train.device) as ctx:
         return _pretrain(cfg, paths, ctx)
 
 

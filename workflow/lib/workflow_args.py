@@ -107,13 +107,13 @@ def predict_flags(row, predict):
 
 def launcher(command, multi_gpu="ddp"):
     """A params function: `aam <command>`, or torchrun over every GPU of the job when it holds
-    more than one (one process per GPU; DDP, or FSDP when `multi_gpu` is fsdp)."""
+    more than one (one process per GPU; `multi_gpu` is the `--parallel` strategy: ddp or fsdp)."""
 
     def launch(wildcards, resources):
         gpus = int(resources.get("gpu", 0) or 0)
         if gpus > 1:
-            strategy = " --fsdp" if multi_gpu == "fsdp" else ""
-            return f"torchrun --standalone --nproc_per_node={gpus} -m aam.cli {command}{strategy}"
+            return (f"torchrun --standalone --nproc_per_node={gpus} -m aam.cli {command} "
+                    f"--parallel {multi_gpu}")
         return f"aam {command}"
 
     return launch
