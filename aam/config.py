@@ -21,7 +21,13 @@ ASV_SAMPLING = ("first", "abundance", "random")
 TARGET_TRANSFORMS = ("none", "minmax", "zscore", "zscore-category", "log-minmax", "log-zscore")
 TASKS = ("regression", "classification")
 REGRESSION_LOSSES = ("mse", "mae", "huber")
+PARALLEL_CHOICES = ("auto", "none", "ddp", "fsdp", "dp")
 
+
+# Values derived from the data (set before the model is built; no flag, never compared on resume).
+DERIVED = frozenset({"data.max_bp", "model.max_bp", "fusion.cardinalities", "out_dim"})
+# Where a run executes: its own flags (--device, --parallel); a resumed run never inherits them.
+RUNTIME = frozenset({"train.device", "train.parallel"})
 
 # Config fields whose command-line flag is not ``--`` + the field name with dashes.
 FLAG_NAMES = {"fusion.name": "--categorical-fusion", "target_column": "--metadata-column"}
@@ -83,7 +89,8 @@ class ModelConfig:
     asv_layers: int = 2  # transformer layers across the ASVs of a sample
     sample_layers: int = 1  # transformer layers before pooling the sample embedding
     dropout: float = 0.1
-    ff_mult: int = 4  # feed-forward width = ff_mult * embedding_dim
+    ff_mult: int = field(default=4, metadata={
+        "help": "feed-forward width of every transformer block = this x the embedding dim"})
     max_bp: int = 150  # position-embedding length; set from the data before the model is built
     nucleotide_patch: int = 4  # nucleotides per token of the ASV encoder (1 = one per base)
     gradient_checkpointing: bool = False
@@ -148,7 +155,7 @@ class TrainConfig:
         _check_positive("weight_decay", self.weight_decay, allow_zero=True)
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise InputError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}.")
-        _check_choice("parallel", self.parallel, ("auto", "none", "ddp", "fsdp", "dp"))
+        _check_choice("parallel", self.parallel, PARALLEL_CHOICES)
         if self.compile and self.parallel == "dp":
             raise InputError("--compile cannot be combined with --parallel dp (its per-GPU "
                              "model copies are made each step); use torchrun with "
@@ -208,6 +215,20 @@ class FinetuneConfig:
         _check_positive("target_layers", self.target_layers, allow_zero=True)
         if self.categorical_lr is not None:
             _check_positive("categorical_lr", self.categorical_lr)
+
+
+def settable_fields(cls, prefix: str = "") -> dict[str, tuple[dataclasses.Field, Any]]:
+    """Every dotted field of a stage config a user may set (derived values left out), with its
+    resolved type hint."""
+    out: dict[str, tuple[dataclasses.Field, Any]] = {}
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        path = f"{prefix}{f.name}"
+        if is_dataclass(hints[f.name]):
+            out.update(settable_fields(hints[f.name], f"{path}."))
+        elif path not in DERIVED:
+            out[path] = (f, hints[f.name])
+    return out
 
 
 # --- dict / YAML round trip ------------------------------------------------------------------
@@ -322,6 +343,6 @@ def _deep_update(base: dict, overrides: dict) -> None:
 
 __all__ = [
     "DataConfig", "ModelConfig", "FusionConfig", "TrainConfig", "PretrainConfig",
-    "FinetuneConfig", "flag_of", "to_dict", "from_dict", "load_yaml", "dump_yaml", "merge", "replace",
+    "FinetuneConfig", "DERIVED", "RUNTIME", "flag_of", "settable_fields", "to_dict", "from_dict", "load_yaml", "dump_yaml", "merge", "replace",
     "dataclasses",
 ]

@@ -112,7 +112,7 @@ def test_flag_helpers_map_config_and_ablation_cells_to_aam_flags(monkeypatch):
 
     assert cli_flags({"n_bootstrap": 50, "png": False, "cols": ["a", "b"], "tag": "",
                       "extra_args": "--note 'two words'"}) == \
-        "--n-bootstrap 50 --cols a,b --note 'two words'"
+        "--n-bootstrap 50 --no-png --cols a,b --note 'two words'"
     split = {"folds": 0, "val_fraction": 0.2, "test_fraction": 0.1, "group_by": "",
              "stratify_by": "", "seed": 3}
     assert split_flags(split) == "--val-fraction 0.2 --test-fraction 0.1 --seed 3"

@@ -12,8 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from aam.config import (ASV_SAMPLING, REGRESSION_LOSSES, TARGET_TRANSFORMS, TASKS, load_yaml,
-                        merge, to_dict)
+import types
+import typing
+
+from aam.config import (ASV_SAMPLING, PARALLEL_CHOICES, REGRESSION_LOSSES, RUNTIME, TARGET_TRANSFORMS, TASKS,
+                        FinetuneConfig, PretrainConfig, flag_of, load_yaml, merge,
+                        settable_fields, to_dict)
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,32 @@ FINETUNE_OPTIONS = TRAINING_OPTIONS + [
         "fraction of nucleotides masked for that loss (training only)"),
 ]
 
+def generated_options(cls, covered: set[str]) -> list[Option]:
+    """A flag for every settable field of ``cls`` that no table row names: ``flag_of(field)``,
+    the field's type, and ``help``/``choices`` from its ``metadata``. A new config field is
+    therefore a new flag of every command whose config holds it, with no other edit."""
+    rows = []
+    for path, (f, hint) in settable_fields(cls).items():
+        if path in covered or path in RUNTIME:
+            continue
+        rows.append(opt(flag_of(path), path, _flag_type(hint), f.metadata.get("help", ""),
+                        f.metadata.get("choices")))
+    return rows
+
+
+def _flag_type(hint) -> Callable:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = [a for a in typing.get_args(hint) if a is not type(None)][0]
+    if typing.get_origin(hint) is tuple:
+        return str  # comma-separated
+    return hint
+
+
+_COVERED = {f for table in (PRETRAIN_OPTIONS, FINETUNE_OPTIONS) for o in table for f in o.fields}
+PRETRAIN_OPTIONS = PRETRAIN_OPTIONS + generated_options(PretrainConfig, _COVERED)
+FINETUNE_OPTIONS = FINETUNE_OPTIONS + generated_options(FinetuneConfig, _COVERED)
+
+
 def add_options(parser: argparse.ArgumentParser, options: Sequence[Option], defaults: Any,
                 title: str = "settings (override --config)") -> None:
     """Add one flag per option; help shows the default taken from the config ``defaults``."""
@@ -167,10 +197,28 @@ def add_run_flags(parser: argparse.ArgumentParser, config_name: str, data_help: 
 def add_training_flags(parser: argparse.ArgumentParser, options: Sequence[Option],
                        defaults: Any) -> None:
     """The settings table plus the multi-GPU flags, identical in ``aam pretrain`` and ``train``."""
-    from aam.training.distributed import add_distributed_flags
-
     add_options(parser, options, defaults)
-    add_distributed_flags(parser)
+    add_parallel_flags(parser)
+
+
+def add_parallel_flags(parser: argparse.ArgumentParser) -> None:
+    """``--parallel`` (and its old aliases), with the same help, for every training command."""
+    group = parser.add_argument_group(
+        "multi-GPU (batch size is per process)",
+        "Run under 'torchrun --standalone --nproc_per_node=N -m aam.cli <command> ...' to train "
+        "with N processes (DDP by default: nccl on CUDA, gloo on CPU; one GPU per process). "
+        "--batch-size is per process: the global batch is batch size x N, and UniFrac pairs are "
+        "formed within each process's batch. Rank 0 alone writes files. With --parallel dp, one "
+        "process splits its --batch-size samples over every visible GPU.")
+    group.add_argument("--parallel", choices=PARALLEL_CHOICES, default=None,
+                       help="auto (ddp under torchrun, else none); ddp: DistributedDataParallel "
+                       "under torchrun; fsdp: FullyShardedDataParallel (FSDP2) under torchrun, "
+                       "parameters, gradients and optimizer state sharded, rank 0 saves a full "
+                       "state dict; dp: one process drives every visible GPU, the batch split "
+                       "by samples (needs CUDA; torchrun with ddp scales better)")
+    group.add_argument("--distributed", action="store_true", help="same as --parallel ddp")
+    group.add_argument("--fsdp", action="store_true", help="same as --parallel fsdp")
+    group.add_argument("--data-parallel", action="store_true", help="same as --parallel dp")
 
 
 def build_training_config(cls, args: argparse.Namespace, options: Sequence[Option],

@@ -75,26 +75,6 @@ def strategy_from_flags(distributed: bool = False, fsdp: bool = False,
     return given[0][1] if given else "auto"
 
 
-def add_distributed_flags(parser) -> None:
-    """``--parallel`` (and its old aliases), with the same help, for every training command."""
-    group = parser.add_argument_group(
-        "multi-GPU (batch size is per process)",
-        "Run under 'torchrun --standalone --nproc_per_node=N -m aam.cli <command> ...' to train "
-        "with N processes (DDP by default: nccl on CUDA, gloo on CPU; one GPU per process). "
-        "--batch-size is per process: the global batch is batch size x N, and UniFrac pairs are "
-        "formed within each process's batch. Rank 0 alone writes files. With --parallel dp, one "
-        "process splits its --batch-size samples over every visible GPU.")
-    group.add_argument("--parallel", choices=("auto", *STRATEGIES), default=None,
-                       help="auto (ddp under torchrun, else none); ddp: DistributedDataParallel "
-                       "under torchrun; fsdp: FullyShardedDataParallel (FSDP2) under torchrun, "
-                       "parameters, gradients and optimizer state sharded, rank 0 saves a full "
-                       "state dict; dp: one process drives every visible GPU, the batch split "
-                       "by samples (needs CUDA; torchrun with ddp scales better)")
-    group.add_argument("--distributed", action="store_true", help="same as --parallel ddp")
-    group.add_argument("--fsdp", action="store_true", help="same as --parallel fsdp")
-    group.add_argument("--data-parallel", action="store_true", help="same as --parallel dp")
-
-
 def resolve_strategy(requested: str, env: Mapping[str, str] | None = None,
                      cuda_count: int | None = None) -> tuple[str, int]:
     """Validate ``requested`` against the environment; return (strategy, world_size).

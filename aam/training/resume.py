@@ -22,7 +22,7 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from aam.config import flag_of, from_dict, merge, to_dict
+from aam.config import DERIVED, RUNTIME as _RUNTIME, flag_of, from_dict, merge, to_dict
 from aam.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,7 @@ SCHEDULE = frozenset({
     "data.batch_size", "data.num_workers", "model.gradient_checkpointing",
     "categorical_lr", "val_prediction_passes",
 })
-RUNTIME = frozenset({"train.device", "train.distributed", "train.parallel"})
-DERIVED = frozenset({"data.max_bp", "model.max_bp", "fusion.cardinalities", "out_dim"})
+RUNTIME = _RUNTIME | {"train.distributed"}  # the old name of train.parallel
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
