@@ -12,6 +12,7 @@ COMMANDS = {
     "pretrain": ("aam.cli.pretrain", "Self-supervised pretraining on UniFrac + masked nucleotides."),
     "train": ("aam.cli.train", "Fine-tune on a sample target with categorical fusion."),
     "predict": ("aam.cli.predict", "Predict a target for samples with a trained model."),
+    "explain": ("aam.cli.explain", "Which ASVs drive a model's predictions (attributions)."),
     "rf-baseline": ("aam.cli.rf_baseline", "Random-forest baseline on the same splits."),
     "compare": ("aam.cli.compare", "Compare every model against the random forest."),
 }

@@ -11,7 +11,8 @@ import logging
 
 from aam.baselines.rf import RFConfig, fit_random_forest, read_taxonomy, write_rf_outputs
 from aam.cli.common import add_common_flags, run
-from aam.data.prepared import load_prepared, read_sample_list
+from aam.data.prepared import load_prepared
+from aam.data.sample_ids import read_sample_lists
 from aam.errors import InputError
 
 log = logging.getLogger("aam")
@@ -63,8 +64,10 @@ def _body(args: argparse.Namespace) -> int:
     data = load_prepared(args.data_dir)
     taxonomy = read_taxonomy(args.taxonomy) if args.taxonomy else None
     eval_list = args.test_samples or args.val_samples
-    result = fit_random_forest(data, read_sample_list(args.train_samples),
-                               read_sample_list(eval_list), cfg, taxonomy)
+    role = "--test-samples" if args.test_samples else "--val-samples"
+    lists = read_sample_lists({"--train-samples": args.train_samples, role: eval_list},
+                              data.sample_ids)
+    result = fit_random_forest(data, lists["--train-samples"], lists[role], cfg, taxonomy)
     metrics = write_rf_outputs(result, args.output, fold=args.fold)
     shown = {k: metrics[k] for k in ("r2", "mae", "rmse", "accuracy", "auc") if k in metrics}
     log.info("random forest on %d samples of %s: %s", metrics["n"], eval_list, shown)

@@ -17,9 +17,11 @@ import scipy.sparse as sp
 from skbio import TreeNode
 
 from aam.data.qza import read_text_input
+from aam.data.sample_ids import clean_ids, read_sample_list
 from aam.data.unifrac_fast import (branch_presence, distances_from_shared, index_tree,
                                    shared_length)
 from aam.errors import InputError, first_items
+from aam.validate import check_branch_lengths, check_distance_matrix
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,13 @@ def read_tree(path: str | Path) -> TreeNode:
     if not text.strip().endswith(";"):
         raise InputError(f"{path} is not a Newick tree (it must end with ';'). Pass a .nwk "
                          "file or a Phylogeny .qza.")
-    tree = TreeNode.read(io.StringIO(text), format="newick")
+    try:
+        tree = TreeNode.read(io.StringIO(text), format="newick")
+    except Exception as err:  # noqa: BLE001 - scikit-bio's parser raises many kinds
+        reason = str(err).splitlines()[0][:100] if str(err) else type(err).__name__
+        raise InputError(f"{path} is not a valid Newick tree ({reason}). Pass a .nwk file or a "
+                         "Phylogeny .qza.") from None
+    check_branch_lengths(tree, str(path))
     if len(tree.children) > 2:
         log.info("tree %s is unrooted (%d children at the root); rooting it at the midpoint",
                  path, len(tree.children))
@@ -153,19 +161,35 @@ def read_distance_matrix(path: str | Path) -> tuple[list[str], np.ndarray]:
         if ids_path is None:
             raise FileNotFoundError(
                 f"IDs file for {path} not found: {path.with_suffix('.ids.txt')}")
-        ids = [line.strip() for line in ids_path.read_text().splitlines() if line.strip()]
-        matrix = np.load(path, allow_pickle=False)
+        ids = read_sample_list(ids_path)
+        try:
+            matrix = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:  # object arrays need pickle: refused
+            raise InputError(f"{path} is not a numeric .npy array ({str(err)[:80]}). Save the "
+                             "distances with numpy.save of a float array.") from None
     elif path.suffix in (".h5", ".hdf5"):
-        ids, matrix = read_unifrac(path)
+        try:
+            ids, matrix = read_unifrac(path)
+        except PermissionError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError) as err:
+            raise InputError(f"{path} is not an HDF5 distance matrix with datasets 'ids' and "
+                             f"'matrix' ({type(err).__name__}). Fix the file.") from None
     else:
+        ids, matrix = _read_matrix_tsv(path)
+    ids = clean_ids(ids, f"{path} (IDs)")
+    return ids, check_distance_matrix(ids, matrix, str(path))
+
+
+def _read_matrix_tsv(path: Path) -> tuple[list[str], np.ndarray]:
+    try:
         frame = pd.read_csv(path, sep="\t", index_col=0, dtype={0: str})
         frame.index = frame.index.astype(str)
-        ids, matrix = list(frame.index), frame.to_numpy(dtype=np.float64)
-    matrix = np.asarray(matrix, dtype=np.float64)
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] != len(ids):
-        raise InputError(f"{path}: distance matrix of shape {matrix.shape} does not match its "
-                         f"{len(ids)} IDs; it must be square with one ID per row.")
-    return ids, matrix
+        return list(frame.index), frame.to_numpy(dtype=np.float64)
+    except (ValueError, TypeError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise InputError(f"{path} is not a distance matrix TSV (IDs in the first column and "
+                         f"header, numbers elsewhere): {str(err).splitlines()[0][:80]}. Fix the "
+                         "file.") from None
 
 
 def align_distance_matrix(ids: list[str], matrix: np.ndarray, sample_ids: list[str],
