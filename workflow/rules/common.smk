@@ -25,13 +25,19 @@ from workflow_args import (
     launcher,
     verdict_label,
 )
-from workflow_checks import check_ablation_rows, check_config, read_ablation_table
+from workflow_checks import (
+    check_aam_flags,
+    check_ablation_rows,
+    check_config,
+    read_ablation_table,
+)
 
 validate(config, "../schemas/config.schema.yaml")
 check_config(config)
 ABLATIONS = read_ablation_table(config["ablations"])
 validate(ABLATIONS, "../schemas/ablations.schema.yaml")
 check_ablation_rows(ABLATIONS, config["ablations"], config["pretrain"]["enabled"])
+check_aam_flags(config, ABLATIONS)
 PARAMSPACE = Paramspace(ABLATIONS, filename_params="*", single_wildcard="ablation")
 FOLDS = list(range(config["split"]["folds"])) if config["split"]["folds"] >= 2 else [0]
 SEEDS = config["seeds"]
