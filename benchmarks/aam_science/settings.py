@@ -61,6 +61,7 @@ class Preset:
     threads: int = 1
     variants: tuple[str, ...] = ("aam", "aam-ensemble", "hybrid-rf")
     studies: tuple[str, ...] = tuple(STUDIES)
+    dev_fold: int | None = None  # recipe development on this outer fold's training subjects
     note: str = ""
     extra: dict = field(default_factory=dict)
 
