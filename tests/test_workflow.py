@@ -117,6 +117,8 @@ def test_flag_helpers_map_config_and_ablation_cells_to_aam_flags(monkeypatch):
              "stratify_by": "", "seed": 3}
     assert split_flags(split) == "--val-fraction 0.2 --test-fraction 0.1 --seed 3"
     assert split_flags({**split, "folds": 5}) == "--folds 5 --test-fraction 0.1 --seed 3"
+    assert split_flags({**split, "folds": 5, "test_fraction": 0, "inner_val_fraction": 0.2}) == \
+        "--folds 5 --test-fraction 0 --seed 3 --inner-val-fraction 0.2"
     config = {"prepare": {"task": "regression", "categorical_columns": []},
               "model": {"embedding_dim": 16}, "finetune": {"target_transform": "zscore"}}
     row = {"fusion": "gmu", "freeze": "false", "transform": "none", "pretrained": "true"}
@@ -145,7 +147,7 @@ def test_test_config_trains_one_row_from_scratch(workdir):
     scratch = blocks["fusion~concat_freeze~false_pretrained~false"]
     frozen = blocks["fusion~cross-attention_freeze~true_pretrained~true"]
     assert "--pretrained-encoder" not in scratch and "--no-freeze-base" in scratch
-    assert "--pretrained-encoder 'results/pretrain/seed~0/encoder.pt'" in frozen
+    assert "--pretrained-encoder 'results/pretrain/fold~0/seed~0/encoder.pt'" in frozen
     assert "--freeze-base" in frozen and "--categorical-fusion cross-attention" in frozen
 
 

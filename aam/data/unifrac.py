@@ -9,12 +9,12 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from skbio import TreeNode
 
 from aam.data.qza import read_text_input
 from aam.data.sample_ids import clean_ids, read_sample_list
@@ -22,6 +22,9 @@ from aam.data.unifrac_fast import (branch_presence, distances_from_shared, index
                                    shared_length)
 from aam.errors import InputError, first_items
 from aam.validate import check_branch_lengths, check_distance_matrix
+
+if TYPE_CHECKING:  # scikit-bio is imported only where a tree is read: loading prepared data
+    from skbio import TreeNode  # (e.g. on a GPU machine without it) does not need it
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ def read_tree(path: str | Path) -> TreeNode:
     if not text.strip().endswith(";"):
         raise InputError(f"{path} is not a Newick tree (it must end with ';'). Pass a .nwk "
                          "file or a Phylogeny .qza.")
+    from skbio import TreeNode
+
     try:
         tree = TreeNode.read(io.StringIO(text), format="newick")
     except Exception as err:  # noqa: BLE001 - scikit-bio's parser raises many kinds

@@ -68,7 +68,9 @@ def finetune_inputs(wildcards):
         "val": f"{split}/val_samples.txt",
     }
     if uses_encoder(wildcards):
-        inputs["encoder"] = f"results/pretrain/seed~{wildcards.seed}/encoder.pt"
+        inputs["encoder"] = (
+            f"results/pretrain/fold~{wildcards.fold}/seed~{wildcards.seed}/encoder.pt"
+        )
     return inputs
 
 
