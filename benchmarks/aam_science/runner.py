@@ -52,8 +52,9 @@ def prepare_study(study: Study, data_root: Path, cache: Path, prepared_root: Pat
     if prepared_root is not None:
         path = prepared_root / study.name
         if not (path / "prepare.json").is_file():
-            raise FileNotFoundError(f"{path}/prepare.json not found: prepare it with "
-                                    "`python benchmarks/science.py --prepare-only`")
+            raise FileNotFoundError(f"{path}/prepare.json not found: prepare the studies with "
+                                    "`python benchmarks/science.py --prepare-only --work-dir "
+                                    "DIR` and pass --prepared-root DIR/prepared")
         return path
     out = cache / study.name
     if (out / "prepare.json").is_file():

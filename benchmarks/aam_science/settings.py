@@ -69,8 +69,8 @@ class Preset:
 PRESETS = {
     "cpu": Preset(note="small CPU sizes (embedding 32, 1 layer per stage, 128 ASVs)"),
     "gpu": Preset(embedding_dim=128, attention_heads=4, attention_layers=4, token_limit=512,
-                  batch_size=32, pretrain_epochs=60, pretrain_patience=10, finetune_epochs=60,
-                  finetune_patience=12, device="cuda", threads=4,
+                  batch_size=32, pretrain_epochs=40, pretrain_patience=8, finetune_epochs=40,
+                  finetune_patience=10, device="cuda", threads=8,
                   note="GPU sizes (embedding 128, 4 layers per stage, 512 ASVs)"),
     "smoke": Preset(embedding_dim=16, attention_heads=2, attention_layers=1, token_limit=16,
                     batch_size=8, pretrain_epochs=1, pretrain_patience=0, finetune_epochs=2,
