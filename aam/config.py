@@ -19,7 +19,6 @@ from aam.errors import InputError
 from aam.validate import check_finite
 
 ASV_SAMPLING = ("first", "abundance", "random")
-TARGET_TRANSFORMS = ("none", "minmax", "zscore", "zscore-category", "log-minmax", "log-zscore")
 TASKS = ("regression", "classification")
 REGRESSION_LOSSES = ("mse", "mae", "huber")
 PARALLEL_CHOICES = ("auto", "none", "ddp", "fsdp", "dp")
@@ -37,6 +36,16 @@ FLAG_NAMES = {"fusion.name": "--categorical-fusion", "target_column": "--metadat
 def flag_of(dotted: str) -> str:
     """The command-line flag of a dotted config field (``train.lr`` -> ``--lr``)."""
     return FLAG_NAMES.get(dotted, "--" + dotted.split(".")[-1].replace("_", "-"))
+
+
+def __getattr__(name: str):
+    """``TARGET_TRANSFORMS``: the names of the one transform registry
+    (``aam.data.target_transforms.TRANSFORMS``), read when first asked for."""
+    if name == "TARGET_TRANSFORMS":
+        from aam.data.target_transforms import TRANSFORMS
+
+        return tuple(TRANSFORMS)
+    raise AttributeError(f"module 'aam.config' has no attribute {name!r}")
 
 
 def _check_choice(name: str, value: str, choices) -> None:
@@ -71,7 +80,9 @@ class DataConfig:
         _check_positive("max_bp", self.max_bp, allow_zero=True)
         _check_positive("num_workers", self.num_workers, allow_zero=True)
         _check_choice("asv_sampling", self.asv_sampling, ASV_SAMPLING)
-        _check_choice("target_transform", self.target_transform, TARGET_TRANSFORMS)
+        if self.target_transform != "none":  # the registry is read only for other values
+            _check_choice("target_transform", self.target_transform, __getattr__(
+                "TARGET_TRANSFORMS"))
         if not 0.0 < self.val_fraction < 1.0:
             raise InputError(f"val_fraction must be between 0 and 1, got {self.val_fraction}.")
         if self.target_transform == "zscore-category" and not self.normalize_by:
@@ -124,6 +135,10 @@ class FusionConfig:
     cardinalities: tuple[int, ...] = ()  # derived from data: categories per column (+1 reserved)
 
     def __post_init__(self) -> None:
+        if self.name != "concat":  # the registry (aam.models.fusion.FUSIONS) needs torch
+            from aam.models.fusion import check_fusion_name
+
+            check_fusion_name(self.name)
         for name in ("cross_attn_heads", "perceiver_num_latents", "perceiver_num_layers"):
             _check_positive(name, getattr(self, name))
         _check_positive("category_dim", self.category_dim, allow_zero=True)

@@ -15,9 +15,9 @@ from typing import Any, Callable, Sequence
 import types
 import typing
 
-from aam.config import (ASV_SAMPLING, PARALLEL_CHOICES, REGRESSION_LOSSES, RUNTIME, TARGET_TRANSFORMS, TASKS,
-                        FinetuneConfig, PretrainConfig, flag_of, load_yaml, merge,
-                        settable_fields, to_dict)
+from aam.config import (ASV_SAMPLING, PARALLEL_CHOICES, REGRESSION_LOSSES, RUNTIME,
+                        TARGET_TRANSFORMS, TASKS, FinetuneConfig, PretrainConfig, flag_of,
+                        load_yaml, merge, settable_fields, to_dict)
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ FINETUNE_OPTIONS = TRAINING_OPTIONS + [
     opt("--categorical-columns", "data.categorical_columns", str,
         "comma-separated metadata columns fused into the model (default: prepare.json's)"),
     opt("--categorical-fusion", "fusion.name", str,
-        "how categories are fused; see --categorical-help"),
+        "how categories are fused (aam.models.fusion.FUSIONS); see --categorical-help"),
     opt("--category-dim", "fusion.category_dim", int,
         "embedding size per categorical column (0 = embedding dim)"),
     opt("--cross-attn-heads", "fusion.cross_attn_heads", int,

@@ -67,13 +67,10 @@ def _warn_ignored(args: argparse.Namespace, cfg: FinetuneConfig) -> None:
 
 
 def _body(args: argparse.Namespace) -> int:
-    from aam.models.fusion import check_fusion_name
     from aam.training.finetune import FinetunePaths, run_finetune
 
     cfg = build_training_config(FinetuneConfig, args, FINETUNE_OPTIONS, args.config,
                                 inferred=_from_prepared(args))
-    if cfg.data.categorical_columns:
-        check_fusion_name(cfg.fusion.name)
     _warn_ignored(args, cfg)
     paths = FinetunePaths(args.data_dir, args.output_dir, args.train_samples, args.val_samples,
                           args.pretrained_encoder, args.resume_from, args.fold)

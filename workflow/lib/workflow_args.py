@@ -125,15 +125,6 @@ def launcher(command, multi_gpu="ddp"):
     return launch
 
 
-def compare_figures(task):
-    """Names of the figures `aam compare` draws for the task (a metric figure each)."""
-    if task == "regression":
-        metrics = ["r2", "mae", "rmse"]
-        return [f"metric_{m}" for m in metrics] + ["predicted_vs_actual", "residuals"]
-    metrics = ["accuracy", "balanced_accuracy", "f1_macro"]
-    return [f"metric_{m}" for m in metrics] + ["roc", "confusion_matrix"]
-
-
 def verdict_label(wildcards, output):
     """The verdict of the best AAM model against the baseline (from summary.md), for the report."""
     with open(output.summary, encoding="utf-8") as fh:

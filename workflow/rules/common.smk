@@ -13,7 +13,6 @@ sys.path.insert(0, os.path.join(workflow.basedir, "lib"))
 
 from workflow_args import (
     cli_flags,
-    compare_figures,
     input_files,
     optional_file_flags,
     predict_flags,

@@ -16,16 +16,15 @@ rule compare_models:
             category="Comparison",
             labels=verdict_label,
         ),
-        figures=[
-            report(
-                f"results/report/{name}.svg",
-                caption="../report/figure.rst",
-                category="Comparison",
-                subcategory="Figures",
-                labels={"figure": name},
-            )
-            for name in compare_figures(config["prepare"]["task"])
-        ],
+        # aam compare decides which figures exist (task, metrics with values): a folder
+        figures=report(
+            directory("results/report/figures"),
+            patterns=["{name}.svg"],
+            caption="../report/figure.rst",
+            category="Comparison",
+            subcategory="Figures",
+            labels={"figure": "{name}"},
+        ),
     log:
         "logs/compare_models/compare_models.log",
     localrule: True
@@ -41,4 +40,4 @@ rule compare_models:
         "printf '%s\\n' {input.predictions:q} > {output.run_list}.tmp && "
         "mv {output.run_list}.tmp {output.run_list} && "
         "aam compare --results-dir {params.results_dir} --run-list {output.run_list} "
-        "--output-dir {params.outdir} {params.flags} > {log} 2>&1"
+        "--output-dir {params.outdir} --figures-dir {output.figures} {params.flags} > {log} 2>&1"
