@@ -17,9 +17,8 @@ from torch import Tensor, nn
 from aam.config import FinetuneConfig
 from aam.data.batch import Batch
 from aam.data.targets import TargetTransform
-from aam.metrics import classification_metrics, regression_metrics
 from aam.models.heads import count_loss
-from aam.predictions import Predictions
+from aam.predictions import Predictions, from_passes
 from aam.training.dist_data import gather_samples
 from aam.training.distributed import DistContext
 
@@ -116,15 +115,14 @@ class FinetuneObjective:
             probs = torch.softmax(raw.float(), dim=-1)  # [P, N, K]
             mean_prob = probs.mean(0)
             val_loss = F.nll_loss(torch.log(mean_prob.clamp_min(1e-12)), target.long())
-            result = self._classification_result(ids, probs.numpy())
-            metrics = classification_metrics(result.actual, result.proba, self.classes)
+            actual = np.asarray([self.actual[s] for s in ids])
+            result = from_passes(ids, probs.numpy(), actual, self.classes)
         else:
             val_loss = REGRESSION_LOSSES[self.cfg.loss](raw[..., 0].mean(0), target.float())
-            result = self._regression_result(ids, raw[..., 0].numpy(), passes)
-            metrics = regression_metrics(result.actual, result.prediction)
+            result = self._regression_result(ids, raw[..., 0].numpy())
         self.last = result
         out = {"val_loss": float(val_loss)}
-        out.update({k: float(v) for k, v in metrics.items() if v is not None})
+        out.update({k: float(v) for k, v in result.metric_values().items() if v is not None})
         return out
 
     def _one_pass(self, model: nn.Module, loader, pass_index: int = 0
@@ -145,23 +143,11 @@ class FinetuneObjective:
         index = torch.as_tensor(order)
         return ids, preds[index], targets[index]
 
-    def _regression_result(self, ids: list[str], raw: np.ndarray, passes: int) -> Predictions:
+    def _regression_result(self, ids: list[str], raw: np.ndarray) -> Predictions:
         groups = [self.groups.get(s, ()) for s in ids]
         values = np.stack([self.transform.inverse(r, groups) for r in raw])  # [P, N]
         actual = np.asarray([self.actual[s] for s in ids], dtype=np.float64)
-        std = values.std(axis=0) if passes > 1 else None
-        return Predictions(ids, values.mean(axis=0), actual, passes, std)
-
-    def _classification_result(self, ids: list[str], probs: np.ndarray) -> Predictions:
-        proba = probs.mean(axis=0)  # [N, K]
-        best = proba.argmax(axis=1)
-        labels = np.asarray(self.classes)[best]
-        actual = np.asarray([self.actual[s] for s in ids])
-        passes = probs.shape[0]
-        # spread of the chosen class's probability across passes
-        std = probs.std(axis=0)[np.arange(len(ids)), best] if passes > 1 else None
-        return Predictions(ids, labels, actual, passes, std, proba, self.classes)
-
+        return from_passes(ids, values, actual)
 
     def figures(self) -> dict:
         """Predicted vs actual scatter of the last evaluation, original scale (regression)."""
