@@ -254,6 +254,29 @@ def settable_fields(cls, prefix: str = "") -> dict[str, tuple[dataclasses.Field,
     return out
 
 
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1}} -> {"train.lr": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def nest(flat: dict[str, Any]) -> dict:
+    """Inverse of :func:`flatten`."""
+    out: dict = {}
+    for path, value in flat.items():
+        node = out
+        *parents, leaf = path.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return out
+
+
 # --- dict / YAML round trip ------------------------------------------------------------------
 
 
@@ -353,20 +376,21 @@ def dump_yaml(cfg) -> str:
 def merge(cfg, overrides: dict[str, Any]):
     """A copy of ``cfg`` with a nested dict of overrides applied (validated again)."""
     base = to_dict(cfg)
-    _deep_update(base, overrides)
+    deep_update(base, overrides)
     return from_dict(type(cfg), base)
 
 
-def _deep_update(base: dict, overrides: dict) -> None:
+def deep_update(base: dict, overrides: dict) -> None:
+    """Update the nested dict ``base`` in place with ``overrides`` (mappings merged key by key)."""
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_update(base[key], value)
+            deep_update(base[key], value)
         else:
             base[key] = value
 
 
 __all__ = [
     "DataConfig", "ModelConfig", "FusionConfig", "TrainConfig", "PretrainConfig",
-    "FinetuneConfig", "DERIVED", "RUNTIME", "flag_of", "settable_fields", "to_dict", "from_dict", "load_yaml", "dump_yaml", "merge", "replace",
+    "FinetuneConfig", "DERIVED", "RUNTIME", "flag_of", "settable_fields", "flatten", "nest", "deep_update", "to_dict", "from_dict", "load_yaml", "dump_yaml", "merge", "replace",
     "dataclasses",
 ]
