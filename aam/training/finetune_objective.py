@@ -20,7 +20,7 @@ from aam.data.targets import TargetTransform
 from aam.models.heads import count_loss
 from aam.predictions import Predictions, from_passes
 from aam.training.dist_data import gather_samples
-from aam.training.distributed import DistContext
+from aam.training.distributed import DistContext, gather_objects
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class FinetuneObjective:
         train_base = not cfg.freeze_base and cfg.nucleotide_loss_weight > 0
         self.mask_rate = cfg.nucleotide_mask_rate if train_base else 0.0
         self.last: Optional[Predictions] = None
+        self.attention_map: Optional[np.ndarray] = None  # [heads, tokens], see _one_pass
 
     def target_loss(self, prediction: Tensor, target: Tensor) -> Tensor:
         """Loss of ``prediction`` [B, out_dim] against ``target`` [B] (model scale)."""
@@ -132,11 +133,16 @@ class FinetuneObjective:
             dataset.set_pass(pass_index)
         device = next(model.parameters()).device
         ids, preds, targets = [], [], []
+        attention = AttentionMap()
         for batch in loader:
             out = model(batch.to(device), mask_rate=0.0)
             ids += list(batch.sample_ids)
             preds.append(out.prediction.float().cpu())
             targets.append(batch.target.cpu())
+            if pass_index == 0 and "attention" in out.extras:
+                attention.add(out.extras["attention"])
+        if pass_index == 0:
+            self.attention_map = attention.mean(self.dist)
         ids, (preds, targets) = gather_samples(ids, [_cat(preds), _cat(targets)], self.dist)
         order = np.argsort(ids, kind="stable")  # passes line up even if the loader shuffles
         ids = [ids[i] for i in order]
@@ -150,14 +156,19 @@ class FinetuneObjective:
         return from_passes(ids, values, actual)
 
     def figures(self) -> dict:
-        """Predicted vs actual scatter of the last evaluation, original scale (regression)."""
-        if self.last is None or self.classes:
-            return {}
+        """Figures of the last evaluation: predicted vs actual (regression, original scale) and
+        cross-attention's weights (heads x categorical tokens, mean over validation samples)."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        out = {}
+        if self.attention_map is not None:
+            out["fusion/cross_attention_weights"] = attention_figure(
+                self.attention_map, self.cfg.data.categorical_columns)
+        if self.last is None or self.classes:
+            return out
         fig, ax = plt.subplots(figsize=(4, 4))
         ax.scatter(self.last.actual, self.last.prediction, s=8, alpha=0.7)
         low = float(min(self.last.actual.min(), self.last.prediction.min()))
@@ -166,7 +177,50 @@ class FinetuneObjective:
         ax.set_xlabel(f"actual {self.cfg.target_column}")
         ax.set_ylabel(f"predicted {self.cfg.target_column}")
         fig.tight_layout()
-        return {"val/predicted_vs_actual": fig}
+        return {**out, "val/predicted_vs_actual": fig}
+
+
+class AttentionMap:
+    """Running mean of cross-attention weights [B, H, S, T] over validation samples: each sample
+    contributes its mean over real ASV positions, [H, T] (rows sum to 1)."""
+
+    def __init__(self) -> None:
+        self.total: Optional[Tensor] = None
+        self.n = 0
+
+    def add(self, weights: Tensor) -> None:
+        weights = weights.detach().float().cpu()
+        real = (weights.sum(-1) > 0).float()  # [B, H, S]
+        per_sample = (weights.sum(2) / real.sum(2).clamp_min(1)[..., None])  # [B, H, T]
+        batch_sum = per_sample.sum(0)
+        self.total = batch_sum if self.total is None else self.total + batch_sum
+        self.n += weights.shape[0]
+
+    def mean(self, dist: DistContext) -> Optional[np.ndarray]:
+        """The mean over every rank's samples (None without cross-attention)."""
+        parts = [p for p in gather_objects((self.total, self.n), dist) if p[0] is not None]
+        if not parts:
+            return None
+        total = sum(p[0] for p in parts)
+        return (total / max(sum(p[1] for p in parts), 1)).numpy()
+
+
+def attention_figure(weights: np.ndarray, columns: Sequence[str]):
+    """Heatmap of ``weights`` [heads, tokens], tokens labelled by their categorical column."""
+    import matplotlib.pyplot as plt
+
+    heads, tokens = weights.shape
+    per_column = max(tokens // max(len(columns), 1), 1)
+    labels = [f"{columns[t // per_column] if t // per_column < len(columns) else '?'}"
+              f"[{t % per_column}]" for t in range(tokens)]
+    fig, ax = plt.subplots(figsize=(1.2 + 0.45 * tokens, 1.0 + 0.35 * heads))
+    image = ax.imshow(weights, aspect="auto", cmap="viridis", vmin=0.0)
+    ax.set_xticks(range(tokens), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(heads), [f"head {h}" for h in range(heads)], fontsize=7)
+    ax.set_title("cross-attention weight (mean over validation samples)", fontsize=8)
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    return fig
 
 
 def _cat(tensors: list[Tensor]) -> Tensor:
