@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from aam.cli.categorical_help import CATEGORICAL_HELP
+from aam.cli.categorical_help import help_text
 from aam.cli.common import add_common_flags, run
 from aam.cli.options import (FINETUNE_OPTIONS, add_run_flags, add_training_flags,
                              build_training_config)
@@ -19,7 +19,7 @@ log = logging.getLogger("aam.train")
 
 class _HelpAction(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
-        sys.stdout.write(CATEGORICAL_HELP)
+        sys.stdout.write(help_text())
         parser.exit(0)
 
 
