@@ -200,7 +200,7 @@ CASES = {
         r"Unknown config key\(s\) in 'fusion': nmae\. Known keys: .*name"),
     "train-unknown-fusion": (
         lambda w, o: _train(w, o, *TINY, "--categorical-fusion", "gmu2"),
-        r"Unknown fusion 'gmu2'\. Choose one of: add, concat, cross-attention, gmu, perceiver"),
+        r"Unknown fusion 'gmu2'\. Choose one of: add, concat, cross-attention, .*gmu, perceiver"),
     "train-incompatible-pretrained-encoder": (
         lambda w, o: _train(w, o, *TINY, "--pretrained-encoder", str(w.encoder_conflict)),
         r"the pretrained encoder's weights do not fit this model \(size mismatch for "

@@ -46,8 +46,11 @@ def test_unknown_fusion_is_one_line_error(prepared, tmp_path, capsys):
                  "--categorical-fusion", "gmu2"])
     assert code == 2
     err = capsys.readouterr().err.strip()
-    assert err == ("aam train: error: Unknown fusion 'gmu2'. Choose one of: add, concat, "
-                   "cross-attention, gmu, perceiver.")
+    from aam.models.fusion import FUSIONS
+
+    assert err == ("aam train: error: Unknown fusion 'gmu2'. Choose one of: "
+                   f"{', '.join(sorted(FUSIONS))}.")
+    assert {"add", "concat", "cross-attention", "gmu", "perceiver"} <= set(FUSIONS)
 
 
 def test_fusion_without_categorical_columns_and_count_penalty_warn(prepared, tmp_path, capsys):
