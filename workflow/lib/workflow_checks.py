@@ -67,3 +67,17 @@ def check_ablation_rows(table, path, pretrain_enabled):
                 f"{rows} rows of {path} set pretrained=true but pretrain.enabled is false; "
                 "enable pretraining or set those rows to false."
             )
+
+
+def split_labels(table):
+    """(settings table without the optional `label` column, {row index: label}); the label is
+    a display name only, so it is no part of the Paramspace folder name."""
+    if "label" not in table:
+        return table, {}
+    labels = {i: label for i, label in table["label"].items() if label}
+    twice = table["label"][table["label"].duplicated() & (table["label"] != "")]
+    if len(twice):
+        raise WorkflowError(
+            f"the label {twice.iloc[0]!r} names two rows of the ablation table; make labels unique."
+        )
+    return table.drop(columns="label"), labels
