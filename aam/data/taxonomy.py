@@ -34,7 +34,7 @@ def read_taxonomy(path: str | Path) -> pd.Series:
     InputError
         The file lacks the two columns (naming what it has) or is not a taxonomy artifact.
     """
-    text = read_text_input(path, "taxonomy", "taxonomy.tsv", "FeatureData[Taxonomy]")
+    text = read_text_input(path, "taxonomy", ".tsv", "FeatureData[Taxonomy]")
     try:
         frame = pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:

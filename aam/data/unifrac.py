@@ -12,10 +12,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 from skbio import TreeNode
 
+from aam.data.distance_io import read_distance_matrix  # noqa: F401  (re-exported)
 from aam.data.qza import read_text_input
 from aam.data.unifrac_fast import (branch_presence, distances_from_shared, index_tree,
                                    shared_length)
@@ -125,47 +125,6 @@ def unweighted_unifrac(counts: sp.csr_matrix, tip_names: list[str], tree: TreeNo
     branches = index_tree(tree, list(tip_names))
     bits = branch_presence(counts, branches)  # [K, ceil(N / 8)]
     return distances_from_shared(shared_length(bits, branches.length, n_samples))
-
-
-def read_distance_matrix(path: str | Path) -> tuple[list[str], np.ndarray]:
-    """Read a precomputed distance matrix: ``.npy`` + sibling IDs file, ``.h5``, or skbio TSV.
-
-    The ``.npy`` IDs come from ``<stem>.ids.txt`` or ``<stem>.txt`` (one ID a line); the ``.h5``
-    has datasets ``ids`` and ``matrix``; anything else is read as scikit-bio's TSV format.
-
-    Returns
-    -------
-    (list of str [N], numpy.ndarray float64 [N, N])
-
-    Raises
-    ------
-    FileNotFoundError
-        ``path`` (or the ``.npy`` IDs file) does not exist.
-    InputError
-        Not square, IDs and matrix disagree in size, or the file cannot be parsed.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"distance matrix file not found: {path}")
-    if path.suffix == ".npy":
-        ids_path = next((p for p in (path.with_suffix(".ids.txt"), path.with_suffix(".txt"))
-                         if p.is_file()), None)
-        if ids_path is None:
-            raise FileNotFoundError(
-                f"IDs file for {path} not found: {path.with_suffix('.ids.txt')}")
-        ids = [line.strip() for line in ids_path.read_text().splitlines() if line.strip()]
-        matrix = np.load(path, allow_pickle=False)
-    elif path.suffix in (".h5", ".hdf5"):
-        ids, matrix = read_unifrac(path)
-    else:
-        frame = pd.read_csv(path, sep="\t", index_col=0, dtype={0: str})
-        frame.index = frame.index.astype(str)
-        ids, matrix = list(frame.index), frame.to_numpy(dtype=np.float64)
-    matrix = np.asarray(matrix, dtype=np.float64)
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] != len(ids):
-        raise InputError(f"{path}: distance matrix of shape {matrix.shape} does not match its "
-                         f"{len(ids)} IDs; it must be square with one ID per row.")
-    return ids, matrix
 
 
 def align_distance_matrix(ids: list[str], matrix: np.ndarray, sample_ids: list[str],
