@@ -25,8 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
                         default="regression")
     phylo = parser.add_mutually_exclusive_group()
     phylo.add_argument("--tree", help="rooted Newick tree (.nwk) or Phylogeny .qza")
-    phylo.add_argument("--unifrac-matrix", help="precomputed distances: .npy (+ .ids.txt), .h5 "
-                                                "(ids, matrix) or scikit-bio TSV")
+    phylo.add_argument("--unifrac-matrix",
+                       help="precomputed distances: unifrac-binaries .h5 (order, matrix; "
+                            "ssu --format hdf5), .h5 (ids, matrix), QIIME 2 DistanceMatrix "
+                            ".qza, scikit-bio TSV or .npy (+ <stem>.ids.txt)")
+    parser.add_argument("--taxonomy", help="taxonomy TSV or FeatureData[Taxonomy] .qza; stored "
+                                           "as taxonomy.tsv (keyed by sequence) for "
+                                           "rf-baseline, explain and the report")
     parser.add_argument("--categorical-columns", default="",
                         help="comma-separated metadata columns used as categories")
     parser.add_argument("--min-depth", type=int, default=0,
@@ -49,7 +54,8 @@ def _body(args: argparse.Namespace) -> int:
         categorical_columns=tuple(c.strip() for c in args.categorical_columns.split(",")
                                   if c.strip()),
         min_depth=args.min_depth, rarefy_depth=args.rarefy_depth, seed=args.seed,
-        output_dir=args.output_dir, max_ambiguous_fraction=args.max_ambiguous_fraction)
+        output_dir=args.output_dir, max_ambiguous_fraction=args.max_ambiguous_fraction,
+        taxonomy=args.taxonomy)
     info = prepare(cfg)
     log.info("kept %d samples x %d ASVs (longest %d bp)", info["n_samples"], info["n_asvs"],
              info["max_bp"])

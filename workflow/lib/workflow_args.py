@@ -17,8 +17,8 @@ ABLATION_FLAGS = {
     "transform": "--target-transform",
     "counts": "--count-prediction",
 }
-INPUT_KEYS = ("table", "rep_seqs", "metadata", "tree", "unifrac_matrix")
-OPTIONAL_INPUTS = ("rep_seqs", "tree", "unifrac_matrix")
+INPUT_KEYS = ("table", "rep_seqs", "metadata", "tree", "unifrac_matrix", "taxonomy")
+OPTIONAL_INPUTS = ("rep_seqs", "tree", "unifrac_matrix", "taxonomy")
 SIMULATED_INPUTS = {
     "table": "resources/sim/table.biom",
     "metadata": "resources/sim/metadata.tsv",
