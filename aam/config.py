@@ -16,6 +16,7 @@ from typing import Any, Optional
 import yaml
 
 from aam.errors import InputError
+from aam.validate import check_finite
 
 ASV_SAMPLING = ("first", "abundance", "random")
 TARGET_TRANSFORMS = ("none", "minmax", "zscore", "zscore-category", "log-minmax", "log-zscore")
@@ -29,6 +30,7 @@ def _check_choice(name: str, value: str, choices) -> None:
 
 
 def _check_positive(name: str, value, allow_zero: bool = False) -> None:
+    check_finite(value, name)
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else ">= 1" if isinstance(value, int) else "> 0"
         raise InputError(f"{name} must be {bound}, got {value}.")
@@ -164,6 +166,7 @@ class PretrainConfig:
             raise InputError(
                 f"nucleotide_mask_rate must be in [0, 1), got {self.nucleotide_mask_rate}."
             )
+        _check_positive("nucleotide_loss_weight", self.nucleotide_loss_weight, allow_zero=True)
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,11 @@ class FinetuneConfig:
         _check_positive("target_layers", self.target_layers, allow_zero=True)
         if self.categorical_lr is not None:
             _check_positive("categorical_lr", self.categorical_lr)
+        _check_positive("count_penalty", self.count_penalty, allow_zero=True)
+        _check_positive("nucleotide_loss_weight", self.nucleotide_loss_weight, allow_zero=True)
+        if not 0.0 <= self.nucleotide_mask_rate < 1.0:
+            raise InputError(
+                f"nucleotide_mask_rate must be in [0, 1), got {self.nucleotide_mask_rate}.")
 
 
 # --- dict / YAML round trip ------------------------------------------------------------------
@@ -258,6 +266,7 @@ def _coerce(hint, value, where: str):
     if hint in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InputError(f"Config key '{where}' must be a number, got {value!r}.")
+        check_finite(value, f"Config key '{where}'")
         if hint is int and float(value) != int(value):
             raise InputError(f"Config key '{where}' must be an integer, got {value!r}.")
         return hint(value)

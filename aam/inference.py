@@ -19,7 +19,8 @@ from aam.config import ASV_SAMPLING, FinetuneConfig, from_dict, to_dict
 from aam.data.categories import encode_categories, is_missing, metadata_column
 from aam.data.dataset import SampleDataset, make_loader
 from aam.data.metadata import read_metadata
-from aam.data.prepared import PreparedData, load_prepared, read_sample_list
+from aam.data.prepared import PreparedData, load_prepared
+from aam.data.sample_ids import read_sample_lists
 from aam.data.targets import group_keys, transform_from_dict
 from aam.errors import InputError, first_items
 from aam.metrics import classification_metrics, regression_metrics
@@ -244,11 +245,7 @@ def run_predict(cfg: PredictConfig, paths: PredictPaths) -> Optional[dict]:
     data = load_prepared(paths.data_dir)
     ids = data.sample_ids
     if paths.samples is not None:
-        ids = read_sample_list(paths.samples)
-        if not ids:
-            raise InputError(f"{paths.samples} lists no samples. Give one sample ID a line, or "
-                             "leave out --samples to predict every prepared sample.")
-        data.subset(ids, source=str(paths.samples))
+        ids = read_sample_lists({"--samples": paths.samples}, data.sample_ids)["--samples"]
     meta, source = data.metadata, str(Path(paths.data_dir) / "metadata.tsv")
     if paths.metadata is not None:
         meta, source = read_metadata(paths.metadata), str(paths.metadata)

@@ -1,7 +1,6 @@
 """Random-forest baseline: same samples as the split, relative-abundance features, outputs."""
 
 import json
-import logging
 
 import biom
 import numpy as np
@@ -36,22 +35,29 @@ def test_relative_abundance_rows_sum_to_one():
     assert rel.toarray().tolist() == [[0.25, 0.75], [0.0, 0.0], [0.5, 0.5]]
 
 
-def test_rf_uses_exactly_the_split_and_warns_about_missing(caplog):
+def test_rf_uses_exactly_the_split():
     data = tiny_data()
-    train, test = data.sample_ids[:16] + ["GHOST1"], data.sample_ids[16:] + ["GHOST2"]
-    with caplog.at_level(logging.WARNING):
-        result = fit_random_forest(data, train, test, RFConfig("ph", n_estimators=20, n_jobs=1))
+    train, test = data.sample_ids[:16], data.sample_ids[16:]
+    result = fit_random_forest(data, train, test, RFConfig("ph", n_estimators=20, n_jobs=1))
     assert result.predictions["sample_id"].tolist() == data.sample_ids[16:]
     assert result.n_train == 16
-    assert "GHOST1" in caplog.text and "GHOST2" in caplog.text and "the train list" in caplog.text
     expected = pd.to_numeric(data.metadata.loc[data.sample_ids[16:], "ph"]).to_numpy()
     np.testing.assert_allclose(result.predictions["actual"], expected)
     assert result.importances["sequence"].iloc[0] == SEQS[0]  # the informative ASV ranks first
 
 
-def test_rf_without_any_listed_sample_in_the_table_fails():
-    with pytest.raises(InputError, match="none of the 2 samples in the evaluation list"):
-        fit_random_forest(tiny_data(), ["S00", "S01"], ["X1", "X2"], RFConfig("ph"))
+@pytest.mark.parametrize("which", ["train", "eval"])
+def test_rf_refuses_listed_samples_that_are_not_in_the_table(which):
+    """Unknown IDs are an error (as in aam train), never skipped with a warning."""
+    data = tiny_data()
+    train, test = data.sample_ids[:16], data.sample_ids[16:]
+    if which == "train":
+        train = train + ["GHOST1"]
+    else:
+        test = test + ["GHOST1"]
+    with pytest.raises(InputError, match=r"1 samples in the (train|evaluation) list are not in "
+                                         r"the prepared table \(first 1: GHOST1\)"):
+        fit_random_forest(data, train, test, RFConfig("ph", n_estimators=5, n_jobs=1))
 
 
 def test_rf_rejects_a_non_numeric_regression_target():

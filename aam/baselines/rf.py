@@ -17,9 +17,10 @@ import scipy.sparse as sp
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from aam.atomic import atomic_path
+from aam.data.sample_ids import check_known
 from aam.data.taxonomy import read_taxonomy, taxa_by_sequence  # noqa: F401  (re-exported)
 from aam.data.targets import encode_classes, fit_classes, parse_regression_target
-from aam.errors import InputError, first_items
+from aam.errors import InputError
 from aam.predictions import metrics_from_predictions, write_metrics, write_predictions
 from aam.reports import plots
 
@@ -81,24 +82,15 @@ def relative_abundance(counts: sp.spmatrix) -> sp.csr_matrix:
 
 
 def present_samples(sample_ids, table_ids, source: str) -> list[str]:
-    """Keep the IDs of ``sample_ids`` found in the table, warning with the names of the others.
+    """``sample_ids`` as a list, after checking every one is in the table.
 
     Raises
     ------
     InputError
-        When none of the listed samples is in the table.
+        Some listed samples are not in the prepared table (naming them); they are never skipped.
     """
-    known = set(table_ids)
-    kept = [s for s in sample_ids if s in known]
-    missing = [s for s in sample_ids if s not in known]
-    if missing:
-        log.warning("%s samples in %s are not in the prepared table and are skipped",
-                    first_items(missing), source)
-    if not kept:
-        raise InputError(f"none of the {len(sample_ids)} samples in {source} is in the prepared "
-                         f"table (first IDs: {', '.join(list(sample_ids)[:5])}). Regenerate the "
-                         "split from this prepared data or fix the sample IDs.")
-    return kept
+    check_known(list(sample_ids), table_ids, source)
+    return list(sample_ids)
 
 
 def target_values(metadata: pd.DataFrame, column: str, train_ids, eval_ids, task: str):
@@ -135,7 +127,7 @@ def fit_random_forest(data, train_ids, eval_ids, cfg: RFConfig, taxonomy=None) -
     data : PreparedData
         ``sample_ids``, ``sequences``, ``counts`` csr [n_samples, n_asvs], ``metadata``, ``info``.
     train_ids, eval_ids : sequence of str
-        Sample lists; IDs not in the table are skipped with a warning naming them.
+        Sample lists; IDs not in the table are refused (InputError naming them).
     cfg : RFConfig
     taxonomy : pd.Series, optional
         Taxon by ASV sequence (or by MD5 of the sequence), from :func:`read_taxonomy`.

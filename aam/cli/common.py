@@ -8,6 +8,7 @@ import sys
 from typing import Callable
 
 from aam.errors import InputError
+from aam.validate import check_namespace
 
 log = logging.getLogger("aam")
 
@@ -36,6 +37,7 @@ def run(body: Callable[[argparse.Namespace], int | None], parser: argparse.Argum
     args = parser.parse_args(argv)
     setup_logging(getattr(args, "debug", False))
     try:
+        check_namespace(args)  # no NaN/inf in any float flag
         code = body(args)
     except (InputError, FileNotFoundError, PermissionError, IsADirectoryError,
             NotADirectoryError, FileExistsError) as err:

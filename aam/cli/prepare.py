@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from aam.cli.common import add_common_flags, run
+from aam.data.beta import BETA_METRICS
 from aam.data.prepare import PrepareConfig, prepare
 
 log = logging.getLogger("aam.prepare")
@@ -32,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--taxonomy", help="taxonomy TSV or FeatureData[Taxonomy] .qza; stored "
                                            "as taxonomy.tsv (keyed by sequence) for "
                                            "rf-baseline, explain and the report")
+    parser.add_argument("--beta-metric", choices=tuple(BETA_METRICS),
+                        help="pretraining distances: " + "; ".join(
+                            f"{m.name}: {m.summary}" + (" (needs --tree)" if m.needs_tree else "")
+                            for m in BETA_METRICS.values())
+                        + " (default: unweighted-unifrac with --tree, none without)")
     parser.add_argument("--categorical-columns", default="",
                         help="comma-separated metadata columns used as categories")
     parser.add_argument("--min-depth", type=int, default=0,
@@ -40,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="subsample every sample to N reads (seeded); shallower dropped")
     parser.add_argument("--max-ambiguous-fraction", type=float, default=0.01,
                         help="drop features whose non-ACGT fraction exceeds this")
+    parser.add_argument("--allow-fractional-counts", action="store_true",
+                        help="accept non-integer counts (e.g. relative abundances) with a "
+                             "warning; by default they are an error")
     parser.add_argument("--seed", type=int, default=0, help="rarefaction seed")
     parser.add_argument("--output-dir", required=True, help="folder to write")
     add_common_flags(parser)
@@ -50,12 +59,12 @@ def _body(args: argparse.Namespace) -> int:
     cfg = PrepareConfig(
         table=args.table, rep_seqs=args.rep_seqs, metadata=args.metadata,
         target_column=args.metadata_column, task=args.task, tree=args.tree,
-        unifrac_matrix=args.unifrac_matrix,
+        unifrac_matrix=args.unifrac_matrix, beta_metric=args.beta_metric,
         categorical_columns=tuple(c.strip() for c in args.categorical_columns.split(",")
                                   if c.strip()),
         min_depth=args.min_depth, rarefy_depth=args.rarefy_depth, seed=args.seed,
         output_dir=args.output_dir, max_ambiguous_fraction=args.max_ambiguous_fraction,
-        taxonomy=args.taxonomy)
+        allow_fractional_counts=args.allow_fractional_counts, taxonomy=args.taxonomy)
     info = prepare(cfg)
     log.info("kept %d samples x %d ASVs (longest %d bp)", info["n_samples"], info["n_asvs"],
              info["max_bp"])
@@ -64,7 +73,7 @@ def _body(args: argparse.Namespace) -> int:
     for reason, entry in info["dropped_asvs"].items():
         log.info("dropped %d ASVs (%s reads): %s", entry["count"], entry["reads"], reason)
     if info["unifrac_seconds"] is not None:
-        log.info("UniFrac took %.1f s", info["unifrac_seconds"])
+        log.info("%s distances took %.1f s", info["beta_metric"], info["unifrac_seconds"])
     return 0
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from aam.baselines.rf import RFConfig, fit_random_forest, write_rf_outputs
 from aam.cli.common import add_common_flags, run
-from aam.data.prepared import load_prepared, read_sample_list
+from aam.data.prepared import load_prepared
+from aam.data.sample_ids import read_sample_lists
 from aam.data.taxonomy import TAXONOMY_FILE, read_taxonomy
 from aam.errors import InputError
 
@@ -68,8 +69,10 @@ def _body(args: argparse.Namespace) -> int:
     taxonomy_path = args.taxonomy or (stored if stored.is_file() else None)
     taxonomy = read_taxonomy(taxonomy_path) if taxonomy_path else None
     eval_list = args.test_samples or args.val_samples
-    result = fit_random_forest(data, read_sample_list(args.train_samples),
-                               read_sample_list(eval_list), cfg, taxonomy)
+    role = "--test-samples" if args.test_samples else "--val-samples"
+    lists = read_sample_lists({"--train-samples": args.train_samples, role: eval_list},
+                              data.sample_ids)
+    result = fit_random_forest(data, lists["--train-samples"], lists[role], cfg, taxonomy)
     metrics = write_rf_outputs(result, args.output, fold=args.fold)
     shown = {k: metrics[k] for k in ("r2", "mae", "rmse", "accuracy", "auc") if k in metrics}
     log.info("random forest on %d samples of %s: %s", metrics["n"], eval_list, shown)

@@ -13,7 +13,9 @@ import scipy.sparse as sp
 from biom import Table, load_table
 
 from aam.data.qza import is_qza, read_qza_member
+from aam.data.sample_ids import clean_ids
 from aam.errors import InputError
+from aam.validate import check_counts
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ class FeatureTable:
     counts: sp.csr_matrix
 
 
-def read_table(path: str | Path) -> FeatureTable:
+def read_table(path: str | Path, allow_fractional: bool = False) -> FeatureTable:
     """Read a BIOM 2.1 table (HDF5 or JSON) or a QIIME 2 FeatureTable ``.qza``.
 
     Raises
@@ -42,7 +44,8 @@ def read_table(path: str | Path) -> FeatureTable:
     FileNotFoundError
         ``path`` does not exist.
     InputError
-        The file is neither a BIOM table nor a ``.qza`` artifact holding one.
+        The file is neither a BIOM table nor a ``.qza`` artifact holding one, or its counts are
+        not finite, negative or (unless ``allow_fractional``) not whole numbers.
     """
     path = Path(path)
     if not path.is_file():
@@ -59,9 +62,14 @@ def read_table(path: str | Path) -> FeatureTable:
         raise InputError(f"{path} is not a BIOM table or QIIME 2 .qza artifact with counts: it "
                          f"reads as {table.shape[1]} samples x {table.shape[0]} features. Pass a "
                          "non-empty BIOM 2.1 table or FeatureTable .qza.")
-    counts = sp.csr_matrix(table.matrix_data.T, dtype=np.float64)
-    sample_ids = [str(x) for x in table.ids(axis="sample")]
+    try:
+        counts = sp.csr_matrix(table.matrix_data.T, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"{path} has counts that are not numbers ({err}). Pass a BIOM table of "
+                         "read counts.") from None
+    sample_ids = clean_ids(table.ids(axis="sample"), f"{path} (sample IDs)")
     feature_ids = [str(x) for x in table.ids(axis="observation")]
+    check_counts(counts, sample_ids, feature_ids, str(path), allow_fractional)
     log.info("read %s: %d samples x %d features", path, len(sample_ids), len(feature_ids))
     return FeatureTable(sample_ids, feature_ids, counts)
 
@@ -69,7 +77,9 @@ def read_table(path: str | Path) -> FeatureTable:
 def _load_biom(path: Path, shown: Path) -> Table:
     try:
         return load_table(str(path))
-    except (ValueError, TypeError, KeyError, IndexError, OSError, UnicodeDecodeError) as err:
+    except (FileNotFoundError, PermissionError):
+        raise
+    except Exception as err:  # noqa: BLE001 - any parse failure of a third-party reader is bad input
         raise InputError(
             f"{shown} is not a BIOM table or QIIME 2 .qza artifact ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else 'unreadable'}). Pass a BIOM 2.1 "

@@ -210,8 +210,9 @@ def _rows_of(all_ids: Sequence[str], sample_ids: list[str]) -> np.ndarray:
 def _unifrac_of(data) -> np.ndarray:
     if data.unifrac is None:
         raise InputError(
-            "UniFrac pretraining needs distances, but the prepared data has no unifrac.h5; "
-            "re-run aam prepare with --tree or --unifrac-matrix."
+            "Pretraining needs sample distances, but the prepared data has no unifrac.h5; "
+            "re-run aam prepare with --tree, --unifrac-matrix or a --beta-metric that needs no "
+            "tree (braycurtis, jaccard, aitchison)."
         )
     return np.asarray(data.unifrac, dtype=np.float32)
 

@@ -21,7 +21,9 @@ import numpy as np
 import pandas as pd
 
 from aam.data.qza import is_qza, read_qza_member
+from aam.data.sample_ids import clean_ids, read_sample_list
 from aam.errors import InputError
+from aam.validate import check_distance_matrix
 
 LAYOUTS = ("HDF5 with order + matrix (unifrac-binaries ssu)", "HDF5 with ids + matrix (aam)",
            "QIIME 2 DistanceMatrix .qza", "scikit-bio TSV", ".npy + <stem>.ids.txt")
@@ -45,8 +47,12 @@ def read_hdf5_matrix(path: Path) -> tuple[list[str], np.ndarray]:
         if key is None or "matrix" not in handle or not isinstance(handle["matrix"],
                                                                    h5py.Dataset):
             raise _unknown(path, f"HDF5 with datasets {', '.join(names) or 'none'}")
-        ids = [_text(x) for x in np.ravel(handle[key][()])]
-        matrix = handle["matrix"][()]
+        try:
+            ids = [_text(x) for x in np.ravel(handle[key][()])]
+            matrix = handle["matrix"][()]
+        except (OSError, ValueError, TypeError, UnicodeDecodeError) as err:
+            raise InputError(f"{path}: cannot read datasets {key} and matrix "
+                             f"({type(err).__name__}). Fix the file.") from None
     return ids, matrix
 
 
@@ -70,11 +76,12 @@ def read_npy_matrix(path: Path) -> tuple[list[str], np.ndarray]:
     if ids_path is None:
         raise FileNotFoundError(f"IDs file for {path} not found: {path.with_suffix('.ids.txt')} "
                                 "(one sample ID a line, in matrix order)")
-    ids = [line.strip() for line in ids_path.read_text().splitlines() if line.strip()]
+    ids = read_sample_list(ids_path)
     try:
         matrix = np.load(path, allow_pickle=False)
-    except ValueError:
-        raise _unknown(path, "a .npy that does not hold a plain numeric array") from None
+    except (ValueError, OSError, EOFError) as err:  # object arrays need pickle: refused
+        raise InputError(f"{path} is not a numeric .npy array ({str(err)[:80]}). Save the "
+                         "distances with numpy.save of a float array.") from None
     return ids, matrix
 
 
@@ -90,8 +97,8 @@ def read_distance_matrix(path: str | Path) -> tuple[list[str], np.ndarray]:
     FileNotFoundError
         ``path`` (or the ``.npy`` IDs file) does not exist.
     InputError
-        An unknown layout (naming what was found and the layouts accepted), a matrix that is not
-        square or does not match its IDs, or duplicate IDs.
+        An unknown layout (naming what was found and the layouts accepted), bad or repeated IDs,
+        or a matrix that is not a distance matrix (:func:`aam.validate.check_distance_matrix`).
     """
     path = Path(path)
     if not path.is_file():
@@ -105,13 +112,8 @@ def read_distance_matrix(path: str | Path) -> tuple[list[str], np.ndarray]:
         ids, matrix = read_tsv_matrix(text, path)
     else:
         ids, matrix = read_tsv_matrix(path.read_text(encoding="utf-8", errors="replace"), path)
-    matrix = np.asarray(matrix, dtype=np.float64)
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] != len(ids):
-        raise InputError(f"{path}: distance matrix of shape {matrix.shape} does not match its "
-                         f"{len(ids)} IDs; it must be square with one ID per row.")
-    if len(set(ids)) != len(ids):
-        raise InputError(f"{path}: sample IDs repeat in the distance matrix; each must be unique.")
-    return ids, matrix
+    ids = clean_ids(ids, f"{path} (IDs)")
+    return ids, check_distance_matrix(ids, matrix, str(path))
 
 
 __all__ = ["LAYOUTS", "read_distance_matrix"]

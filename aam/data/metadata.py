@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from aam.data.sample_ids import clean_ids
 from aam.errors import InputError, first_items
 
 #: Accepted ID headers (as QIIME 2 accepts them), compared after lowercasing and removing
@@ -68,10 +69,7 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
     id_col = frame.columns[0]
     frame[id_col] = frame[id_col].str.strip()
     frame = frame[(frame[id_col] != "") & ~frame[id_col].str.startswith("#")]
-    duplicated = frame[id_col][frame[id_col].duplicated()].unique().tolist()
-    if duplicated:
-        raise InputError(f"{path} lists {first_items(duplicated)} sample IDs more than once. "
-                         "Keep one row per sample.")
+    frame[id_col] = clean_ids(frame[id_col], str(path))  # the one ID rule (aam.data.sample_ids)
     frame = frame.set_index(id_col)
     frame.index.name = "sample_id"
     return frame

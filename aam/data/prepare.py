@@ -15,13 +15,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from aam.atomic import atomic_path, write_json
+from aam.data.beta import TREE_FREE, beta_distances, resolve_metric
 from aam.data.biom_io import FeatureTable, read_table, write_table
 from aam.data.fasta import read_fasta, resolve_sequences
 from aam.data.filtering import DropLog, depth_mask, rarefy, sample_depths
 from aam.data.metadata import check_columns, read_metadata, usable_target
 from aam.data.taxonomy import TAXONOMY_FILE, read_taxonomy, taxa_by_sequence, write_taxonomy
 from aam.data.unifrac import (align_distance_matrix, match_tree_tips, read_distance_matrix,
-                              read_tree, unweighted_unifrac, write_unifrac)
+                              read_tree, write_unifrac)
 from aam.errors import InputError, first_items
 
 log = logging.getLogger(__name__)
@@ -40,11 +41,13 @@ class PrepareConfig:
     rep_seqs: str | None = None
     tree: str | None = None
     unifrac_matrix: str | None = None
+    beta_metric: str | None = None  # key of aam.data.beta.BETA_METRICS; None: UniFrac if a tree
     categorical_columns: tuple[str, ...] = ()
     min_depth: int = 0  # fewer reads (in usable ASVs) -> sample dropped; 0 drops only empty ones
     rarefy_depth: int | None = None  # subsample every sample to this many reads (seeded)
     seed: int = 0
     max_ambiguous_fraction: float = 0.01  # features with more non-ACGT bases are dropped
+    allow_fractional_counts: bool = False  # non-integer counts: an error unless set (then a warning)
     taxonomy: str | None = None  # taxonomy TSV or FeatureData[Taxonomy] .qza, stored by sequence
 
     def __post_init__(self) -> None:
@@ -52,6 +55,10 @@ class PrepareConfig:
             raise InputError(f"task must be one of {', '.join(TASKS)}; got {self.task!r}.")
         if self.tree and self.unifrac_matrix:
             raise InputError("Pass either --tree or --unifrac-matrix, not both.")
+        if self.beta_metric and self.unifrac_matrix:
+            raise InputError("Pass either --beta-metric or --unifrac-matrix (distances already "
+                             "computed), not both.")
+        resolve_metric(self.beta_metric, has_tree=bool(self.tree))  # fails before any reading
         if self.min_depth < 0:
             raise InputError(f"--min-depth must be >= 0, got {self.min_depth}.")
         if self.rarefy_depth is not None and self.rarefy_depth < 1:
@@ -77,7 +84,7 @@ def prepare(cfg: PrepareConfig) -> dict:
     InputError
         Inputs that disagree or a filter that leaves nothing; no output is written then.
     """
-    table = read_table(cfg.table)
+    table = read_table(cfg.table, cfg.allow_fractional_counts)
     metadata = read_metadata(cfg.metadata)
     check_columns(metadata, cfg.categorical_columns, cfg.metadata, what="categorical column")
     check_columns(metadata, [cfg.target_column], cfg.metadata, what="target column")
@@ -203,15 +210,19 @@ def _reads_lost(before: sp.csr_matrix, after: sp.csr_matrix) -> dict:
 
 def _distances(counts, sample_ids, tips, tree, matrix, cfg: PrepareConfig):
     start = time.perf_counter()
-    if tree is not None:
-        log.info("computing unweighted UniFrac for %d samples x %d ASVs", *counts.shape)
-        distances = unweighted_unifrac(counts, tips, tree)
-    elif matrix is not None:
+    metric = resolve_metric(cfg.beta_metric, has_tree=tree is not None)
+    if matrix is not None:
         distances = align_distance_matrix(*matrix, sample_ids, str(cfg.unifrac_matrix))
+    elif metric is not None:
+        log.info("computing %s distances for %d samples x %d ASVs", metric, *counts.shape)
+        distances = beta_distances(metric, counts, tips, tree)
     else:
+        log.warning("no --tree, --unifrac-matrix or --beta-metric: no pretraining distances "
+                    "written (aam pretrain needs them); metrics that need no tree: %s",
+                    ", ".join(TREE_FREE))
         return None, None
     seconds = time.perf_counter() - start
-    log.info("UniFrac distances ready in %.1f s", seconds)
+    log.info("%s distances ready in %.1f s", metric or "precomputed", seconds)
     return distances, seconds
 
 
@@ -226,8 +237,16 @@ def _summary(cfg: PrepareConfig, sample_ids, sequences, drops: DropLog, reads_lo
         "dropped_samples": dropped_samples, "dropped_asvs": dropped_asvs,
         "reads_lost": reads_lost, "metadata_samples_not_in_table": n_metadata_only,
         "unifrac_seconds": seconds,
+        "beta_metric": _metric_name(cfg),
         "inputs": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
     }
+
+
+def _metric_name(cfg: PrepareConfig) -> str | None:
+    """The metric of ``unifrac.h5`` as recorded in prepare.json ("precomputed" for a matrix)."""
+    if cfg.unifrac_matrix:
+        return "precomputed"
+    return resolve_metric(cfg.beta_metric, has_tree=cfg.tree is not None)
 
 
 def _write_outputs(out: Path, sample_ids, sequences, counts, metadata, unifrac, info,

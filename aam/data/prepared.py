@@ -12,6 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from aam.data.metadata import is_missing
+from aam.data.sample_ids import read_sample_list  # noqa: F401  (the one sample-list reader)
 from aam.data.unifrac import read_unifrac
 from aam.errors import InputError, first_items
 
@@ -110,18 +111,3 @@ def _read_biom_hdf5(path: Path) -> tuple[list[str], list[str], sp.csr_matrix]:
 
 def _text(value) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-def read_sample_list(path: str | Path) -> list[str]:
-    """Read one sample ID a line; blank lines are ignored.
-
-    Raises
-    ------
-    FileNotFoundError
-        ``path`` does not exist.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"sample list not found: {path}")
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip()]

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
 from aam.errors import InputError
+from aam.validate import check_archive_members
 
 
 def is_qza(path: str | Path) -> bool:
@@ -23,6 +25,7 @@ def artifact_type(archive: zipfile.ZipFile) -> str:
     """The semantic type written in the artifact's ``metadata.yaml`` ('' when absent)."""
     for name in archive.namelist():
         if re.fullmatch(r"[^/]+/metadata\.yaml", name):
+            check_archive_members([archive.getinfo(name)], str(archive.filename))
             text = archive.read(name).decode("utf-8", errors="replace")
             match = re.search(r"^type:\s*(.+)$", text, flags=re.MULTILINE)
             return match.group(1).strip() if match else ""
@@ -46,6 +49,18 @@ def read_qza_member(path: str | Path, suffix: str, wanted: str) -> bytes:
     InputError
         The artifact holds no such payload (for example a taxonomy artifact was given).
     """
+    try:
+        return _read_member(path, suffix, wanted)
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, EOFError, OSError,
+            RuntimeError, ValueError) as err:
+        if isinstance(err, (InputError, PermissionError, FileNotFoundError)):
+            raise
+        raise InputError(f"{path} is a damaged zip/.qza ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0][:80] if str(err) else 'unreadable'}). "
+                         f"Export the {wanted} artifact again.") from None
+
+
+def _read_member(path: str | Path, suffix: str, wanted: str) -> bytes:
     with zipfile.ZipFile(path) as archive:
         pattern = re.compile(r"[^/]+/data/[^/]+" + re.escape(suffix))
         members = [name for name in archive.namelist() if pattern.fullmatch(name)]
@@ -55,7 +70,9 @@ def read_qza_member(path: str | Path, suffix: str, wanted: str) -> bytes:
                 f"{path} is a zip but holds no data/*{suffix} (artifact type: {kind}); "
                 f"pass a {wanted} artifact."
             )
-        return archive.read(sorted(members)[0])
+        member = archive.getinfo(sorted(members)[0])
+        check_archive_members([member], str(path))  # size and ratio before decompressing
+        return archive.read(member)
 
 
 def read_text_input(path: str | Path, what: str, suffix: str, wanted: str) -> str:
@@ -67,5 +84,10 @@ def read_text_input(path: str | Path, what: str, suffix: str, wanted: str) -> st
     if not path.is_file():
         raise FileNotFoundError(f"{what} file not found: {path}")
     if is_qza(path):
-        return read_qza_member(path, suffix, wanted).decode("utf-8")
+        payload = read_qza_member(path, suffix, wanted)
+        try:
+            return payload.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise InputError(f"{path}: its data/*{suffix} is not UTF-8 text (byte {err.start}). "
+                             f"Pass a {wanted} artifact.") from None
     return path.read_text(encoding="utf-8", errors="replace")

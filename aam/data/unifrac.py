@@ -20,6 +20,7 @@ from aam.data.qza import read_text_input
 from aam.data.unifrac_fast import (branch_presence, distances_from_shared, index_tree,
                                    shared_length)
 from aam.errors import InputError, first_items
+from aam.validate import check_branch_lengths
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,13 @@ def read_tree(path: str | Path) -> TreeNode:
     if not text.strip().endswith(";"):
         raise InputError(f"{path} is not a Newick tree (it must end with ';'). Pass a .nwk "
                          "file or a Phylogeny .qza.")
-    tree = TreeNode.read(io.StringIO(text), format="newick")
+    try:
+        tree = TreeNode.read(io.StringIO(text), format="newick")
+    except Exception as err:  # noqa: BLE001 - scikit-bio's parser raises many kinds
+        reason = str(err).splitlines()[0][:100] if str(err) else type(err).__name__
+        raise InputError(f"{path} is not a valid Newick tree ({reason}). Pass a .nwk file or a "
+                         "Phylogeny .qza.") from None
+    check_branch_lengths(tree, str(path))
     if len(tree.children) > 2:
         log.info("tree %s is unrooted (%d children at the root); rooting it at the midpoint",
                  path, len(tree.children))

@@ -153,3 +153,58 @@ def paired_bootstrap(pairs: list[PairedRun], task: str, n_bootstrap: int = 2000,
         out[m] = {k: (None if np.isnan(v) else float(v))
                   for k, v in (("diff", diff), ("ci_low", low), ("ci_high", high))}
     return out
+
+
+def subject_bootstrap(task: str, actual: np.ndarray, model: np.ndarray, rf: np.ndarray,
+                      groups: np.ndarray, n_bootstrap: int = 2000, seed: int = 0
+                      ) -> dict[str, dict[str, float | None]]:
+    """Model and RF metrics with a paired bootstrap 95% interval of their difference that
+    resamples groups (subjects), not samples, since samples of one subject are correlated.
+
+    Parameters
+    ----------
+    task : {"regression", "classification"}
+    actual : ndarray [N]
+        Values (regression) or class indices (classification) of every sample.
+    model, rf : ndarray [R, N] or [R, N, K]
+        Out-of-fold predictions (or class probabilities) of R paired runs (e.g. seeds) of each
+        model on the same N samples; run r of the model is paired with run r of the forest.
+    groups : ndarray [N]
+        Subject of each sample; a replicate draws as many subjects as there are, with
+        replacement, and takes all of their samples.
+    n_bootstrap : int
+    seed : int
+
+    Returns
+    -------
+    dict
+        ``{metric: {"model", "rf", "diff", "ci_low", "ci_high"}}``: the mean over runs of each
+        model's metric on all samples, their difference, and the 2.5 / 97.5 percentiles of the
+        replicates' mean-over-runs difference; ``None`` where undefined.
+    """
+    names = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+    subjects, subject_of = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    members = [np.flatnonzero(subject_of == g) for g in range(len(subjects))]
+    rng = np.random.default_rng(seed)
+    draws = [np.arange(len(actual))] + [
+        np.concatenate([members[g] for g in rng.integers(0, len(subjects), len(subjects))])
+        for _ in range(n_bootstrap)]
+    diffs = {m: np.full(len(draws), np.nan) for m in names}
+    point = {}
+    for b, idx in enumerate(draws):
+        truth = np.broadcast_to(actual[idx], (model.shape[0],) + idx.shape)
+        ours = _replicates(task, truth, model[:, idx])
+        theirs = _replicates(task, truth, rf[:, idx])
+        for m in names:
+            diffs[m][b] = _nanmean((ours[m] - theirs[m])[:, None])[0]
+            if b == 0:
+                point[m] = (_nanmean(ours[m][:, None])[0], _nanmean(theirs[m][:, None])[0])
+    out = {}
+    for m in names:
+        replicate = diffs[m][1:][~np.isnan(diffs[m][1:])]
+        low, high = (np.percentile(replicate, [2.5, 97.5]) if replicate.size
+                     else (np.nan, np.nan))
+        values = {"model": point[m][0], "rf": point[m][1], "diff": diffs[m][0],
+                  "ci_low": low, "ci_high": high}
+        out[m] = {k: (None if np.isnan(v) else float(v)) for k, v in values.items()}
+    return out

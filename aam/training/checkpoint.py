@@ -16,6 +16,7 @@ import torch
 from aam import __version__
 from aam.atomic import atomic_path
 from aam.errors import InputError
+from aam.validate import check_model_sizes, check_tensor_sizes
 
 FORMAT_VERSION = 1
 KINDS = ("encoder", "predictor")
@@ -86,7 +87,8 @@ def load_checkpoint(path: str | Path, kind: str | None = None,
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        # mmap: tensor sizes written in a crafted file allocate nothing before they are checked
+        payload = torch.load(path, map_location=map_location, weights_only=True, mmap=True)
     except pickle.UnpicklingError as err:
         reason = _unpickling_reason(str(err))
         if "GLOBAL" not in reason:
@@ -119,7 +121,18 @@ def _check_payload(payload: Any, path: Path, kind: str | None) -> None:
     if not isinstance(payload, dict) or not all(k in payload for k in REQUIRED_KEYS):
         raise InputError(f"{path} is not an AAM checkpoint (missing keys such as format_version, "
                          "kind, model_state). Pass a file written by aam pretrain or aam train.")
-    if int(payload["format_version"]) > FORMAT_VERSION:
+    version = payload["format_version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise InputError(f"{path} has an unexpected checkpoint format field "
+                         f"({str(version)[:40]!r}; expected a version number like "
+                         f"{FORMAT_VERSION}). Use a checkpoint written by aam.")
+    if payload["kind"] not in KINDS or not isinstance(payload["config"], dict):
+        raise InputError(f"{path} has an unexpected checkpoint kind or config "
+                         f"(kind {str(payload['kind'])[:40]!r}; expected one of "
+                         f"{', '.join(KINDS)}). Use a checkpoint written by aam.")
+    check_tensor_sizes(payload["model_state"], str(path))
+    check_model_sizes(payload["config"].get("model") or {}, str(path))
+    if version > FORMAT_VERSION:
         raise InputError(
             f"{path} has checkpoint format {payload['format_version']} (written by aam "
             f"{payload['aam_version']}), newer than this aam {__version__} reads "

@@ -15,9 +15,10 @@ from typing import Optional
 
 from aam.atomic import write_lines, write_text
 from aam.config import FinetuneConfig, ModelConfig, dump_yaml, from_dict, to_dict
-from aam.data.prepared import PreparedData, load_prepared, read_sample_list
+from aam.data.prepared import PreparedData, load_prepared
+from aam.data.sample_ids import read_sample_lists
 from aam.data.targets import transform_from_dict
-from aam.errors import InputError, first_items
+from aam.errors import InputError
 from aam.models.predictor import Predictor, load_encoder_state
 from aam.predictions import write_metrics, write_predictions
 from aam.training.callbacks import CheckpointCallback, EarlyStopping
@@ -83,16 +84,9 @@ def _split(cfg: FinetuneConfig, data: PreparedData, paths: FinetunePaths):
                          "the prepared samples are split with --val-fraction).")
     if paths.train_samples is None:
         return random_split(data.sample_ids, cfg.data.val_fraction, cfg.train.seed)
-    train, val = read_sample_list(paths.train_samples), read_sample_list(paths.val_samples)
-    for ids, path in ((train, paths.train_samples), (val, paths.val_samples)):
-        data.subset(ids, source=str(path))
-    overlap = sorted(set(train) & set(val))
-    if overlap:
-        raise InputError(f"{first_items(overlap)} samples are in both {paths.train_samples} "
-                         f"and {paths.val_samples}. Regenerate the split.")
-    if not val:
-        raise InputError(f"{paths.val_samples} lists no samples; validation needs at least one.")
-    return train, val
+    lists = read_sample_lists({"--train-samples": paths.train_samples,
+                               "--val-samples": paths.val_samples}, data.sample_ids)
+    return lists["--train-samples"], lists["--val-samples"]
 
 
 def _model_config(cfg: FinetuneConfig, paths: FinetunePaths, resume: Optional[dict]):

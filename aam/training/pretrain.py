@@ -19,9 +19,9 @@ import torch
 
 from aam.atomic import write_json, write_lines, write_text
 from aam.config import PretrainConfig, dump_yaml, to_dict
-from aam.data.prepared import read_sample_list
+from aam.data.sample_ids import read_sample_lists
 from aam.data.tokens import longest
-from aam.errors import InputError, first_items
+from aam.errors import InputError
 from aam.training.callbacks import CheckpointCallback, EarlyStopping, TensorBoardCallback
 from aam.training.checkpoint import load_checkpoint, save_checkpoint
 from aam.training.dist_data import build_loaders
@@ -128,13 +128,9 @@ def _split(sample_ids: list[str], paths: PretrainPaths, val_fraction: float,
         raise InputError("Give both --train-samples and --val-samples, or neither (then the "
                          "prepared samples are split with --val-fraction).")
     if paths.train_samples is not None:
-        known = set(sample_ids)
-        train, val = read_sample_list(paths.train_samples), read_sample_list(paths.val_samples)
-        for name, ids in ((paths.train_samples, train), (paths.val_samples, val)):
-            missing = [s for s in ids if s not in known]
-            if missing:
-                raise InputError(f"{first_items(missing)} samples in {name} are not in the "
-                                 "prepared table.biom. Regenerate the split or fix the sample IDs.")
+        lists = read_sample_lists({"--train-samples": paths.train_samples,
+                                   "--val-samples": paths.val_samples}, sample_ids)
+        train, val = lists["--train-samples"], lists["--val-samples"]
     else:
         order = np.random.default_rng(seed).permutation(len(sample_ids))
         n_val = max(2, int(round(val_fraction * len(sample_ids))))

@@ -1,0 +1,1 @@
+"""Real-data benchmark of AAM against the random forest (``benchmarks/science.py``)."""
