@@ -8,6 +8,7 @@ import os
 import shlex
 import sys
 
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import Paramspace, validate
 
 sys.path.insert(0, os.path.join(workflow.basedir, "lib"))
@@ -29,6 +30,7 @@ from workflow_args import (
 from workflow_checks import (
     check_ablation_rows,
     check_config,
+    check_software,
     read_ablation_table,
     split_labels,
 )
@@ -43,6 +45,9 @@ PARAMSPACE = Paramspace(ABLATIONS, filename_params="*", single_wildcard="ablatio
 FOLDS = list(range(config["split"]["folds"])) if config["split"]["folds"] >= 2 else [0]
 SEEDS = config["seeds"]
 AAM_ENV = "../envs/aam.yaml"  # software of every rule, with --use-conda
+# The post-deploy script of AAM_ENV installs aam from this repository (the folder above workflow/).
+os.environ["AAM_SOURCE"] = os.path.dirname(workflow.basedir)
+check_software(DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method)
 
 
 wildcard_constraints:
