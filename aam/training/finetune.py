@@ -22,6 +22,7 @@ from aam.errors import InputError
 from aam.models.predictor import Predictor, load_encoder_state
 from aam.predictions import write_metrics, write_predictions
 from aam.training.callbacks import CheckpointCallback, EarlyStopping
+from aam.model_card import write_model_card
 from aam.training.checkpoint import load_checkpoint, save_checkpoint
 from aam.training.dist_data import build_loaders
 from aam.training.distributed import DistContext, barrier, distributed_session
@@ -171,6 +172,7 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
                "train_samples_per_s": result.train_samples_per_s,
                "world_size": ctx.world_size, "config": to_dict(cfg)}
     write_metrics(out / "metrics.json", summary)
+    write_model_card(out, summary, data.info, str(paths.data_dir), paths.pretrained_encoder)
     tensorboard.write_summary(objective, summary)
     log.info("best epoch %s: %s", summary["best_epoch"],
              " ".join(f"{k}={v:.4g}" for k, v in _metric_values(objective).items()
