@@ -181,3 +181,19 @@ def test_a_folder_given_as_run_list_is_an_input_error_naming_it(tmp_path):
         write_report(CompareConfig(str(tmp_path / "results"), str(tmp_path / "o"),
                                    run_list=str(tmp_path / "lists")))
     assert not (tmp_path / "o").exists()
+
+
+def test_summary_says_whether_test_samples_chose_the_best_epoch(tmp_path):
+    fabricate(tmp_path / "runs", folds=1, seeds=(0,))
+    run = tmp_path / "runs" / "finetune" / ABLATION / "fold~0" / "seed~0"
+    scored = pd.read_csv(run / "predictions.tsv", sep="\t")["sample_id"].tolist()
+    (run / "val_samples.txt").write_text("inner-a\ninner-b\n")
+    write_report(CompareConfig(str(tmp_path / "runs"), str(tmp_path / "clean"), n_bootstrap=20,
+                               png=False, figures=False))
+    assert "validation samples disjoint from the test samples" in (
+        tmp_path / "clean" / "summary.md").read_text()
+    (run / "val_samples.txt").write_text("\n".join(scored[:5]) + "\n")
+    write_report(CompareConfig(str(tmp_path / "runs"), str(tmp_path / "leaky"), n_bootstrap=20,
+                               png=False, figures=False))
+    assert "in 1 of 1 fine-tuned runs the validation samples" in (
+        tmp_path / "leaky" / "summary.md").read_text()

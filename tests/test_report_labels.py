@@ -16,6 +16,8 @@ from test_compare import ABLATION, fabricate
      "concat, no pretraining"),
     ("x", {"fusion": "gmu", "sampling": "random", "counts": "false", "transform": "zscore"},
      "gmu, random ASVs, no count head, transform zscore"),
+    ("x", {"categorical-fusion": "add", "freeze-base": "true", "lr": "0.01"},
+     "add, frozen, lr 0.01"),
     ("rf", {}, "random forest"),
 ])
 def test_labels_are_derived_from_non_default_settings(model, params, label):

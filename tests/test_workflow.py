@@ -114,11 +114,13 @@ def test_flag_helpers_map_config_and_ablation_cells_to_aam_flags(monkeypatch):
 
     assert cli_flags({"n_bootstrap": 50, "png": False, "cols": ["a", "b"], "tag": "",
                       "extra_args": "--note 'two words'"}) == \
-        "--n-bootstrap 50 --cols a,b --note 'two words'"
+        "--n-bootstrap 50 --no-png --cols a,b --note 'two words'"
     split = {"folds": 0, "val_fraction": 0.2, "test_fraction": 0.1, "group_by": "",
              "stratify_by": "", "seed": 3}
     assert split_flags(split) == "--val-fraction 0.2 --test-fraction 0.1 --seed 3"
     assert split_flags({**split, "folds": 5}) == "--folds 5 --test-fraction 0.1 --seed 3"
+    assert split_flags({**split, "folds": 5, "test_fraction": 0, "inner_val_fraction": 0.2}) == \
+        "--folds 5 --test-fraction 0 --seed 3 --inner-val-fraction 0.2"
     config = {"prepare": {"task": "regression", "categorical_columns": []},
               "model": {"embedding_dim": 16}, "finetune": {"target_transform": "zscore"}}
     row = {"fusion": "gmu", "freeze": "false", "transform": "none", "pretrained": "true"}
@@ -147,7 +149,7 @@ def test_test_config_trains_one_row_from_scratch(workdir):
     scratch = blocks["fusion~concat_freeze~false_pretrained~false"]
     frozen = blocks["fusion~cross-attention_freeze~true_pretrained~true"]
     assert "--pretrained-encoder" not in scratch and "--no-freeze-base" in scratch
-    assert "--pretrained-encoder 'results/pretrain/seed~0/encoder.pt'" in frozen
+    assert "--pretrained-encoder 'results/pretrain/fold~0/seed~0/encoder.pt'" in frozen
     assert "--freeze-base" in frozen and "--categorical-fusion cross-attention" in frozen
 
 
@@ -197,7 +199,8 @@ def test_four_gpus_start_four_torchrun_processes(workdir, rule, command):
     block = job_blocks(result.stdout, rule)[0]
     assert resources_of(block)["gpu"] == 4
     launcher = re.search(r"^Shell command: (.*?) --data-dir", block, re.MULTILINE)[1]
-    assert launcher == f"torchrun --standalone --nproc_per_node=4 -m aam.cli {command}"
+    assert launcher == (f"torchrun --standalone --nproc_per_node=4 -m aam.cli {command} "
+                        "--parallel ddp")
 
 
 def test_multi_gpu_fsdp_in_the_config_launches_torchrun_with_fsdp(workdir):
@@ -207,11 +210,11 @@ def test_multi_gpu_fsdp_in_the_config_launches_torchrun_with_fsdp(workdir):
     assert result.returncode == 0, result.stdout
     shell = re.search(r"^Shell command: (.*)$", job_blocks(result.stdout, "finetune")[0],
                       re.MULTILINE)[1]
-    assert shell.startswith("torchrun --standalone --nproc_per_node=2 -m aam.cli train --fsdp ")
+    assert shell.startswith("torchrun --standalone --nproc_per_node=2 -m aam.cli train --parallel fsdp ")
     assert "--multi-gpu" not in shell
     pretrain = re.search(r"^Shell command: (.*)$", job_blocks(result.stdout, "pretrain")[0],
                          re.MULTILINE)[1]
-    assert pretrain.startswith("aam pretrain --data-dir") and "--fsdp" not in pretrain
+    assert pretrain.startswith("aam pretrain --data-dir") and "--parallel" not in pretrain
 
 
 class _Resources(dict):
@@ -226,7 +229,7 @@ def test_slurm_sbatch_line_requests_gpus_without_task_geometry(workdir):
     assert result.returncode == 0, result.stdout
     block = job_blocks(result.stdout, "finetune")[0]
     launcher = re.search(r"^Shell command: (.*?) --data-dir", block, re.MULTILINE)[1]
-    assert launcher == "torchrun --standalone --nproc_per_node=2 -m aam.cli train"
+    assert launcher == "torchrun --standalone --nproc_per_node=2 -m aam.cli train --parallel ddp"
     resources = _Resources(resources_of(block))
     assert "tasks" not in resources and "tasks_per_gpu" not in resources
     job = SimpleNamespace(resources=resources, threads=16, name="finetune")

@@ -46,6 +46,14 @@ class RFConfig:
             raise InputError(f"task must be one of {', '.join(TASKS)}; got {self.task!r}.")
         if self.n_estimators < 1:
             raise InputError(f"n_estimators must be >= 1, got {self.n_estimators}.")
+        if self.n_jobs == 0:
+            raise InputError("n_jobs (--n-jobs) must be a positive count or negative (-1: all "
+                             "cores), not 0.")
+        if isinstance(self.max_features, (int, float)) and not isinstance(self.max_features, bool) \
+                and not (0 < self.max_features <= 1 or (isinstance(self.max_features, int)
+                                                         and self.max_features >= 1)):
+            raise InputError(f"max_features (--max-features) must be sqrt, log2, a fraction in "
+                             f"(0, 1] or a count >= 1; got {self.max_features}.")
         if self.top_features < 1:
             raise InputError(f"top_features must be >= 1, got {self.top_features}.")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from aam.cli.common import add_common_flags, run
+from aam.cli.common import Outputs, add_common_flags, run
 from aam.reports.summary import CompareConfig, write_report
 
 log = logging.getLogger("aam")
@@ -53,4 +53,9 @@ def _body(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(_body, build_parser(), argv)
+    return run(_body, build_parser(), argv,
+               Outputs("output_dir"))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

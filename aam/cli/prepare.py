@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from aam.cli.common import add_common_flags, run
+from aam.cli.common import Outputs, add_common_flags, run
 from aam.data.beta import BETA_METRICS
 from aam.data.prepare import PrepareConfig, prepare
 
@@ -79,4 +79,9 @@ def _body(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``aam prepare``; returns the exit code (2 on input errors)."""
-    return run(_body, build_parser(), argv)
+    return run(_body, build_parser(), argv,
+               Outputs("output_dir", owned=("table.biom", "metadata.tsv", "unifrac.h5", "prepare.json")))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

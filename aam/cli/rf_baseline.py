@@ -11,11 +11,12 @@ import logging
 from pathlib import Path
 
 from aam.baselines.rf import RFConfig, fit_random_forest, write_rf_outputs
-from aam.cli.common import add_common_flags, run
+from aam.cli.common import Outputs, add_common_flags, run
 from aam.data.prepared import load_prepared
 from aam.data.sample_ids import read_sample_lists
 from aam.data.taxonomy import TAXONOMY_FILE, read_taxonomy
 from aam.errors import InputError
+from aam.validate import check_finite
 
 log = logging.getLogger("aam")
 
@@ -25,6 +26,7 @@ def _max_features(text: str):
         return text
     try:
         value = float(text)
+        check_finite(value, "--max-features")
     except ValueError:
         raise InputError(f"--max-features must be sqrt, log2, a fraction in (0, 1] or a count; "
                          f"got {text!r}.") from None
@@ -80,4 +82,9 @@ def _body(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(_body, build_parser(), argv)
+    return run(_body, build_parser(), argv,
+               Outputs("output", is_file=True))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

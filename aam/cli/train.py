@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from aam.cli.categorical_help import CATEGORICAL_HELP
-from aam.cli.common import add_common_flags, run
+from aam.cli.common import Outputs, add_common_flags, run
 from aam.cli.options import (FINETUNE_OPTIONS, add_run_flags, add_training_flags,
                              build_training_config)
 from aam.config import FinetuneConfig
@@ -41,19 +41,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fill_from_prepared(args: argparse.Namespace) -> None:
-    """Default target column, task and categorical columns from prepare.json."""
+def _from_prepared(args: argparse.Namespace) -> dict:
+    """Default target column, task and categorical columns from prepare.json (not on resume,
+    nor with --config)."""
     path = args.data_dir / "prepare.json"
-    if args.config or not path.is_file():
-        return
+    if args.config or args.resume_from or not path.is_file():
+        return {}
     info = json.loads(path.read_text(encoding="utf-8"))
-    same_target = args.metadata_column in (None, info.get("target_column"))
-    if args.metadata_column is None:
-        args.metadata_column = info.get("target_column")
-    if args.task is None and same_target:
-        args.task = info.get("task")
-    if args.categorical_columns is None and info.get("categorical_columns"):
-        args.categorical_columns = ",".join(info["categorical_columns"])
+    inferred: dict = {}
+    if info.get("target_column"):
+        inferred["target_column"] = info["target_column"]
+    if info.get("task") and args.metadata_column in (None, info.get("target_column")):
+        inferred["task"] = info["task"]
+    if info.get("categorical_columns"):
+        inferred["data"] = {"categorical_columns": list(info["categorical_columns"])}
+    return inferred
 
 
 def _warn_ignored(args: argparse.Namespace, cfg: FinetuneConfig) -> None:
@@ -68,8 +70,8 @@ def _body(args: argparse.Namespace) -> int:
     from aam.models.fusion import check_fusion_name
     from aam.training.finetune import FinetunePaths, run_finetune
 
-    _fill_from_prepared(args)
-    cfg = build_training_config(FinetuneConfig, args, FINETUNE_OPTIONS, args.config)
+    cfg = build_training_config(FinetuneConfig, args, FINETUNE_OPTIONS, args.config,
+                                inferred=_from_prepared(args))
     if cfg.data.categorical_columns:
         check_fusion_name(cfg.fusion.name)
     _warn_ignored(args, cfg)
@@ -80,4 +82,9 @@ def _body(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(_body, build_parser(), argv)
+    return run(_body, build_parser(), argv,
+               Outputs("output_dir", durable=("checkpoints",)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

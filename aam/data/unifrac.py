@@ -9,11 +9,11 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 import scipy.sparse as sp
-from skbio import TreeNode
 
 from aam.data.distance_io import read_distance_matrix  # noqa: F401  (re-exported)
 from aam.data.qza import read_text_input
@@ -21,6 +21,9 @@ from aam.data.unifrac_fast import (branch_presence, distances_from_shared, index
                                    shared_length)
 from aam.errors import InputError, first_items
 from aam.validate import check_branch_lengths
+
+if TYPE_CHECKING:  # scikit-bio is imported only where a tree is read: loading prepared data
+    from skbio import TreeNode  # (e.g. on a GPU machine without it) does not need it
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,8 @@ def read_tree(path: str | Path) -> TreeNode:
     if not text.strip().endswith(";"):
         raise InputError(f"{path} is not a Newick tree (it must end with ';'). Pass a .nwk "
                          "file or a Phylogeny .qza.")
+    from skbio import TreeNode
+
     try:
         tree = TreeNode.read(io.StringIO(text), format="newick")
     except Exception as err:  # noqa: BLE001 - scikit-bio's parser raises many kinds

@@ -70,7 +70,30 @@ def verdict(row: pd.Series, metric: str, baseline: str = "rf") -> str:
             f"{interval}) {runs}.")
 
 
-def summary_markdown(table: pd.DataFrame, task: str, baseline: str, n_bootstrap: int) -> str:
+def selection_note(runs, baseline: str) -> list[str]:
+    """How the models' best epochs were chosen, checked from each run's ``val_samples.txt``
+    against the samples it is scored on."""
+    checked = leaked = 0
+    for run in runs:
+        val = run.path.parent / "val_samples.txt"
+        if run.model == baseline or not val.is_file():
+            continue
+        checked += 1
+        chosen_on = set(val.read_text(encoding="utf-8").split())
+        leaked += bool(chosen_on & set(run.predictions["sample_id"].astype(str)))
+    if not checked:
+        return []
+    if not leaked:
+        return ["", f"Model selection: each of the {checked} fine-tuned runs chose its best "
+                    "epoch (and stopped early) on validation samples disjoint from the test "
+                    "samples it is scored on."]
+    return ["", f"Caution: in {leaked} of {checked} fine-tuned runs the validation samples that "
+                "chose the best epoch are also the scored test samples (split test_fraction 0 "
+                "with inner_val_fraction 0), so those scores are optimistic."]
+
+
+def summary_markdown(table: pd.DataFrame, task: str, baseline: str, n_bootstrap: int,
+                     selection: list[str] = ()) -> str:
     """``summary.md``: the verdict per model (best first) and the main metrics per model."""
     primary = PRIMARY[task]
     lines = [f"# Model comparison ({task})", "",
@@ -79,6 +102,7 @@ def summary_markdown(table: pd.DataFrame, task: str, baseline: str, n_bootstrap:
              f"{n_bootstrap} bootstrap replicates (95% CI).", ""]
     lines += [f"- {verdict(row, primary, baseline)}" for _, row in table.iterrows()]
     lines += _no_signal_warning(table, task)
+    lines += list(selection)
     lines += ["", "| model | runs | " + " | ".join(plots.METRIC_LABELS[m] for m in
                                                       metric_names(task)) + " |",
               "|---|---|" + "---|" * len(metric_names(task))]
@@ -147,7 +171,8 @@ def write_report(cfg: CompareConfig) -> pd.DataFrame:
     target = next((r.target for r in runs if r.target != "target"), "target")
     if cfg.figures:
         _write_figures(table, pooled, task, target, out, cfg.png)
-    write_text(out / "summary.md", summary_markdown(table, task, cfg.baseline, cfg.n_bootstrap)
+    write_text(out / "summary.md", summary_markdown(table, task, cfg.baseline, cfg.n_bootstrap,
+                                                    selection_note(runs, cfg.baseline))
                + "".join(line + "\n" for line in explain_markdown(explained)))
     write_text(out / "report_section.rst", report_section(table, task, cfg.baseline))
     return table

@@ -4,6 +4,7 @@ Imported by workflow/rules/common.smk, which runs the schema validation between 
 """
 
 import os
+import shlex
 import shutil
 import subprocess
 
@@ -118,3 +119,39 @@ def check_software(uses_conda, path=None):
             "activate the environment made by environment.yml, or `pip install -e . "
             "torch==2.13.0` into this one, or pass --software-deployment-method conda."
         )
+
+
+def check_aam_flags(cfg, table):
+    """Parse the `model`/`pretrain` keys with `aam pretrain`'s parser and every ablation row (with
+    `model`/`finetune`) with `aam train`'s, so a misspelt key or column stops the workflow at once.
+
+    Config keys and ablation columns are flag names (`_` or `-` for the flag's `-`). Skipped
+    when this Python cannot import aam (each rule's own environment then reports a bad flag).
+    """
+    try:
+        from aam.cli.pretrain import build_parser as pretrain_parser
+        from aam.cli.train import build_parser as train_parser
+    except ImportError:
+        return
+    from workflow_args import pretrain_flags, train_flags
+
+    jobs = [("the model and pretrain sections", "pretrain", pretrain_parser(),
+             pretrain_flags(cfg["model"], cfg["pretrain"]))]
+    for i, row in enumerate(table.to_dict("records")):
+        jobs.append((f"ablation row {i + 1} {row} with the model and finetune sections", "train",
+                     train_parser(), train_flags(row, cfg)))
+    for where, command, parser, flags in jobs:
+        parse_or_fail(parser, ["--data-dir", "d", "--output-dir", "o", *shlex.split(flags)],
+                      f"{where} of the config give `aam {command}` flags it refuses")
+
+
+def parse_or_fail(parser, argv, what):
+    """``parser.parse_args(argv)``; an argparse error becomes one WorkflowError line."""
+
+    def fail(message):
+        raise WorkflowError(f"{what}: {message}. Config keys and ablation columns are "
+                            f"`{parser.prog}` flags (see `{parser.prog} --help`).")
+
+    parser.error = fail
+    parser.allow_abbrev = False  # a key names its flag exactly
+    return parser.parse_args(argv)

@@ -28,6 +28,7 @@ from workflow_args import (
     verdict_label,
 )
 from workflow_checks import (
+    check_aam_flags,
     check_ablation_rows,
     check_config,
     check_software,
@@ -41,6 +42,7 @@ ABLATIONS = read_ablation_table(config["ablations"])
 validate(ABLATIONS, "../schemas/ablations.schema.yaml")
 ABLATIONS, LABELS = split_labels(ABLATIONS)
 check_ablation_rows(ABLATIONS, config["ablations"], config["pretrain"]["enabled"])
+check_aam_flags(config, ABLATIONS)
 PARAMSPACE = Paramspace(ABLATIONS, filename_params="*", single_wildcard="ablation")
 FOLDS = list(range(config["split"]["folds"])) if config["split"]["folds"] >= 2 else [0]
 SEEDS = config["seeds"]
@@ -74,7 +76,9 @@ def finetune_inputs(wildcards):
         "val": f"{split}/val_samples.txt",
     }
     if uses_encoder(wildcards):
-        inputs["encoder"] = f"results/pretrain/seed~{wildcards.seed}/encoder.pt"
+        inputs["encoder"] = (
+            f"results/pretrain/fold~{wildcards.fold}/seed~{wildcards.seed}/encoder.pt"
+        )
     return inputs
 
 
