@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -23,13 +25,38 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        try:
+            yield tmp_path
+        except RuntimeError as err:  # h5py and torch.save report a failed write this way
+            raise _as_os_error(err, path) from err
         if tmp_path.exists():
             os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; match a plain open()
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _as_os_error(err: RuntimeError, path: Path) -> Exception:
+    """An OSError naming ``path`` for a library's failed write (errno from its message, else
+    ENOSPC when the disk is full); other RuntimeErrors are returned unchanged."""
+    text = str(err)
+    found = re.search(r"errno = (\d+)", text)
+    if found:
+        code = int(found.group(1))
+    elif "write failed" in text or "failed writing" in text:
+        code = errno.ENOSPC if _disk_full(path.parent) else errno.EIO
+    else:
+        return err
+    return OSError(code, os.strerror(code), str(path))
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize < 1024 * 1024
 
 
 def _umask() -> int:

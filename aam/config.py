@@ -16,7 +16,7 @@ from typing import Any, Optional
 import yaml
 
 from aam.errors import InputError
-from aam.validate import check_finite
+from aam.validate import check_finite, check_seed
 
 ASV_SAMPLING = ("first", "abundance", "random")
 TASKS = ("regression", "classification")
@@ -170,6 +170,7 @@ class TrainConfig:
         _check_positive("patience", self.patience, allow_zero=True)
         _check_positive("grad_clip", self.grad_clip, allow_zero=True)
         _check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        check_seed(self.seed, "seed")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise InputError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}.")
         _check_choice("parallel", self.parallel, PARALLEL_CHOICES)

@@ -9,9 +9,20 @@ class InputError(ValueError):
     """
 
 
+SHOWN_CHARS = 20
+
+
+def short_text(value, limit: int = SHOWN_CHARS) -> str:
+    """``value`` as shown in a message: cut to ``limit`` characters with an ellipsis (a 150-nt
+    sequence used as an ID keeps the message one short line)."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def first_items(items, n: int = 5) -> str:
-    """Format a count plus the first ``n`` items of a collection for an error message."""
+    """Format a count plus the first ``n`` items of a collection (each shortened) for a
+    message."""
     items = list(items)
-    shown = ", ".join(str(x) for x in items[:n])
+    shown = ", ".join(short_text(x, 32) for x in items[:n])  # 32: MD5 feature IDs stay whole
     more = ", ..." if len(items) > n else ""
     return f"{len(items)} (first {min(n, len(items))}: {shown}{more})"

@@ -51,11 +51,24 @@ def check_range(value, source: str, low: Optional[float] = None, high: Optional[
         raise InputError(f"{source} must be {bound}, got {value}.")
 
 
+SEED_MAX = 2**32 - 1
+
+
+def check_seed(value, source: str) -> None:
+    """Seeds feed NumPy and torch generators: integers in [0, 2**32 - 1]."""
+    if value is not None and not isinstance(value, bool):
+        check_range(value, source, 0, SEED_MAX)
+
+
 def check_namespace(args: argparse.Namespace) -> None:
-    """Every float flag of a parsed command line must be finite (names the flag)."""
+    """Every float flag of a parsed command line must be finite and every seed flag in
+    [0, 2**32 - 1] (names the flag)."""
     for dest, value in vars(args).items():
+        flag = "--" + dest.replace("_", "-")
         if isinstance(value, float):
-            check_finite(value, "--" + dest.replace("_", "-"))
+            check_finite(value, flag)
+        if dest.endswith("seed") and isinstance(value, int):
+            check_seed(value, flag)
 
 
 # --- tables ----------------------------------------------------------------------------------
@@ -179,7 +192,7 @@ def check_archive_members(infos: Iterable, source: str,
                              "looks like a zip bomb. Check the file or raise the limit.")
 
 
-def check_tensor_sizes(state: dict, source: str, limit: Optional[int] = None) -> None:
+def check_tensor_sizes(state: dict, source: str, limit: Optional[int] = None) -> int:
     """Refuse a model state whose tensors hold more than ``limit`` elements in total, or whose
     entries are not tensors (checked on a memory-mapped load, before anything is copied)."""
     import torch
@@ -199,11 +212,14 @@ def check_tensor_sizes(state: dict, source: str, limit: Optional[int] = None) ->
         raise InputError(f"{source}: its tensors hold {total} values, more than the limit "
                          f"{limit} (AAM_MAX_CHECKPOINT_ELEMENTS). Check the file or raise the "
                          "limit.")
+    return total
 
 
-def check_model_sizes(model_config: dict, source: str, limit: Optional[int] = None) -> None:
+def check_model_sizes(model_config: dict, source: str, limit: Optional[int] = None,
+                      stored: Optional[int] = None) -> None:
     """Refuse a stored model config whose sizes would build a model above ``limit`` parameters,
-    before the model is allocated (rough upper bound from embedding dim and layer counts)."""
+    or far larger than the ``stored`` weights, before the model is allocated (the estimate counts
+    the transformer blocks from embedding dim, feed-forward width and layer counts)."""
     limit = MAX_CHECKPOINT_ELEMENTS if limit is None else limit
     try:
         dim = int(model_config.get("embedding_dim", 0))
@@ -215,7 +231,9 @@ def check_model_sizes(model_config: dict, source: str, limit: Optional[int] = No
         raise InputError(f"{source}: the stored model config is not a mapping of numbers. Use "
                          "a checkpoint written by aam.") from None
     estimate = layers * (4 + 2 * max(ff, 1)) * dim * dim + max_bp * dim
-    if min(dim, ff, layers, max_bp) < 0 or estimate > limit:
+    too_big = stored is not None and estimate > 4 * stored + 10**6
+    if min(dim, ff, layers, max_bp) < 0 or estimate > limit or too_big:
         raise InputError(f"{source}: its stored model sizes (embedding_dim {dim}, {layers - 2} "
                          f"layers, max_bp {max_bp}) would need about {estimate} parameters, more "
-                         f"than the limit {limit} (AAM_MAX_CHECKPOINT_ELEMENTS). Check the file.")
+                         f"than its {stored} stored weights or the limit {limit} "
+                         "(AAM_MAX_CHECKPOINT_ELEMENTS). Check the file.")

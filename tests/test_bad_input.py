@@ -7,20 +7,24 @@ dataset (24 samples x 40 ASVs, made once per module); two run as real subprocess
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
+import zipfile
 import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from aam.cli.__main__ import main as aam_main
 from aam.config import ModelConfig, PretrainConfig, to_dict
+from aam.data.biom_io import read_table, write_table
 from aam.errors import InputError
 from aam.models.pretrain import PretrainModel
 from aam.training.checkpoint import make_payload, save_checkpoint
@@ -92,6 +96,7 @@ def w(tmp_path_factory) -> SimpleNamespace:
     }
     for name, text in files.items():
         (bad / name).write_text(text)
+    _crafted_reliability_inputs(sim, bad, run)
     return SimpleNamespace(
         root=root, sim=sim, table=table, tree=tree, md=sim / "metadata.tsv", bad=bad,
         prep=root / "prep", notree=root / "notree", prep_one=root / "prep_one", run=run,
@@ -101,6 +106,79 @@ def w(tmp_path_factory) -> SimpleNamespace:
         nan_md=_metadata_variant(sim, bad, "nan.tsv", target="NaN"),
         unseen_md=_metadata_variant(sim, bad, "unseen.tsv", category=(slice(0, 3), "site-zzz")),
     )
+
+
+def _table_variant(sim: Path, path: Path, edit) -> None:
+    """A copy of the simulated table with ``edit(sample_ids, counts)`` applied."""
+    table = read_table(sim / "table.biom")
+    ids, counts = list(table.sample_ids), table.counts.tolil()
+    edit(ids, counts)
+    write_table(path, ids, table.feature_ids, counts.tocsr())
+
+
+def _set_first(value):
+    def edit(ids, counts):
+        counts[0, counts.tocsr()[0].indices[0]] = value
+    return edit
+
+
+def _crafted_reliability_inputs(sim: Path, bad: Path, run: Path) -> None:
+    """Inputs of the reliability classes (numbers, sample IDs, archives, checkpoints)."""
+    for name, value in (("negative", -3.0), ("nan_count", np.nan), ("fraction", 2.5)):
+        _table_variant(sim, bad / f"{name}.biom", _set_first(value))
+
+    def near_duplicate(ids, counts):
+        ids[1] = f" {ids[0]} "
+    _table_variant(sim, bad / "near_duplicate.biom", near_duplicate)
+    newick = (sim / "tree.nwk").read_text()
+    length = re.search(r":([0-9.eE+-]+)", newick).group(1)
+    (bad / "negative_branch.nwk").write_text(newick.replace(f":{length}", ":-0.5", 1))
+    (bad / "nan_branch.nwk").write_text(newick.replace(f":{length}", ":nan", 1))
+    (bad / "malformed.nwk").write_text(newick[: len(newick) // 2] + ");")
+    ids = [f"S{i:02d}" for i in range(1, 25)]
+    (bad / "dm.ids.txt").write_text("\n".join(ids) + "\n")
+    rng = np.random.default_rng(0)
+    base = rng.random((24, 24))
+    good = (base + base.T) / 2
+    np.fill_diagonal(good, 0)
+    variants = {"asymmetric": base * (1 - np.eye(24)), "diagonal": good + np.eye(24),
+                "negative_dm": good - 2 * (1 - np.eye(24)),
+                "nan_dm": np.where(np.eye(24) == 1, 0, np.where(good > 0.9, np.nan, good))}
+    for name, matrix in variants.items():
+        np.save(bad / f"{name}.npy", matrix)
+        (bad / f"{name}.ids.txt").write_text("\n".join(ids) + "\n")
+    np.save(bad / "object_dm.npy", good.astype(object), allow_pickle=True)
+    (bad / "object_dm.ids.txt").write_text("\n".join(ids) + "\n")
+    with zipfile.ZipFile(bad / "bomb.qza", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("u/metadata.yaml", "type: FeatureTable[Frequency]\n")
+        archive.writestr("u/data/feature-table.biom", b"\0" * (16 * 2**20))
+    payload = torch.load(run / "model.pt", weights_only=True)
+    for name, edit in (("format_text.pt", {"format_version": "1; drop"}),
+                       ("format_float.pt", {"format_version": 1.5}),
+                       ("kind_other.pt", {"kind": "forest"})):
+        torch.save({**payload, **edit}, bad / name)
+    huge = copy.deepcopy(payload)
+    huge["config"]["model"]["embedding_dim"] = 8192  # ~4e9 parameters from 1e5 stored weights
+    torch.save(huge, bad / "huge_sizes.pt")
+    lists = {
+        "dup.txt": "S01\nS02\nS01\n",
+        "tab.txt": "S01\tS02\n",
+        "long_unknown.txt": "S01\n" + "ACGT" * 25 + "\n",
+        "binary.txt": "S01\n",
+        "train_a.txt": "\n".join(ids[:16]) + "\n",
+        "val_overlap.txt": "\n".join(ids[14:20]) + "\n",
+        "val_unknown.txt": "\n".join(ids[16:20] + ["GHOST"]) + "\n",
+        "val_ok.txt": "\n".join(ids[16:20]) + "\n",
+    }
+    for name, text in lists.items():
+        (bad / name).write_text(text)
+    (bad / "binary.txt").write_bytes(b"S01\n\xff\xfe\x00\n")
+    yamls = {"epochs_nan.yaml": "train:\n  epochs: .nan\n",
+             "lr_inf.yaml": "train:\n  lr: .inf\n",
+             "loss_weight_negative.yaml": "nucleotide_loss_weight: -1\n",
+             "seed_negative.yaml": "train:\n  seed: -4\n"}
+    for name, text in yamls.items():
+        (bad / name).write_text(text)
 
 
 def _prepare(w, out, *flags, metadata=None, column="target"):
@@ -249,6 +327,202 @@ CASES = {
         lambda w, o: ["compare", "--results-dir", str(w.bad), "--output-dir", str(o)],
         r"no predictions\.tsv with a parseable path under .*Expected finetune/"),
 }
+
+
+def _rf_lists(w, out, train, val, *flags):
+    return ["rf-baseline", "--data-dir", str(w.prep), "--metadata-column", "target",
+            "--train-samples", str(w.bad / train), "--val-samples", str(w.bad / val),
+            "--output", str(out / "predictions.tsv"), *flags]
+
+
+def _lists(w, train, val):
+    return ["--train-samples", str(w.bad / train), "--val-samples", str(w.bad / val)]
+
+
+# Reliability classes (issue 15): the same contract, and the output folder is left as it was.
+# class -> id -> (argv builder (w, out) -> argv, regex of the one error line)
+RELIABILITY = {
+    "numbers": {
+        "train-lr-nan": (lambda w, o: _train(w, o, *TINY, "--lr", "nan"),
+                         r"--lr must be a finite number, got nan"),
+        "train-weight-decay-nan": (lambda w, o: _train(w, o, *TINY, "--weight-decay", "nan"),
+                                   r"--weight-decay must be a finite number, got nan"),
+        "pretrain-lr-inf": (lambda w, o: _pretrain(w, o, *TINY, "--lr", "inf"),
+                            r"--lr must be a finite number, got inf"),
+        "train-count-penalty-negative": (
+            lambda w, o: _train(w, o, *TINY, "--count-penalty", "-1"),
+            r"count_penalty must be >= 0, got -1"),
+        "train-seed-negative": (lambda w, o: _train(w, o, *TINY, "--seed", "-1"),
+                                r"--seed must be >= 0 and <= 4294967295, got -1"),
+        "train-yaml-epochs-nan": (
+            lambda w, o: _train(w, o, "--config", str(w.bad / "epochs_nan.yaml")),
+            r"Config key 'train\.epochs' must be a finite number, got nan"),
+        "train-yaml-lr-inf": (lambda w, o: _train(w, o, "--config", str(w.bad / "lr_inf.yaml")),
+                              r"Config key 'train\.lr' must be a finite number, got inf"),
+        "pretrain-yaml-negative-loss-weight": (
+            lambda w, o: _pretrain(w, o, "--config", str(w.bad / "loss_weight_negative.yaml")),
+            r"nucleotide_loss_weight must be >= 0, got -1"),
+        "train-yaml-seed-negative": (
+            lambda w, o: _train(w, o, "--config", str(w.bad / "seed_negative.yaml")),
+            r"seed must be >= 0 and <= 4294967295, got -4"),
+        "prepare-negative-counts-without-tree": (
+            lambda w, o: ["prepare", "--table", str(w.bad / "negative.biom"), "--metadata",
+                          str(w.md), "--metadata-column", "target", "--output-dir", str(o)],
+            r"negative\.biom has 1 counts that are negative; the first is -3 for sample S01, "
+            r"feature .*…\. Counts must be >= 0"),
+        "prepare-nan-count": (
+            lambda w, o: ["prepare", "--table", str(w.bad / "nan_count.biom"), "--metadata",
+                          str(w.md), "--metadata-column", "target", "--output-dir", str(o)],
+            r"nan_count\.biom has 1 counts that are not finite \(NaN or infinite\)"),
+        "prepare-fractional-counts": (
+            lambda w, o: ["prepare", "--table", str(w.bad / "fraction.biom"), "--metadata",
+                          str(w.md), "--metadata-column", "target", "--output-dir", str(o)],
+            r"1 counts that are not a whole number; the first is 2\.5 .*"
+            r"--allow-fractional-counts"),
+        "prepare-negative-branch-length": (
+            lambda w, o: _prepare(w, o, "--tree", str(w.bad / "negative_branch.nwk")),
+            r"negative_branch\.nwk has a branch length of -0\.5 above .*; branch lengths must "
+            r"be finite and >= 0"),
+        "prepare-nan-branch-length": (
+            lambda w, o: _prepare(w, o, "--tree", str(w.bad / "nan_branch.nwk")),
+            r"nan_branch\.nwk has a branch length of nan"),
+        "prepare-malformed-newick": (
+            lambda w, o: _prepare(w, o, "--tree", str(w.bad / "malformed.nwk")),
+            r"malformed\.nwk is not a valid Newick tree \(.*\)\. Pass a \.nwk file"),
+        "prepare-object-dtype-matrix": (
+            lambda w, o: _prepare(w, o, "--unifrac-matrix", str(w.bad / "object_dm.npy")),
+            r"object_dm\.npy is not a numeric \.npy array"),
+        "prepare-asymmetric-matrix": (
+            lambda w, o: _prepare(w, o, "--unifrac-matrix", str(w.bad / "asymmetric.npy")),
+            r"asymmetric\.npy is not a distance matrix: .* \(not symmetric\)"),
+        "prepare-nonzero-diagonal": (
+            lambda w, o: _prepare(w, o, "--unifrac-matrix", str(w.bad / "diagonal.npy")),
+            r"the entry for S01, S01 \(1\) is a non-zero diagonal entry"),
+        "prepare-negative-distances": (
+            lambda w, o: _prepare(w, o, "--unifrac-matrix", str(w.bad / "negative_dm.npy")),
+            r"negative_dm\.npy is not a distance matrix: .* is negative"),
+        "prepare-nan-distances": (
+            lambda w, o: _prepare(w, o, "--unifrac-matrix", str(w.bad / "nan_dm.npy")),
+            r"nan_dm\.npy is not a distance matrix: .* is not finite"),
+        "prepare-max-ambiguous-nan": (
+            lambda w, o: _prepare(w, o, "--max-ambiguous-fraction", "nan"),
+            r"--max-ambiguous-fraction must be a finite number, got nan"),
+        "split-val-fraction-inf": (
+            lambda w, o: ["split", "--metadata", str(w.md), "--val-fraction", "inf",
+                          "--output-dir", str(o)],
+            r"--val-fraction must be a finite number, got inf"),
+        "rf-baseline-max-features-inf": (
+            lambda w, o: _rf(w, o, "--max-features", "inf"),
+            r"--max-features must be sqrt, log2, a fraction in \(0, 1\] or a count"),
+        "rf-baseline-n-jobs-zero": (lambda w, o: _rf(w, o, "--n-jobs", "0"),
+                                    r"n_jobs \(--n-jobs\) must be a positive count"),
+        "predict-checkpoint-format-text": (
+            lambda w, o: _predict(w, o, w.bad / "format_text.pt"),
+            r"format_text\.pt has an unexpected checkpoint format field \('1; drop'"),
+        "predict-checkpoint-format-float": (
+            lambda w, o: _predict(w, o, w.bad / "format_float.pt"),
+            r"format_float\.pt has an unexpected checkpoint format field \('1\.5'"),
+        "train-resume-checkpoint-other-kind": (
+            lambda w, o: _train(w, o, *TINY, "--resume-from", str(w.bad / "kind_other.pt")),
+            r"kind_other\.pt has an unexpected checkpoint kind or config \(kind 'forest'"),
+    },
+    "sample-ids": {
+        "rf-baseline-overlapping-lists": (
+            lambda w, o: _rf_lists(w, o, "train_a.txt", "val_overlap.txt"),
+            r"2 \(first 2: S15, S16\) samples are in both --train-samples .*train_a\.txt and "
+            r"--val-samples .*val_overlap\.txt"),
+        "pretrain-overlapping-lists": (
+            lambda w, o: _pretrain(w, o, *TINY, *_lists(w, "train_a.txt", "val_overlap.txt")),
+            r"samples are in both --train-samples"),
+        "train-overlapping-lists": (
+            lambda w, o: _train(w, o, *TINY, *_lists(w, "train_a.txt", "val_overlap.txt")),
+            r"samples are in both --train-samples"),
+        "rf-baseline-unknown-val-sample": (
+            lambda w, o: _rf_lists(w, o, "train_a.txt", "val_unknown.txt"),
+            r"1 samples in --val-samples .*val_unknown\.txt are not in the prepared table "
+            r"\(first 1: GHOST\)"),
+        "rf-baseline-unknown-test-sample": (
+            lambda w, o: _rf_lists(w, o, "train_a.txt", "val_ok.txt", "--test-samples",
+                                   str(w.bad / "val_unknown.txt")),
+            r"1 samples in --test-samples .*val_unknown\.txt are not in the prepared table"),
+        "train-duplicate-in-list": (
+            lambda w, o: _train(w, o, *TINY, *_lists(w, "dup.txt", "val_ok.txt")),
+            r"dup\.txt lists 1 \(first 1: S01\) sample IDs more than once"),
+        "predict-duplicate-in-samples": (
+            lambda w, o: _predict(w, o, w.model, "--samples", str(w.bad / "dup.txt")),
+            r"dup\.txt lists 1 \(first 1: S01\) sample IDs more than once"),
+        "rf-baseline-duplicate-in-list": (
+            lambda w, o: _rf_lists(w, o, "dup.txt", "val_ok.txt"),
+            r"dup\.txt lists 1 \(first 1: S01\) sample IDs more than once"),
+        "pretrain-tab-in-sample-id": (
+            lambda w, o: _pretrain(w, o, *TINY, *_lists(w, "tab.txt", "val_ok.txt")),
+            r"tab\.txt line 1 has a sample ID with a control character: 'S01\\tS02'"),
+        "predict-long-unknown-id-is-shortened": (
+            lambda w, o: _predict(w, o, w.model, "--samples", str(w.bad / "long_unknown.txt")),
+            r"not in the prepared table \(first 1: ACGTACGTACGTACGTACGT…\)"),
+        "train-binary-sample-list": (
+            lambda w, o: _train(w, o, *TINY, *_lists(w, "binary.txt", "val_ok.txt")),
+            r"binary\.txt is not a UTF-8 text sample list"),
+        "prepare-table-ids-equal-after-stripping": (
+            lambda w, o: ["prepare", "--table", str(w.bad / "near_duplicate.biom"), "--metadata",
+                          str(w.md), "--metadata-column", "target", "--output-dir", str(o)],
+            r"near_duplicate\.biom \(sample IDs\) lists 1 \(first 1: S01\) sample IDs more "
+            r"than once"),
+    },
+    "resources": {
+        "prepare-qza-zip-bomb": (
+            lambda w, o: ["prepare", "--table", str(w.bad / "bomb.qza"), "--metadata", str(w.md),
+                          "--metadata-column", "target", "--output-dir", str(o)],
+            r"bomb\.qza: member u/data/feature-table\.biom expands \d+ times \(limit 200, "
+            r"AAM_MAX_ARCHIVE_RATIO\); it looks like a zip bomb"),
+        "predict-checkpoint-sizes-over-limit": (
+            lambda w, o: _predict(w, o, w.bad / "huge_sizes.pt"),
+            r"huge_sizes\.pt: its stored model sizes \(embedding_dim 8192, .*\) would need "
+            r"about \d+ parameters, more than its \d+ stored weights"),
+    },
+}
+RELIABILITY_CASES = {case: spec for group in RELIABILITY.values() for case, spec in group.items()}
+
+
+def _snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("case", sorted(RELIABILITY_CASES))
+def test_reliability_case_is_one_line_and_leaves_the_output_folder_as_it_was(case, w, tmp_path,
+                                                                             capsys):
+    """Non-zero exit, no traceback, a last line under 300 characters, and an existing output
+    folder (with a file of an earlier run in it) unchanged to the byte."""
+    build, pattern = RELIABILITY_CASES[case]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "earlier.txt").write_text("from an earlier run\n")
+    before = _snapshot(out)
+    capsys.readouterr()
+    argv = build(w, out)
+    try:
+        code = aam_main(argv)
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert len(last) < 300, last
+    assert last.startswith(f"aam {argv[0]}: error: "), last
+    assert re.search(pattern, last), last
+    assert _snapshot(out) == before
+    assert not _leftovers(w.root) and not _leftovers(tmp_path)
+
+
+def test_fractional_counts_are_accepted_with_the_flag_and_a_warning(w, tmp_path, capsys):
+    out = tmp_path / "prep"
+    assert aam_main(["prepare", "--table", str(w.bad / "fraction.biom"), "--metadata",
+                     str(w.md), "--metadata-column", "target", "--allow-fractional-counts",
+                     "--output-dir", str(out)]) == 0
+    assert "1 fractional counts; used as they are" in capsys.readouterr().err
+    assert (out / "prepare.json").is_file()
 
 
 def _leftovers(root: Path) -> list[Path]:

@@ -89,18 +89,26 @@ CSV_WRITERS = {
 
 
 @pytest.mark.parametrize("writer", sorted(CSV_WRITERS))
-def test_table_write_dying_half_way_leaves_no_output(writer, w, tmp_path, monkeypatch):
+def test_table_write_dying_half_way_leaves_no_output(writer, w, tmp_path, monkeypatch, capsys):
     _, prep, run = w
     build, never = CSV_WRITERS[writer]
     out = tmp_path / "out"
     monkeypatch.setattr(pd.DataFrame, "to_csv", _half_to_csv)
-    with pytest.raises(OSError, match="No space left"):
-        aam_main(build(prep, run, out))
+    _fails_with_disk_full(build(prep, run, out), capsys)
     assert [name for name in never if (out / name).exists()] == []
+    assert not out.exists()  # the transaction leaves the output folder as it was (absent)
     assert _leftover_temps(tmp_path) == []
 
 
-def test_compare_dying_half_way_leaves_no_table(w, tmp_path, monkeypatch):
+def _fails_with_disk_full(argv, capsys):
+    """The command ends with exit 2 and one 'no space left' line naming what it was writing."""
+    capsys.readouterr()
+    assert aam_main(argv) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "no space left on the device while writing" in last and "Traceback" not in last
+
+
+def test_compare_dying_half_way_leaves_no_table(w, tmp_path, monkeypatch, capsys):
     _, prep, run = w
     results = tmp_path / "results"
     fold = results / "rf" / "fold~0" / "seed~0"
@@ -108,14 +116,13 @@ def test_compare_dying_half_way_leaves_no_table(w, tmp_path, monkeypatch):
     fine = results / "finetune" / "fusion~concat" / "fold~0" / "seed~0"
     assert aam_main(CSV_WRITERS["predict"][0](prep, run, fine)) == 0
     monkeypatch.setattr(pd.DataFrame, "to_csv", _half_to_csv)
-    with pytest.raises(OSError, match="No space left"):
-        aam_main(["compare", "--results-dir", str(results), "--output-dir", str(tmp_path / "r")])
-    assert not (tmp_path / "r" / "comparison.tsv").exists()
+    _fails_with_disk_full(["compare", "--results-dir", str(results), "--output-dir",
+                           str(tmp_path / "r")], capsys)
+    assert not (tmp_path / "r").exists()
     assert _leftover_temps(tmp_path) == []
 
 
-def test_split_dying_on_a_later_file_leaves_that_file_and_the_summary_absent(w, tmp_path,
-                                                                             monkeypatch):
+def test_split_dying_on_a_later_file_leaves_no_file_at_all(w, tmp_path, monkeypatch, capsys):
     calls = []
 
     def third_write_fails(self, data, *args, **kwargs):
@@ -127,12 +134,10 @@ def test_split_dying_on_a_later_file_leaves_that_file_and_the_summary_absent(w, 
 
     out = tmp_path / "splits"
     monkeypatch.setattr(Path, "write_text", third_write_fails)
-    with pytest.raises(OSError, match="No space left"):
-        aam_main(["split", "--metadata", str(DATA / "tiny-metadata.tsv"), "--output-dir",
-                  str(out)])
-    assert (out / "fold~0" / "val_samples.txt").is_file()
-    assert not (out / "fold~0" / "test_samples.txt").exists()
-    assert not (out / "splits.json").exists()
+    _fails_with_disk_full(["split", "--metadata", str(DATA / "tiny-metadata.tsv"),
+                           "--output-dir", str(out)], capsys)
+    assert len(calls) == 3  # two lists were written (to the staging folder) before the failure
+    assert not out.exists()
     assert _leftover_temps(tmp_path) == []
 
 

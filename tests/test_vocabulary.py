@@ -88,8 +88,12 @@ def _parse(command: str, flags: str):
     return parse_or_fail(parser, [*REQUIRED[command], *shlex.split(flags)], command)
 
 
-@pytest.mark.parametrize("config_file", ["config/config.yaml", "config/example-real.yaml",
-                                         "tests/data/config.yaml"])
+CONFIG_FILES = sorted(str(p.relative_to(REPO)) for p in [
+    REPO / "config" / "config.yaml", *(REPO / "config").glob("examples/*.yaml"),
+    REPO / "tests" / "data" / "config.yaml"])
+
+
+@pytest.mark.parametrize("config_file", CONFIG_FILES)
 def test_every_workflow_key_parses_with_its_command(config_file, monkeypatch):
     monkeypatch.syspath_prepend(str(REPO / "workflow" / "lib"))
     import workflow_args as wa

@@ -34,6 +34,7 @@ FAKE_AAM = textwrap.dedent(
         "pretrain": ["encoder.pt", "metrics.json"],
         "train": ["model.pt", "train_samples.txt", "val_samples.txt", "val_predictions.tsv",
                   "metrics.json"],
+        "explain": ["attributions.tsv", "explain.json", "attributions.svg"],
         "compare": ["comparison.tsv", "summary.md"],
     }}
     if command == "split":
@@ -41,7 +42,8 @@ FAKE_AAM = textwrap.dedent(
                  for side in ("train", "val", "test")]
     elif command in ("predict", "rf-baseline"):
         out = Path(value("--output"))
-        names = [out.name] + (["metrics.json"] if command == "rf-baseline" else [])
+        names = [out.name] + (["metrics.json", "feature_importance.tsv"]
+                              if command == "rf-baseline" else [])
     else:
         names = FILES[command]
     folder = out.parent if command in ("predict", "rf-baseline") else Path(value("--output-dir"))
@@ -119,6 +121,8 @@ def test_flag_helpers_map_config_and_ablation_cells_to_aam_flags(monkeypatch):
              "stratify_by": "", "seed": 3}
     assert split_flags(split) == "--val-fraction 0.2 --test-fraction 0.1 --seed 3"
     assert split_flags({**split, "folds": 5}) == "--folds 5 --test-fraction 0.1 --seed 3"
+    assert split_flags({**split, "folds": 5, "test_fraction": 0, "inner_val_fraction": 0.2}) == \
+        "--folds 5 --test-fraction 0 --seed 3 --inner-val-fraction 0.2"
     config = {"prepare": {"task": "regression", "categorical_columns": []},
               "model": {"embedding_dim": 16}, "finetune": {"target_transform": "zscore"}}
     row = {"fusion": "gmu", "freeze": "false", "transform": "none", "pretrained": "true"}
@@ -134,7 +138,7 @@ def test_default_config_plans_the_whole_pipeline_locally(workdir):
     assert re.search(r"^Shell command: aam train --data-dir", block, re.MULTILINE)
     assert job_counts(result.stdout) == {
         "simulate": 1, "prepare": 1, "make_splits": 1, "pretrain": 1, "rf_baseline": 1,
-        "finetune": 2, "predict": 2, "compare_models": 1, "all": 1,
+        "finetune": 2, "predict": 2, "explain": 2, "compare_models": 1, "all": 1,
     }
 
 
@@ -147,7 +151,7 @@ def test_test_config_trains_one_row_from_scratch(workdir):
     scratch = blocks["fusion~concat_freeze~false_pretrained~false"]
     frozen = blocks["fusion~cross-attention_freeze~true_pretrained~true"]
     assert "--pretrained-encoder" not in scratch and "--no-freeze-base" in scratch
-    assert "--pretrained-encoder 'results/pretrain/seed~0/encoder.pt'" in frozen
+    assert "--pretrained-encoder 'results/pretrain/fold~0/seed~0/encoder.pt'" in frozen
     assert "--freeze-base" in frozen and "--categorical-fusion cross-attention" in frozen
 
 
@@ -157,6 +161,20 @@ def test_pretraining_switched_off_drops_the_encoder(workdir):
     assert result.returncode == 0, result.stdout
     assert "pretrain" not in job_counts(result.stdout)
     assert all("--pretrained-encoder" not in b for b in job_blocks(result.stdout, "finetune"))
+
+
+def test_label_column_names_rows_in_the_report_but_not_the_folders(workdir, tmp_path):
+    table = tmp_path / "ablations.tsv"
+    table.write_text("fusion\tfreeze\tlabel\nconcat\tfalse\tbaseline concat\n"
+                     "gmu\ttrue\t\n")
+    result = snakemake("-n", "-p", "--config", f"ablations={table}", workdir=workdir)
+    assert result.returncode == 0, result.stdout
+    finetune = " ".join(job_blocks(result.stdout, "finetune"))
+    assert "fusion~concat_freeze~false/" in finetune and "label" not in finetune
+    compare = job_blocks(result.stdout, "compare_models")[0]
+    assert "'fusion~concat_freeze~false\tbaseline concat'" in compare
+    assert "fusion~gmu_freeze~true\t" not in compare  # unlabelled: aam compare derives it
+    assert "--labels results/report/labels.tsv" in compare
 
 
 def test_ablation_value_with_underscore_is_rejected(workdir):
@@ -254,7 +272,8 @@ def test_new_ablation_row_trains_only_that_row(finished_run, tmp_path):
     result = snakemake("-n", "-p", "--config", f"ablations={tmp_path / 'ablations.tsv'}",
                        workdir=finished_run)
     assert result.returncode == 0, result.stdout
-    assert job_counts(result.stdout) == {"finetune": 1, "predict": 1, "compare_models": 1, "all": 1}
+    assert job_counts(result.stdout) == {"finetune": 1, "predict": 1, "explain": 1,
+                                         "compare_models": 1, "all": 1}
     assert "ablation=fusion~gmu_freeze~true" in job_blocks(result.stdout, "finetune")[0]
 
 
@@ -277,7 +296,8 @@ def test_removed_ablation_row_leaves_the_comparison(finished_run, tmp_path):
 @pytest.mark.parametrize(
     ("change", "expected"),
     [("compare: {n_bootstrap: 500}", {"compare_models": 1, "all": 1}),
-     ("finetune: {epochs: 7}", {"finetune": 2, "predict": 2, "compare_models": 1, "all": 1})],
+     ("finetune: {epochs: 7}", {"finetune": 2, "predict": 2, "explain": 2, "compare_models": 1,
+                                  "all": 1})],
 )
 def test_config_change_reruns_only_dependent_jobs(finished_run, tmp_path, change, expected):
     result = snakemake("-n", "--configfile", override(tmp_path, "change", change),
@@ -311,4 +331,4 @@ def test_end_to_end_run_and_report(workdir):
     assert report.returncode == 0, report.stdout
     html = (workdir / "report.html").read_text()
     assert "comparison.tsv" in html and "predicted_vs_actual.svg" in html
-    assert re.search(r'verdict": "fusion~[^"]* RF', html)
+    assert re.search(r'verdict": "[^"]* RF', html)

@@ -13,7 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from aam.cli.common import add_common_flags, run
+from aam.cli.common import Outputs, add_common_flags, run
 from aam.config import ASV_SAMPLING
 from aam.explain import ExplainConfig, ExplainPaths, run_explain
 
@@ -68,7 +68,7 @@ def _body(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(_body, build_parser(), argv)
+    return run(_body, build_parser(), argv, Outputs("output_dir"))
 
 
 if __name__ == "__main__":

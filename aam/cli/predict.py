@@ -11,9 +11,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from aam.cli.common import add_common_flags, run
+from aam.cli.common import Outputs, add_common_flags, run
 from aam.config import ASV_SAMPLING
-from aam.inference import PredictConfig, PredictPaths, run_predict
+from aam.inference import PredictConfig, PredictPaths, metrics_path, run_predict
 
 log = logging.getLogger("aam")
 
@@ -68,8 +68,15 @@ def _body(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_metrics(args: argparse.Namespace) -> None:
+    """Fix the metrics file name from the real output path (before it moves to staging)."""
+    args.metrics = metrics_path(PredictPaths(model=args.model, data_dir=args.data_dir,
+                                             output=args.output, metrics=args.metrics))
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run(_body, build_parser(), argv)
+    return run(_body, build_parser(), argv,
+               Outputs("output", is_file=True, also=("metrics",), defaults=_default_metrics))
 
 
 if __name__ == "__main__":

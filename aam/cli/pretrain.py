@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from aam.cli.common import add_common_flags, run
+from aam.cli.common import Outputs, add_common_flags, run
 from aam.cli.options import (PRETRAIN_OPTIONS, add_run_flags, add_training_flags,
                              build_training_config)
 from aam.config import PretrainConfig
@@ -38,7 +38,8 @@ def _body(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(_body, build_parser(), argv)
+    return run(_body, build_parser(), argv,
+               Outputs("output_dir", durable=("checkpoints",)))
 
 
 if __name__ == "__main__":

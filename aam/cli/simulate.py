@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from aam.cli.common import add_common_flags, run
+from aam.cli.common import Outputs, add_common_flags, run
 from aam.data.simulate import SimulationConfig, simulate, write_simulation
 
 
@@ -41,7 +41,8 @@ def _body(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(_body, build_parser(), argv)
+    return run(_body, build_parser(), argv,
+               Outputs("output_dir"))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from aam.cli.categorical_help import help_text
-from aam.cli.common import add_common_flags, run
+from aam.cli.common import Outputs, add_common_flags, run
 from aam.cli.options import (FINETUNE_OPTIONS, add_run_flags, add_training_flags,
                              build_training_config)
 from aam.config import FinetuneConfig
@@ -79,7 +79,8 @@ def _body(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(_body, build_parser(), argv)
+    return run(_body, build_parser(), argv,
+               Outputs("output_dir", durable=("checkpoints",)))
 
 
 if __name__ == "__main__":

@@ -21,9 +21,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence
 
-from aam.errors import InputError
-
-SHOWN_CHARS = 20
+from aam.errors import SHOWN_CHARS, InputError, short_text
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -33,7 +31,7 @@ def short_id(sample_id, limit: int = SHOWN_CHARS) -> str:
     text = str(sample_id)
     if _CONTROL.search(text) or text != text.strip() or not text:
         text = repr(text)
-    return text if len(text) <= limit else text[:limit] + "…"
+    return short_text(text, limit)
 
 
 def show_ids(ids: Iterable, n: int = 5) -> str:

@@ -25,7 +25,8 @@ import pandas as pd
 
 from aam.atomic import atomic_path, write_json
 from aam.config import ASV_SAMPLING
-from aam.data.prepared import PreparedData, load_prepared, read_sample_list
+from aam.data.prepared import PreparedData, load_prepared
+from aam.data.sample_ids import read_sample_lists
 from aam.data.taxonomy import TAXONOMY_FILE, read_taxonomy, taxa_by_sequence
 from aam.errors import InputError
 from aam.explain.collect import Collected, collect, completeness
@@ -108,9 +109,7 @@ def explain(cfg: ExplainConfig, paths: ExplainPaths) -> Explanation:
     data = load_prepared(paths.data_dir)
     ids = data.sample_ids
     if paths.samples is not None:
-        ids = read_sample_list(paths.samples)
-        if not ids:
-            raise InputError(f"{paths.samples} lists no samples. Give one sample ID a line.")
+        ids = read_sample_lists({"--samples": paths.samples}, data.sample_ids)["--samples"]
         data = data.subset(ids, source=str(paths.samples))
     taxa = _taxa(paths, data)
     classes = payload.get("classes") if model.cfg.task == "classification" else None

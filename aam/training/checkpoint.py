@@ -130,8 +130,8 @@ def _check_payload(payload: Any, path: Path, kind: str | None) -> None:
         raise InputError(f"{path} has an unexpected checkpoint kind or config "
                          f"(kind {str(payload['kind'])[:40]!r}; expected one of "
                          f"{', '.join(KINDS)}). Use a checkpoint written by aam.")
-    check_tensor_sizes(payload["model_state"], str(path))
-    check_model_sizes(payload["config"].get("model") or {}, str(path))
+    stored = check_tensor_sizes(payload["model_state"], str(path))
+    check_model_sizes(payload["config"].get("model") or {}, str(path), stored=stored)
     if version > FORMAT_VERSION:
         raise InputError(
             f"{path} has checkpoint format {payload['format_version']} (written by aam "

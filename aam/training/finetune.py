@@ -19,6 +19,7 @@ from aam.data.prepared import PreparedData, load_prepared
 from aam.data.sample_ids import read_sample_lists
 from aam.data.targets import transform_from_dict
 from aam.errors import InputError
+from aam.model_card import write_model_card
 from aam.models.predictor import Predictor, load_encoder_state, predictor_from_checkpoint
 from aam.predictions import write_metrics, write_predictions
 from aam.training.callbacks import CheckpointCallback, EarlyStopping, ResumeCheckpoints
@@ -175,6 +176,7 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
                "train_samples_per_s": result.train_samples_per_s,
                "world_size": ctx.world_size, "config": to_dict(cfg)}
     write_metrics(out / "metrics.json", summary)
+    write_model_card(out, summary, data.info, str(paths.data_dir), paths.pretrained_encoder)
     tensorboard.write_summary(objective, summary)
     log.info("best epoch %s: %s", summary["best_epoch"],
              " ".join(f"{k}={v:.4g}" for k, v in _metric_values(objective).items()

@@ -20,8 +20,8 @@ ABLATION_ALIASES = {
 }
 # Ablation columns that steer the workflow and are not `aam train` flags.
 ABLATION_WORKFLOW_COLUMNS = ("pretrained",)
-INPUT_KEYS = ("table", "rep_seqs", "metadata", "tree", "unifrac_matrix")
-OPTIONAL_INPUTS = ("rep_seqs", "tree", "unifrac_matrix")
+INPUT_KEYS = ("table", "rep_seqs", "metadata", "tree", "unifrac_matrix", "taxonomy")
+OPTIONAL_INPUTS = ("rep_seqs", "tree", "unifrac_matrix", "taxonomy")
 SIMULATED_INPUTS = {
     "table": "resources/sim/table.biom",
     "metadata": "resources/sim/metadata.tsv",
@@ -81,6 +81,8 @@ def split_flags(split):
     opts = {"folds": split["folds"]} if kfold else {"val_fraction": split["val_fraction"]}
     keys = ("test_fraction", "group_by", "stratify_by", "seed")
     opts.update({key: split[key] for key in keys})
+    if split["test_fraction"] == 0:  # no separate test set: validate on training groups
+        opts["inner_val_fraction"] = split.get("inner_val_fraction", 0)
     return cli_flags(opts)
 
 

@@ -5,6 +5,8 @@ Imported by workflow/rules/common.smk, which runs the schema validation between 
 
 import os
 import shlex
+import shutil
+import subprocess
 
 import pandas as pd
 from snakemake.exceptions import WorkflowError
@@ -68,6 +70,55 @@ def check_ablation_rows(table, path, pretrain_enabled):
                 f"{rows} rows of {path} set pretrained=true but pretrain.enabled is false; "
                 "enable pretraining or set those rows to false."
             )
+
+
+def split_labels(table):
+    """(settings table without the optional `label` column, {row index: label}); the label is
+    a display name only, so it is no part of the Paramspace folder name."""
+    if "label" not in table:
+        return table, {}
+    labels = {i: label for i, label in table["label"].items() if label}
+    twice = table["label"][table["label"].duplicated() & (table["label"] != "")]
+    if len(twice):
+        raise WorkflowError(
+            f"the label {twice.iloc[0]!r} names two rows of the ablation table; make labels unique."
+        )
+    return table.drop(columns="label"), labels
+
+
+FIND_PACKAGES = (
+    "import importlib.util as u, sys; "
+    "sys.exit(0 if u.find_spec('aam') and u.find_spec('torch') else 3)"
+)
+
+
+def check_software(uses_conda, path=None):
+    """Stop before scheduling when the rules' `aam` cannot run: not on PATH, or its Python lacks
+    aam or torch. Skipped under --use-conda, where each rule gets its own environment (the
+    post-deploy script installs aam there)."""
+    if uses_conda:
+        return
+    found = shutil.which("aam", path=path)
+    if found is None:
+        raise WorkflowError(
+            "the `aam` command is not on PATH: activate the environment that has it "
+            "(`conda activate aam` from environment.yml, or `. .venv/bin/activate`) or pass "
+            "--software-deployment-method conda."
+        )
+    with open(found, "rb") as handle:
+        first = handle.readline().decode("utf-8", "replace").strip()
+    python = first[2:].strip() if first.startswith("#!") else "python3"
+    try:
+        ok = subprocess.run(python.split() + ["-c", FIND_PACKAGES], capture_output=True,
+                            timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    if not ok:
+        raise WorkflowError(
+            f"`aam` ({found}) runs in a Python without the aam package or torch ({python}): "
+            "activate the environment made by environment.yml, or `pip install -e . "
+            "torch==2.13.0` into this one, or pass --software-deployment-method conda."
+        )
 
 
 def check_aam_flags(cfg, table):
