@@ -121,6 +121,12 @@ def test_false_becomes_no_flag_and_columns_may_be_any_train_flag(monkeypatch):
     from workflow_args import cli_flags, train_flags
 
     assert cli_flags({"count_prediction": False, "bf16": True}) == "--no-count-prediction --bf16"
+    from workflow_args import prepare_flags
+
+    prepare = {"target": "target", "metadata_column": "ph", "task": "regression"}
+    assert _parse("prepare", prepare_flags(prepare)).metadata_column == "ph"
+    assert _parse("prepare", prepare_flags({**prepare, "metadata_column": ""})).metadata_column \
+        == "target"  # the published alias
     config = {"prepare": {"task": "regression", "categorical_columns": ["category"]},
               "model": {}, "finetune": {"freeze_base": True}}
     row = {"categorical-fusion": "gmu", "freeze": "false", "lr": "0.0003", "pretrained": "true"}

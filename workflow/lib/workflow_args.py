@@ -66,9 +66,16 @@ def optional_file_flags(input, **flags):
     )
 
 
+def target_column(prepare):
+    """The column to predict: `metadata_column` (the flag's name), else its published alias
+    `target`."""
+    return prepare.get("metadata_column") or prepare["target"]
+
+
 def prepare_flags(prepare):
-    opts = {"metadata_column": prepare["target"]}
-    opts.update({k: v for k, v in prepare.items() if k != "target" and v != 0})
+    opts = {"metadata_column": target_column(prepare)}
+    opts.update({k: v for k, v in prepare.items()
+                 if k not in ("target", "metadata_column") and v != 0})
     return cli_flags(opts)
 
 
