@@ -188,8 +188,10 @@ def add_run_flags(parser: argparse.ArgumentParser, config_name: str, data_help: 
     parser.add_argument("--val-samples", type=Path, default=None,
                         help="validation sample IDs, one a line")
     parser.add_argument("--resume-from", type=Path, default=None,
-                        help="continue an interrupted run from its checkpoints/last.pt "
-                             "(restores weights, optimizer, schedule, epoch and RNG)")
+                        help="continue a run from its checkpoints/last.pt (weights, optimizer, "
+                             "schedule, epoch, RNG, target transform): its settings are the "
+                             "base; schedule flags given (--lr, --epochs, --patience, ...) "
+                             "override them, a differing model or data flag is an error")
     parser.add_argument("--config", default=None,
                         help=f"YAML of {config_name} (data/model/train sections); flags win")
 
