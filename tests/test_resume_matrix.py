@@ -128,6 +128,8 @@ def test_resume_with_changed_model_flag_is_refused_before_writing(stage, into, d
     (["--target-transform", "log-zscore"],
      "--target-transform log-zscore differs from zscore-category in the checkpoint"),
     (["--categorical-columns", "batch"], "--categorical-columns batch differs from category,batch"),
+    (["--embedding-dim", "32"], "--embedding-dim 32 differs from 16 in the checkpoint"),
+    (["--normalize-by", "batch"], "--normalize-by batch differs from category"),
 ])
 def test_resume_refuses_other_target_task_transform_columns(flags, message, data, first_runs,
                                                             tmp_path, capsys):
