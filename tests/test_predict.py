@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from aam.atomic import write_lines
-from aam.cli.__main__ import main as aam_main
 from aam.cli.predict import main as predict_main
 from aam.errors import InputError
 from aam.inference import PredictConfig, PredictPaths, load_predictor, run_predict
