@@ -229,7 +229,7 @@ def from_dict(cls, data: dict[str, Any] | None, _where: str = ""):
     data = dict(data or {})
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(str(key) for key in set(data) - known)
     if unknown:
         where = f" in '{_where}'" if _where else ""
         raise InputError(
@@ -284,6 +284,9 @@ def load_yaml(cls, path: str | Path):
     with path.open(encoding="utf-8") as fh:
         try:
             data = yaml.safe_load(fh) or {}
+        except UnicodeDecodeError as err:
+            raise InputError(f"{path} is not UTF-8 text (byte {err.start}). Save the config as "
+                             "UTF-8 YAML.") from None
         except yaml.YAMLError as err:
             # the safe loader refuses !!python/* tags (they could run code) as a ConstructorError
             problem = getattr(err, "problem", None) or type(err).__name__
