@@ -633,3 +633,12 @@ def test_workflow_config_schema_rejects_bad_keys_in_a_dry_run(text, message, tmp
     assert message in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_train_with_a_config_keeps_the_target_column_of_prepare_json(w, tmp_path):
+    """`aam train --config x.yaml` used to drop prepare.json's target and blame a column ''."""
+    config = tmp_path / "c.yaml"
+    config.write_text("train:\n  epochs: 1\n")
+    out = tmp_path / "run"
+    assert aam_main(_train(w, out, *TINY, "--config", str(config))) == 0
+    assert "target_column: target" in (out / "config.resolved.yaml").read_text()

@@ -8,11 +8,13 @@ import logging
 import sys
 from pathlib import Path
 
+import yaml
+
 from aam.cli.categorical_help import CATEGORICAL_HELP
 from aam.cli.common import Outputs, add_common_flags, run
 from aam.cli.options import (FINETUNE_OPTIONS, add_run_flags, add_training_flags,
                              build_training_config)
-from aam.config import FinetuneConfig
+from aam.config import FinetuneConfig, load_yaml
 
 log = logging.getLogger("aam.train")
 
@@ -42,18 +44,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fill_from_prepared(args: argparse.Namespace) -> None:
-    """Default target column, task and categorical columns from prepare.json."""
+    """Default target column, task and categorical columns from prepare.json (for settings
+    that neither a flag nor the --config YAML gives)."""
     path = args.data_dir / "prepare.json"
-    if args.config or not path.is_file():
+    if not path.is_file():
         return
     info = json.loads(path.read_text(encoding="utf-8"))
-    same_target = args.metadata_column in (None, info.get("target_column"))
-    if args.metadata_column is None:
+    yaml_cfg = load_yaml(FinetuneConfig, args.config) if args.config else None
+    yaml_keys = _given_in_yaml(args.config)
+    column = args.metadata_column
+    if column is None and "target_column" in yaml_keys:
+        column = yaml_cfg.target_column
+    same_target = column in (None, info.get("target_column"))
+    if column is None:
         args.metadata_column = info.get("target_column")
-    if args.task is None and same_target:
+    if args.task is None and "task" not in yaml_keys and same_target:
         args.task = info.get("task")
-    if args.categorical_columns is None and info.get("categorical_columns"):
+    if args.categorical_columns is None and "data.categorical_columns" not in yaml_keys \
+            and info.get("categorical_columns"):
         args.categorical_columns = ",".join(info["categorical_columns"])
+
+
+def _given_in_yaml(config) -> set[str]:
+    """Dotted keys set in the --config YAML (``task``, ``data.categorical_columns``, ...)."""
+    if not config:
+        return set()
+    data = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+    return {f"{key}.{sub}" if isinstance(value, dict) else key
+            for key, value in data.items() for sub in (value if isinstance(value, dict) else [0])}
 
 
 def _warn_ignored(args: argparse.Namespace, cfg: FinetuneConfig) -> None:
