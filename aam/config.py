@@ -16,7 +16,7 @@ from typing import Any, Optional
 import yaml
 
 from aam.errors import InputError
-from aam.validate import check_finite, check_seed
+from aam.validate import check_finite, check_model_sizes, check_seed
 
 ASV_SAMPLING = ("first", "abundance", "random")
 TARGET_TRANSFORMS = ("none", "minmax", "zscore", "zscore-category", "log-minmax", "log-zscore")
@@ -93,6 +93,7 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"dropout must be in [0, 1), got {self.dropout}.")
+        check_model_sizes(dataclasses.asdict(self), "the model settings")  # before allocating
 
 
 @dataclass(frozen=True)

@@ -233,10 +233,11 @@ def check_model_sizes(model_config: dict, source: str, limit: Optional[int] = No
     estimate = layers * (4 + 2 * max(ff, 1)) * dim * dim + max_bp * dim
     too_big = stored is not None and estimate > 4 * stored + 10**6
     if min(dim, ff, layers, max_bp) < 0 or estimate > limit or too_big:
-        raise InputError(f"{source}: its stored model sizes (embedding_dim {dim}, {layers - 2} "
-                         f"layers, max_bp {max_bp}) would need about {estimate} parameters, more "
-                         f"than its {stored} stored weights or the limit {limit} "
-                         "(AAM_MAX_CHECKPOINT_ELEMENTS). Check the file.")
+        than = f"its {stored} stored weights or " if stored is not None else ""
+        raise InputError(f"{source}: model sizes (embedding_dim {dim}, {layers - 2} layers, "
+                         f"max_bp {max_bp}) would need about {estimate} parameters, more than "
+                         f"{than}the limit {limit} (AAM_MAX_CHECKPOINT_ELEMENTS). Use smaller "
+                         "sizes or check the file.")
 
 
 def check_checkpoint_fields(payload: dict, source: str) -> None:

@@ -500,8 +500,13 @@ RELIABILITY = {
             r"AAM_MAX_ARCHIVE_RATIO\); it looks like a zip bomb"),
         "predict-checkpoint-sizes-over-limit": (
             lambda w, o: _predict(w, o, w.bad / "huge_sizes.pt"),
-            r"huge_sizes\.pt: its stored model sizes \(embedding_dim 8192, .*\) would need "
+            r"huge_sizes\.pt: model sizes \(embedding_dim 8192, .*\) would need "
             r"about \d+ parameters, more than its \d+ stored weights"),
+        "train-model-sizes-over-limit": (
+            lambda w, o: _train(w, o, *TINY, "--embedding-dim", "1048576", "--attention-heads",
+                                "2"),
+            r"the model settings: model sizes \(embedding_dim 1048576, .*\) would need about "
+            r"\d+ parameters, more than the limit 4000000000"),
     },
 }
 RELIABILITY_CASES = {case: spec for group in RELIABILITY.values() for case, spec in group.items()}

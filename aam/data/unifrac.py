@@ -166,7 +166,8 @@ def read_distance_matrix(path: str | Path) -> tuple[list[str], np.ndarray]:
                 f"IDs file for {path} not found: {path.with_suffix('.ids.txt')}")
         ids = read_sample_list(ids_path)
         try:
-            matrix = np.load(path, allow_pickle=False)
+            # memory-mapped: a header claiming more data than the file holds allocates nothing
+            matrix = np.load(path, allow_pickle=False, mmap_mode="r")
         except (ValueError, OSError, EOFError) as err:  # object arrays need pickle: refused
             raise InputError(f"{path} is not a numeric .npy array ({str(err)[:80]}). Save the "
                              "distances with numpy.save of a float array.") from None
