@@ -22,6 +22,21 @@ ASV_SAMPLING = ("first", "abundance", "random")
 TARGET_TRANSFORMS = ("none", "minmax", "zscore", "zscore-category", "log-minmax", "log-zscore")
 TASKS = ("regression", "classification")
 REGRESSION_LOSSES = ("mse", "mae", "huber")
+PARALLEL_CHOICES = ("auto", "none", "ddp", "fsdp", "dp")
+
+
+# Values derived from the data (set before the model is built; no flag, never compared on resume).
+DERIVED = frozenset({"data.max_bp", "model.max_bp", "fusion.cardinalities", "out_dim"})
+# Where a run executes: its own flags (--device, --parallel); a resumed run never inherits them.
+RUNTIME = frozenset({"train.device", "train.parallel"})
+
+# Config fields whose command-line flag is not ``--`` + the field name with dashes.
+FLAG_NAMES = {"fusion.name": "--categorical-fusion", "target_column": "--metadata-column"}
+
+
+def flag_of(dotted: str) -> str:
+    """The command-line flag of a dotted config field (``train.lr`` -> ``--lr``)."""
+    return FLAG_NAMES.get(dotted, "--" + dotted.split(".")[-1].replace("_", "-"))
 
 
 def _check_choice(name: str, value: str, choices) -> None:
@@ -76,7 +91,8 @@ class ModelConfig:
     asv_layers: int = 2  # transformer layers across the ASVs of a sample
     sample_layers: int = 1  # transformer layers before pooling the sample embedding
     dropout: float = 0.1
-    ff_mult: int = 4  # feed-forward width = ff_mult * embedding_dim
+    ff_mult: int = field(default=4, metadata={
+        "help": "feed-forward width of every transformer block = this x the embedding dim"})
     max_bp: int = 150  # position-embedding length; set from the data before the model is built
     nucleotide_patch: int = 4  # nucleotides per token of the ASV encoder (1 = one per base)
     gradient_checkpointing: bool = False
@@ -129,7 +145,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     compile: bool = False  # torch.compile the model
-    distributed: str = "auto"  # auto | none | ddp | fsdp | dp
+    parallel: str = "auto"  # auto | none | ddp | fsdp | dp (--parallel)
+
+    RENAMED: typing.ClassVar[dict] = {"distributed": "parallel"}  # old config keys still read
 
     def __post_init__(self) -> None:
         _check_positive("epochs", self.epochs)
@@ -141,11 +159,11 @@ class TrainConfig:
         check_seed(self.seed, "seed")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise InputError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}.")
-        _check_choice("distributed", self.distributed, ("auto", "none", "ddp", "fsdp", "dp"))
-        if self.compile and self.distributed == "dp":
-            raise InputError("--compile cannot be combined with --data-parallel (its per-GPU "
+        _check_choice("parallel", self.parallel, PARALLEL_CHOICES)
+        if self.compile and self.parallel == "dp":
+            raise InputError("--compile cannot be combined with --parallel dp (its per-GPU "
                              "model copies are made each step); use torchrun with "
-                             "--distributed, or drop --compile.")
+                             "--parallel ddp, or drop --compile.")
 
 
 @dataclass(frozen=True)
@@ -209,6 +227,20 @@ class FinetuneConfig:
                 f"nucleotide_mask_rate must be in [0, 1), got {self.nucleotide_mask_rate}.")
 
 
+def settable_fields(cls, prefix: str = "") -> dict[str, tuple[dataclasses.Field, Any]]:
+    """Every dotted field of a stage config a user may set (derived values left out), with its
+    resolved type hint."""
+    out: dict[str, tuple[dataclasses.Field, Any]] = {}
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        path = f"{prefix}{f.name}"
+        if is_dataclass(hints[f.name]):
+            out.update(settable_fields(hints[f.name], f"{path}."))
+        elif path not in DERIVED:
+            out[path] = (f, hints[f.name])
+    return out
+
+
 # --- dict / YAML round trip ------------------------------------------------------------------
 
 
@@ -228,6 +260,9 @@ def to_dict(cfg) -> dict[str, Any]:
 def from_dict(cls, data: dict[str, Any] | None, _where: str = ""):
     """Build ``cls`` from a nested dict, rejecting unknown keys by name."""
     data = dict(data or {})
+    for old, new in getattr(cls, "RENAMED", {}).items():
+        if old in data and new not in data:
+            data[new] = data.pop(old)
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     unknown = sorted(str(key) for key in set(data) - known)
@@ -322,6 +357,6 @@ def _deep_update(base: dict, overrides: dict) -> None:
 
 __all__ = [
     "DataConfig", "ModelConfig", "FusionConfig", "TrainConfig", "PretrainConfig",
-    "FinetuneConfig", "to_dict", "from_dict", "load_yaml", "dump_yaml", "merge", "replace",
+    "FinetuneConfig", "DERIVED", "RUNTIME", "flag_of", "settable_fields", "to_dict", "from_dict", "load_yaml", "dump_yaml", "merge", "replace",
     "dataclasses",
 ]

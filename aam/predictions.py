@@ -8,6 +8,7 @@ classification one ``prob_<class>`` column per class (``prediction`` is then the
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ import pandas as pd
 from aam.atomic import atomic_path, write_json
 from aam.errors import InputError
 from aam.metrics import classification_metrics, regression_metrics
+from aam.qiime2_metadata import id_problem, qiime2_path, write_qiime2_metadata
+
+log = logging.getLogger(__name__)
 
 PROB_PREFIX = "prob_"
 
@@ -109,6 +113,11 @@ def write_predictions(path: str | os.PathLike, sample_ids, prediction, actual=No
             frame[f"{PROB_PREFIX}{cls}"] = proba[:, k]
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, sep="\t", index=False, float_format="%.10g")
+    problem = id_problem(frame["sample_id"])
+    if problem:
+        log.warning("no %s written: %s", qiime2_path(path).name, problem)
+    else:
+        write_qiime2_metadata(frame, qiime2_path(path))  # the same rows, readable by QIIME 2
 
 
 def prediction_classes(frame: pd.DataFrame) -> list[str]:

@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("finetune-lr", "pretrain-lr", "weight-decay", "dropout"):
         p.add_argument(f"--{name}", type=float)
     p.add_argument("--asv-sampling")
+    p.add_argument("--target-transform")
+    p.add_argument("--dev-fold", type=int,
+                   help="recipe development: benchmark only the training subjects of this "
+                        "outer fold (its test subjects are never read); writes *-dev.* files")
+    p.add_argument("--tag", default="", help="suffix of the result files (e.g. an ablation)")
     p.add_argument("--freeze-base", action=argparse.BooleanOptionalAction, default=None)
     add_common_flags(p)
     return p
@@ -73,7 +78,7 @@ def _settings(args):
         "studies", "variants", "seeds", "folds", "device", "threads", "embedding_dim",
         "attention_layers", "token_limit", "pretrain_epochs", "finetune_epochs",
         "finetune_patience", "batch_size", "finetune_lr", "pretrain_lr", "weight_decay",
-        "dropout", "asv_sampling", "freeze_base")}
+        "dropout", "asv_sampling", "freeze_base", "target_transform", "dev_fold")}
     return preset(args.preset, **overrides)
 
 
@@ -97,13 +102,19 @@ def _body(args) -> int:
         log.info("prepared %s under %s", ", ".join(dirs), work / "prepared")
         return 0
     tables, predictions, encoders, seconds = [], [], {}, {}
-    for study in studies:
+    for study in studies:  # the files are rewritten after each study: a partial run shows
         result = run_study(study, dirs[study.name], work, settings, encoders)
         tables.append(comparison(result, settings.n_bootstrap))
         predictions.append(long_table(result))
         seconds[study.name] = round(result.seconds)
         log.info("%s finished in %.0f s", study.name, result.seconds)
-    wall = time.perf_counter() - start
+        text = _write(args, settings, tables, predictions, seconds, time.perf_counter() - start)
+    print(text)  # noqa: T201 (a script's report goes to stdout)
+    return 0
+
+
+def _write(args, settings, tables, predictions, seconds, wall: float) -> str:
+    """Write the markdown, TSV and predictions of the studies done so far; returns the text."""
     table = pd.concat(tables, ignore_index=True)
     header = {
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
@@ -121,13 +132,14 @@ def _body(args) -> int:
     }
     out = Path(args.results_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"science-{args.preset}"
-    (stem.with_suffix(".md")).write_text(markdown(table, header), encoding="utf-8")
+    stem = out / ("science-" + "-".join(filter(None, (
+        args.preset, "dev" if settings.dev_fold is not None else "", args.tag))))
+    text = markdown(table, header)
+    stem.with_suffix(".md").write_text(text, encoding="utf-8")
     table.to_csv(stem.with_suffix(".tsv"), sep="\t", index=False, float_format="%.4f")
     pd.concat(predictions).to_csv(f"{stem}-predictions.tsv.gz", sep="\t", index=False,
                                   float_format="%.5g")
-    print(markdown(table, header))  # noqa: T201 (a script's report goes to stdout)
-    return 0
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,10 +54,13 @@ def test_comparison_ranks_models_and_finds_the_known_difference(tmp_path):
     same = table.iloc[1]
     assert same["r2_ci_low"] < 0 < same["r2_ci_high"]
     summary = (tmp_path / "out" / "summary.md").read_text()
-    assert f"**{ABLATION}** beats RF by" in summary
-    assert "**fusion~add** is indistinguishable from RF on R²" in summary
+    # readable labels derived from the settings stand in for the folder names
+    assert table["label"].tolist() == ["cross-attention, frozen", "add", "random forest"]
+    assert "**cross-attention, frozen** beats RF by" in summary
+    assert "**add** is indistinguishable from RF on R²" in summary
+    assert "**random forest** (the baseline)" in summary
     assert "over 2 fold(s) x 2 seed(s)" in summary
-    assert summary.index(ABLATION) < summary.index("fusion~add")
+    assert summary.index("cross-attention, frozen") < summary.index("**add**")
     runs = pd.read_csv(tmp_path / "out" / "runs.tsv", sep="\t")
     assert len(runs) == 12 and set(runs["fold"]) == {0, 1}
     assert (tmp_path / "out" / "predicted_vs_actual.svg").stat().st_size > 5000
@@ -178,3 +181,19 @@ def test_a_folder_given_as_run_list_is_an_input_error_naming_it(tmp_path):
         write_report(CompareConfig(str(tmp_path / "results"), str(tmp_path / "o"),
                                    run_list=str(tmp_path / "lists")))
     assert not (tmp_path / "o").exists()
+
+
+def test_summary_says_whether_test_samples_chose_the_best_epoch(tmp_path):
+    fabricate(tmp_path / "runs", folds=1, seeds=(0,))
+    run = tmp_path / "runs" / "finetune" / ABLATION / "fold~0" / "seed~0"
+    scored = pd.read_csv(run / "predictions.tsv", sep="\t")["sample_id"].tolist()
+    (run / "val_samples.txt").write_text("inner-a\ninner-b\n")
+    write_report(CompareConfig(str(tmp_path / "runs"), str(tmp_path / "clean"), n_bootstrap=20,
+                               png=False, figures=False))
+    assert "validation samples disjoint from the test samples" in (
+        tmp_path / "clean" / "summary.md").read_text()
+    (run / "val_samples.txt").write_text("\n".join(scored[:5]) + "\n")
+    write_report(CompareConfig(str(tmp_path / "runs"), str(tmp_path / "leaky"), n_bootstrap=20,
+                               png=False, figures=False))
+    assert "in 1 of 1 fine-tuned runs the validation samples" in (
+        tmp_path / "leaky" / "summary.md").read_text()

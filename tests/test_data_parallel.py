@@ -19,7 +19,7 @@ import torch
 from aam.cli.pretrain import main as pretrain_main
 from aam.cli.train import main as train_main
 from aam.models.encoder import AAMEncoder
-from aam.training import distributed, loop
+from aam.training import data_parallel, distributed
 from aam.training.data_parallel import _PartLoss, split_loss
 from aam.training.distributed import DistContext
 from aam.training.pretrain_objective import PretrainObjective
@@ -141,7 +141,7 @@ def three_devices(monkeypatch) -> list[list[int]]:
         return split_loss(objective, model, batch, devices)
 
     monkeypatch.setattr(distributed, "init_distributed", init)
-    monkeypatch.setattr(loop, "split_loss", spy)
+    monkeypatch.setattr(data_parallel, "split_loss", spy)
     return sizes
 
 
@@ -177,4 +177,4 @@ def test_compile_with_data_parallel_is_one_line(tmp_path, capsys):
                        "--data-parallel", "--compile"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
-    assert "--compile cannot be combined with --data-parallel" in err[0]
+    assert "--compile cannot be combined with --parallel dp" in err[0]

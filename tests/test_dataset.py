@@ -149,3 +149,6 @@ def test_random_sampling_with_workers_is_reproducible():
     assert runs[0] == runs[1]
     ds.set_epoch(1)
     assert _as_lists(make_loader(ds, 5, shuffle=False, seed=0, num_workers=2)) != runs[0]
+    ds.set_epoch(0)
+    ds.set_pass(1)  # a validation pass draws other ASVs, in fresh workers too
+    assert _as_lists(make_loader(ds, 5, shuffle=False, seed=0, num_workers=2)) != runs[0]

@@ -12,7 +12,7 @@ TORCHRUN_2 = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}
 
 
 def test_two_strategies_at_once_is_an_error():
-    with pytest.raises(InputError, match="--distributed and --fsdp cannot be combined"):
+    with pytest.raises(InputError, match="--distributed and --fsdp cannot be combined: choose one --parallel"):
         strategy_from_flags(distributed=True, fsdp=True)
 
 
@@ -23,7 +23,7 @@ def test_no_flag_means_auto_and_auto_means_ddp_under_torchrun():
 
 
 def test_data_parallel_without_cuda_says_so():
-    with pytest.raises(InputError, match="--data-parallel needs CUDA GPUs"):
+    with pytest.raises(InputError, match="--parallel dp needs CUDA GPUs"):
         resolve_strategy("dp", env={}, cuda_count=0)
 
 
@@ -49,7 +49,7 @@ def test_single_process_helpers_are_identities():
 
 def test_data_parallel_drives_every_visible_gpu_from_one_process():
     assert resolve_strategy("dp", env={}, cuda_count=2) == ("dp", 1)
-    with pytest.raises(InputError, match="--data-parallel is single-process"):
+    with pytest.raises(InputError, match="--parallel dp is single-process"):
         resolve_strategy("dp", env=TORCHRUN_2, cuda_count=2)
 
 
@@ -84,3 +84,25 @@ def test_accumulation_micro_batches_skip_the_gradient_all_reduce(tmp_path, monke
     with no_sync(sharded, skip=True):
         assert sharded.calls == [False]
     assert sharded.calls == [False, True]
+
+
+def test_parallel_is_one_choice_with_the_old_flags_as_aliases():
+    assert strategy_from_flags(parallel="fsdp") == "fsdp"
+    assert strategy_from_flags(fsdp=True, parallel="fsdp") == "fsdp"
+    assert strategy_from_flags(data_parallel=True) == "dp"
+    with pytest.raises(InputError, match="--parallel ddp and --data-parallel cannot be combined"):
+        strategy_from_flags(data_parallel=True, parallel="ddp")
+
+
+def test_parallel_flag_reaches_the_config_of_both_commands():
+    from aam.cli.options import PRETRAIN_OPTIONS, FINETUNE_OPTIONS, build_training_config
+    from aam.cli.pretrain import build_parser as pretrain_parser
+    from aam.cli.train import build_parser as train_parser
+    from aam.config import FinetuneConfig, PretrainConfig
+
+    for parser, cls, options in ((pretrain_parser, PretrainConfig, PRETRAIN_OPTIONS),
+                                 (train_parser, FinetuneConfig, FINETUNE_OPTIONS)):
+        for argv, want in ((["--parallel", "fsdp"], "fsdp"), (["--fsdp"], "fsdp"),
+                           (["--data-parallel"], "dp"), ([], "auto")):
+            args = parser().parse_args(["--data-dir", "d", "--output-dir", "o", *argv])
+            assert build_training_config(cls, args, options).train.parallel == want

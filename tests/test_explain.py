@@ -186,3 +186,23 @@ def test_encoder_checkpoint_and_bad_settings_are_one_line_errors(root, tmp_path,
     err = capsys.readouterr().err
     assert code == 2 and "--steps" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_samples_list_and_stored_taxonomy(trained, tmp_path, capsys):
+    prepared, model = trained("fusion-concat")
+    data = load_prepared(prepared)
+    (tmp_path / "s.txt").write_text("\n".join(data.sample_ids[:3]) + "\n")
+    copy = tmp_path / "prepared"
+    import shutil
+    shutil.copytree(prepared, copy)
+    (copy / "taxonomy.tsv").write_text("Feature ID\tTaxon\n" + "".join(
+        f"{s}\tk__Bacteria; g__Stored\n" for s in data.sequences))
+    table = _explain(copy, model, tmp_path / "out", "--samples", str(tmp_path / "s.txt"))
+    assert set(table["taxon"]) == {"k__Bacteria; g__Stored"}  # picked up without --taxonomy
+    per_sample = pd.read_csv(tmp_path / "out" / "per_sample_attributions.tsv", sep="\t")
+    assert sorted(per_sample["sample_id"].unique()) == sorted(data.sample_ids[:3])
+    (tmp_path / "bad.txt").write_text("nope\n")
+    assert aam_main(["explain", "--model", str(model), "--data-dir", str(copy), "--output-dir",
+                     str(tmp_path / "bad"), "--samples", str(tmp_path / "bad.txt")]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

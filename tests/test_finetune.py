@@ -105,6 +105,20 @@ def test_val_prediction_passes_average_random_draws(prepared, tmp_path):
     assert (table["std"] > 0).any()
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_val_prediction_passes_differ_with_any_number_of_workers(prepared, tmp_path, workers):
+    """Each pass draws other ASVs whether the loader has workers or not (std > 0), and a rerun
+    with the same seed gives the same table."""
+    cfg = tiny_finetune_cfg("add", epochs=1, asv_sampling="random", token_limit=4,
+                            val_prediction_passes=3, num_workers=workers)
+    tables = []
+    for run in ("a", "b"):
+        run_finetune(cfg, FinetunePaths(prepared, tmp_path / run))
+        tables.append(pd.read_csv(tmp_path / run / "val_predictions.tsv", sep="\t"))
+    assert (tables[0]["std"] > 0).mean() > 0.5
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+
+
 def test_val_prediction_passes_without_random_sampling_warns(prepared, tmp_path, caplog):
     cfg = tiny_finetune_cfg("add", epochs=1, val_prediction_passes=3)
     with caplog.at_level(logging.WARNING):
@@ -170,7 +184,7 @@ def test_resume_with_new_lr_and_output_dir(prepared, one_epoch, tmp_path, caplog
     new = replace(cfg, train=replace(cfg.train, epochs=2, lr=1e-4))
     with caplog.at_level(logging.INFO):
         run_finetune(new, FinetunePaths(prepared, tmp_path / "b", resume_from=last))
-    assert caplog.text.count("learning rate overridden on resume") == 1
+    assert caplog.text.count("lr 0.003 (checkpoint) -> 0.0001 (--lr)") == 1
     last = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt", "predictor")
     assert last["epoch"] == 2
     assert {g["initial_lr"] for g in last["optimizer_state"]["param_groups"]} == {1e-4}

@@ -91,4 +91,4 @@ def test_resume_with_other_model_settings_is_refused(prepared, tmp_path, capsys)
                  "--val-fraction", "0.4", *TINY, "--embedding-dim", "32",
                  "--resume-from", str(out / "checkpoints" / "last.pt")])
     assert code == 2
-    assert "trained with other model settings (embedding_dim)" in capsys.readouterr().err
+    assert "--embedding-dim 32 differs from 16 in the checkpoint" in capsys.readouterr().err

@@ -164,3 +164,18 @@ def test_cli_rejects_group_and_stratify_together(tmp_path, capsys):
     code = main(["--metadata", str(meta), "--group-by", "subject", "--stratify-by", "cls",
                  "--output-dir", str(tmp_path / "out")])
     assert code == 2 and "cannot be combined" in capsys.readouterr().err
+
+
+def test_inner_val_fraction_validates_on_training_groups_never_on_test():
+    ids = [f"s{i}" for i in range(60)]
+    groups = [f"g{i // 4}" for i in range(60)]
+    group_of = dict(zip(ids, groups))
+    folds = split_samples(ids, SplitConfig(folds=5, inner_val_fraction=0.2, seed=1), groups)
+    tested = []
+    for fold in folds:
+        sides = [{group_of[s] for s in side} for side in (fold.train, fold.val, fold.test)]
+        assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+        assert sorted(fold.train + fold.val + fold.test) == sorted(ids)
+        assert len(sides[1]) == 2 and len(sides[2]) == 3  # 20% of 12 training groups; 15 / 5
+        tested += fold.test
+    assert sorted(tested) == sorted(ids), "each sample is tested once across the folds"

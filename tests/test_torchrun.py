@@ -186,7 +186,7 @@ def test_data_parallel_without_cuda_says_so(main, tmp_path, capsys, monkeypatch)
     code = main(["--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "o"),
                  "--data-parallel"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "--data-parallel needs CUDA GPUs" in err[0]
+    assert code == 2 and len(err) == 1 and "--parallel dp needs CUDA GPUs" in err[0]
     assert not (tmp_path / "o").exists()
 
 

@@ -34,6 +34,7 @@ FAKE_AAM = textwrap.dedent(
         "pretrain": ["encoder.pt", "metrics.json"],
         "train": ["model.pt", "train_samples.txt", "val_samples.txt", "val_predictions.tsv",
                   "metrics.json"],
+        "explain": ["attributions.tsv", "explain.json", "attributions.svg"],
         "compare": ["comparison.tsv", "summary.md"] + [f"{{n}}.svg" for n in (
             "metric_r2", "metric_mae", "metric_rmse", "predicted_vs_actual", "residuals")],
     }}
@@ -42,7 +43,8 @@ FAKE_AAM = textwrap.dedent(
                  for side in ("train", "val", "test")]
     elif command in ("predict", "rf-baseline"):
         out = Path(value("--output"))
-        names = [out.name] + (["metrics.json"] if command == "rf-baseline" else [])
+        names = [out.name] + (["metrics.json", "feature_importance.tsv"]
+                              if command == "rf-baseline" else [])
     else:
         names = FILES[command]
     folder = out.parent if command in ("predict", "rf-baseline") else Path(value("--output-dir"))
@@ -112,11 +114,13 @@ def test_flag_helpers_map_config_and_ablation_cells_to_aam_flags(monkeypatch):
 
     assert cli_flags({"n_bootstrap": 50, "png": False, "cols": ["a", "b"], "tag": "",
                       "extra_args": "--note 'two words'"}) == \
-        "--n-bootstrap 50 --cols a,b --note 'two words'"
+        "--n-bootstrap 50 --no-png --cols a,b --note 'two words'"
     split = {"folds": 0, "val_fraction": 0.2, "test_fraction": 0.1, "group_by": "",
              "stratify_by": "", "seed": 3}
     assert split_flags(split) == "--val-fraction 0.2 --test-fraction 0.1 --seed 3"
     assert split_flags({**split, "folds": 5}) == "--folds 5 --test-fraction 0.1 --seed 3"
+    assert split_flags({**split, "folds": 5, "test_fraction": 0, "inner_val_fraction": 0.2}) == \
+        "--folds 5 --test-fraction 0 --seed 3 --inner-val-fraction 0.2"
     config = {"prepare": {"task": "regression", "categorical_columns": []},
               "model": {"embedding_dim": 16}, "finetune": {"target_transform": "zscore"}}
     row = {"fusion": "gmu", "freeze": "false", "transform": "none", "pretrained": "true"}
@@ -132,7 +136,7 @@ def test_default_config_plans_the_whole_pipeline_locally(workdir):
     assert re.search(r"^Shell command: aam train --data-dir", block, re.MULTILINE)
     assert job_counts(result.stdout) == {
         "simulate": 1, "prepare": 1, "make_splits": 1, "pretrain": 1, "rf_baseline": 1,
-        "finetune": 2, "predict": 2, "compare_models": 1, "all": 1,
+        "finetune": 2, "predict": 2, "explain": 2, "compare_models": 1, "all": 1,
     }
 
 
@@ -145,7 +149,7 @@ def test_test_config_trains_one_row_from_scratch(workdir):
     scratch = blocks["fusion~concat_freeze~false_pretrained~false"]
     frozen = blocks["fusion~cross-attention_freeze~true_pretrained~true"]
     assert "--pretrained-encoder" not in scratch and "--no-freeze-base" in scratch
-    assert "--pretrained-encoder 'results/pretrain/seed~0/encoder.pt'" in frozen
+    assert "--pretrained-encoder 'results/pretrain/fold~0/seed~0/encoder.pt'" in frozen
     assert "--freeze-base" in frozen and "--categorical-fusion cross-attention" in frozen
 
 
@@ -155,6 +159,20 @@ def test_pretraining_switched_off_drops_the_encoder(workdir):
     assert result.returncode == 0, result.stdout
     assert "pretrain" not in job_counts(result.stdout)
     assert all("--pretrained-encoder" not in b for b in job_blocks(result.stdout, "finetune"))
+
+
+def test_label_column_names_rows_in_the_report_but_not_the_folders(workdir, tmp_path):
+    table = tmp_path / "ablations.tsv"
+    table.write_text("fusion\tfreeze\tlabel\nconcat\tfalse\tbaseline concat\n"
+                     "gmu\ttrue\t\n")
+    result = snakemake("-n", "-p", "--config", f"ablations={table}", workdir=workdir)
+    assert result.returncode == 0, result.stdout
+    finetune = " ".join(job_blocks(result.stdout, "finetune"))
+    assert "fusion~concat_freeze~false/" in finetune and "label" not in finetune
+    compare = job_blocks(result.stdout, "compare_models")[0]
+    assert "'fusion~concat_freeze~false\tbaseline concat'" in compare
+    assert "fusion~gmu_freeze~true\t" not in compare  # unlabelled: aam compare derives it
+    assert "--labels results/report/labels.tsv" in compare
 
 
 def test_ablation_value_with_underscore_is_rejected(workdir):
@@ -181,7 +199,8 @@ def test_four_gpus_start_four_torchrun_processes(workdir, rule, command):
     block = job_blocks(result.stdout, rule)[0]
     assert resources_of(block)["gpu"] == 4
     launcher = re.search(r"^Shell command: (.*?) --data-dir", block, re.MULTILINE)[1]
-    assert launcher == f"torchrun --standalone --nproc_per_node=4 -m aam.cli {command}"
+    assert launcher == (f"torchrun --standalone --nproc_per_node=4 -m aam.cli {command} "
+                        "--parallel ddp")
 
 
 def test_multi_gpu_fsdp_in_the_config_launches_torchrun_with_fsdp(workdir):
@@ -191,11 +210,11 @@ def test_multi_gpu_fsdp_in_the_config_launches_torchrun_with_fsdp(workdir):
     assert result.returncode == 0, result.stdout
     shell = re.search(r"^Shell command: (.*)$", job_blocks(result.stdout, "finetune")[0],
                       re.MULTILINE)[1]
-    assert shell.startswith("torchrun --standalone --nproc_per_node=2 -m aam.cli train --fsdp ")
+    assert shell.startswith("torchrun --standalone --nproc_per_node=2 -m aam.cli train --parallel fsdp ")
     assert "--multi-gpu" not in shell
     pretrain = re.search(r"^Shell command: (.*)$", job_blocks(result.stdout, "pretrain")[0],
                          re.MULTILINE)[1]
-    assert pretrain.startswith("aam pretrain --data-dir") and "--fsdp" not in pretrain
+    assert pretrain.startswith("aam pretrain --data-dir") and "--parallel" not in pretrain
 
 
 class _Resources(dict):
@@ -210,7 +229,7 @@ def test_slurm_sbatch_line_requests_gpus_without_task_geometry(workdir):
     assert result.returncode == 0, result.stdout
     block = job_blocks(result.stdout, "finetune")[0]
     launcher = re.search(r"^Shell command: (.*?) --data-dir", block, re.MULTILINE)[1]
-    assert launcher == "torchrun --standalone --nproc_per_node=2 -m aam.cli train"
+    assert launcher == "torchrun --standalone --nproc_per_node=2 -m aam.cli train --parallel ddp"
     resources = _Resources(resources_of(block))
     assert "tasks" not in resources and "tasks_per_gpu" not in resources
     job = SimpleNamespace(resources=resources, threads=16, name="finetune")
@@ -251,7 +270,8 @@ def test_new_ablation_row_trains_only_that_row(finished_run, tmp_path):
     result = snakemake("-n", "-p", "--config", f"ablations={tmp_path / 'ablations.tsv'}",
                        workdir=finished_run)
     assert result.returncode == 0, result.stdout
-    assert job_counts(result.stdout) == {"finetune": 1, "predict": 1, "compare_models": 1, "all": 1}
+    assert job_counts(result.stdout) == {"finetune": 1, "predict": 1, "explain": 1,
+                                         "compare_models": 1, "all": 1}
     assert "ablation=fusion~gmu_freeze~true" in job_blocks(result.stdout, "finetune")[0]
 
 
@@ -274,7 +294,8 @@ def test_removed_ablation_row_leaves_the_comparison(finished_run, tmp_path):
 @pytest.mark.parametrize(
     ("change", "expected"),
     [("compare: {n_bootstrap: 500}", {"compare_models": 1, "all": 1}),
-     ("finetune: {epochs: 7}", {"finetune": 2, "predict": 2, "compare_models": 1, "all": 1})],
+     ("finetune: {epochs: 7}", {"finetune": 2, "predict": 2, "explain": 2, "compare_models": 1,
+                                  "all": 1})],
 )
 def test_config_change_reruns_only_dependent_jobs(finished_run, tmp_path, change, expected):
     result = snakemake("-n", "--configfile", override(tmp_path, "change", change),
@@ -308,4 +329,4 @@ def test_end_to_end_run_and_report(workdir):
     assert report.returncode == 0, report.stdout
     html = (workdir / "report.html").read_text()
     assert "comparison.tsv" in html and "predicted_vs_actual.svg" in html
-    assert re.search(r'verdict": "fusion~[^"]* RF', html)
+    assert re.search(r'verdict": "[^"]* RF', html)

@@ -69,3 +69,7 @@ def _body(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     return run(_body, build_parser(), argv, Outputs("output_dir"))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -12,8 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from aam.config import (ASV_SAMPLING, REGRESSION_LOSSES, TARGET_TRANSFORMS, TASKS, load_yaml,
-                        merge, to_dict)
+import types
+import typing
+
+from aam.config import (ASV_SAMPLING, PARALLEL_CHOICES, REGRESSION_LOSSES, RUNTIME, TARGET_TRANSFORMS, TASKS,
+                        FinetuneConfig, PretrainConfig, flag_of, load_yaml, merge,
+                        settable_fields, to_dict)
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,32 @@ FINETUNE_OPTIONS = TRAINING_OPTIONS + [
         "fraction of nucleotides masked for that loss (training only)"),
 ]
 
+def generated_options(cls, covered: set[str]) -> list[Option]:
+    """A flag for every settable field of ``cls`` that no table row names: ``flag_of(field)``,
+    the field's type, and ``help``/``choices`` from its ``metadata``. A new config field is
+    therefore a new flag of every command whose config holds it, with no other edit."""
+    rows = []
+    for path, (f, hint) in settable_fields(cls).items():
+        if path in covered or path in RUNTIME:
+            continue
+        rows.append(opt(flag_of(path), path, _flag_type(hint), f.metadata.get("help", ""),
+                        f.metadata.get("choices")))
+    return rows
+
+
+def _flag_type(hint) -> Callable:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = [a for a in typing.get_args(hint) if a is not type(None)][0]
+    if typing.get_origin(hint) is tuple:
+        return str  # comma-separated
+    return hint
+
+
+_COVERED = {f for table in (PRETRAIN_OPTIONS, FINETUNE_OPTIONS) for o in table for f in o.fields}
+PRETRAIN_OPTIONS = PRETRAIN_OPTIONS + generated_options(PretrainConfig, _COVERED)
+FINETUNE_OPTIONS = FINETUNE_OPTIONS + generated_options(FinetuneConfig, _COVERED)
+
+
 def add_options(parser: argparse.ArgumentParser, options: Sequence[Option], defaults: Any,
                 title: str = "settings (override --config)") -> None:
     """Add one flag per option; help shows the default taken from the config ``defaults``."""
@@ -167,26 +197,83 @@ def add_run_flags(parser: argparse.ArgumentParser, config_name: str, data_help: 
 def add_training_flags(parser: argparse.ArgumentParser, options: Sequence[Option],
                        defaults: Any) -> None:
     """The settings table plus the multi-GPU flags, identical in ``aam pretrain`` and ``train``."""
-    from aam.training.distributed import add_distributed_flags
-
     add_options(parser, options, defaults)
-    add_distributed_flags(parser)
+    add_parallel_flags(parser)
+
+
+def add_parallel_flags(parser: argparse.ArgumentParser) -> None:
+    """``--parallel`` (and its old aliases), with the same help, for every training command."""
+    group = parser.add_argument_group(
+        "multi-GPU (batch size is per process)",
+        "Run under 'torchrun --standalone --nproc_per_node=N -m aam.cli <command> ...' to train "
+        "with N processes (DDP by default: nccl on CUDA, gloo on CPU; one GPU per process). "
+        "--batch-size is per process: the global batch is batch size x N, and UniFrac pairs are "
+        "formed within each process's batch. Rank 0 alone writes files. With --parallel dp, one "
+        "process splits its --batch-size samples over every visible GPU.")
+    group.add_argument("--parallel", choices=PARALLEL_CHOICES, default=None,
+                       help="auto (ddp under torchrun, else none); ddp: DistributedDataParallel "
+                       "under torchrun; fsdp: FullyShardedDataParallel (FSDP2) under torchrun, "
+                       "parameters, gradients and optimizer state sharded, rank 0 saves a full "
+                       "state dict; dp: one process drives every visible GPU, the batch split "
+                       "by samples (needs CUDA; torchrun with ddp scales better)")
+    group.add_argument("--distributed", action="store_true", help="same as --parallel ddp")
+    group.add_argument("--fsdp", action="store_true", help="same as --parallel fsdp")
+    group.add_argument("--data-parallel", action="store_true", help="same as --parallel dp")
 
 
 def build_training_config(cls, args: argparse.Namespace, options: Sequence[Option],
-                          config_path: str | None = None):
-    """:func:`build_config`, then ``train.distributed`` from --distributed/--fsdp/--data-parallel.
+                          config_path: str | None = None, inferred: dict | None = None):
+    """The run's config: defaults < ``inferred`` < ``--config`` YAML < flags given; or, with
+    ``--resume-from``, the checkpoint's config < the settings given (``aam.training.resume``).
 
-    The strategy is checked in one order for every training command: conflicting flags here,
-    then launcher and GPUs when the run starts (``distributed_session``).
+    ``inferred`` holds defaults read from the data (e.g. prepare.json's target column); a resumed
+    run ignores them. The parallel strategy comes from --parallel (or its old aliases).
     """
     from aam.training.distributed import strategy_from_flags
 
-    strategy = strategy_from_flags(args.distributed, args.fsdp, args.data_parallel)
-    cfg = build_config(cls, args, options, config_path)
+    strategy = strategy_from_flags(args.distributed, args.fsdp, args.data_parallel,
+                                   args.parallel)
+    given, sources = given_settings(cls, args, options, config_path)
     if strategy != "auto":
-        cfg = merge(cfg, {"train": {"distributed": strategy}})
-    return cfg
+        given.setdefault("train", {})["parallel"] = strategy
+    if getattr(args, "resume_from", None) is not None:
+        from aam.training.checkpoint import load_checkpoint
+        from aam.training.resume import resumed_config
+
+        kind = "encoder" if cls.__name__ == "PretrainConfig" else "predictor"
+        payload = load_checkpoint(args.resume_from, kind)
+        return resumed_config(cls, payload, args.resume_from, given, sources)
+    return merge(merge(cls(), inferred or {}), given)
+
+
+def given_settings(cls, args: argparse.Namespace, options: Sequence[Option],
+                   config_path: str | None = None) -> tuple[dict, dict[str, str]]:
+    """The settings the user gave, nested (``--config`` keys, then flags), and for each dotted
+    field where it was given (``--lr`` or ``--config``). Flags not given are not in it."""
+    from aam.training.resume import flatten
+
+    given: dict = {}
+    sources: dict[str, str] = {}
+    if config_path:
+        import yaml
+
+        load_yaml(cls, config_path)  # validates the file as a whole
+        given = yaml.safe_load(Path(config_path).read_text(encoding="utf-8")) or {}
+        sources = {key: "--config" for key in flatten(given)}
+    flags = overrides_from_args(args, options)
+    for o in options:
+        if getattr(args, o.dest, None) is not None:
+            sources.update({path: o.flag for path in o.fields})
+    _deep_merge(given, flags)
+    return given, sources
+
+
+def _deep_merge(base: dict, overrides: dict) -> None:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value
 
 
 def overrides_from_args(args: argparse.Namespace, options: Sequence[Option]) -> dict:

@@ -77,3 +77,7 @@ def _default_metrics(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     return run(_body, build_parser(), argv,
                Outputs("output", is_file=True, also=("metrics",), defaults=_default_metrics))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -26,8 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
                         default="regression")
     phylo = parser.add_mutually_exclusive_group()
     phylo.add_argument("--tree", help="rooted Newick tree (.nwk) or Phylogeny .qza")
-    phylo.add_argument("--unifrac-matrix", help="precomputed distances: .npy (+ .ids.txt), .h5 "
-                                                "(ids, matrix) or scikit-bio TSV")
+    phylo.add_argument("--unifrac-matrix",
+                       help="precomputed distances: unifrac-binaries .h5 (order, matrix; "
+                            "ssu --format hdf5), .h5 (ids, matrix), QIIME 2 DistanceMatrix "
+                            ".qza, scikit-bio TSV or .npy (+ <stem>.ids.txt)")
+    parser.add_argument("--taxonomy", help="taxonomy TSV or FeatureData[Taxonomy] .qza; stored "
+                                           "as taxonomy.tsv (keyed by sequence) for "
+                                           "rf-baseline, explain and the report")
     parser.add_argument("--beta-metric", choices=tuple(BETA_METRICS),
                         help="pretraining distances: " + "; ".join(
                             f"{m.name}: {m.summary}" + (" (needs --tree)" if m.needs_tree else "")
@@ -59,7 +64,7 @@ def _body(args: argparse.Namespace) -> int:
                                   if c.strip()),
         min_depth=args.min_depth, rarefy_depth=args.rarefy_depth, seed=args.seed,
         output_dir=args.output_dir, max_ambiguous_fraction=args.max_ambiguous_fraction,
-        allow_fractional_counts=args.allow_fractional_counts)
+        allow_fractional_counts=args.allow_fractional_counts, taxonomy=args.taxonomy)
     info = prepare(cfg)
     log.info("kept %d samples x %d ASVs (longest %d bp)", info["n_samples"], info["n_asvs"],
              info["max_bp"])
@@ -76,3 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``aam prepare``; returns the exit code (2 on input errors)."""
     return run(_body, build_parser(), argv,
                Outputs("output_dir", owned=("table.biom", "metadata.tsv", "unifrac.h5", "prepare.json")))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -14,7 +14,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aam split",
         description="Write DIR/fold~{k}/{train,val,test}_samples.txt and DIR/splits.json. "
                     "Holdout by default (one fold); --folds K gives K-fold cross-validation. "
-                    "With --test-fraction 0 each fold's test list equals its val list.")
+                    "With --test-fraction 0 each fold's test list equals its val list, unless "
+                    "--inner-val-fraction takes the val list from the fold's training groups.")
     parser.add_argument("--metadata", required=True,
                         help="metadata TSV whose first column is the sample ID (e.g. the "
                              "metadata.tsv that aam prepare wrote)")
@@ -29,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="holdout: fraction of samples (groups) in val (default 0.2)")
     parser.add_argument("--test-fraction", type=float, default=0.0,
                         help="fixed test set taken first, the same in every fold (default 0)")
+    parser.add_argument("--inner-val-fraction", type=float, default=0.0,
+                        help="with --test-fraction 0: validate on this fraction of each fold's "
+                             "training groups, so test samples never choose an epoch (default "
+                             "0: validate on the test side)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--output-dir", required=True, help="folder for the fold~{k} folders")
     add_common_flags(parser)
@@ -38,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _body(args: argparse.Namespace) -> int:
     cfg = SplitConfig(folds=args.folds, test_fraction=args.test_fraction,
                       val_fraction=0.2 if args.val_fraction is None else args.val_fraction,
-                      group_by=args.group_by, stratify_by=args.stratify_by, seed=args.seed)
+                      group_by=args.group_by, stratify_by=args.stratify_by, seed=args.seed,
+                      inner_val_fraction=args.inner_val_fraction)
     metadata = read_metadata(args.metadata)
     folds = split_metadata(metadata, cfg, source=str(args.metadata))
     write_splits(folds, cfg, args.output_dir)
@@ -48,3 +54,7 @@ def _body(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     return run(_body, build_parser(), argv,
                Outputs("output_dir"))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -8,8 +8,6 @@ import logging
 import sys
 from pathlib import Path
 
-import yaml
-
 from aam.cli.categorical_help import CATEGORICAL_HELP
 from aam.cli.common import Outputs, add_common_flags, run
 from aam.cli.options import (FINETUNE_OPTIONS, add_run_flags, add_training_flags,
@@ -43,35 +41,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fill_from_prepared(args: argparse.Namespace) -> None:
-    """Default target column, task and categorical columns from prepare.json (for settings
-    that neither a flag nor the --config YAML gives)."""
+def _from_prepared(args: argparse.Namespace) -> dict:
+    """Default target column, task and categorical columns from prepare.json (not on resume;
+    a --config YAML and flags override them)."""
     path = args.data_dir / "prepare.json"
-    if not path.is_file():
-        return
+    if args.resume_from or not path.is_file():
+        return {}
     info = json.loads(path.read_text(encoding="utf-8"))
-    yaml_cfg = load_yaml(FinetuneConfig, args.config) if args.config else None
-    yaml_keys = _given_in_yaml(args.config)
-    column = args.metadata_column
-    if column is None and "target_column" in yaml_keys:
-        column = yaml_cfg.target_column
-    same_target = column in (None, info.get("target_column"))
-    if column is None:
-        args.metadata_column = info.get("target_column")
-    if args.task is None and "task" not in yaml_keys and same_target:
-        args.task = info.get("task")
-    if args.categorical_columns is None and "data.categorical_columns" not in yaml_keys \
-            and info.get("categorical_columns"):
-        args.categorical_columns = ",".join(info["categorical_columns"])
-
-
-def _given_in_yaml(config) -> set[str]:
-    """Dotted keys set in the --config YAML (``task``, ``data.categorical_columns``, ...)."""
-    if not config:
-        return set()
-    data = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
-    return {f"{key}.{sub}" if isinstance(value, dict) else key
-            for key, value in data.items() for sub in (value if isinstance(value, dict) else [0])}
+    inferred: dict = {}
+    if info.get("target_column"):
+        inferred["target_column"] = info["target_column"]
+    target = args.metadata_column or (load_yaml(FinetuneConfig, args.config).target_column
+                                      if args.config else None)
+    if info.get("task") and target in (None, "", info.get("target_column")):
+        inferred["task"] = info["task"]
+    if info.get("categorical_columns"):
+        inferred["data"] = {"categorical_columns": list(info["categorical_columns"])}
+    return inferred
 
 
 def _warn_ignored(args: argparse.Namespace, cfg: FinetuneConfig) -> None:
@@ -86,8 +72,8 @@ def _body(args: argparse.Namespace) -> int:
     from aam.models.fusion import check_fusion_name
     from aam.training.finetune import FinetunePaths, run_finetune
 
-    _fill_from_prepared(args)
-    cfg = build_training_config(FinetuneConfig, args, FINETUNE_OPTIONS, args.config)
+    cfg = build_training_config(FinetuneConfig, args, FINETUNE_OPTIONS, args.config,
+                                inferred=_from_prepared(args))
     if cfg.data.categorical_columns:
         check_fusion_name(cfg.fusion.name)
     _warn_ignored(args, cfg)
@@ -100,3 +86,7 @@ def _body(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     return run(_body, build_parser(), argv,
                Outputs("output_dir", durable=("checkpoints",)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -48,7 +48,8 @@ class SampleDataset(Dataset):
     with_unifrac : bool
         Put the batch's UniFrac submatrix [B, B] in every batch.
     seed : int
-        Seed of the ``random`` ASV draws, combined with the epoch and the worker id.
+        Seed of the ``random`` ASV draws, combined with the epoch, the validation pass and the
+        worker id.
 
     Raises
     ------
@@ -72,6 +73,7 @@ class SampleDataset(Dataset):
         self.cfg = cfg
         self.seed = int(seed)
         self.epoch = 0
+        self.pass_index = 0
         self._rng_key: Optional[tuple] = None
         self._rng: Optional[np.random.Generator] = None
         self.rows = _rows_of(data.sample_ids, self.sample_ids)
@@ -90,8 +92,14 @@ class SampleDataset(Dataset):
         return len(self.sample_ids)
 
     def set_epoch(self, epoch: int) -> None:
-        """Make ``random`` draws a function of (seed, epoch, worker); call before each epoch."""
+        """Make ``random`` draws a function of (seed, epoch, pass, worker); call before each
+        epoch (the training loop does, for the training and the validation set)."""
         self.epoch = int(epoch)
+
+    def set_pass(self, pass_index: int) -> None:
+        """Multi-pass validation: pass ``p`` of an epoch draws its own ASVs. The attribute is
+        copied into DataLoader workers when they start, so every number of workers sees it."""
+        self.pass_index = int(pass_index)
 
     def n_asvs(self, i: int) -> int:
         """Number of ASVs with a non-zero count in sample ``i`` (before ``token_limit``)."""
@@ -110,7 +118,7 @@ class SampleDataset(Dataset):
 
     def _generator(self) -> np.random.Generator:
         info = get_worker_info()
-        key = (self.seed, self.epoch, info.id if info is not None else 0)
+        key = (self.seed, self.epoch, self.pass_index, info.id if info is not None else 0)
         if key != self._rng_key:
             self._rng_key = key
             self._rng = np.random.default_rng(np.random.SeedSequence(list(key)))

@@ -32,7 +32,10 @@ class SplitConfig:
     groups when ``group_by`` is set). ``folds=K`` makes K folds; each sample (group) is in the val
     side of exactly one fold. ``test_fraction > 0`` first takes one fixed test set, the same in
     every fold and never in train or val; with ``test_fraction = 0`` the test side of each fold is
-    its val side (so ``test_samples.txt`` always exists). ``group_by`` keeps every value of that
+    its val side (so ``test_samples.txt`` always exists), unless ``inner_val_fraction > 0``:
+    then the held-out part is the test side only and the val side is that fraction of the
+    fold's training units (grouped or stratified like the rest), so test samples never choose
+    an epoch. ``group_by`` keeps every value of that
     column on one side; ``stratify_by`` keeps that column's class proportions on every side.
     """
 
@@ -42,6 +45,8 @@ class SplitConfig:
     group_by: Optional[str] = None
     stratify_by: Optional[str] = None
     seed: int = 0
+    inner_val_fraction: float = 0.0  # > 0 with test_fraction 0: val = inner split of train
+
 
     def __post_init__(self) -> None:
         if self.group_by and self.stratify_by:
@@ -58,6 +63,10 @@ class SplitConfig:
         if not 0.0 <= self.test_fraction < 1.0:
             raise InputError(f"--test-fraction must be >= 0 and < 1, got {self.test_fraction}. "
                              "Use 0 for no separate test set, or e.g. 0.2.")
+        if not 0.0 <= self.inner_val_fraction < 1.0:
+            raise InputError(f"--inner-val-fraction must be >= 0 and < 1, got "
+                             f"{self.inner_val_fraction}. Use e.g. 0.2, or 0 to validate on "
+                             "the test side.")
         if self.folds is None and self.val_fraction + self.test_fraction >= 1.0:
             raise InputError(f"--val-fraction {self.val_fraction} + --test-fraction "
                              f"{self.test_fraction} leave no samples for training. Make their "
@@ -138,8 +147,26 @@ def split_samples(sample_ids: Sequence[str], cfg: SplitConfig, groups: Optional[
                 f"{len(remaining)} {kind} to split (after the test set). Use --folds "
                 f"{len(remaining)} or fewer, or a holdout split (--val-fraction).")
         val_parts = _kfold(remaining, sizes, cfg.folds, unit_strata, rng)
+    if cfg.test_fraction == 0 and cfg.inner_val_fraction > 0:
+        return [_inner_fold(unit_of, ids, remaining, held_out, unit_strata, cfg, rng, kind, i)
+                for i, held_out in enumerate(val_parts)]
     return [_fold(unit_of, ids, remaining, val_units, test_units, i)
             for i, val_units in enumerate(val_parts)]
+
+
+def _inner_fold(unit_of, ids, remaining, held_out, strata, cfg: SplitConfig, rng, kind: str,
+                index: int) -> Fold:
+    """Test = the held-out units; val = ``inner_val_fraction`` of the other units (seeded)."""
+    train_units = np.setdiff1d(remaining, held_out)
+    n_val = _side_size(cfg.inner_val_fraction, len(train_units), "val", kind,
+                       "--inner-val-fraction")
+    if n_val >= len(train_units):
+        raise InputError(f"Fold {index} has an empty train side: {len(train_units)} {kind} "
+                         f"remain and {n_val} go to the inner val side. Lower "
+                         "--inner-val-fraction or use fewer folds.")
+    val_units = _draw(train_units, n_val, strata, rng)
+    return _fold(unit_of, ids, remaining, np.concatenate([val_units, held_out]), held_out, index,
+                 inner_val=val_units)
 
 
 def _side_size(fraction: float, n_units: int, side: str, kind: str, flag: str) -> int:
@@ -203,9 +230,12 @@ def _check_strata(values: np.ndarray, minimum: int, what: str) -> None:
                          "those samples, or split without --stratify-by.")
 
 
-def _fold(unit_of, ids, remaining, val_units, test_units, index: int) -> Fold:
+def _fold(unit_of, ids, remaining, val_units, test_units, index: int,
+          inner_val=None) -> Fold:
+    # ``val_units`` leave train; ``inner_val`` (when given) is the val side instead of them
     train_units = np.setdiff1d(remaining, val_units)
-    sides = {"train": np.isin(unit_of, train_units), "val": np.isin(unit_of, val_units),
+    val_side = val_units if inner_val is None else inner_val
+    sides = {"train": np.isin(unit_of, train_units), "val": np.isin(unit_of, val_side),
              "test": np.isin(unit_of, test_units if len(test_units) else val_units)}
     for side, mask in sides.items():
         if not mask.any():
@@ -250,7 +280,7 @@ def write_splits(folds: list[Fold], cfg: SplitConfig, output_dir: str | Path) ->
     for k, fold in enumerate(folds):
         for side in SIDES:
             write_lines(out / f"fold~{k}" / f"{side}_samples.txt", getattr(fold, side))
-    test_is_val = cfg.test_fraction == 0
+    test_is_val = cfg.test_fraction == 0 and cfg.inner_val_fraction == 0
     if test_is_val:
         log.info("--test-fraction is 0: each fold's test_samples.txt repeats its val_samples.txt")
     sizes = [{"fold": k, **{side: len(getattr(f, side)) for side in SIDES}}

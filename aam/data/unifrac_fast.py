@@ -6,13 +6,16 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import blas
-from skbio import TreeNode
 
 from aam.errors import InputError, first_items
+
+if TYPE_CHECKING:
+    from skbio import TreeNode
 
 # A dense float64 block of branches x samples is at most this big (64 MiB): 2,796 branches at
 # 3,000 samples. Two [N, N] float64 matrices at the peak come on top.

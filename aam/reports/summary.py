@@ -13,6 +13,8 @@ from aam.errors import InputError
 from aam.metrics import HIGHER_IS_BETTER, metric_names
 from aam.reports import plots
 from aam.reports.compare import PRIMARY, comparison_table, runs_table
+from aam.reports.explanations import explain_markdown, explain_table
+from aam.reports.labels import model_labels, read_labels
 from aam.reports.runs import discover_runs, read_run_list
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ class CompareConfig:
     png: bool = True  # a PNG twin of every SVG
     figures: bool = True  # False: tables and text only
     run_list: str | None = None  # a file naming the runs to read; None: every run in results_dir
+    labels: str | None = None  # TSV model -> label; None: labels derived from the settings
 
     def __post_init__(self) -> None:
         if self.n_bootstrap < 1:
@@ -49,7 +52,7 @@ def verdict(row: pd.Series, metric: str, baseline: str = "rf") -> str:
     label = plots.METRIC_LABELS.get(metric, metric)
     runs = f"over {row['n_folds']} fold(s) x {row['n_seeds']} seed(s)"
     diff, low, high = (row.get(f"{metric}_{k}") for k in ("diff", "ci_low", "ci_high"))
-    name = f"**{row['model']}**"
+    name = f"**{row.get('label', row['model'])}**"
     if row["model"] == baseline:
         return (f"{name} (the baseline) reaches {label} {_fmt(row[f'{metric}_mean'])} "
                 f"(sd {_fmt(row[f'{metric}_sd'])}) {runs}.")
@@ -67,7 +70,30 @@ def verdict(row: pd.Series, metric: str, baseline: str = "rf") -> str:
             f"{interval}) {runs}.")
 
 
-def summary_markdown(table: pd.DataFrame, task: str, baseline: str, n_bootstrap: int) -> str:
+def selection_note(runs, baseline: str) -> list[str]:
+    """How the models' best epochs were chosen, checked from each run's ``val_samples.txt``
+    against the samples it is scored on."""
+    checked = leaked = 0
+    for run in runs:
+        val = run.path.parent / "val_samples.txt"
+        if run.model == baseline or not val.is_file():
+            continue
+        checked += 1
+        chosen_on = set(val.read_text(encoding="utf-8").split())
+        leaked += bool(chosen_on & set(run.predictions["sample_id"].astype(str)))
+    if not checked:
+        return []
+    if not leaked:
+        return ["", f"Model selection: each of the {checked} fine-tuned runs chose its best "
+                    "epoch (and stopped early) on validation samples disjoint from the test "
+                    "samples it is scored on."]
+    return ["", f"Caution: in {leaked} of {checked} fine-tuned runs the validation samples that "
+                "chose the best epoch are also the scored test samples (split test_fraction 0 "
+                "with inner_val_fraction 0), so those scores are optimistic."]
+
+
+def summary_markdown(table: pd.DataFrame, task: str, baseline: str, n_bootstrap: int,
+                     selection: list[str] = ()) -> str:
     """``summary.md``: the verdict per model (best first) and the main metrics per model."""
     primary = PRIMARY[task]
     lines = [f"# Model comparison ({task})", "",
@@ -76,12 +102,14 @@ def summary_markdown(table: pd.DataFrame, task: str, baseline: str, n_bootstrap:
              f"{n_bootstrap} bootstrap replicates (95% CI).", ""]
     lines += [f"- {verdict(row, primary, baseline)}" for _, row in table.iterrows()]
     lines += _no_signal_warning(table, task)
+    lines += list(selection)
     lines += ["", "| model | runs | " + " | ".join(plots.METRIC_LABELS[m] for m in
                                                       metric_names(task)) + " |",
               "|---|---|" + "---|" * len(metric_names(task))]
     for _, row in table.iterrows():
         cells = [f"{_fmt(row[f'{m}_mean'])} ± {_fmt(row[f'{m}_sd'])}" for m in metric_names(task)]
-        lines.append(f"| {row['model']} | {row['n_runs']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row.get('label', row['model'])} | {row['n_runs']} | "
+                     + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -130,15 +158,22 @@ def write_report(cfg: CompareConfig) -> pd.DataFrame:
     task = runs[0].metrics["task"]
     log.info("comparing %d runs of %d models (%s)", len(runs), len({r.model for r in runs}), task)
     table = comparison_table(runs, cfg.baseline, cfg.n_bootstrap, cfg.seed)
+    labels = model_labels(runs, read_labels(cfg.labels) if cfg.labels else None, cfg.baseline)
+    table.insert(1, "label", table["model"].map(labels))
+    explained = explain_table(runs, labels, cfg.baseline)
     out = Path(cfg.output_dir)
     _write_table(table, out / "comparison.tsv")
     _write_table(runs_table(runs), out / "runs.tsv")
-    pooled = {m: pd.concat([r.predictions for r in runs if r.model == m], ignore_index=True)
-              for m in table["model"]}
+    if not explained.empty:
+        _write_table(explained, out / "explain_agreement.tsv")
+    pooled = {labels[m]: pd.concat([r.predictions for r in runs if r.model == m],
+                                   ignore_index=True) for m in table["model"]}
     target = next((r.target for r in runs if r.target != "target"), "target")
     if cfg.figures:
         _write_figures(table, pooled, task, target, out, cfg.png)
-    write_text(out / "summary.md", summary_markdown(table, task, cfg.baseline, cfg.n_bootstrap))
+    write_text(out / "summary.md", summary_markdown(table, task, cfg.baseline, cfg.n_bootstrap,
+                                                    selection_note(runs, cfg.baseline))
+               + "".join(line + "\n" for line in explain_markdown(explained)))
     write_text(out / "report_section.rst", report_section(table, task, cfg.baseline))
     return table
 
@@ -146,8 +181,8 @@ def write_report(cfg: CompareConfig) -> pd.DataFrame:
 def _write_figures(table, pooled, task, target, out: Path, png: bool) -> None:
     for metric in metric_names(task):
         if table[f"{metric}_mean"].notna().any():
-            plots.save_figure(plots.metric_intervals(table, metric), out / f"metric_{metric}.svg",
-                              png)
+            plots.save_figure(plots.metric_intervals(table.assign(model=table["label"]), metric),
+                              out / f"metric_{metric}.svg", png)
     if task == "regression":
         known = {m: f[f["actual"].notna()] for m, f in pooled.items()}
         known = {m: f for m, f in known.items() if len(f)}

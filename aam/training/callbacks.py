@@ -7,9 +7,11 @@ objective, epoch, global_step, train_logs, val_logs, best_metric, best_epoch, is
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aam.atomic import atomic_path
 from aam.training.checkpoint import make_payload, save_checkpoint
 from aam.training.distributed import full_state_dict, optimizer_state_dict
 from aam.training.seeding import get_rng_state
@@ -74,7 +76,7 @@ class CheckpointCallback(Callback):
 
     def on_epoch_end(self, state: "TrainState") -> None:
         """Rank 0 writes; every rank records where the last good checkpoint is."""
-        if not (state.is_main or state.dist.strategy == "fsdp"):
+        if not (state.is_main or state.dist.shards_state):
             state.last_checkpoint = (self.directory / "last.pt", state.epoch)
             return
         payload = self.payload(state)
@@ -83,6 +85,37 @@ class CheckpointCallback(Callback):
             if state.is_best:
                 save_checkpoint(self.directory / "best.pt", payload)
         state.last_checkpoint = (self.directory / "last.pt", state.epoch)
+
+
+class ResumeCheckpoints(Callback):
+    """After a resume, write this run's ``last.pt`` and ``best.pt`` at once (the same or a new
+    output folder), so the folder is complete even when no epoch is left to run.
+
+    The resumed checkpoint's sibling ``best.pt`` (if any) becomes this run's ``best.pt``.
+    """
+
+    def __init__(self, checkpoints: CheckpointCallback, resume: dict | None,
+                 resume_from: str | Path | None) -> None:
+        self.checkpoints, self.resume = checkpoints, resume
+        self.resume_from = Path(resume_from) if resume_from else None
+
+    def on_fit_start(self, state: "TrainState") -> None:
+        if self.resume is None:
+            return
+        payload = self.checkpoints.payload(state)  # every rank: FSDP gathers the full state
+        if not state.is_main:
+            return
+        directory = self.checkpoints.directory
+        save_checkpoint(directory / "last.pt", payload)
+        old_best = self.resume_from.parent / "best.pt" if self.resume_from else None
+        new_best = directory / "best.pt"
+        if old_best is not None and old_best.is_file() and \
+                old_best.resolve() != new_best.resolve():
+            with atomic_path(new_best) as tmp:
+                shutil.copyfile(old_best, tmp)
+        elif not new_best.is_file():
+            save_checkpoint(new_best, payload)
+        log.info("resumed from %s; checkpoints written to %s", self.resume_from, directory)
 
 
 class EarlyStopping(Callback):

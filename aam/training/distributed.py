@@ -28,7 +28,7 @@ from aam.errors import InputError
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("none", "ddp", "fsdp", "dp")
-_FLAG_OF = {"ddp": "--distributed", "fsdp": "--fsdp", "dp": "--data-parallel"}
+_FLAG_OF = {"ddp": "--parallel ddp", "fsdp": "--parallel fsdp", "dp": "--parallel dp"}
 
 
 @dataclass(frozen=True)
@@ -51,39 +51,28 @@ class DistContext:
     def is_distributed(self) -> bool:
         return self.strategy in ("ddp", "fsdp")
 
+    @property
+    def shards_state(self) -> bool:
+        """Every rank takes part in gathering the full state (FSDP)."""
+        return self.strategy == "fsdp"
+
 
 def strategy_from_flags(distributed: bool = False, fsdp: bool = False,
-                        data_parallel: bool = False) -> str:
-    """Map the mutually exclusive command-line flags to a strategy name ('auto' when none)."""
-    chosen = [name for name, on in (("ddp", distributed), ("fsdp", fsdp), ("dp", data_parallel))
-              if on]
-    if len(chosen) > 1:
-        flags = " and ".join(_FLAG_OF[c] for c in chosen)
+                        data_parallel: bool = False, parallel: str | None = None) -> str:
+    """The strategy of ``--parallel`` and its old aliases (``--distributed``, ``--fsdp``,
+    ``--data-parallel``); 'auto' when none is given. Two different choices are an error."""
+    given = [(flag, name) for flag, name, on in (
+        ("--distributed", "ddp", distributed), ("--fsdp", "fsdp", fsdp),
+        ("--data-parallel", "dp", data_parallel)) if on]
+    if parallel is not None:
+        given.insert(0, (f"--parallel {parallel}", parallel))
+    if len({name for _, name in given}) > 1:
+        flags = " and ".join(flag for flag, _ in given)
         raise InputError(
-            f"{flags} cannot be combined: choose one of --distributed (DDP), --fsdp "
-            "(FullyShardedDataParallel) or --data-parallel (single-process multi-GPU)."
+            f"{flags} cannot be combined: choose one --parallel: none, ddp (DistributedDataParallel"
+            "), fsdp (FullyShardedDataParallel) or dp (single-process multi-GPU)."
         )
-    return chosen[0] if chosen else "auto"
-
-
-def add_distributed_flags(parser) -> None:
-    """The same three flags, with the same help, for every training command."""
-    group = parser.add_argument_group(
-        "multi-GPU (batch size is per process)",
-        "Run under 'torchrun --standalone --nproc_per_node=N -m aam.cli <command> ...' to train "
-        "with N processes (DDP by default: nccl on CUDA, gloo on CPU; one GPU per process). "
-        "--batch-size is per process: the global batch is batch size x N, and UniFrac pairs are "
-        "formed within each process's batch. Rank 0 alone writes files. With --data-parallel, one "
-        "process splits its --batch-size samples over every visible GPU.")
-    group.add_argument("--distributed", action="store_true",
-                       help="DistributedDataParallel; the default under torchrun")
-    group.add_argument("--fsdp", action="store_true",
-                       help="FullyShardedDataParallel (FSDP2) under torchrun: parameters, "
-                       "gradients and optimizer state sharded over the processes; rank 0 saves "
-                       "a full state dict")
-    group.add_argument("--data-parallel", action="store_true",
-                       help="one process drives every visible GPU: the batch is split by samples "
-                       "over the GPUs (needs CUDA; torchrun with --distributed scales better)")
+    return given[0][1] if given else "auto"
 
 
 def resolve_strategy(requested: str, env: Mapping[str, str] | None = None,
@@ -109,11 +98,11 @@ def resolve_strategy(requested: str, env: Mapping[str, str] | None = None,
         )
     if strategy == "dp":
         if cuda_count < 1:
-            raise InputError("--data-parallel needs CUDA GPUs, and none are visible. Drop the "
+            raise InputError("--parallel dp needs CUDA GPUs, and none are visible. Drop the "
                              "flag to train on the CPU, or use torchrun for several processes.")
         if under_launcher and world_size > 1:
-            raise InputError("--data-parallel is single-process; do not start it under torchrun "
-                             "with several processes (use --distributed or --fsdp there).")
+            raise InputError("--parallel dp is single-process; do not start it under torchrun "
+                             "with several processes (use --parallel ddp or fsdp there).")
     if strategy in ("ddp", "fsdp") and cuda_count > 0 and world_size > cuda_count:
         raise InputError(
             f"torchrun started {world_size} processes but only {cuda_count} GPU(s) are visible; "
@@ -188,6 +177,16 @@ def wrap_model(model: nn.Module, ctx: DistContext) -> nn.Module:
     if ctx.strategy == "fsdp":
         return _shard(model, ctx)
     return model
+
+
+def parallel_loss(objective, model: nn.Module, batch, ctx: DistContext):
+    """The objective's ``(loss, logs)``; under ``--parallel dp`` with several GPUs, the batch is
+    split over them (``aam.training.data_parallel``)."""
+    if ctx.strategy == "dp" and len(ctx.devices) > 1:
+        from aam.training.data_parallel import split_loss
+
+        return split_loss(objective, model, batch, ctx.devices)
+    return objective.loss(model, batch)
 
 
 def _shard(model: nn.Module, ctx: DistContext) -> nn.Module:

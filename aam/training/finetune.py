@@ -14,22 +14,24 @@ from pathlib import Path
 from typing import Optional
 
 from aam.atomic import write_lines, write_text
-from aam.config import FinetuneConfig, ModelConfig, dump_yaml, from_dict, to_dict
+from aam.config import FinetuneConfig, dump_yaml, from_dict, to_dict
 from aam.data.prepared import PreparedData, load_prepared
 from aam.data.sample_ids import read_sample_lists
 from aam.data.targets import transform_from_dict
 from aam.errors import InputError
+from aam.model_card import write_model_card
 from aam.models.predictor import Predictor, load_encoder_state
 from aam.predictions import write_metrics, write_predictions
-from aam.training.callbacks import CheckpointCallback, EarlyStopping
+from aam.training.callbacks import CheckpointCallback, EarlyStopping, ResumeCheckpoints
 from aam.training.checkpoint import load_checkpoint, save_checkpoint
 from aam.training.dist_data import build_loaders
 from aam.training.distributed import DistContext, barrier, distributed_session
-from aam.training.finetune_callbacks import FinetuneTensorBoard, ResumeCallback
+from aam.training.finetune_callbacks import FinetuneTensorBoard
 from aam.training.finetune_data import (build_setup, encoder_model_config, random_split,
                                         resolve_sizes)
 from aam.training.finetune_objective import FinetuneObjective
 from aam.training.loop import fit
+from aam.training.resume import adopt_derived, check_resume
 from aam.training.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -90,10 +92,14 @@ def _split(cfg: FinetuneConfig, data: PreparedData, paths: FinetunePaths):
 
 
 def _model_config(cfg: FinetuneConfig, paths: FinetunePaths, resume: Optional[dict]):
-    """Model sizes from the resumed or pretrained checkpoint; returns (cfg, encoder payload)."""
+    """Model sizes from the resumed or pretrained checkpoint; returns (cfg, encoder payload).
+
+    A resumed run must match its checkpoint's model and data settings (``check_resume``);
+    its derived values (sequence length, classes, cardinalities) come from the checkpoint.
+    """
     if resume is not None:
-        model = from_dict(ModelConfig, resume["config"]["model"])
-        return replace(cfg, model=model), None
+        check_resume(cfg, resume, paths.resume_from)
+        return adopt_derived(cfg, resume), None
     if paths.pretrained_encoder is None:
         return cfg, None
     encoder = load_checkpoint(paths.pretrained_encoder, "encoder")
@@ -114,7 +120,7 @@ def run_finetune(cfg: FinetuneConfig, paths: FinetunePaths) -> dict:
     InputError
         For bad targets, columns, sample lists or checkpoints.
     """
-    with distributed_session(cfg.train.distributed, cfg.train.device) as ctx:
+    with distributed_session(cfg.train.parallel, cfg.train.device) as ctx:
         return _finetune(cfg, paths, ctx)
 
 
@@ -148,7 +154,7 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
               "task": cfg.task, "target_column": cfg.target_column}
     checkpoints = CheckpointCallback(out / "checkpoints", "predictor", to_dict(cfg), seed, extras)
     tensorboard = FinetuneTensorBoard(out / "tensorboard", cfg)
-    callbacks = [ResumeCallback(checkpoints, resume, paths.resume_from, cfg), checkpoints,
+    callbacks = [ResumeCheckpoints(checkpoints, resume, paths.resume_from), checkpoints,
                  EarlyStopping(cfg.train.patience), tensorboard]
     result = fit(model, objective, train_loader, val_loader, cfg.train, callbacks,
                  param_groups=parameter_groups(model, cfg), resume=resume, dist=ctx)
@@ -156,9 +162,8 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
         log.info("frozen base: %s", model.encoder_cache.summary())
     barrier(ctx)  # rank 0 has written best.pt before anyone reads it
     best = load_checkpoint(out / "checkpoints" / "best.pt", "predictor")
-    if ctx.strategy == "fsdp":  # FSDP left sharded views in the module: start from a fresh one
-        model = predictor_from_checkpoint(best).to(ctx.device)
-    model.load_state_dict(best["model_state"])
+    model = predictor_from_checkpoint(best).to(ctx.device)  # a plain module (FSDP shards)
+    setup.val_set.set_epoch(int(best.get("epoch", 0)))  # the best epoch's validation draws
     metrics = objective.evaluate(model, val_loader)  # every rank: predictions are gathered
     if not ctx.is_main:
         return {"val_loss": metrics["val_loss"]}
@@ -171,6 +176,7 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
                "train_samples_per_s": result.train_samples_per_s,
                "world_size": ctx.world_size, "config": to_dict(cfg)}
     write_metrics(out / "metrics.json", summary)
+    write_model_card(out, summary, data.info, str(paths.data_dir), paths.pretrained_encoder)
     tensorboard.write_summary(objective, summary)
     log.info("best epoch %s: %s", summary["best_epoch"],
              " ".join(f"{k}={v:.4g}" for k, v in _metric_values(objective).items()

@@ -1,17 +1,14 @@
-"""Fine-tuning callbacks: resume handling (learning-rate override, immediate checkpoint) and
-TensorBoard extras (both learning rates, final scatter, hparams for the ablation view)."""
+"""Fine-tuning TensorBoard extras: both learning rates, the final scatter, hparams for the
+ablation view, and cross-attention's per-position weights as an image."""
 
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
-from aam.atomic import atomic_path
 from aam.config import FinetuneConfig
-from aam.training.callbacks import Callback, CheckpointCallback, TensorBoardCallback
-from aam.training.checkpoint import save_checkpoint
+from aam.training.callbacks import TensorBoardCallback
 
 if TYPE_CHECKING:
     from aam.training.loop import TrainState
@@ -22,61 +19,6 @@ log = logging.getLogger(__name__)
 def group_learning_rates(cfg: FinetuneConfig) -> dict[str, float]:
     """Base learning rate of each named parameter group."""
     return {"base": cfg.train.lr, "categorical": cfg.categorical_lr or cfg.train.lr}
-
-
-class ResumeCallback(Callback):
-    """After a resume: apply the current ``--lr``/``--categorical-lr`` (one override, logged
-    once) and write the output folder's checkpoints at once.
-
-    Parameters
-    ----------
-    checkpoints : CheckpointCallback
-        Writes ``last.pt``/``best.pt`` of this run.
-    resume : dict or None
-        The resumed payload (None: this callback does nothing).
-    resume_from : path or None
-        Where it came from; its sibling ``best.pt`` (if any) becomes this run's ``best.pt``.
-    cfg : FinetuneConfig
-    """
-
-    def __init__(self, checkpoints: CheckpointCallback, resume: Optional[dict],
-                 resume_from: Optional[Path], cfg: FinetuneConfig) -> None:
-        self.checkpoints, self.resume, self.cfg = checkpoints, resume, cfg
-        self.resume_from = Path(resume_from) if resume_from else None
-
-    def on_fit_start(self, state: "TrainState") -> None:
-        if self.resume is None:
-            return
-        self._override_lr(state)
-        payload = self.checkpoints.payload(state)  # every rank: FSDP gathers the full state
-        if not state.is_main:
-            return
-        directory = self.checkpoints.directory
-        save_checkpoint(directory / "last.pt", payload)
-        old_best = self.resume_from.parent / "best.pt"
-        new_best = directory / "best.pt"
-        if old_best.is_file() and old_best.resolve() != new_best.resolve():
-            with atomic_path(new_best) as tmp:
-                shutil.copyfile(old_best, tmp)
-        elif not new_best.is_file():
-            save_checkpoint(new_best, payload)
-        log.info("resumed from %s; checkpoints written to %s", self.resume_from, directory)
-
-    def _override_lr(self, state: "TrainState") -> None:
-        wanted = group_learning_rates(self.cfg)
-        scheduler = state.scheduler
-        changes = []
-        for i, group in enumerate(state.optimizer.param_groups):
-            new = wanted.get(group.get("name", "base"), self.cfg.train.lr)
-            old = scheduler.base_lrs[i]
-            if abs(new - old) > 1e-15:
-                changes.append(f"{group.get('name', i)} {old:.3g} -> {new:.3g}")
-            scheduler.base_lrs[i] = new
-            group["initial_lr"] = new
-            group["lr"] = new * scheduler.lr_lambdas[i](scheduler.last_epoch)
-        if changes:
-            log.info("learning rate overridden on resume (for every remaining step): %s",
-                     ", ".join(changes))
 
 
 class FinetuneTensorBoard(TensorBoardCallback):

@@ -107,7 +107,7 @@ class FinetuneObjective:
         passes = self.cfg.val_prediction_passes
         if self.cfg.data.asv_sampling != "random":
             passes = 1
-        outputs = [self._one_pass(model, loader) for _ in range(passes)]
+        outputs = [self._one_pass(model, loader, p) for p in range(passes)]
         model.train(was_training)
         ids = outputs[0][0]
         raw = torch.stack([o[1] for o in outputs])  # [P, N, out_dim]
@@ -127,7 +127,11 @@ class FinetuneObjective:
         out.update({k: float(v) for k, v in metrics.items() if v is not None})
         return out
 
-    def _one_pass(self, model: nn.Module, loader) -> tuple[list[str], Tensor, Tensor]:
+    def _one_pass(self, model: nn.Module, loader, pass_index: int = 0
+                  ) -> tuple[list[str], Tensor, Tensor]:
+        dataset = getattr(loader, "dataset", None)
+        if hasattr(dataset, "set_pass"):  # before the workers start: each pass draws anew
+            dataset.set_pass(pass_index)
         device = next(model.parameters()).device
         ids, preds, targets = [], [], []
         for batch in loader:

@@ -27,11 +27,10 @@ from aam.config import TrainConfig
 from aam.errors import InputError
 from aam.training.callbacks import Callback
 from aam.training.checkpoint import unwrap_model
-from aam.training.data_parallel import split_loss
 from aam.training.device import resolve_device
 from aam.training.distributed import (DistContext, all_reduce_sums, any_rank, clip_gradients,
                                       eval_module, evaluation_copy, load_optimizer_state,
-                                      no_sync, wrap_model)
+                                      no_sync, parallel_loss, wrap_model)
 from aam.training.schedule import build_optimizer, warmup_cosine
 from aam.training.seeding import seed_everything, set_rng_state
 
@@ -181,11 +180,22 @@ def _bind_groups(named: list[dict], wrapped: nn.Module) -> list[dict]:
 
 
 def _apply_resume(state: TrainState, payload: dict) -> None:
-    """Optimizer, schedule, counters and RNG of a checkpoint (weights are loaded by ``fit``)."""
+    """Optimizer, schedule, counters and RNG of a checkpoint (weights are loaded by ``fit``).
+
+    The moments and the step count come from the checkpoint; each group's peak learning rate
+    and weight decay stay those of ``cfg`` (the resumed config: the checkpoint's values unless
+    the user gave new ones, see ``aam.training.resume``), for every remaining step.
+    """
+    configured = [(g["initial_lr"], g["weight_decay"]) for g in state.optimizer.param_groups]
     if payload.get("optimizer_state") is not None:
         load_optimizer_state(state.model, state.optimizer, payload["optimizer_state"])
     if payload.get("scheduler_state") is not None:
         state.scheduler.load_state_dict(payload["scheduler_state"])
+    scheduler = state.scheduler
+    for i, (group, (lr, decay)) in enumerate(zip(state.optimizer.param_groups, configured)):
+        scheduler.base_lrs[i] = group["initial_lr"] = lr
+        group["weight_decay"] = decay
+        group["lr"] = lr * scheduler.lr_lambdas[i](scheduler.last_epoch)
     state.epoch = int(payload["epoch"])
     state.global_step = int(payload.get("global_step", 0))
     best = payload.get("best_metric")
@@ -218,6 +228,9 @@ def _prepare_epoch(loader, seed: int, epoch: int) -> None:
 def _run_epoch(state: TrainState, train_loader, val_loader) -> int:
     cfg, epoch = state.cfg, state.epoch + 1
     _prepare_epoch(train_loader, cfg.seed, epoch)
+    set_epoch = getattr(getattr(val_loader, "dataset", None), "set_epoch", None)
+    if set_epoch is not None:  # random ASV draws of validation differ per epoch too
+        set_epoch(epoch)
     start = time.perf_counter()
     sums, n_samples = _train_one_epoch(state, train_loader, epoch)
     totals = all_reduce_sums({**sums, _N: n_samples}, state.dist)  # sums and counts, then divide
@@ -258,7 +271,7 @@ def _train_one_epoch(state: TrainState, loader, epoch: int) -> tuple[dict, int]:
         stepping = (i + 1) % cfg.grad_accum_steps == 0 or i + 1 == n_batches
         with no_sync(model, skip=not stepping):
             with _autocast(state):
-                loss, logs = _loss(state, model, batch)
+                loss, logs = parallel_loss(state.objective, model, batch, state.dist)
             if any_rank(not bool(torch.isfinite(loss.detach())), state.dist):
                 raise TrainingDiverged(_diverged_message(state, epoch, float(loss.detach())))
             (loss / cfg.grad_accum_steps).backward()
@@ -273,14 +286,6 @@ def _train_one_epoch(state: TrainState, loader, epoch: int) -> tuple[dict, int]:
             optimizer.zero_grad(set_to_none=True)
             state.global_step += 1
     return sums, n_samples
-
-
-def _loss(state: TrainState, model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
-    """The objective's loss; under --data-parallel with several GPUs, split over them."""
-    devices = state.dist.devices
-    if state.dist.strategy == "dp" and len(devices) > 1:
-        return split_loss(state.objective, model, batch, devices)
-    return state.objective.loss(model, batch)
 
 
 def _diverged_message(state: TrainState, epoch: int, loss: float) -> str:

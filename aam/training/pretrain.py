@@ -22,12 +22,14 @@ from aam.config import PretrainConfig, dump_yaml, to_dict
 from aam.data.sample_ids import read_sample_lists
 from aam.data.tokens import longest
 from aam.errors import InputError
-from aam.training.callbacks import CheckpointCallback, EarlyStopping, TensorBoardCallback
+from aam.training.callbacks import (CheckpointCallback, EarlyStopping, ResumeCheckpoints,
+                                    TensorBoardCallback)
 from aam.training.checkpoint import load_checkpoint, save_checkpoint
 from aam.training.dist_data import build_loaders
 from aam.training.distributed import DistContext, barrier, distributed_session
 from aam.training.pretrain_objective import (PretrainObjective, masked_nucleotide_loss,
                                              pair_mse)
+from aam.training.resume import adopt_derived, check_resume
 from aam.training.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ def run_pretrain(cfg: PretrainConfig, paths: PretrainPaths) -> dict:
         No UniFrac distances, unknown sample IDs, too few samples, or a resume checkpoint whose
         model settings differ.
     """
-    with distributed_session(cfg.train.distributed, cfg.train.device) as ctx:
+    with distributed_session(cfg.train.parallel, cfg.train.device) as ctx:
         return _pretrain(cfg, paths, ctx)
 
 
@@ -80,10 +82,12 @@ def _pretrain(cfg: PretrainConfig, paths: PretrainPaths, ctx: DistContext) -> di
     out = Path(paths.output_dir)
     data = load_prepared(paths.data_dir)
     train_ids, val_ids = _split(data.sample_ids, paths, cfg.data.val_fraction, cfg.train.seed)
+    resume = _load_resume(paths.resume_from, cfg)
+    if resume is not None:
+        cfg = adopt_derived(cfg, resume)
     max_bp = cfg.data.max_bp or longest(data.sequences)
     cfg = replace(cfg, data=replace(cfg.data, max_bp=max_bp),
                   model=replace(cfg.model, max_bp=max_bp))
-    resume = _load_resume(paths.resume_from, cfg)
     seed, bs = cfg.train.seed, cfg.data.batch_size
     seed_everything(seed)
     train_set = SampleDataset(data, train_ids, cfg.data, with_unifrac=True, seed=seed)
@@ -101,7 +105,8 @@ def _pretrain(cfg: PretrainConfig, paths: PretrainPaths, ctx: DistContext) -> di
     objective = PretrainObjective(cfg.nucleotide_mask_rate, cfg.nucleotide_loss_weight,
                                   unifrac=data.unifrac, seed=seed, dist=ctx)
     ckpt = CheckpointCallback(out / "checkpoints", "encoder", to_dict(cfg), seed)
-    callbacks = [ckpt, EarlyStopping(cfg.train.patience), TensorBoardCallback(out / "tensorboard")]
+    callbacks = [ResumeCheckpoints(ckpt, resume, paths.resume_from), ckpt,
+                 EarlyStopping(cfg.train.patience), TensorBoardCallback(out / "tensorboard")]
     log.info("pretraining on %d samples, validating on %d; %d parameters; batch %d per process "
              "x %d process(es)", len(train_ids), len(val_ids),
              sum(p.numel() for p in model.parameters()), bs, ctx.world_size)
@@ -146,13 +151,7 @@ def _load_resume(path: Optional[Path], cfg: PretrainConfig) -> Optional[dict]:
     if path is None:
         return None
     payload = load_checkpoint(path, "encoder")
-    saved = payload["config"].get("model", {})
-    changed = sorted(k for k, v in to_dict(cfg.model).items() if saved.get(k) != v)
-    if changed:
-        raise InputError(f"{path} was trained with other model settings ({', '.join(changed)}); "
-                         "resume with the same --config and flags as the interrupted run.")
-    if payload.get("optimizer_state") is None:
-        raise InputError(f"{path} has no optimizer state; resume from checkpoints/last.pt.")
+    check_resume(cfg, payload, path)
     return payload
 
 

@@ -94,7 +94,7 @@ def _model(preset: Preset) -> ModelConfig:
 def _train(preset: Preset, epochs: int, patience: int, lr: float, seed: int) -> TrainConfig:
     return TrainConfig(epochs=epochs, patience=patience, lr=lr, seed=seed,
                        weight_decay=preset.weight_decay, device=preset.device,
-                       distributed="none")
+                       parallel="none")
 
 
 def _lists(folder: Path, train: list[str], val: list[str]) -> tuple[Path, Path]:
@@ -109,7 +109,11 @@ def pretrain_fold(data_dir: Path, out: Path, train: list[str], val: list[str], f
     reused when ``out/encoder.pt`` exists for the same lists and settings."""
     from aam.training.pretrain import PretrainPaths, run_pretrain
 
-    key = hashlib.sha256(repr((train, val, preset)).encode()).hexdigest()[:16]
+    pretrain_settings = (preset.embedding_dim, preset.attention_heads, preset.attention_layers,
+                         preset.token_limit, preset.batch_size, preset.pretrain_epochs,
+                         preset.pretrain_patience, preset.pretrain_lr, preset.dropout,
+                         preset.weight_decay, preset.asv_sampling, preset.device)
+    key = hashlib.sha256(repr((train, val, pretrain_settings)).encode()).hexdigest()[:16]
     stamp = out / "inputs.sha"
     if (out / "encoder.pt").is_file() and stamp.is_file() and stamp.read_text() == key:
         return out / "encoder.pt"
@@ -194,6 +198,9 @@ def run_study(study: Study, data_dir: Path, work: Path, preset: Preset,
     start = time.perf_counter()
     data = load_prepared(data_dir)
     folds, subjects = outer_folds(data, study, preset)
+    if preset.dev_fold is not None:  # recipe development: fold dev_fold's test subjects unseen
+        data = data.subset(folds[preset.dev_fold][0])
+        folds, subjects = outer_folds(data, study, preset)
     ids = list(data.sample_ids)
     index = {s: i for i, s in enumerate(ids)}
     subject_of = dict(zip(ids, subjects))
@@ -218,7 +225,8 @@ def run_study(study: Study, data_dir: Path, work: Path, preset: Preset,
         if _needs_encoder(preset):
             cache_key = (study.pretrain_key or study.name, k, tuple(inner_train), tuple(inner_val))
             if cache_key not in encoders:
-                pdir = work / f"pretrain-{study.pretrain_key or study.name}" / f"fold~{k}"
+                pdir = work / _tag(preset) / f"pretrain-{study.pretrain_key or study.name}" \
+                    / f"fold~{k}"
                 encoders[cache_key] = pretrain_fold(data_dir, pdir, inner_train, inner_val, k,
                                                     preset)
             encoder = encoders[cache_key]
@@ -233,7 +241,7 @@ def run_study(study: Study, data_dir: Path, work: Path, preset: Preset,
             for variant, enc in (("aam", encoder), ("aam-scratch", None)):
                 if variant not in runs:
                     continue
-                out = work / study.name / variant / f"fold~{k}" / f"seed~{seed}"
+                out = work / _tag(preset) / study.name / variant / f"fold~{k}" / f"seed~{seed}"
                 pred = finetune_and_predict(data_dir, data, out, study, inner_train, inner_val,
                                             test, seed, enc, preset)
                 runs[variant][r, test_idx] = _scores(pred, classes)
@@ -244,6 +252,11 @@ def run_study(study: Study, data_dir: Path, work: Path, preset: Preset,
     result.runs = runs
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _tag(preset: Preset) -> str:
+    """Run folder of these settings (dev runs never share checkpoints with the benchmark)."""
+    return "dev" if preset.dev_fold is not None else "bench"
 
 
 def _row_variants(preset: Preset) -> list[str]:

@@ -44,9 +44,9 @@ class Preset:
     pretrain_epochs: int = 20
     pretrain_patience: int = 5
     pretrain_lr: float = 1e-3
-    finetune_epochs: int = 30
-    finetune_patience: int = 8
-    finetune_lr: float = 1e-3
+    finetune_epochs: int = 40
+    finetune_patience: int = 10
+    finetune_lr: float = 3e-3  # dev (fold 0's training subjects, age): 1e-3 R2 0.165, 3e-3 0.239
     weight_decay: float = 0.01
     dropout: float = 0.1
     freeze_base: bool = False
@@ -61,6 +61,7 @@ class Preset:
     threads: int = 1
     variants: tuple[str, ...] = ("aam", "aam-ensemble", "hybrid-rf")
     studies: tuple[str, ...] = tuple(STUDIES)
+    dev_fold: int | None = None  # recipe development on this outer fold's training subjects
     note: str = ""
     extra: dict = field(default_factory=dict)
 

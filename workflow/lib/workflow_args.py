@@ -8,17 +8,20 @@ the config section (or ablation row) it needs, so a rule's params show what it d
 import os
 import shlex
 
-# Ablation columns -> `aam train` flags. Names hold no `_` (the path segment joins key~value
-# pairs with `_`); true/false cells become `--flag` / `--no-flag`.
-ABLATION_FLAGS = {
-    "fusion": "--categorical-fusion",
-    "freeze": "--freeze-base",
-    "sampling": "--asv-sampling",
-    "transform": "--target-transform",
-    "counts": "--count-prediction",
+# An ablation column is an `aam train` flag without its dashes (`categorical-fusion`,
+# `freeze-base`, `lr`); names hold no `_` (the path segment joins key~value pairs with `_`), and
+# true/false cells become `--flag` / `--no-flag`. The published short names stay aliases.
+ABLATION_ALIASES = {
+    "fusion": "categorical-fusion",
+    "freeze": "freeze-base",
+    "sampling": "asv-sampling",
+    "transform": "target-transform",
+    "counts": "count-prediction",
 }
-INPUT_KEYS = ("table", "rep_seqs", "metadata", "tree", "unifrac_matrix")
-OPTIONAL_INPUTS = ("rep_seqs", "tree", "unifrac_matrix")
+# Ablation columns that steer the workflow and are not `aam train` flags.
+ABLATION_WORKFLOW_COLUMNS = ("pretrained",)
+INPUT_KEYS = ("table", "rep_seqs", "metadata", "tree", "unifrac_matrix", "taxonomy")
+OPTIONAL_INPUTS = ("rep_seqs", "tree", "unifrac_matrix", "taxonomy")
 SIMULATED_INPUTS = {
     "table": "resources/sim/table.biom",
     "metadata": "resources/sim/metadata.tsv",
@@ -38,7 +41,7 @@ def cli_flags(options):
             continue
         flag = "--{}".format(key.replace("_", "-"))
         if isinstance(value, bool):
-            args += [flag] if value else []
+            args += [flag if value else "--no-" + flag[2:]]
         elif isinstance(value, list):
             args += [flag, ",".join(str(v) for v in value)]
         else:
@@ -78,7 +81,14 @@ def split_flags(split):
     opts = {"folds": split["folds"]} if kfold else {"val_fraction": split["val_fraction"]}
     keys = ("test_fraction", "group_by", "stratify_by", "seed")
     opts.update({key: split[key] for key in keys})
+    if split["test_fraction"] == 0:  # no separate test set: validate on training groups
+        opts["inner_val_fraction"] = split.get("inner_val_fraction", 0)
     return cli_flags(opts)
+
+
+def ablation_column_key(column):
+    """The `aam train` setting (config-key spelling) of an ablation column, aliases resolved."""
+    return ABLATION_ALIASES.get(column, column).replace("-", "_")
 
 
 def train_flags(row, config):
@@ -90,30 +100,28 @@ def train_flags(row, config):
     }
     opts.update(config["model"])
     opts.update(config["finetune"])
-    args = []
     for column, value in row.items():
-        flag = ABLATION_FLAGS.get(column)
-        if flag and value in ("true", "false"):
-            args.append(flag if value == "true" else flag.replace("--", "--no-", 1))
-        elif flag:
-            opts[flag[2:].replace("-", "_")] = value
-    return " ".join(filter(None, [cli_flags(opts), shlex.join(args)]))
+        if column in ABLATION_WORKFLOW_COLUMNS or value == "":
+            continue
+        opts[ablation_column_key(column)] = {"true": True, "false": False}.get(value, value)
+    return cli_flags(opts)
 
 
 def predict_flags(row, predict):
     """`aam predict` options: the config's, with the row's ASV sampling."""
-    return cli_flags({**predict, "asv_sampling": row.get("sampling", "")})
+    sampling = next((v for k, v in row.items() if ablation_column_key(k) == "asv_sampling"), "")
+    return cli_flags({**predict, "asv_sampling": sampling})
 
 
 def launcher(command, multi_gpu="ddp"):
     """A params function: `aam <command>`, or torchrun over every GPU of the job when it holds
-    more than one (one process per GPU; DDP, or FSDP when `multi_gpu` is fsdp)."""
+    more than one (one process per GPU; `multi_gpu` is the `--parallel` strategy: ddp or fsdp)."""
 
     def launch(wildcards, resources):
         gpus = int(resources.get("gpu", 0) or 0)
         if gpus > 1:
-            strategy = " --fsdp" if multi_gpu == "fsdp" else ""
-            return f"torchrun --standalone --nproc_per_node={gpus} -m aam.cli {command}{strategy}"
+            return (f"torchrun --standalone --nproc_per_node={gpus} -m aam.cli {command} "
+                    f"--parallel {multi_gpu}")
         return f"aam {command}"
 
     return launch

@@ -5,8 +5,10 @@ workflow/lib/, which rules call with the config section they depend on.
 """
 
 import os
+import shlex
 import sys
 
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import Paramspace, validate
 
 sys.path.insert(0, os.path.join(workflow.basedir, "lib"))
@@ -25,17 +27,29 @@ from workflow_args import (
     launcher,
     verdict_label,
 )
-from workflow_checks import check_ablation_rows, check_config, read_ablation_table
+from workflow_checks import (
+    check_aam_flags,
+    check_ablation_rows,
+    check_config,
+    check_software,
+    read_ablation_table,
+    split_labels,
+)
 
 validate(config, "../schemas/config.schema.yaml")
 check_config(config)
 ABLATIONS = read_ablation_table(config["ablations"])
 validate(ABLATIONS, "../schemas/ablations.schema.yaml")
+ABLATIONS, LABELS = split_labels(ABLATIONS)
 check_ablation_rows(ABLATIONS, config["ablations"], config["pretrain"]["enabled"])
+check_aam_flags(config, ABLATIONS)
 PARAMSPACE = Paramspace(ABLATIONS, filename_params="*", single_wildcard="ablation")
 FOLDS = list(range(config["split"]["folds"])) if config["split"]["folds"] >= 2 else [0]
 SEEDS = config["seeds"]
 AAM_ENV = "../envs/aam.yaml"  # software of every rule, with --use-conda
+# The post-deploy script of AAM_ENV installs aam from this repository (the folder above workflow/).
+os.environ["AAM_SOURCE"] = os.path.dirname(workflow.basedir)
+check_software(DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method)
 
 
 wildcard_constraints:
@@ -62,7 +76,9 @@ def finetune_inputs(wildcards):
         "val": f"{split}/val_samples.txt",
     }
     if uses_encoder(wildcards):
-        inputs["encoder"] = f"results/pretrain/seed~{wildcards.seed}/encoder.pt"
+        inputs["encoder"] = (
+            f"results/pretrain/fold~{wildcards.fold}/seed~{wildcards.seed}/encoder.pt"
+        )
     return inputs
 
 
@@ -78,6 +94,26 @@ def run_outputs(name):
         f"results/rf/fold~{{fold}}/seed~{{seed}}/{name}", fold=FOLDS, seed=SEEDS
     )
     return finetune + rf
+
+
+def explain_outputs():
+    """explain.json of every fine-tuned model (none when explain.enabled is false)."""
+    if not config["explain"]["enabled"]:
+        return []
+    return expand(
+        "results/finetune/{ablation}/fold~{fold}/seed~{seed}/explain/explain.json",
+        ablation=PARAMSPACE.instance_patterns,
+        fold=FOLDS,
+        seed=SEEDS,
+    )
+
+
+def label_lines():
+    """Shell-quoted lines of labels.tsv: a header and `model<TAB>label` for each row with a
+    `label` (aam compare derives the others from the row's settings)."""
+    patterns = list(PARAMSPACE.instance_patterns)
+    rows = [f"{patterns[i]}\t{label}" for i, label in LABELS.items()]
+    return shlex.join(["model\tlabel"] + rows)
 
 
 def final_outputs():

@@ -1,15 +1,16 @@
 rule pretrain:
     input:
         info="results/data/prepare.json",
-        train="results/splits/fold~0/train_samples.txt",
-        val="results/splits/fold~0/val_samples.txt",
+        # per fold, on that fold's training and validation lists: never its test samples
+        train="results/splits/fold~{fold}/train_samples.txt",
+        val="results/splits/fold~{fold}/val_samples.txt",
     output:
-        encoder="results/pretrain/seed~{seed}/encoder.pt",
-        metrics="results/pretrain/seed~{seed}/metrics.json",
+        encoder="results/pretrain/fold~{fold}/seed~{seed}/encoder.pt",
+        metrics="results/pretrain/fold~{fold}/seed~{seed}/metrics.json",
     log:
-        "logs/pretrain/seed~{seed}.log",
+        "logs/pretrain/fold~{fold}/seed~{seed}.log",
     benchmark:
-        "results/benchmarks/pretrain/seed~{seed}.tsv"
+        "results/benchmarks/pretrain/fold~{fold}/seed~{seed}.tsv"
     conda:
         AAM_ENV
     threads: 4

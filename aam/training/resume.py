@@ -1,0 +1,161 @@
+"""Resuming a run, one rule for ``aam pretrain`` and ``aam train``.
+
+A checkpoint carries its run's resolved config. On resume that config is the base:
+
+- settings the user did not give never change it;
+- training-schedule settings the user gives (:data:`SCHEDULE`: learning rates, epochs,
+  patience, passes, workers, ...) override it; each change is logged once,
+  e.g. ``lr 0.0005 (checkpoint) -> 0.0001 (--lr)``, and lands in ``config.resolved.yaml``;
+- every other setting defines the model or the data (sizes, task, target column, categorical
+  columns, fusion, target transform, normalize-by, sampling, seed, ...): a value that differs
+  from the checkpoint's stops the run with one line naming both values, before anything is
+  written;
+- where the run executes (:data:`RUNTIME`: device, parallel strategy) is never inherited;
+- values derived from the data (:data:`DERIVED`: sequence length, class count, category
+  cardinalities) come from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from aam.config import DERIVED, RUNTIME as _RUNTIME, flag_of, from_dict, merge, to_dict
+from aam.errors import InputError
+
+log = logging.getLogger(__name__)
+
+SCHEDULE = frozenset({
+    "train.epochs", "train.lr", "train.weight_decay", "train.warmup_fraction", "train.grad_clip",
+    "train.grad_accum_steps", "train.patience", "train.bf16", "train.compile",
+    "data.batch_size", "data.num_workers", "model.gradient_checkpointing",
+    "categorical_lr", "val_prediction_passes",
+})
+RUNTIME = _RUNTIME | {"train.distributed"}  # the old name of train.parallel
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1}} -> {"train.lr": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def nest(flat: dict[str, Any]) -> dict:
+    """Inverse of :func:`flatten`."""
+    out: dict = {}
+    for path, value in flat.items():
+        node = out
+        *parents, leaf = path.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return out
+
+
+def checkpoint_config(cls, payload: dict, path: Path):
+    """The checkpoint's resolved config as ``cls``, runtime settings back at their defaults."""
+    saved = flatten(payload.get("config") or {})
+    saved = {k: v for k, v in saved.items() if k not in RUNTIME}
+    try:
+        return from_dict(cls, nest(saved))
+    except InputError as err:
+        raise InputError(f"{path} holds a config this aam cannot resume ({err})") from None
+
+
+def resumed_config(cls, payload: dict, path: Path, given: dict,
+                   sources: Optional[dict[str, str]] = None):
+    """``cls`` from the checkpoint's config with the user's ``given`` settings applied.
+
+    Parameters
+    ----------
+    cls : PretrainConfig or FinetuneConfig
+    payload : dict
+        The checkpoint (``load_checkpoint``).
+    path : path
+        Where it came from (named in messages).
+    given : dict
+        Nested settings the user gave (flags and ``--config`` keys), nothing else.
+    sources : dict, optional
+        Dotted field -> where it was given (e.g. ``--lr``), for the log line.
+
+    Raises
+    ------
+    InputError
+        A given model- or data-defining setting differs from the checkpoint's.
+    """
+    base = checkpoint_config(cls, payload, path)
+    cfg = merge(base, given)
+    check_resume(cfg, payload, path, sources, log_changes=False)  # the run logs them, once
+    return cfg
+
+
+def check_resume(cfg, payload: dict, path: Path, sources: Optional[dict[str, str]] = None,
+                 log_changes: bool = True) -> None:
+    """Refuse model/data settings that differ from the checkpoint's; log schedule changes once.
+
+    Derived values (sequence length, classes, cardinalities) are not compared: they come from
+    the checkpoint (:func:`adopt_derived`).
+    """
+    sources = sources or {}
+    saved = flatten(payload.get("config") or {})
+    current = flatten(to_dict(cfg))
+    changes = []
+    for key in sorted(current):
+        if key in RUNTIME or key in DERIVED or key not in saved:
+            continue
+        old, new = _plain(saved[key]), _plain(current[key])
+        if old == new:
+            continue
+        flag = sources.get(key, flag_of(key))
+        if key in SCHEDULE:
+            changes.append(f"{key.split('.')[-1]} {_show(old)} (checkpoint) -> {_show(new)} "
+                           f"({flag})")
+            continue
+        raise InputError(
+            f"{flag} {_show(new)} differs from {_show(old)} in the checkpoint {path}: a resumed "
+            "run keeps its model and data settings. Drop the flag (the checkpoint's value is "
+            "used) or start a new run without --resume-from."
+        )
+    if changes and log_changes:
+        log.info("resume %s with changed schedule: %s", path, "; ".join(changes))
+    if payload.get("optimizer_state") is None:
+        raise InputError(f"{path} has no optimizer state; resume from checkpoints/last.pt.")
+
+
+def adopt_derived(cfg, payload: dict):
+    """``cfg`` with the data-derived values of the checkpoint (sequence length, classes, ...)."""
+    saved = flatten(payload.get("config") or {})
+    derived = {k: v for k, v in saved.items() if k in DERIVED and _has(cfg, k)}
+    return merge(cfg, nest(derived)) if derived else cfg
+
+
+def _has(cfg, dotted: str) -> bool:
+    node = cfg
+    for part in dotted.split("."):
+        if not is_dataclass(node) or part not in {f.name for f in fields(node)}:
+            return False
+        node = getattr(node, part)
+    return True
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _show(value) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "''"
+    if value is None or value == "":
+        return "''" if value == "" else "none"
+    return str(value)
+
+
+__all__ = ["SCHEDULE", "RUNTIME", "DERIVED", "resumed_config", "check_resume", "adopt_derived",
+           "checkpoint_config", "flatten", "nest"]

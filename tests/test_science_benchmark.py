@@ -1,0 +1,58 @@
+"""Smoke test of the real-data benchmark (benchmarks/science.py) at its tiny preset: it writes
+the table and the out-of-fold predictions, every sample is predicted once per run by the fold
+that held its subject out, and no test subject is ever a training or validation sample."""
+
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import REPO, shared_dataset
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    shared_dataset("sleep-apnea")
+    import science
+
+    work, results = tmp_path_factory.mktemp("work"), tmp_path_factory.mktemp("results")
+    code = science.main(["--preset", "smoke", "--studies", "sleep-apnea-age,sleep-apnea-exposure",
+                         "--work-dir", str(work), "--results-dir", str(results)])
+    return code, work, results
+
+
+def test_writes_a_row_per_study_and_variant(smoke):
+    code, _, results = smoke
+    assert code == 0
+    table = pd.read_csv(results / "science-smoke.tsv", sep="\t")
+    assert set(table["study"]) == {"sleep-apnea-age", "sleep-apnea-exposure"}
+    assert set(table["variant"]) == {"aam", "aam-ensemble", "hybrid-rf"}
+    assert set(table["metric"]) == {"r2", "auc"}
+    assert (table["ci_low"] <= table["diff"] + 1e-12).all()
+    assert (table["diff"] <= table["ci_high"] + 1e-12).all()
+    text = (results / "science-smoke.md").read_text()
+    assert "command" in text and "machine" in text and "wall time" in text
+
+
+def test_every_sample_predicted_once_by_the_fold_holding_its_subject_out(smoke):
+    _, work, results = smoke
+    pred = pd.read_csv(results / "science-smoke-predictions.tsv.gz", sep="\t", dtype={
+        "sample_id": str, "subject": str})
+    for (_, _, _), rows in pred.groupby(["study", "variant", "run"]):
+        assert rows["sample_id"].is_unique and len(rows) == 184
+        assert (rows["fold"] >= 0).all()
+        assert rows.groupby("subject")["fold"].nunique().max() == 1  # grouped folds
+    age = pred[(pred["study"] == "sleep-apnea-age") & (pred["variant"] == "aam")]
+    for fold, rows in age.groupby("fold"):
+        test = set(rows["sample_id"])
+        run = work / "bench" / "sleep-apnea-age" / "aam" / f"fold~{fold}" / "seed~0"
+        pretrain = work / "bench" / "pretrain-sleep-apnea" / f"fold~{fold}"
+        for folder in (run, pretrain):
+            seen = set()
+            for name in ("train_samples.txt", "val_samples.txt"):
+                seen |= set((folder / name).read_text().split())
+            assert seen and not seen & test, folder

@@ -1,0 +1,139 @@
+"""One name per setting: a flag is named after its config field, every setting has a flag, and
+every key of every workflow section and every ablation column parses with its command's parser."""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aam.cli.options import FINETUNE_OPTIONS, PRETRAIN_OPTIONS, generated_options
+from aam.config import RUNTIME, FinetuneConfig, PretrainConfig, flag_of, settable_fields
+
+REPO = Path(__file__).resolve().parents[1]
+TABLES = {"pretrain": (PRETRAIN_OPTIONS, PretrainConfig), "train": (FINETUNE_OPTIONS,
+                                                                    FinetuneConfig)}
+# fields only fine-tuning reads, though they sit in the shared data section
+FINETUNE_ONLY = {"data.target_transform", "data.normalize_by", "data.categorical_columns"}
+
+
+@pytest.mark.parametrize("command", sorted(TABLES))
+def test_every_flag_is_named_after_its_config_field(command):
+    options, _ = TABLES[command]
+    for o in options:
+        if len(o.fields) == 1:  # --attention-layers sets three fields at once
+            assert o.flag == flag_of(o.fields[0]), o
+
+
+@pytest.mark.parametrize("command", sorted(TABLES))
+def test_every_setting_has_a_flag(command):
+    options, cls = TABLES[command]
+    flagged = {f for o in options for f in o.fields}
+    missing = set(settable_fields(cls)) - flagged - RUNTIME
+    assert missing == (FINETUNE_ONLY if command == "pretrain" else set())
+    assert len({o.flag for o in options}) == len(options)
+
+
+def test_a_new_config_field_becomes_a_flag_with_no_other_edit():
+    from dataclasses import field, make_dataclass
+
+    from aam.config import TrainConfig
+
+    extended = make_dataclass("Extended", [("ema_decay", float, field(
+        default=0.0, metadata={"help": "EMA of the weights"}))], bases=(TrainConfig,),
+        frozen=True)
+    holder = make_dataclass("Holder", [("train", extended, field(default_factory=extended))],
+                            frozen=True)
+    [row] = generated_options(holder, {f"train.{k}" for k in settable_fields(TrainConfig)})
+    assert (row.flag, row.fields, row.type, row.help) == ("--ema-decay", ("train.ema_decay",),
+                                                         float, "EMA of the weights")
+
+
+# --- the workflow's keys are the flags' names ---------------------------------------------
+
+REQUIRED = {  # the path arguments each rule passes itself
+    "simulate": ["--output-dir", "o"],
+    "prepare": ["--table", "t", "--metadata", "m", "--output-dir", "o"],
+    "split": ["--metadata", "m", "--output-dir", "o"],
+    "pretrain": ["--data-dir", "d", "--output-dir", "o"],
+    "train": ["--data-dir", "d", "--output-dir", "o"],
+    "predict": ["--model", "m", "--data-dir", "d", "--output", "o"],
+    "rf-baseline": ["--data-dir", "d", "--metadata-column", "c", "--train-samples", "t",
+                    "--val-samples", "v", "--output", "o"],
+    "compare": ["--results-dir", "r", "--output-dir", "o"],
+}
+
+
+def _with_defaults(config: dict) -> dict:
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    out = {}
+    for section, spec in schema["properties"].items():
+        if spec.get("type") == "object":
+            defaults = {k: v["default"] for k, v in spec["properties"].items() if "default" in v}
+            out[section] = {**defaults, **(config.get(section) or {})}
+        else:
+            out[section] = config.get(section, spec.get("default"))
+    return out
+
+
+def _parse(command: str, flags: str):
+    from aam.cli.__main__ import COMMANDS
+    from workflow_checks import parse_or_fail
+
+    parser = importlib.import_module(COMMANDS[command][0]).build_parser()
+    return parse_or_fail(parser, [*REQUIRED[command], *shlex.split(flags)], command)
+
+
+@pytest.mark.parametrize("config_file", ["config/config.yaml", "config/example-real.yaml",
+                                         "tests/data/config.yaml"])
+def test_every_workflow_key_parses_with_its_command(config_file, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "workflow" / "lib"))
+    import workflow_args as wa
+    from workflow_checks import read_ablation_table
+
+    cfg = _with_defaults(yaml.safe_load((REPO / config_file).read_text()))
+    _parse("simulate", wa.cli_flags(cfg["simulate"]))
+    _parse("prepare", wa.prepare_flags(cfg["prepare"]))
+    _parse("split", wa.split_flags(cfg["split"]))
+    _parse("pretrain", wa.pretrain_flags(cfg["model"], cfg["pretrain"]))
+    _parse("rf-baseline", wa.cli_flags(cfg["rf"]))
+    _parse("compare", wa.cli_flags(cfg["compare"]))
+    table = read_ablation_table(REPO / cfg["ablations"])
+    for row in table.to_dict("records"):
+        args = _parse("train", wa.train_flags(row, cfg))
+        if "fusion" in row:
+            assert args.categorical_fusion == row["fusion"]
+        _parse("predict", wa.predict_flags(row, cfg["predict"]))
+    wa_keys = set(cfg["pretrain"]) | set(cfg["finetune"]) | set(cfg["model"])
+    assert wa_keys  # every key went through a parser above
+
+
+def test_false_becomes_no_flag_and_columns_may_be_any_train_flag(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "workflow" / "lib"))
+    from workflow_args import cli_flags, train_flags
+
+    assert cli_flags({"count_prediction": False, "bf16": True}) == "--no-count-prediction --bf16"
+    config = {"prepare": {"task": "regression", "categorical_columns": ["category"]},
+              "model": {}, "finetune": {"freeze_base": True}}
+    row = {"categorical-fusion": "gmu", "freeze": "false", "lr": "0.0003", "pretrained": "true"}
+    args = _parse("train", train_flags(row, config))
+    assert (args.categorical_fusion, args.freeze_base, args.lr) == ("gmu", False, 0.0003)
+
+
+def test_a_misspelt_column_stops_the_workflow_with_one_line(monkeypatch):
+    import pandas as pd
+    from snakemake.exceptions import WorkflowError
+
+    monkeypatch.syspath_prepend(str(REPO / "workflow" / "lib"))
+    from workflow_checks import check_aam_flags
+
+    cfg = _with_defaults(yaml.safe_load((REPO / "tests" / "data" / "config.yaml").read_text()))
+    check_aam_flags(cfg, pd.DataFrame({"fusion": ["gmu"], "lr": ["0.001"]}))
+    with pytest.raises(WorkflowError, match=r"unrecognized arguments: --lrr 0\.001"):
+        check_aam_flags(cfg, pd.DataFrame({"fusion": ["gmu"], "lrr": ["0.001"]}))
+    with pytest.raises(WorkflowError, match=r"pretrain sections of the config.*--epoch"):
+        check_aam_flags({**cfg, "pretrain": {**cfg["pretrain"], "epoch": 3}},
+                        pd.DataFrame({"fusion": ["gmu"]}))
