@@ -188,7 +188,32 @@ def load_encoder_state(predictor: Predictor, state: dict) -> None:
     try:
         predictor.encoder.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        first = (lines[1] if len(lines) > 1 else lines[0])[:200]  # the specific mismatch
-        raise InputError(f"the pretrained encoder's weights do not fit this model ({first}); "
-                         "use the model sizes of the pretraining run.") from err
+        raise InputError(f"the pretrained encoder's weights do not fit this model "
+                         f"({state_dict_problem(err)}); use the model sizes of the pretraining "
+                         "run.") from err
+
+
+def state_dict_problem(err: RuntimeError) -> str:
+    """The first specific line of torch's load_state_dict error (a size mismatch or key list)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return (lines[1] if len(lines) > 1 else lines[0] if lines else "unknown mismatch")[:200]
+
+
+def predictor_from_checkpoint(payload: dict, source: str = "the checkpoint") -> Predictor:
+    """Rebuild a trained :class:`Predictor` (strict load, eval mode) from a ``predictor``
+    checkpoint payload (``load_checkpoint(path, "predictor")``).
+
+    Raises
+    ------
+    InputError
+        When the weights do not fit the model config stored with them.
+    """
+    from aam.config import FinetuneConfig, from_dict
+
+    model = Predictor(from_dict(FinetuneConfig, payload["config"]))
+    try:
+        model.load_state_dict(payload["model_state"], strict=True)
+    except RuntimeError as err:
+        raise InputError(f"{source}: the weights do not fit the model config stored with them "
+                         f"({state_dict_problem(err)}). Re-run aam train.") from None
+    return model.eval()

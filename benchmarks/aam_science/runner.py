@@ -94,7 +94,7 @@ def _model(preset: Preset) -> ModelConfig:
 def _train(preset: Preset, epochs: int, patience: int, lr: float, seed: int) -> TrainConfig:
     return TrainConfig(epochs=epochs, patience=patience, lr=lr, seed=seed,
                        weight_decay=preset.weight_decay, device=preset.device,
-                       distributed="none")
+                       parallel="none")
 
 
 def _lists(folder: Path, train: list[str], val: list[str]) -> tuple[Path, Path]:
