@@ -16,7 +16,7 @@ from typing import Any, Optional
 import yaml
 
 from aam.errors import InputError
-from aam.validate import check_finite, check_seed
+from aam.validate import check_finite, check_model_sizes, check_seed
 
 ASV_SAMPLING = ("first", "abundance", "random")
 TASKS = ("regression", "classification")
@@ -120,6 +120,7 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"dropout must be in [0, 1), got {self.dropout}.")
+        check_model_sizes(dataclasses.asdict(self), "the model settings")  # before allocating
 
 
 @dataclass(frozen=True)
@@ -302,7 +303,7 @@ def from_dict(cls, data: dict[str, Any] | None, _where: str = ""):
             data[new] = data.pop(old)
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(str(key) for key in set(data) - known)
     if unknown:
         where = f" in '{_where}'" if _where else ""
         raise InputError(
@@ -357,6 +358,9 @@ def load_yaml(cls, path: str | Path):
     with path.open(encoding="utf-8") as fh:
         try:
             data = yaml.safe_load(fh) or {}
+        except UnicodeDecodeError as err:
+            raise InputError(f"{path} is not UTF-8 text (byte {err.start}). Save the config as "
+                             "UTF-8 YAML.") from None
         except yaml.YAMLError as err:
             # the safe loader refuses !!python/* tags (they could run code) as a ConstructorError
             problem = getattr(err, "problem", None) or type(err).__name__

@@ -227,13 +227,78 @@ def check_model_sizes(model_config: dict, source: str, limit: Optional[int] = No
         layers = sum(int(model_config.get(k, 0)) for k in
                      ("nucleotide_layers", "asv_layers", "sample_layers")) + 2
         max_bp = int(model_config.get("max_bp", 0))
-    except (TypeError, ValueError, AttributeError):
+    except (TypeError, ValueError, AttributeError, OverflowError):
         raise InputError(f"{source}: the stored model config is not a mapping of numbers. Use "
                          "a checkpoint written by aam.") from None
     estimate = layers * (4 + 2 * max(ff, 1)) * dim * dim + max_bp * dim
     too_big = stored is not None and estimate > 4 * stored + 10**6
     if min(dim, ff, layers, max_bp) < 0 or estimate > limit or too_big:
-        raise InputError(f"{source}: its stored model sizes (embedding_dim {dim}, {layers - 2} "
-                         f"layers, max_bp {max_bp}) would need about {estimate} parameters, more "
-                         f"than its {stored} stored weights or the limit {limit} "
-                         "(AAM_MAX_CHECKPOINT_ELEMENTS). Check the file.")
+        than = f"its {stored} stored weights or " if stored is not None else ""
+        raise InputError(f"{source}: model sizes (embedding_dim {dim}, {layers - 2} layers, "
+                         f"max_bp {max_bp}) would need about {estimate} parameters, more than "
+                         f"{than}the limit {limit} (AAM_MAX_CHECKPOINT_ELEMENTS). Use smaller "
+                         "sizes or check the file.")
+
+
+def check_checkpoint_fields(payload: dict, source: str) -> None:
+    """The plain fields of a checkpoint have the types and ranges aam writes (so resuming or
+    predicting from a crafted or damaged file fails here, with one line, not deep inside).
+
+    Raises
+    ------
+    InputError
+        Naming the first field that is wrong.
+    """
+    import torch
+
+    def bad(field: str, what: str):
+        shown = str(payload.get(field))[:40]
+        return InputError(f"{source}: checkpoint field {field!r} must be {what}, got {shown!r}. "
+                          "Use a checkpoint written by aam.")
+
+    for name in ("epoch", "global_step", "best_epoch"):
+        value = payload.get(name, 0)
+        if value is None and name != "epoch":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10**9:
+            raise bad(name, "a whole number >= 0")
+    best = payload.get("best_metric")
+    if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))
+                             or math.isnan(best)):
+        raise bad("best_metric", "a number or null")
+    seed = payload.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise bad("seed", f"a whole number in [0, {SEED_MAX}]")
+    for name in ("optimizer_state", "scheduler_state", "target_transform", "rng_state"):
+        if payload.get(name) is not None and not isinstance(payload[name], dict):
+            raise bad(name, "a mapping or null")
+    optimizer = payload.get("optimizer_state")
+    if optimizer is not None and not (isinstance(optimizer.get("state"), dict)
+                                      and isinstance(optimizer.get("param_groups"), list)):
+        raise bad("optimizer_state", "an optimizer state (state, param_groups)")
+    scheduler = payload.get("scheduler_state")
+    if scheduler is not None and not {"base_lrs", "last_epoch", "lr_lambdas"} <= set(scheduler):
+        raise bad("scheduler_state", "a learning-rate schedule state")
+    rng = payload.get("rng_state")
+    if rng is not None:
+        ok = (isinstance(rng.get("torch"), torch.Tensor) and rng["torch"].dtype == torch.uint8
+              and isinstance(rng.get("numpy"), dict) and isinstance(rng.get("python"), dict)
+              and isinstance(rng["numpy"].get("keys"), torch.Tensor)
+              and rng["numpy"]["keys"].numel() == 624
+              and isinstance(rng["python"].get("internal"), (list, tuple))
+              and len(rng["python"]["internal"]) == 625)
+        if not ok:
+            raise bad("rng_state", "the random-number state aam writes")
+    vocab = payload.get("categorical_vocab") or {}
+    if not isinstance(vocab, dict) or not all(
+            isinstance(v, dict) and all(isinstance(i, int) and not isinstance(i, bool)
+                                        for i in v.values()) for v in vocab.values()):
+        raise bad("categorical_vocab", "a mapping of column to {category: index}")
+    transform = payload.get("target_transform")
+    if transform is not None:
+        from aam.data.target_transforms import transform_from_dict
+
+        try:
+            transform_from_dict(transform)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            raise bad("target_transform", "a fitted target transform") from None

@@ -155,7 +155,12 @@ def _crafted_reliability_inputs(sim: Path, bad: Path, run: Path) -> None:
     payload = torch.load(run / "model.pt", weights_only=True)
     for name, edit in (("format_text.pt", {"format_version": "1; drop"}),
                        ("format_float.pt", {"format_version": 1.5}),
-                       ("kind_other.pt", {"kind": "forest"})):
+                       ("kind_other.pt", {"kind": "forest"}),
+                       ("epoch_text.pt", {"epoch": "x"}),
+                       ("best_nan.pt", {"best_metric": float("nan")}),
+                       ("rng_garbage.pt", {"rng_state": {"torch": torch.zeros(3)}}),
+                       ("vocab_garbage.pt", {"categorical_vocab": {"category": 5}}),
+                       ("transform_garbage.pt", {"target_transform": {"name": "zscore"}})):
         torch.save({**payload, **edit}, bad / name)
     huge = copy.deepcopy(payload)
     huge["config"]["model"]["embedding_dim"] = 8192  # ~4e9 parameters from 1e5 stored weights
@@ -422,6 +427,24 @@ RELIABILITY = {
         "predict-checkpoint-format-float": (
             lambda w, o: _predict(w, o, w.bad / "format_float.pt"),
             r"format_float\.pt has an unexpected checkpoint format field \('1\.5'"),
+        "train-resume-checkpoint-epoch-text": (
+            lambda w, o: _train(w, o, *TINY, "--resume-from", str(w.bad / "epoch_text.pt")),
+            r"epoch_text\.pt: checkpoint field 'epoch' must be a whole number >= 0, got 'x'"),
+        "train-resume-checkpoint-best-nan": (
+            lambda w, o: _train(w, o, *TINY, "--resume-from", str(w.bad / "best_nan.pt")),
+            r"best_nan\.pt: checkpoint field 'best_metric' must be a number or null"),
+        "train-resume-checkpoint-rng-garbage": (
+            lambda w, o: _train(w, o, *TINY, "--resume-from", str(w.bad / "rng_garbage.pt")),
+            r"checkpoint field 'rng_state' must be the random-number state aam writes"),
+        "predict-checkpoint-vocab-garbage": (
+            lambda w, o: _predict(w, o, w.bad / "vocab_garbage.pt"),
+            r"checkpoint field 'categorical_vocab' must be a mapping of column to"),
+        "predict-checkpoint-transform-garbage": (
+            lambda w, o: _predict(w, o, w.bad / "transform_garbage.pt"),
+            r"checkpoint field 'target_transform' must be a fitted target transform"),
+        "train-resume-mismatched-weights": (
+            lambda w, o: _train(w, o, *TINY, "--resume-from", str(w.bad / "mismatched.pt")),
+            r"the --resume-from checkpoint's weights do not fit this model \(.*size mismatch"),
         "train-resume-checkpoint-other-kind": (
             lambda w, o: _train(w, o, *TINY, "--resume-from", str(w.bad / "kind_other.pt")),
             r"kind_other\.pt has an unexpected checkpoint kind or config \(kind 'forest'"),
@@ -477,8 +500,13 @@ RELIABILITY = {
             r"AAM_MAX_ARCHIVE_RATIO\); it looks like a zip bomb"),
         "predict-checkpoint-sizes-over-limit": (
             lambda w, o: _predict(w, o, w.bad / "huge_sizes.pt"),
-            r"huge_sizes\.pt: its stored model sizes \(embedding_dim 8192, .*\) would need "
+            r"huge_sizes\.pt: model sizes \(embedding_dim 8192, .*\) would need "
             r"about \d+ parameters, more than its \d+ stored weights"),
+        "train-model-sizes-over-limit": (
+            lambda w, o: _train(w, o, *TINY, "--embedding-dim", "1048576", "--attention-heads",
+                                "2"),
+            r"the model settings: model sizes \(embedding_dim 1048576, .*\) would need about "
+            r"\d+ parameters, more than the limit 4000000000"),
     },
 }
 RELIABILITY_CASES = {case: spec for group in RELIABILITY.values() for case, spec in group.items()}
@@ -613,3 +641,12 @@ def test_workflow_config_schema_rejects_bad_keys_in_a_dry_run(text, message, tmp
     assert message in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_train_with_a_config_keeps_the_target_column_of_prepare_json(w, tmp_path):
+    """`aam train --config x.yaml` used to drop prepare.json's target and blame a column ''."""
+    config = tmp_path / "c.yaml"
+    config.write_text("train:\n  epochs: 1\n")
+    out = tmp_path / "run"
+    assert aam_main(_train(w, out, *TINY, "--config", str(config))) == 0
+    assert "target_column: target" in (out / "config.resolved.yaml").read_text()

@@ -243,6 +243,8 @@ def test_slurm_sbatch_line_requests_gpus_without_task_geometry(workdir):
     assert "-A your-account" in call and "-p gpu" in call
     assert "--mem 64000" in call and "-t 360" in call
     assert "--ntasks" not in call and "--cpus-per-task" not in call
+    explain = resources_of(job_blocks(result.stdout, "explain")[0])
+    assert (explain["gpu"], explain["slurm_partition"]) == (1, "gpu")  # never --gpus on a CPU partition
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from aam.cli.categorical_help import help_text
 from aam.cli.common import Outputs, add_common_flags, run
 from aam.cli.options import (FINETUNE_OPTIONS, add_run_flags, add_training_flags,
                              build_training_config)
-from aam.config import FinetuneConfig
+from aam.config import FinetuneConfig, load_yaml
 
 log = logging.getLogger("aam.train")
 
@@ -42,16 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _from_prepared(args: argparse.Namespace) -> dict:
-    """Default target column, task and categorical columns from prepare.json (not on resume,
-    nor with --config)."""
+    """Default target column, task and categorical columns from prepare.json (not on resume;
+    a --config YAML and flags override them)."""
     path = args.data_dir / "prepare.json"
-    if args.config or args.resume_from or not path.is_file():
+    if args.resume_from or not path.is_file():
         return {}
     info = json.loads(path.read_text(encoding="utf-8"))
     inferred: dict = {}
     if info.get("target_column"):
         inferred["target_column"] = info["target_column"]
-    if info.get("task") and args.metadata_column in (None, info.get("target_column")):
+    target = args.metadata_column or (load_yaml(FinetuneConfig, args.config).target_column
+                                      if args.config else None)
+    if info.get("task") and target in (None, "", info.get("target_column")):
         inferred["task"] = info["task"]
     if info.get("categorical_columns"):
         inferred["data"] = {"categorical_columns": list(info["categorical_columns"])}

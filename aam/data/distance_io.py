@@ -78,7 +78,8 @@ def read_npy_matrix(path: Path) -> tuple[list[str], np.ndarray]:
                                 "(one sample ID a line, in matrix order)")
     ids = read_sample_list(ids_path)
     try:
-        matrix = np.load(path, allow_pickle=False)
+        # memory-mapped: a header claiming more data than the file holds allocates nothing
+        matrix = np.load(path, allow_pickle=False, mmap_mode="r")
     except (ValueError, OSError, EOFError) as err:  # object arrays need pickle: refused
         raise InputError(f"{path} is not a numeric .npy array ({str(err)[:80]}). Save the "
                          "distances with numpy.save of a float array.") from None
@@ -108,7 +109,7 @@ def read_distance_matrix(path: str | Path) -> tuple[list[str], np.ndarray]:
     elif path.suffix == ".npy":
         ids, matrix = read_npy_matrix(path)
     elif is_qza(path):
-        text = read_qza_member(path, "-matrix.tsv", "DistanceMatrix").decode("utf-8")
+        text = read_qza_member(path, "-matrix.tsv", "DistanceMatrix").decode("utf-8", "replace")
         ids, matrix = read_tsv_matrix(text, path)
     else:
         ids, matrix = read_tsv_matrix(path.read_text(encoding="utf-8", errors="replace"), path)

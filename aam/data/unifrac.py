@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,7 +47,9 @@ def read_tree(path: str | Path) -> TreeNode:
     from skbio import TreeNode
 
     try:
-        tree = TreeNode.read(io.StringIO(text), format="newick")
+        with warnings.catch_warnings():  # scikit-bio warns before failing; our error says it
+            warnings.simplefilter("ignore")
+            tree = TreeNode.read(io.StringIO(text), format="newick")
     except Exception as err:  # noqa: BLE001 - scikit-bio's parser raises many kinds
         reason = str(err).splitlines()[0][:100] if str(err) else type(err).__name__
         raise InputError(f"{path} is not a valid Newick tree ({reason}). Pass a .nwk file or a "

@@ -176,7 +176,9 @@ def write_report(cfg: CompareConfig) -> pd.DataFrame:
     explained = explain_table(runs, labels, cfg.baseline)
     out = Path(cfg.output_dir)
     _write_table(table, out / "comparison.tsv")
-    _write_table(runs_table(runs), out / "runs.tsv")
+    per_run = runs_table(runs)
+    per_run.insert(1, "label", per_run["model"].map(labels))
+    _write_table(per_run, out / "runs.tsv")
     if not explained.empty:
         _write_table(explained, out / "explain_agreement.tsv")
     pooled = {labels[m]: pd.concat([r.predictions for r in runs if r.model == m],

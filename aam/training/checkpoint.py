@@ -16,7 +16,7 @@ import torch
 from aam import __version__
 from aam.atomic import atomic_path
 from aam.errors import InputError
-from aam.validate import check_model_sizes, check_tensor_sizes
+from aam.validate import check_checkpoint_fields, check_model_sizes, check_tensor_sizes
 
 FORMAT_VERSION = 1
 KINDS = ("encoder", "predictor")
@@ -130,6 +130,7 @@ def _check_payload(payload: Any, path: Path, kind: str | None) -> None:
         raise InputError(f"{path} has an unexpected checkpoint kind or config "
                          f"(kind {str(payload['kind'])[:40]!r}; expected one of "
                          f"{', '.join(KINDS)}). Use a checkpoint written by aam.")
+    check_checkpoint_fields(payload, str(path))
     stored = check_tensor_sizes(payload["model_state"], str(path))
     check_model_sizes(payload["config"].get("model") or {}, str(path), stored=stored)
     if version > FORMAT_VERSION:

@@ -131,7 +131,12 @@ def fit(model: nn.Module, objective, train_loader: Iterable, val_loader: Iterabl
     device = device or ctx.device
     model.to(device)
     if resume is not None:
-        unwrap(model).load_state_dict(resume["model_state"])
+        try:
+            unwrap(model).load_state_dict(resume["model_state"])
+        except RuntimeError as err:  # a crafted or foreign checkpoint: one line, not a traceback
+            reason = " ".join(str(err).split())[:160]
+            raise InputError(f"the --resume-from checkpoint's weights do not fit this model "
+                             f"({reason}). Resume with the settings of the interrupted run.") from None
     named = _named_groups(unwrap(model), cfg, param_groups)
     eval_copy = evaluation_copy(model, ctx)
     wrapped = wrap_model(model, ctx)

@@ -50,7 +50,7 @@ FOLDS = list(range(config["split"]["folds"])) if config["split"]["folds"] >= 2 e
 SEEDS = config["seeds"]
 AAM_ENV = "../envs/aam.yaml"  # software of every rule, with --use-conda
 # The post-deploy script of AAM_ENV installs aam from this repository (the folder above workflow/).
-os.environ["AAM_SOURCE"] = os.path.dirname(workflow.basedir)
+os.environ.setdefault("AAM_SOURCE", os.path.dirname(workflow.basedir))
 check_software(DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method)
 
 
