@@ -96,8 +96,9 @@ def check_resume(cfg, payload: dict, path: Path, sources: Optional[dict[str, str
             changes.append(f"{key.split('.')[-1]} {_show(old)} (checkpoint) -> {_show(new)} "
                            f"({flag})")
             continue
+        given = f"{key} {_show(new)} (--config)" if flag == "--config" else f"{flag} {_show(new)}"
         raise InputError(
-            f"{flag} {_show(new)} differs from {_show(old)} in the checkpoint {path}: a resumed "
+            f"{given} differs from {_show(old)} in the checkpoint {path}: a resumed "
             "run keeps its model and data settings. Drop the flag (the checkpoint's value is "
             "used) or start a new run without --resume-from."
         )
