@@ -23,6 +23,7 @@ from aam.data.prepared import PreparedData, load_prepared
 from aam.data.sample_ids import read_sample_lists
 from aam.data.targets import group_keys, transform_from_dict
 from aam.errors import InputError, first_items
+from aam.validate import load_error_reason
 from aam.metrics import classification_metrics, regression_metrics
 from aam.models.asv_cache import cached_encoder
 from aam.models.predictor import Predictor
@@ -83,15 +84,9 @@ def load_predictor(path: str | Path) -> tuple[Predictor, dict]:
         model.load_state_dict(payload["model_state"], strict=True)
     except RuntimeError as err:
         raise InputError(f"{path}: the weights do not fit the model config stored with them "
-                         f"({_state_dict_problem(err)}). Re-run aam train.") from None
+                         f"({load_error_reason(err)}). Re-run aam train.") from None
     return model.eval(), payload
 
-
-
-def _state_dict_problem(err: RuntimeError) -> str:
-    """The first specific line of torch's load_state_dict error (a size mismatch or key list)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return (lines[1] if len(lines) > 1 else lines[0] if lines else "unknown mismatch")[:200]
 
 
 def predict_samples(model: Predictor, payload: dict, data: PreparedData,

@@ -302,3 +302,16 @@ def check_checkpoint_fields(payload: dict, source: str) -> None:
             transform_from_dict(transform)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError):
             raise bad("target_transform", "a fitted target transform") from None
+
+
+def load_error_reason(err: Exception) -> str:
+    """The specific line of torch's ``load_state_dict`` error, shortened to stay in one line:
+    ``size mismatch for w: checkpoint [6, 15], model [6, 16]`` or the missing/unexpected keys."""
+    import re
+
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    line = lines[1] if len(lines) > 1 else lines[0] if lines else "unknown mismatch"
+    line = re.sub(r"copying a param with shape torch\.Size\((\[[^\]]*\])\) from checkpoint, the "
+                  r"shape in current model is torch\.Size\((\[[^\]]*\])\)\.?",
+                  r"checkpoint \1, model \2", line)
+    return line if len(line) <= 120 else line[:120] + "…"

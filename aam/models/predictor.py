@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from aam.config import FinetuneConfig
 from aam.data.batch import Batch
 from aam.errors import InputError
+from aam.validate import load_error_reason
 from aam.models.asv_cache import EncoderCache
 from aam.models.encoder import AAMEncoder, EncoderOutput
 from aam.models.fusion import build_fusion
@@ -188,7 +189,6 @@ def load_encoder_state(predictor: Predictor, state: dict) -> None:
     try:
         predictor.encoder.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        first = (lines[1] if len(lines) > 1 else lines[0])[:200]  # the specific mismatch
-        raise InputError(f"the pretrained encoder's weights do not fit this model ({first}); "
+        raise InputError(f"the pretrained encoder's weights do not fit this model "
+                         f"({load_error_reason(err)}); "
                          "use the model sizes of the pretraining run.") from err

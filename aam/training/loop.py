@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from aam.config import TrainConfig
 from aam.errors import InputError
+from aam.validate import load_error_reason
 from aam.training.callbacks import Callback
 from aam.training.checkpoint import unwrap_model
 from aam.training.device import resolve_device
@@ -135,9 +136,9 @@ def fit(model: nn.Module, objective, train_loader: Iterable, val_loader: Iterabl
         try:
             unwrap_model(model).load_state_dict(resume["model_state"])
         except RuntimeError as err:  # a crafted or foreign checkpoint: one line, not a traceback
-            reason = " ".join(str(err).split())[:160]
             raise InputError(f"the --resume-from checkpoint's weights do not fit this model "
-                             f"({reason}). Resume with the settings of the interrupted run.") from None
+                             f"({load_error_reason(err)}). Resume with the settings of the "
+                             "interrupted run.") from None
     named = _named_groups(unwrap_model(model), cfg, param_groups)
     eval_copy = evaluation_copy(model, ctx)
     wrapped = wrap_model(model, ctx)
