@@ -497,7 +497,13 @@ RELIABILITY = {
             lambda w, o: ["prepare", "--table", str(w.bad / "bomb.qza"), "--metadata", str(w.md),
                           "--metadata-column", "target", "--output-dir", str(o)],
             r"bomb\.qza: member u/data/feature-table\.biom expands \d+ times \(limit 200, "
-            r"AAM_MAX_ARCHIVE_RATIO\); it looks like a zip bomb"),
+            r"--max-archive-ratio\); it looks like a zip bomb"),
+        "prepare-qza-member-over-size-limit": (
+            lambda w, o: ["prepare", "--table", str(w.bad / "bomb.qza"), "--metadata", str(w.md),
+                          "--metadata-column", "target", "--max-archive-bytes", "1000000",
+                          "--output-dir", str(o)],
+            r"member u/data/feature-table\.biom expands to 16777216 bytes \(limit 1000000, "
+            r"--max-archive-bytes"),
         "predict-checkpoint-sizes-over-limit": (
             lambda w, o: _predict(w, o, w.bad / "huge_sizes.pt"),
             r"huge_sizes\.pt: model sizes \(embedding_dim 8192, .*\) would need "
