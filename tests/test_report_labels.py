@@ -46,6 +46,9 @@ def test_explicit_labels_and_explain_section(tmp_path):
     table = pd.read_csv(out / "comparison.tsv", sep="\t")
     assert dict(zip(table["model"], table["label"])) == {
         ABLATION: "CA frozen", "fusion~add": "add", "rf": "random forest"}
+    runs = pd.read_csv(out / "runs.tsv", sep="\t")
+    assert set(zip(runs["model"], runs["label"])) == {
+        (ABLATION, "CA frozen"), ("fusion~add", "add"), ("rf", "random forest")}
     summary = (out / "summary.md").read_text()
     assert "**CA frozen** beats RF" in summary
     assert "## Which ASVs drive the predictions" in summary

@@ -35,8 +35,7 @@ FAKE_AAM = textwrap.dedent(
         "train": ["model.pt", "train_samples.txt", "val_samples.txt", "val_predictions.tsv",
                   "metrics.json"],
         "explain": ["attributions.tsv", "explain.json", "attributions.svg"],
-        "compare": ["comparison.tsv", "summary.md"] + [f"{{n}}.svg" for n in (
-            "metric_r2", "metric_mae", "metric_rmse", "predicted_vs_actual", "residuals")],
+        "compare": ["comparison.tsv", "summary.md"],
     }}
     if command == "split":
         names = [f"fold~{{k}}/{{side}}_samples.txt" for k in range(int(value("--folds", 1)))
@@ -52,6 +51,9 @@ FAKE_AAM = textwrap.dedent(
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x\\n")
+    if command == "compare":  # only the figures that have data, e.g. no metric_auc
+        Path(value("--figures-dir")).mkdir(parents=True, exist_ok=True)
+        (Path(value("--figures-dir")) / "metric_r2.svg").write_text("x\\n")
     """
 )
 
@@ -241,6 +243,8 @@ def test_slurm_sbatch_line_requests_gpus_without_task_geometry(workdir):
     assert "-A your-account" in call and "-p gpu" in call
     assert "--mem 64000" in call and "-t 360" in call
     assert "--ntasks" not in call and "--cpus-per-task" not in call
+    explain = resources_of(job_blocks(result.stdout, "explain")[0])
+    assert (explain["gpu"], explain["slurm_partition"]) == (1, "gpu")  # never --gpus on a CPU partition
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from aam.cli.categorical_help import CATEGORICAL_HELP
+from aam.cli.categorical_help import help_text
 from aam.cli.common import Outputs, add_common_flags, run
 from aam.cli.options import (FINETUNE_OPTIONS, add_run_flags, add_training_flags,
                              build_training_config)
@@ -19,7 +19,7 @@ log = logging.getLogger("aam.train")
 
 class _HelpAction(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
-        sys.stdout.write(CATEGORICAL_HELP)
+        sys.stdout.write(help_text())
         parser.exit(0)
 
 
@@ -69,13 +69,10 @@ def _warn_ignored(args: argparse.Namespace, cfg: FinetuneConfig) -> None:
 
 
 def _body(args: argparse.Namespace) -> int:
-    from aam.models.fusion import check_fusion_name
     from aam.training.finetune import FinetunePaths, run_finetune
 
     cfg = build_training_config(FinetuneConfig, args, FINETUNE_OPTIONS, args.config,
                                 inferred=_from_prepared(args))
-    if cfg.data.categorical_columns:
-        check_fusion_name(cfg.fusion.name)
     _warn_ignored(args, cfg)
     paths = FinetunePaths(args.data_dir, args.output_dir, args.train_samples, args.val_samples,
                           args.pretrained_encoder, args.resume_from, args.fold)

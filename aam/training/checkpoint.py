@@ -146,14 +146,3 @@ def _check_payload(payload: Any, path: Path, kind: str | None) -> None:
             f"{path} is a {payload['kind']!r} checkpoint but a {kind!r} checkpoint is needed "
             f"here ({hint})."
         )
-
-
-def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain module under ``torch.compile`` (``_orig_mod``) and DDP/FSDP/DP (``module``)."""
-    while True:
-        if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        elif isinstance(getattr(model, "module", None), torch.nn.Module):
-            model = model.module
-        else:
-            return model

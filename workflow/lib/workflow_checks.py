@@ -129,20 +129,28 @@ def check_aam_flags(cfg, table):
     when this Python cannot import aam (each rule's own environment then reports a bad flag).
     """
     try:
+        from aam.cli.options import FINETUNE_OPTIONS, PRETRAIN_OPTIONS, build_training_config
         from aam.cli.pretrain import build_parser as pretrain_parser
         from aam.cli.train import build_parser as train_parser
+        from aam.config import FinetuneConfig, PretrainConfig
+        from aam.errors import InputError
     except ImportError:
         return
     from workflow_args import pretrain_flags, train_flags
 
     jobs = [("the model and pretrain sections", "pretrain", pretrain_parser(),
-             pretrain_flags(cfg["model"], cfg["pretrain"]))]
+             pretrain_flags(cfg["model"], cfg["pretrain"]), PretrainConfig, PRETRAIN_OPTIONS)]
     for i, row in enumerate(table.to_dict("records")):
         jobs.append((f"ablation row {i + 1} {row} with the model and finetune sections", "train",
-                     train_parser(), train_flags(row, cfg)))
-    for where, command, parser, flags in jobs:
-        parse_or_fail(parser, ["--data-dir", "d", "--output-dir", "o", *shlex.split(flags)],
-                      f"{where} of the config give `aam {command}` flags it refuses")
+                     train_parser(), train_flags(row, cfg), FinetuneConfig, FINETUNE_OPTIONS))
+    for where, command, parser, flags, cls, options in jobs:
+        what = f"{where} of the config give `aam {command}` flags it refuses"
+        args = parse_or_fail(parser, ["--data-dir", "d", "--output-dir", "o",
+                                      *shlex.split(flags)], what)
+        try:  # the values too: choices such as the fusion name, numeric ranges
+            build_training_config(cls, args, options)
+        except InputError as err:
+            raise WorkflowError(f"{what}: {err}") from None
 
 
 def parse_or_fail(parser, argv, what):

@@ -15,7 +15,6 @@ sys.path.insert(0, os.path.join(workflow.basedir, "lib"))
 
 from workflow_args import (
     cli_flags,
-    compare_figures,
     input_files,
     optional_file_flags,
     predict_flags,
@@ -23,6 +22,7 @@ from workflow_args import (
     pretrain_flags,
     results_root,
     split_flags,
+    target_column,
     train_flags,
     launcher,
     verdict_label,
@@ -37,6 +37,8 @@ from workflow_checks import (
 )
 
 validate(config, "../schemas/config.schema.yaml")
+# one name for the target column from here on (metadata_column is the flag's name)
+config["prepare"]["target"] = target_column(config["prepare"])
 check_config(config)
 ABLATIONS = read_ablation_table(config["ablations"])
 validate(ABLATIONS, "../schemas/ablations.schema.yaml")
@@ -48,7 +50,7 @@ FOLDS = list(range(config["split"]["folds"])) if config["split"]["folds"] >= 2 e
 SEEDS = config["seeds"]
 AAM_ENV = "../envs/aam.yaml"  # software of every rule, with --use-conda
 # The post-deploy script of AAM_ENV installs aam from this repository (the folder above workflow/).
-os.environ["AAM_SOURCE"] = os.path.dirname(workflow.basedir)
+os.environ.setdefault("AAM_SOURCE", os.path.dirname(workflow.basedir))
 check_software(DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method)
 
 

@@ -17,16 +17,15 @@ rule compare_models:
             category="Comparison",
             labels=verdict_label,
         ),
-        figures=[
-            report(
-                f"results/report/{name}.svg",
-                caption="../report/figure.rst",
-                category="Comparison",
-                subcategory="Figures",
-                labels={"figure": name},
-            )
-            for name in compare_figures(config["prepare"]["task"])
-        ],
+        # aam compare decides which figures exist (task, metrics with values): a folder
+        figures=report(
+            directory("results/report/figures"),
+            patterns=["{name}.svg"],
+            caption="../report/figure.rst",
+            category="Comparison",
+            subcategory="Figures",
+            labels={"figure": "{name}"},
+        ),
     log:
         "logs/compare_models/compare_models.log",
     localrule: True
@@ -44,5 +43,5 @@ rule compare_models:
         "mv {output.run_list}.tmp {output.run_list} && "
         "printf '%s\\n' {params.labels} > {params.outdir}/labels.tsv && "
         "aam compare --results-dir {params.results_dir} --run-list {output.run_list} "
-        "--labels {params.outdir}/labels.tsv --output-dir {params.outdir} {params.flags} "
-        "> {log} 2>&1"
+        "--labels {params.outdir}/labels.tsv --output-dir {params.outdir} "
+        "--figures-dir {output.figures} {params.flags} > {log} 2>&1"
