@@ -22,11 +22,24 @@ from aam.errors import InputError
 log = logging.getLogger(__name__)
 
 #: Archive members (.qza payloads) larger than this once decompressed are refused before reading.
-MAX_ARCHIVE_MEMBER_BYTES = int(os.environ.get("AAM_MAX_ARCHIVE_MEMBER_BYTES", 4 * 2**30))
+DEFAULT_ARCHIVE_MEMBER_BYTES = int(os.environ.get("AAM_MAX_ARCHIVE_MEMBER_BYTES", 4 * 2**30))
 #: ... and so are members that expand more than this many times their compressed size.
-MAX_ARCHIVE_RATIO = float(os.environ.get("AAM_MAX_ARCHIVE_RATIO", 200))
+DEFAULT_ARCHIVE_RATIO = float(os.environ.get("AAM_MAX_ARCHIVE_RATIO", 200))
+MAX_ARCHIVE_MEMBER_BYTES, MAX_ARCHIVE_RATIO = DEFAULT_ARCHIVE_MEMBER_BYTES, DEFAULT_ARCHIVE_RATIO
 #: Checkpoints whose tensors hold more elements than this (in total) are refused before loading.
 MAX_CHECKPOINT_ELEMENTS = int(os.environ.get("AAM_MAX_CHECKPOINT_ELEMENTS", 4 * 10**9))
+
+
+def set_archive_limits(max_bytes: Optional[int] = None, max_ratio: Optional[float] = None):
+    """Set the archive limits of this process (``aam prepare --max-archive-bytes`` and
+    ``--max-archive-ratio``); None restores the default (from the environment variables)."""
+    global MAX_ARCHIVE_MEMBER_BYTES, MAX_ARCHIVE_RATIO
+    if max_bytes is not None:
+        check_range(max_bytes, "--max-archive-bytes", 1)
+    if max_ratio is not None:
+        check_range(max_ratio, "--max-archive-ratio", 1)
+    MAX_ARCHIVE_MEMBER_BYTES = DEFAULT_ARCHIVE_MEMBER_BYTES if max_bytes is None else int(max_bytes)
+    MAX_ARCHIVE_RATIO = DEFAULT_ARCHIVE_RATIO if max_ratio is None else float(max_ratio)
 
 
 # --- scalars: flags and config values --------------------------------------------------------
@@ -178,17 +191,18 @@ def check_archive_members(infos: Iterable, source: str,
     compressed size, before any is decompressed (zip bombs)."""
     max_bytes = MAX_ARCHIVE_MEMBER_BYTES if max_bytes is None else max_bytes
     max_ratio = MAX_ARCHIVE_RATIO if max_ratio is None else max_ratio
+    names = "--max-archive-bytes / AAM_MAX_ARCHIVE_MEMBER_BYTES"
     total = 0
     for info in infos:
         total += info.file_size
         ratio = info.file_size / max(info.compress_size, 1)
         if info.file_size > max_bytes or total > max_bytes:
             raise InputError(f"{source}: member {short_id(info.filename, 60)} expands to "
-                             f"{info.file_size} bytes (limit {max_bytes}, "
-                             "AAM_MAX_ARCHIVE_MEMBER_BYTES). Check the file or raise the limit.")
+                             f"{info.file_size} bytes (limit {max_bytes}, {names}). Check the "
+                             "file or raise the limit.")
         if info.file_size > 2**20 and ratio > max_ratio:
             raise InputError(f"{source}: member {short_id(info.filename, 60)} expands "
-                             f"{ratio:.0f} times (limit {max_ratio:g}, AAM_MAX_ARCHIVE_RATIO); it "
+                             f"{ratio:.0f} times (limit {max_ratio:g}, --max-archive-ratio); it "
                              "looks like a zip bomb. Check the file or raise the limit.")
 
 
@@ -302,3 +316,16 @@ def check_checkpoint_fields(payload: dict, source: str) -> None:
             transform_from_dict(transform)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError):
             raise bad("target_transform", "a fitted target transform") from None
+
+
+def load_error_reason(err: Exception) -> str:
+    """The specific line of torch's ``load_state_dict`` error, shortened to stay in one line:
+    ``size mismatch for w: checkpoint [6, 15], model [6, 16]`` or the missing/unexpected keys."""
+    import re
+
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    line = lines[1] if len(lines) > 1 else lines[0] if lines else "unknown mismatch"
+    line = re.sub(r"copying a param with shape torch\.Size\((\[[^\]]*\])\) from checkpoint, the "
+                  r"shape in current model is torch\.Size\((\[[^\]]*\])\)\.?",
+                  r"checkpoint \1, model \2", line)
+    return line if len(line) <= 120 else line[:120] + "…"

@@ -497,7 +497,13 @@ RELIABILITY = {
             lambda w, o: ["prepare", "--table", str(w.bad / "bomb.qza"), "--metadata", str(w.md),
                           "--metadata-column", "target", "--output-dir", str(o)],
             r"bomb\.qza: member u/data/feature-table\.biom expands \d+ times \(limit 200, "
-            r"AAM_MAX_ARCHIVE_RATIO\); it looks like a zip bomb"),
+            r"--max-archive-ratio\); it looks like a zip bomb"),
+        "prepare-qza-member-over-size-limit": (
+            lambda w, o: ["prepare", "--table", str(w.bad / "bomb.qza"), "--metadata", str(w.md),
+                          "--metadata-column", "target", "--max-archive-bytes", "1000000",
+                          "--output-dir", str(o)],
+            r"member u/data/feature-table\.biom expands to 16777216 bytes \(limit 1000000, "
+            r"--max-archive-bytes"),
         "predict-checkpoint-sizes-over-limit": (
             lambda w, o: _predict(w, o, w.bad / "huge_sizes.pt"),
             r"huge_sizes\.pt: model sizes \(embedding_dim 8192, .*\) would need "
@@ -517,12 +523,13 @@ def _snapshot(folder: Path) -> dict:
             for p in sorted(folder.rglob("*"))}
 
 
-@pytest.mark.parametrize("case", sorted(RELIABILITY_CASES))
-def test_reliability_case_is_one_line_and_leaves_the_output_folder_as_it_was(case, w, tmp_path,
-                                                                             capsys):
-    """Non-zero exit, no traceback, a last line under 300 characters, and an existing output
-    folder (with a file of an earlier run in it) unchanged to the byte."""
-    build, pattern = RELIABILITY_CASES[case]
+@pytest.mark.parametrize("case", sorted(RELIABILITY_CASES) + sorted(CASES))
+def test_every_case_is_one_line_and_leaves_the_output_folder_as_it_was(case, w, tmp_path,
+                                                                       capsys):
+    """Every case of the catalogue, into an existing output folder (holding a file of an earlier
+    run): exit 2, no traceback, a last line under 300 characters, the folder unchanged to the
+    byte."""
+    build, pattern = RELIABILITY_CASES.get(case) or CASES[case]
     out = tmp_path / "out"
     out.mkdir()
     (out / "earlier.txt").write_text("from an earlier run\n")

@@ -8,6 +8,7 @@ import logging
 from aam.cli.common import Outputs, add_common_flags, run
 from aam.data.beta import BETA_METRICS
 from aam.data.prepare import PrepareConfig, prepare
+from aam.validate import set_archive_limits
 
 log = logging.getLogger("aam.prepare")
 
@@ -49,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-fractional-counts", action="store_true",
                         help="accept non-integer counts (e.g. relative abundances) with a "
                              "warning; by default they are an error")
+    parser.add_argument("--max-archive-bytes", type=int, default=None,
+                        help="largest .qza member read, in bytes once decompressed (default "
+                             "4 GiB or $AAM_MAX_ARCHIVE_MEMBER_BYTES)")
+    parser.add_argument("--max-archive-ratio", type=float, default=None,
+                        help="largest expansion of a .qza member over 1 MiB (default 200 or "
+                             "$AAM_MAX_ARCHIVE_RATIO): larger looks like a zip bomb")
     parser.add_argument("--seed", type=int, default=0, help="rarefaction seed")
     parser.add_argument("--output-dir", required=True, help="folder to write")
     add_common_flags(parser)
@@ -56,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _body(args: argparse.Namespace) -> int:
+    set_archive_limits(args.max_archive_bytes, args.max_archive_ratio)
     cfg = PrepareConfig(
         table=args.table, rep_seqs=args.rep_seqs, metadata=args.metadata,
         target_column=args.metadata_column, task=args.task, tree=args.tree,

@@ -16,6 +16,7 @@ from aam.models.encoder import AAMEncoder, EncoderOutput
 from aam.models.fusion import build_fusion
 from aam.models.heads import (CategoryEmbeddings, CountHead, MaskedAttentionPool, OutputScaling,
                               TargetEncoder, TargetHead)
+from aam.validate import load_error_reason
 
 log = logging.getLogger(__name__)
 
@@ -194,9 +195,9 @@ def load_encoder_state(predictor: Predictor, state: dict) -> None:
 
 
 def state_dict_problem(err: RuntimeError) -> str:
-    """The first specific line of torch's load_state_dict error (a size mismatch or key list)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return (lines[1] if len(lines) > 1 else lines[0] if lines else "unknown mismatch")[:200]
+    """The specific line of torch's load_state_dict error, shortened (a size mismatch as
+    ``checkpoint [6, 15], model [6, 16]``, or the key list)."""
+    return load_error_reason(err)
 
 
 def predictor_from_checkpoint(payload: dict, source: str = "the checkpoint") -> Predictor:

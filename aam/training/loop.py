@@ -32,6 +32,7 @@ from aam.training.distributed import (DistContext, all_reduce_sums, any_rank, cl
                                       no_sync, parallel_loss, unwrap, wrap_model)
 from aam.training.schedule import build_optimizer, warmup_cosine
 from aam.training.seeding import seed_everything, set_rng_state
+from aam.validate import load_error_reason
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +135,9 @@ def fit(model: nn.Module, objective, train_loader: Iterable, val_loader: Iterabl
         try:
             unwrap(model).load_state_dict(resume["model_state"])
         except RuntimeError as err:  # a crafted or foreign checkpoint: one line, not a traceback
-            reason = " ".join(str(err).split())[:160]
             raise InputError(f"the --resume-from checkpoint's weights do not fit this model "
-                             f"({reason}). Resume with the settings of the interrupted run.") from None
+                             f"({load_error_reason(err)}). Resume with the settings of the "
+                             "interrupted run.") from None
     named = _named_groups(unwrap(model), cfg, param_groups)
     eval_copy = evaluation_copy(model, ctx)
     wrapped = wrap_model(model, ctx)
