@@ -16,10 +16,9 @@ from typing import Any, Optional
 import yaml
 
 from aam.errors import InputError
-from aam.validate import check_finite, check_seed
+from aam.validate import check_finite, check_model_sizes, check_seed
 
 ASV_SAMPLING = ("first", "abundance", "random")
-TARGET_TRANSFORMS = ("none", "minmax", "zscore", "zscore-category", "log-minmax", "log-zscore")
 TASKS = ("regression", "classification")
 REGRESSION_LOSSES = ("mse", "mae", "huber")
 PARALLEL_CHOICES = ("auto", "none", "ddp", "fsdp", "dp")
@@ -37,6 +36,16 @@ FLAG_NAMES = {"fusion.name": "--categorical-fusion", "target_column": "--metadat
 def flag_of(dotted: str) -> str:
     """The command-line flag of a dotted config field (``train.lr`` -> ``--lr``)."""
     return FLAG_NAMES.get(dotted, "--" + dotted.split(".")[-1].replace("_", "-"))
+
+
+def __getattr__(name: str):
+    """``TARGET_TRANSFORMS``: the names of the one transform registry
+    (``aam.data.target_transforms.TRANSFORMS``), read when first asked for."""
+    if name == "TARGET_TRANSFORMS":
+        from aam.data.target_transforms import TRANSFORMS
+
+        return tuple(TRANSFORMS)
+    raise AttributeError(f"module 'aam.config' has no attribute {name!r}")
 
 
 def _check_choice(name: str, value: str, choices) -> None:
@@ -71,7 +80,9 @@ class DataConfig:
         _check_positive("max_bp", self.max_bp, allow_zero=True)
         _check_positive("num_workers", self.num_workers, allow_zero=True)
         _check_choice("asv_sampling", self.asv_sampling, ASV_SAMPLING)
-        _check_choice("target_transform", self.target_transform, TARGET_TRANSFORMS)
+        if self.target_transform != "none":  # the registry is read only for other values
+            _check_choice("target_transform", self.target_transform, __getattr__(
+                "TARGET_TRANSFORMS"))
         if not 0.0 < self.val_fraction < 1.0:
             raise InputError(f"val_fraction must be between 0 and 1, got {self.val_fraction}.")
         if self.target_transform == "zscore-category" and not self.normalize_by:
@@ -109,6 +120,7 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"dropout must be in [0, 1), got {self.dropout}.")
+        check_model_sizes(dataclasses.asdict(self), "the model settings")  # before allocating
 
 
 @dataclass(frozen=True)
@@ -124,6 +136,10 @@ class FusionConfig:
     cardinalities: tuple[int, ...] = ()  # derived from data: categories per column (+1 reserved)
 
     def __post_init__(self) -> None:
+        if self.name != "concat":  # the registry (aam.models.fusion.FUSIONS) needs torch
+            from aam.models.fusion import check_fusion_name
+
+            check_fusion_name(self.name)
         for name in ("cross_attn_heads", "perceiver_num_latents", "perceiver_num_layers"):
             _check_positive(name, getattr(self, name))
         _check_positive("category_dim", self.category_dim, allow_zero=True)
@@ -240,6 +256,29 @@ def settable_fields(cls, prefix: str = "") -> dict[str, tuple[dataclasses.Field,
     return out
 
 
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1}} -> {"train.lr": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def nest(flat: dict[str, Any]) -> dict:
+    """Inverse of :func:`flatten`."""
+    out: dict = {}
+    for path, value in flat.items():
+        node = out
+        *parents, leaf = path.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return out
+
+
 # --- dict / YAML round trip ------------------------------------------------------------------
 
 
@@ -264,7 +303,7 @@ def from_dict(cls, data: dict[str, Any] | None, _where: str = ""):
             data[new] = data.pop(old)
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(str(key) for key in set(data) - known)
     if unknown:
         where = f" in '{_where}'" if _where else ""
         raise InputError(
@@ -319,6 +358,9 @@ def load_yaml(cls, path: str | Path):
     with path.open(encoding="utf-8") as fh:
         try:
             data = yaml.safe_load(fh) or {}
+        except UnicodeDecodeError as err:
+            raise InputError(f"{path} is not UTF-8 text (byte {err.start}). Save the config as "
+                             "UTF-8 YAML.") from None
         except yaml.YAMLError as err:
             # the safe loader refuses !!python/* tags (they could run code) as a ConstructorError
             problem = getattr(err, "problem", None) or type(err).__name__
@@ -339,20 +381,21 @@ def dump_yaml(cfg) -> str:
 def merge(cfg, overrides: dict[str, Any]):
     """A copy of ``cfg`` with a nested dict of overrides applied (validated again)."""
     base = to_dict(cfg)
-    _deep_update(base, overrides)
+    deep_update(base, overrides)
     return from_dict(type(cfg), base)
 
 
-def _deep_update(base: dict, overrides: dict) -> None:
+def deep_update(base: dict, overrides: dict) -> None:
+    """Update the nested dict ``base`` in place with ``overrides`` (mappings merged key by key)."""
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_update(base[key], value)
+            deep_update(base[key], value)
         else:
             base[key] = value
 
 
 __all__ = [
     "DataConfig", "ModelConfig", "FusionConfig", "TrainConfig", "PretrainConfig",
-    "FinetuneConfig", "DERIVED", "RUNTIME", "flag_of", "settable_fields", "to_dict", "from_dict", "load_yaml", "dump_yaml", "merge", "replace",
+    "FinetuneConfig", "DERIVED", "RUNTIME", "flag_of", "settable_fields", "flatten", "nest", "deep_update", "to_dict", "from_dict", "load_yaml", "dump_yaml", "merge", "replace",
     "dataclasses",
 ]

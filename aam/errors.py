@@ -23,6 +23,7 @@ def first_items(items, n: int = 5) -> str:
     """Format a count plus the first ``n`` items of a collection (each shortened) for a
     message."""
     items = list(items)
-    shown = ", ".join(short_text(x, 32) for x in items[:n])  # 32: MD5 feature IDs stay whole
+    # IDs are cut (32: MD5 feature IDs stay whole); paths are shown whole
+    shown = ", ".join(str(x) if "/" in str(x) else short_text(x, 32) for x in items[:n])
     more = ", ..." if len(items) > n else ""
     return f"{len(items)} (first {min(n, len(items))}: {shown}{more})"

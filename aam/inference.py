@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from aam.config import ASV_SAMPLING, FinetuneConfig, from_dict, to_dict
+from aam.config import ASV_SAMPLING, FinetuneConfig, to_dict
 from aam.data.categories import encode_categories, is_missing, metadata_column
 from aam.data.dataset import SampleDataset, make_loader
 from aam.data.metadata import read_metadata
@@ -25,8 +25,8 @@ from aam.data.targets import group_keys, transform_from_dict
 from aam.errors import InputError, first_items
 from aam.metrics import classification_metrics, regression_metrics
 from aam.models.asv_cache import cached_encoder
-from aam.models.predictor import Predictor
-from aam.predictions import Predictions, aggregate_passes, write_metrics, write_predictions
+from aam.models.predictor import Predictor, predictor_from_checkpoint
+from aam.predictions import Predictions, from_passes, write_metrics, write_predictions
 from aam.training.checkpoint import load_checkpoint
 from aam.training.device import resolve_device
 
@@ -78,20 +78,8 @@ def load_predictor(path: str | Path) -> tuple[Predictor, dict]:
         raise InputError(f"{path} is an {payload['kind']} checkpoint (aam pretrain writes "
                          "encoder.pt); aam predict needs a trained model: pass the model.pt "
                          "written by aam train.")
-    model = Predictor(from_dict(FinetuneConfig, payload["config"]))
-    try:
-        model.load_state_dict(payload["model_state"], strict=True)
-    except RuntimeError as err:
-        raise InputError(f"{path}: the weights do not fit the model config stored with them "
-                         f"({_state_dict_problem(err)}). Re-run aam train.") from None
-    return model.eval(), payload
+    return predictor_from_checkpoint(payload, str(path)), payload
 
-
-
-def _state_dict_problem(err: RuntimeError) -> str:
-    """The first specific line of torch's load_state_dict error (a size mismatch or key list)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return (lines[1] if len(lines) > 1 else lines[0] if lines else "unknown mismatch")[:200]
 
 
 def predict_samples(model: Predictor, payload: dict, data: PreparedData,
@@ -123,19 +111,13 @@ def predict_samples(model: Predictor, payload: dict, data: PreparedData,
     device = resolve_device(cfg.device)
     raw = run_passes(model.to(device), dataset, passes, seed, cfg, device)  # [P, N, out_dim]
     actual = _actual(model_cfg, payload, meta, ids, source)
-    classes = payload.get("classes")
     if model_cfg.task == "classification":
         probs = torch.softmax(torch.from_numpy(raw), dim=-1).numpy()  # [P, N, K]
-        proba, spread = aggregate_passes(probs)
-        best = proba.argmax(axis=1)
-        std = spread[np.arange(len(ids)), best] if passes > 1 else None
-        return Predictions(ids, np.asarray(classes)[best], actual, passes, std, proba,
-                           list(classes))
+        return from_passes(ids, probs, actual, payload.get("classes"))
     transform = transform_from_dict(payload["target_transform"])
     groups = group_keys(meta, model_cfg.data.normalize_by, ids, source)
     values = np.stack([transform.inverse(r[:, 0], groups) for r in raw])  # [P, N]
-    mean, std = aggregate_passes(values)
-    return Predictions(ids, mean, actual, passes, std if passes > 1 else None)
+    return from_passes(ids, values, actual)
 
 
 def run_passes(model: Predictor, dataset: SampleDataset, passes: int, seed: int,

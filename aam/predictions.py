@@ -8,6 +8,7 @@ classification one ``prob_<class>`` column per class (``prediction`` is then the
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ import pandas as pd
 from aam.atomic import atomic_path, write_json
 from aam.errors import InputError
 from aam.metrics import classification_metrics, regression_metrics
+from aam.qiime2_metadata import id_problem, qiime2_path, write_qiime2_metadata
+
+log = logging.getLogger(__name__)
 
 PROB_PREFIX = "prob_"
 
@@ -41,7 +45,10 @@ class Predictions:
     classes: Optional[list[str]] = None
 
     def metrics(self) -> Optional[dict]:
-        """``{"task", "n", <metrics>}`` over samples with a known actual; None if none has one."""
+        """``{"task", "n", <metrics>}`` over samples with a known actual; None if none has one.
+
+        The one metrics function of validation (``aam train``) and test predictions
+        (``aam predict``)."""
         known = ~pd.isna(self.actual)
         if not known.any():
             return None
@@ -53,6 +60,12 @@ class Predictions:
                                         self.prediction[known])
             task = "regression"
         return {"task": task, "n": int(known.sum()), **values}
+
+    def metric_values(self) -> dict:
+        """The metrics alone (no task and count); empty when no actual is known."""
+        out = dict(self.metrics() or {})
+        out.pop("task", None), out.pop("n", None)
+        return out
 
 
 def aggregate_passes(pred_matrix) -> tuple[np.ndarray, np.ndarray]:
@@ -73,6 +86,29 @@ def aggregate_passes(pred_matrix) -> tuple[np.ndarray, np.ndarray]:
     if values.ndim < 2 or values.shape[0] == 0:
         raise ValueError(f"pred_matrix must be [P, N] with P >= 1, got shape {values.shape}")
     return values.mean(axis=0), values.std(axis=0, ddof=0)
+
+
+def from_passes(sample_ids: list[str], values, actual, classes=None) -> Predictions:
+    """One :class:`Predictions` from per-pass outputs, for validation and test predictions alike.
+
+    Parameters
+    ----------
+    values : array [P, N] (regression, original scale) or [P, N, K] (class probabilities)
+    actual : array [N]
+    classes : list of str, optional
+        Class names (classification): the label is the argmax of the mean probability and
+        ``std`` the spread of that class's probability across passes.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    passes = values.shape[0]
+    mean, spread = aggregate_passes(values)
+    if classes is None:
+        return Predictions(list(sample_ids), mean, actual, passes,
+                           spread if passes > 1 else None)
+    best = mean.argmax(axis=1)
+    std = spread[np.arange(len(best)), best] if passes > 1 else None
+    return Predictions(list(sample_ids), np.asarray(classes)[best], actual, passes, std, mean,
+                       list(classes))
 
 
 def write_predictions(path: str | os.PathLike, sample_ids, prediction, actual=None, std=None,
@@ -109,6 +145,11 @@ def write_predictions(path: str | os.PathLike, sample_ids, prediction, actual=No
             frame[f"{PROB_PREFIX}{cls}"] = proba[:, k]
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, sep="\t", index=False, float_format="%.10g")
+    problem = id_problem(frame["sample_id"])
+    if problem:
+        log.warning("no %s written: %s", qiime2_path(path).name, problem)
+    else:
+        write_qiime2_metadata(frame, qiime2_path(path))  # the same rows, readable by QIIME 2
 
 
 def prediction_classes(frame: pd.DataFrame) -> list[str]:

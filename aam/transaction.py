@@ -175,12 +175,23 @@ def _clean_leftovers(target: Path, staging: Path) -> None:
     """Remove what a killed run left: its staging folder and interrupted atomic writes."""
     stale = [staging] if staging.exists() or staging.is_symlink() else []
     stale += [p for p in target.glob(".*.old-*") if _OLD.match(p.name)]
-    stale += [p for p in target.rglob(".*.tmp")
-              if _ATOMIC_TMP.match(p.name) and STAGING_NAME not in p.parts]
+    stale += [p for p in _walk(target, depth=3) if _ATOMIC_TMP.match(p.name)]
     for path in stale:
         size = _size(path)
         _remove(path)
         log.warning("removed %s (%d bytes) left by an interrupted run", path, size)
+
+
+def _walk(folder: Path, depth: int) -> list[Path]:
+    """Files of ``folder`` down to ``depth`` levels (an output folder given as, say, a home
+    folder is not scanned whole); symlinked folders and the staging folder are skipped."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        level = len(Path(root).relative_to(folder).parts)
+        dirs[:] = [d for d in dirs if d != STAGING_NAME and level < depth - 1
+                   and not os.path.islink(os.path.join(root, d))]
+        found += [Path(root) / name for name in files]
+    return found
 
 
 def _size(path: Path) -> int:

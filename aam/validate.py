@@ -22,11 +22,24 @@ from aam.errors import InputError
 log = logging.getLogger(__name__)
 
 #: Archive members (.qza payloads) larger than this once decompressed are refused before reading.
-MAX_ARCHIVE_MEMBER_BYTES = int(os.environ.get("AAM_MAX_ARCHIVE_MEMBER_BYTES", 4 * 2**30))
+DEFAULT_ARCHIVE_MEMBER_BYTES = int(os.environ.get("AAM_MAX_ARCHIVE_MEMBER_BYTES", 4 * 2**30))
 #: ... and so are members that expand more than this many times their compressed size.
-MAX_ARCHIVE_RATIO = float(os.environ.get("AAM_MAX_ARCHIVE_RATIO", 200))
+DEFAULT_ARCHIVE_RATIO = float(os.environ.get("AAM_MAX_ARCHIVE_RATIO", 200))
+MAX_ARCHIVE_MEMBER_BYTES, MAX_ARCHIVE_RATIO = DEFAULT_ARCHIVE_MEMBER_BYTES, DEFAULT_ARCHIVE_RATIO
 #: Checkpoints whose tensors hold more elements than this (in total) are refused before loading.
 MAX_CHECKPOINT_ELEMENTS = int(os.environ.get("AAM_MAX_CHECKPOINT_ELEMENTS", 4 * 10**9))
+
+
+def set_archive_limits(max_bytes: Optional[int] = None, max_ratio: Optional[float] = None):
+    """Set the archive limits of this process (``aam prepare --max-archive-bytes`` and
+    ``--max-archive-ratio``); None restores the default (from the environment variables)."""
+    global MAX_ARCHIVE_MEMBER_BYTES, MAX_ARCHIVE_RATIO
+    if max_bytes is not None:
+        check_range(max_bytes, "--max-archive-bytes", 1)
+    if max_ratio is not None:
+        check_range(max_ratio, "--max-archive-ratio", 1)
+    MAX_ARCHIVE_MEMBER_BYTES = DEFAULT_ARCHIVE_MEMBER_BYTES if max_bytes is None else int(max_bytes)
+    MAX_ARCHIVE_RATIO = DEFAULT_ARCHIVE_RATIO if max_ratio is None else float(max_ratio)
 
 
 # --- scalars: flags and config values --------------------------------------------------------
@@ -178,17 +191,18 @@ def check_archive_members(infos: Iterable, source: str,
     compressed size, before any is decompressed (zip bombs)."""
     max_bytes = MAX_ARCHIVE_MEMBER_BYTES if max_bytes is None else max_bytes
     max_ratio = MAX_ARCHIVE_RATIO if max_ratio is None else max_ratio
+    names = "--max-archive-bytes / AAM_MAX_ARCHIVE_MEMBER_BYTES"
     total = 0
     for info in infos:
         total += info.file_size
         ratio = info.file_size / max(info.compress_size, 1)
         if info.file_size > max_bytes or total > max_bytes:
             raise InputError(f"{source}: member {short_id(info.filename, 60)} expands to "
-                             f"{info.file_size} bytes (limit {max_bytes}, "
-                             "AAM_MAX_ARCHIVE_MEMBER_BYTES). Check the file or raise the limit.")
+                             f"{info.file_size} bytes (limit {max_bytes}, {names}). Check the "
+                             "file or raise the limit.")
         if info.file_size > 2**20 and ratio > max_ratio:
             raise InputError(f"{source}: member {short_id(info.filename, 60)} expands "
-                             f"{ratio:.0f} times (limit {max_ratio:g}, AAM_MAX_ARCHIVE_RATIO); it "
+                             f"{ratio:.0f} times (limit {max_ratio:g}, --max-archive-ratio); it "
                              "looks like a zip bomb. Check the file or raise the limit.")
 
 
@@ -227,13 +241,91 @@ def check_model_sizes(model_config: dict, source: str, limit: Optional[int] = No
         layers = sum(int(model_config.get(k, 0)) for k in
                      ("nucleotide_layers", "asv_layers", "sample_layers")) + 2
         max_bp = int(model_config.get("max_bp", 0))
-    except (TypeError, ValueError, AttributeError):
+    except (TypeError, ValueError, AttributeError, OverflowError):
         raise InputError(f"{source}: the stored model config is not a mapping of numbers. Use "
                          "a checkpoint written by aam.") from None
     estimate = layers * (4 + 2 * max(ff, 1)) * dim * dim + max_bp * dim
     too_big = stored is not None and estimate > 4 * stored + 10**6
     if min(dim, ff, layers, max_bp) < 0 or estimate > limit or too_big:
-        raise InputError(f"{source}: its stored model sizes (embedding_dim {dim}, {layers - 2} "
-                         f"layers, max_bp {max_bp}) would need about {estimate} parameters, more "
-                         f"than its {stored} stored weights or the limit {limit} "
-                         "(AAM_MAX_CHECKPOINT_ELEMENTS). Check the file.")
+        than = f"its {stored} stored weights or " if stored is not None else ""
+        raise InputError(f"{source}: model sizes (embedding_dim {dim}, {layers - 2} layers, "
+                         f"max_bp {max_bp}) would need about {estimate} parameters, more than "
+                         f"{than}the limit {limit} (AAM_MAX_CHECKPOINT_ELEMENTS). Use smaller "
+                         "sizes or check the file.")
+
+
+def check_checkpoint_fields(payload: dict, source: str) -> None:
+    """The plain fields of a checkpoint have the types and ranges aam writes (so resuming or
+    predicting from a crafted or damaged file fails here, with one line, not deep inside).
+
+    Raises
+    ------
+    InputError
+        Naming the first field that is wrong.
+    """
+    import torch
+
+    def bad(field: str, what: str):
+        shown = str(payload.get(field))[:40]
+        return InputError(f"{source}: checkpoint field {field!r} must be {what}, got {shown!r}. "
+                          "Use a checkpoint written by aam.")
+
+    for name in ("epoch", "global_step", "best_epoch"):
+        value = payload.get(name, 0)
+        if value is None and name != "epoch":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10**9:
+            raise bad(name, "a whole number >= 0")
+    best = payload.get("best_metric")
+    if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))
+                             or math.isnan(best)):
+        raise bad("best_metric", "a number or null")
+    seed = payload.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise bad("seed", f"a whole number in [0, {SEED_MAX}]")
+    for name in ("optimizer_state", "scheduler_state", "target_transform", "rng_state"):
+        if payload.get(name) is not None and not isinstance(payload[name], dict):
+            raise bad(name, "a mapping or null")
+    optimizer = payload.get("optimizer_state")
+    if optimizer is not None and not (isinstance(optimizer.get("state"), dict)
+                                      and isinstance(optimizer.get("param_groups"), list)):
+        raise bad("optimizer_state", "an optimizer state (state, param_groups)")
+    scheduler = payload.get("scheduler_state")
+    if scheduler is not None and not {"base_lrs", "last_epoch", "lr_lambdas"} <= set(scheduler):
+        raise bad("scheduler_state", "a learning-rate schedule state")
+    rng = payload.get("rng_state")
+    if rng is not None:
+        ok = (isinstance(rng.get("torch"), torch.Tensor) and rng["torch"].dtype == torch.uint8
+              and isinstance(rng.get("numpy"), dict) and isinstance(rng.get("python"), dict)
+              and isinstance(rng["numpy"].get("keys"), torch.Tensor)
+              and rng["numpy"]["keys"].numel() == 624
+              and isinstance(rng["python"].get("internal"), (list, tuple))
+              and len(rng["python"]["internal"]) == 625)
+        if not ok:
+            raise bad("rng_state", "the random-number state aam writes")
+    vocab = payload.get("categorical_vocab") or {}
+    if not isinstance(vocab, dict) or not all(
+            isinstance(v, dict) and all(isinstance(i, int) and not isinstance(i, bool)
+                                        for i in v.values()) for v in vocab.values()):
+        raise bad("categorical_vocab", "a mapping of column to {category: index}")
+    transform = payload.get("target_transform")
+    if transform is not None:
+        from aam.data.target_transforms import transform_from_dict
+
+        try:
+            transform_from_dict(transform)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            raise bad("target_transform", "a fitted target transform") from None
+
+
+def load_error_reason(err: Exception) -> str:
+    """The specific line of torch's ``load_state_dict`` error, shortened to stay in one line:
+    ``size mismatch for w: checkpoint [6, 15], model [6, 16]`` or the missing/unexpected keys."""
+    import re
+
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    line = lines[1] if len(lines) > 1 else lines[0] if lines else "unknown mismatch"
+    line = re.sub(r"copying a param with shape torch\.Size\((\[[^\]]*\])\) from checkpoint, the "
+                  r"shape in current model is torch\.Size\((\[[^\]]*\])\)\.?",
+                  r"checkpoint \1, model \2", line)
+    return line if len(line) <= 120 else line[:120] + "…"

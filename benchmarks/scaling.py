@@ -1,5 +1,5 @@
 """Multi-process scaling of the real commands: ``aam pretrain`` / ``aam train``, one process
-against torchrun (DDP, FSDP) and, on CUDA, one process over several GPUs (``--data-parallel``).
+against torchrun (DDP, FSDP) and, on CUDA, one process over several GPUs (``--parallel dp``).
 
     python benchmarks/scaling.py --data ibd --processes 1,2            # CPU: 2 gloo processes
     python benchmarks/scaling.py --data ibd --device cuda --processes 1,2,4 \\
@@ -34,7 +34,7 @@ from aam_bench.datasets import ensure_data  # noqa: E402
 from aam_bench.report import machine_info, machine_slug, markdown_table, today  # noqa: E402
 from aam_bench.settings import BenchConfig  # noqa: E402
 
-STRATEGY_FLAGS = {"ddp": "--distributed", "fsdp": "--fsdp", "dp": "--data-parallel"}
+STRATEGIES = ("ddp", "fsdp", "dp")  # values of --parallel
 COLUMNS = ("stage", "launch", "processes", "GPUs", "batch/process", "samples/s",
            "vs 1 process", "wall s")
 
@@ -63,13 +63,13 @@ class ScalingConfig:
     results_dir: str = "benchmarks/results"
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.strategies) - set(STRATEGY_FLAGS))
+        unknown = sorted(set(self.strategies) - set(STRATEGIES))
         if unknown:
             raise InputError(f"Unknown strategy {', '.join(unknown)}; choose from ddp, fsdp, dp.")
         if not self.stages or set(self.stages) - {"pretrain", "train"}:
             raise InputError(f"--stages must name pretrain and/or train; got {self.stages}.")
         if "dp" in self.strategies and self.device != "cuda":
-            raise InputError("--strategies dp (--data-parallel) needs --device cuda.")
+            raise InputError("--strategies dp (--parallel dp) needs --device cuda.")
         uneven = [n for n in self.processes if self.global_batch % n or self.global_batch // n < 2]
         if uneven:
             raise InputError(f"--global-batch {self.global_batch} must split into batches of at "
@@ -99,7 +99,7 @@ def command(cfg: ScalingConfig, data, stage: str, strategy: str, n: int,
         argv += ["--metadata-column", data.target_column,
                  "--categorical-columns", ",".join(data.categorical_columns)]
     if strategy != "none":
-        argv.append(STRATEGY_FLAGS[strategy])
+        argv += ["--parallel", strategy]
     processes = n if strategy in ("ddp", "fsdp") else 1
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cfg.threads // processes))}
     if strategy == "dp":

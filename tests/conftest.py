@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 from pathlib import Path
@@ -9,6 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
+
+# Fuzz tests of the readers (tests/test_fuzz_readers.py): a fixed seed and a few examples per
+# reader in CI; `HYPOTHESIS_PROFILE=long pytest tests/test_fuzz_readers.py` runs 50x more,
+# still derandomized (set HYPOTHESIS_PROFILE=explore for fresh random examples each run).
+_FUZZ = dict(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+             deadline=None, print_blob=True)
+settings.register_profile("ci", max_examples=40, derandomize=True, **_FUZZ)
+settings.register_profile("long", max_examples=2000, derandomize=True, **_FUZZ)
+settings.register_profile("explore", max_examples=2000, derandomize=False, **_FUZZ)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -16,6 +28,16 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # Test models are tiny: thread start-up costs more than it saves, and pytest shares the two
 # CI cores with the subprocesses some tests start.
 torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` need CUDA: skipped (with the reason) where none is visible."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (marked gpu); run on a GPU machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

@@ -45,3 +45,40 @@ def tiny_finetune_cfg(fusion: str = "concat", columns=("category",), epochs: int
     target = "target" if task == "regression" else "category"
     return FinetuneConfig(data=data, model=model, fusion=fusion_cfg, train=train, task=task,
                           target_column=target, **kw)
+
+
+def prepare_both_tasks(root: Path) -> Path:
+    """12 simulated samples x 16 ASVs in ``root``, prepared for regression (target; categories
+    category, batch) and classification (category; category batch); returns ``root``."""
+    sim = root / "sim"
+    assert aam_main(["simulate", "--output-dir", str(sim), "--samples", "12", "--asvs", "16",
+                     "--seq-length", "100", "--subjects", "3"]) == 0
+    for task, column, cats in (("regression", "target", "category,batch"),
+                               ("classification", "category", "batch")):
+        assert aam_main(["prepare", "--table", str(sim / "table.biom"), "--metadata",
+                         str(sim / "metadata.tsv"), "--metadata-column", column, "--task", task,
+                         "--categorical-columns", cats, "--output-dir",
+                         str(root / f"prepared-{task}")]) == 0
+    return root
+
+
+def lazy_trainer(root: Path, runs: dict):
+    """``get(name) -> (prepared dir, run dir)``: trains ``runs[name] = (task, cfg kwargs)`` for
+    one epoch (token limit 8, batch 16) on first use, from seed 0."""
+    import torch
+
+    from aam.training.finetune import FinetunePaths, run_finetune
+
+    done: dict[str, tuple[Path, Path]] = {}
+
+    def get(name: str) -> tuple[Path, Path]:
+        if name not in done:
+            task, kw = runs[name]
+            cfg = tiny_finetune_cfg(epochs=1, token_limit=8, batch_size=16, **kw)
+            prepared, out = root / f"prepared-{task}", root / "runs" / name
+            torch.manual_seed(0)
+            run_finetune(cfg, FinetunePaths(prepared, out))
+            done[name] = (prepared, out)
+        return done[name]
+
+    return get

@@ -155,7 +155,12 @@ def _crafted_reliability_inputs(sim: Path, bad: Path, run: Path) -> None:
     payload = torch.load(run / "model.pt", weights_only=True)
     for name, edit in (("format_text.pt", {"format_version": "1; drop"}),
                        ("format_float.pt", {"format_version": 1.5}),
-                       ("kind_other.pt", {"kind": "forest"})):
+                       ("kind_other.pt", {"kind": "forest"}),
+                       ("epoch_text.pt", {"epoch": "x"}),
+                       ("best_nan.pt", {"best_metric": float("nan")}),
+                       ("rng_garbage.pt", {"rng_state": {"torch": torch.zeros(3)}}),
+                       ("vocab_garbage.pt", {"categorical_vocab": {"category": 5}}),
+                       ("transform_garbage.pt", {"target_transform": {"name": "zscore"}})):
         torch.save({**payload, **edit}, bad / name)
     huge = copy.deepcopy(payload)
     huge["config"]["model"]["embedding_dim"] = 8192  # ~4e9 parameters from 1e5 stored weights
@@ -278,7 +283,7 @@ CASES = {
         r"Unknown config key\(s\) in 'fusion': nmae\. Known keys: .*name"),
     "train-unknown-fusion": (
         lambda w, o: _train(w, o, *TINY, "--categorical-fusion", "gmu2"),
-        r"Unknown fusion 'gmu2'\. Choose one of: add, concat, cross-attention, gmu, perceiver"),
+        r"Unknown fusion 'gmu2'\. Choose one of: add, concat, cross-attention, .*gmu, perceiver"),
     "train-incompatible-pretrained-encoder": (
         lambda w, o: _train(w, o, *TINY, "--pretrained-encoder", str(w.encoder_conflict)),
         r"the pretrained encoder's weights do not fit this model \(size mismatch for "
@@ -422,6 +427,24 @@ RELIABILITY = {
         "predict-checkpoint-format-float": (
             lambda w, o: _predict(w, o, w.bad / "format_float.pt"),
             r"format_float\.pt has an unexpected checkpoint format field \('1\.5'"),
+        "train-resume-checkpoint-epoch-text": (
+            lambda w, o: _train(w, o, *TINY, "--resume-from", str(w.bad / "epoch_text.pt")),
+            r"epoch_text\.pt: checkpoint field 'epoch' must be a whole number >= 0, got 'x'"),
+        "train-resume-checkpoint-best-nan": (
+            lambda w, o: _train(w, o, *TINY, "--resume-from", str(w.bad / "best_nan.pt")),
+            r"best_nan\.pt: checkpoint field 'best_metric' must be a number or null"),
+        "train-resume-checkpoint-rng-garbage": (
+            lambda w, o: _train(w, o, *TINY, "--resume-from", str(w.bad / "rng_garbage.pt")),
+            r"checkpoint field 'rng_state' must be the random-number state aam writes"),
+        "predict-checkpoint-vocab-garbage": (
+            lambda w, o: _predict(w, o, w.bad / "vocab_garbage.pt"),
+            r"checkpoint field 'categorical_vocab' must be a mapping of column to"),
+        "predict-checkpoint-transform-garbage": (
+            lambda w, o: _predict(w, o, w.bad / "transform_garbage.pt"),
+            r"checkpoint field 'target_transform' must be a fitted target transform"),
+        "train-resume-mismatched-weights": (
+            lambda w, o: _train(w, o, *TINY, "--resume-from", str(w.bad / "mismatched.pt")),
+            r"the --resume-from checkpoint's weights do not fit this model \(.*size mismatch"),
         "train-resume-checkpoint-other-kind": (
             lambda w, o: _train(w, o, *TINY, "--resume-from", str(w.bad / "kind_other.pt")),
             r"kind_other\.pt has an unexpected checkpoint kind or config \(kind 'forest'"),
@@ -474,11 +497,22 @@ RELIABILITY = {
             lambda w, o: ["prepare", "--table", str(w.bad / "bomb.qza"), "--metadata", str(w.md),
                           "--metadata-column", "target", "--output-dir", str(o)],
             r"bomb\.qza: member u/data/feature-table\.biom expands \d+ times \(limit 200, "
-            r"AAM_MAX_ARCHIVE_RATIO\); it looks like a zip bomb"),
+            r"--max-archive-ratio\); it looks like a zip bomb"),
+        "prepare-qza-member-over-size-limit": (
+            lambda w, o: ["prepare", "--table", str(w.bad / "bomb.qza"), "--metadata", str(w.md),
+                          "--metadata-column", "target", "--max-archive-bytes", "1000000",
+                          "--output-dir", str(o)],
+            r"member u/data/feature-table\.biom expands to 16777216 bytes \(limit 1000000, "
+            r"--max-archive-bytes"),
         "predict-checkpoint-sizes-over-limit": (
             lambda w, o: _predict(w, o, w.bad / "huge_sizes.pt"),
-            r"huge_sizes\.pt: its stored model sizes \(embedding_dim 8192, .*\) would need "
+            r"huge_sizes\.pt: model sizes \(embedding_dim 8192, .*\) would need "
             r"about \d+ parameters, more than its \d+ stored weights"),
+        "train-model-sizes-over-limit": (
+            lambda w, o: _train(w, o, *TINY, "--embedding-dim", "1048576", "--attention-heads",
+                                "2"),
+            r"the model settings: model sizes \(embedding_dim 1048576, .*\) would need about "
+            r"\d+ parameters, more than the limit 4000000000"),
     },
 }
 RELIABILITY_CASES = {case: spec for group in RELIABILITY.values() for case, spec in group.items()}
@@ -489,12 +523,13 @@ def _snapshot(folder: Path) -> dict:
             for p in sorted(folder.rglob("*"))}
 
 
-@pytest.mark.parametrize("case", sorted(RELIABILITY_CASES))
-def test_reliability_case_is_one_line_and_leaves_the_output_folder_as_it_was(case, w, tmp_path,
-                                                                             capsys):
-    """Non-zero exit, no traceback, a last line under 300 characters, and an existing output
-    folder (with a file of an earlier run in it) unchanged to the byte."""
-    build, pattern = RELIABILITY_CASES[case]
+@pytest.mark.parametrize("case", sorted(RELIABILITY_CASES) + sorted(CASES))
+def test_every_case_is_one_line_and_leaves_the_output_folder_as_it_was(case, w, tmp_path,
+                                                                       capsys):
+    """Every case of the catalogue, into an existing output folder (holding a file of an earlier
+    run): exit 2, no traceback, a last line under 300 characters, the folder unchanged to the
+    byte."""
+    build, pattern = RELIABILITY_CASES.get(case) or CASES[case]
     out = tmp_path / "out"
     out.mkdir()
     (out / "earlier.txt").write_text("from an earlier run\n")
@@ -592,13 +627,16 @@ def test_real_process_exits_2_without_traceback(case, w, tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("pretrain:\n  epochz: 3\n", "ValidationError: Additional properties are not allowed "
-                                 "('epochz' was unexpected)"),
+    ("pretrain:\n  epochz: 3\n", "give `aam pretrain` flags it refuses: unrecognized "
+                                 "arguments: --epochz 3"),
+    ("split:\n  foldz: 3\n", "ValidationError: Additional properties are not allowed "
+                              "('foldz' was unexpected)"),
     ("model:\n  embedding_dim: big\n", "ValidationError: 'big' is not of type 'integer'"),
 ])
 def test_workflow_config_schema_rejects_bad_keys_in_a_dry_run(text, message, tmp_path):
-    """Snakemake validates --configfile against workflow/schemas/config.schema.yaml before
-    planning any job; it exits 1 (its own convention) and names the key."""
+    """Snakemake validates --configfile against workflow/schemas/config.schema.yaml, and the keys
+    of the sections that are `aam` flags with that command's parser, before planning any job; it
+    exits 1 (its own convention) and names the key."""
     repo = Path(__file__).resolve().parents[1]
     shutil.copytree(repo / "config", tmp_path / "config")
     (tmp_path / "bad.yaml").write_text(text)
@@ -610,3 +648,12 @@ def test_workflow_config_schema_rejects_bad_keys_in_a_dry_run(text, message, tmp
     assert message in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_train_with_a_config_keeps_the_target_column_of_prepare_json(w, tmp_path):
+    """`aam train --config x.yaml` used to drop prepare.json's target and blame a column ''."""
+    config = tmp_path / "c.yaml"
+    config.write_text("train:\n  epochs: 1\n")
+    out = tmp_path / "run"
+    assert aam_main(_train(w, out, *TINY, "--config", str(config))) == 0
+    assert "target_column: target" in (out / "config.resolved.yaml").read_text()

@@ -29,6 +29,24 @@ def test_rf_classification_runs_compare_with_a_sharper_model(tmp_path):
     assert table.loc[0, "accuracy_mean"] == 1.0 and table.loc[0, "auc_mean"] == 1.0
     comparison = pd.read_csv(out / "comparison.tsv", sep="\t")
     assert {"balanced_accuracy_ci_low", "f1_macro_diff", "auc_ci_high"} <= set(comparison)
-    assert "**fusion~gmu**" in (out / "summary.md").read_text()
+    assert "**gmu**" in (out / "summary.md").read_text()
     for name in ("roc", "confusion_matrix", "metric_auc"):
         assert (out / f"{name}.svg").stat().st_size > 1000
+
+
+def test_figures_go_to_their_folder_and_are_named_by_one_list(tmp_path):
+    """The workflow declares the figures folder: a classification run (metric_auc) and a metric
+    with no values (skipped) never leave a declared file missing."""
+    from aam.reports.summary import figure_names
+
+    data = tiny_data(n=40, task="classification")
+    train, test = data.sample_ids[::2], data.sample_ids[1::2]
+    result = fit_random_forest(data, train, test, RFConfig("state", n_estimators=10, n_jobs=1))
+    write_rf_outputs(result, tmp_path / "results" / "rf" / "fold~0" / "seed~0" /
+                     "predictions.tsv", fold=0)
+    figures = tmp_path / "figures"
+    write_report(CompareConfig(str(tmp_path / "results"), str(tmp_path / "report"),
+                               n_bootstrap=100, png=False, figures_dir=str(figures)))
+    drawn = {p.stem for p in figures.glob("*.svg")}
+    assert "metric_auc" in drawn and drawn <= set(figure_names("classification"))
+    assert not list((tmp_path / "report").glob("*.svg"))

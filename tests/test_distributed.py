@@ -33,6 +33,11 @@ def test_more_ranks_than_gpus_fails_fast():
         resolve_strategy("ddp", env=env, cuda_count=2)
 
 
+def test_cpu_processes_may_outnumber_the_gpus():
+    env = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "4"}
+    assert resolve_strategy("ddp", env=env, cuda_count=1, device="cpu") == ("ddp", 4)
+
+
 def test_ddp_without_launcher_points_to_torchrun():
     with pytest.raises(InputError, match="torchrun --standalone"):
         resolve_strategy("ddp", env={}, cuda_count=0)

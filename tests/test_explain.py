@@ -18,8 +18,7 @@ from aam.explain.attribution import explain_batch
 from aam.explain.tables import rank_agreement, signal_auroc
 from aam.inference import load_predictor
 from aam.models.fusion import FUSIONS
-from aam.training.finetune import FinetunePaths, run_finetune
-from finetune_fixtures import tiny_finetune_cfg
+from finetune_fixtures import lazy_trainer, prepare_both_tasks
 from qiime2_rules import check_qiime2_metadata
 
 RUNS = {f"fusion-{name}": ("regression", {"fusion": name}) for name in sorted(FUSIONS)}
@@ -36,35 +35,14 @@ RUNS.update({
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     """12 simulated samples x 16 ASVs, prepared for regression and classification."""
-    root = tmp_path_factory.mktemp("explain")
-    sim = root / "sim"
-    assert aam_main(["simulate", "--output-dir", str(sim), "--samples", "12", "--asvs", "16",
-                     "--seq-length", "100", "--subjects", "3"]) == 0
-    for task, column, cats in (("regression", "target", "category,batch"),
-                               ("classification", "category", "batch")):
-        assert aam_main(["prepare", "--table", str(sim / "table.biom"), "--metadata",
-                         str(sim / "metadata.tsv"), "--metadata-column", column, "--task", task,
-                         "--categorical-columns", cats, "--output-dir",
-                         str(root / f"prepared-{task}")]) == 0
-    return root
+    return prepare_both_tasks(tmp_path_factory.mktemp("explain"))
 
 
 @pytest.fixture(scope="module")
 def trained(root):
     """name -> (prepared dir, model.pt); each configuration is trained once, on first use."""
-    runs: dict[str, tuple[Path, Path]] = {}
-
-    def get(name: str) -> tuple[Path, Path]:
-        if name not in runs:
-            task, kw = RUNS[name]
-            cfg = tiny_finetune_cfg(epochs=1, token_limit=8, batch_size=16, **kw)
-            prepared, out = root / f"prepared-{task}", root / "runs" / name
-            torch.manual_seed(0)
-            run_finetune(cfg, FinetunePaths(prepared, out))
-            runs[name] = (prepared, out / "model.pt")
-        return runs[name]
-
-    return get
+    get = lazy_trainer(root, RUNS)
+    return lambda name: (get(name)[0], get(name)[1] / "model.pt")
 
 
 def _explain(prepared: Path, model: Path, out: Path, *flags: str) -> pd.DataFrame:
@@ -186,3 +164,23 @@ def test_encoder_checkpoint_and_bad_settings_are_one_line_errors(root, tmp_path,
     err = capsys.readouterr().err
     assert code == 2 and "--steps" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_samples_list_and_stored_taxonomy(trained, tmp_path, capsys):
+    prepared, model = trained("fusion-concat")
+    data = load_prepared(prepared)
+    (tmp_path / "s.txt").write_text("\n".join(data.sample_ids[:3]) + "\n")
+    copy = tmp_path / "prepared"
+    import shutil
+    shutil.copytree(prepared, copy)
+    (copy / "taxonomy.tsv").write_text("Feature ID\tTaxon\n" + "".join(
+        f"{s}\tk__Bacteria; g__Stored\n" for s in data.sequences))
+    table = _explain(copy, model, tmp_path / "out", "--samples", str(tmp_path / "s.txt"))
+    assert set(table["taxon"]) == {"k__Bacteria; g__Stored"}  # picked up without --taxonomy
+    per_sample = pd.read_csv(tmp_path / "out" / "per_sample_attributions.tsv", sep="\t")
+    assert sorted(per_sample["sample_id"].unique()) == sorted(data.sample_ids[:3])
+    (tmp_path / "bad.txt").write_text("nope\n")
+    assert aam_main(["explain", "--model", str(model), "--data-dir", str(copy), "--output-dir",
+                     str(tmp_path / "bad"), "--samples", str(tmp_path / "bad.txt")]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -17,6 +17,7 @@ from aam.errors import InputError
 from aam.models.predictor import Predictor
 from aam.models.pretrain import PretrainModel
 from aam.training.checkpoint import load_checkpoint, make_payload, save_checkpoint
+from aam.training.distributed import DistContext
 from aam.training.finetune import (FinetunePaths, parameter_groups, predictor_from_checkpoint,
                                    run_finetune)
 from finetune_fixtures import make_prepared, tiny_finetune_cfg
@@ -208,3 +209,24 @@ def test_overlapping_sample_lists_are_rejected(prepared, tmp_path):
     with pytest.raises(InputError, match=rf"1 \(first 1: {second}\) samples are in both"):
         run_finetune(tiny_finetune_cfg(), FinetunePaths(prepared, tmp_path / "o",
                                                         tmp_path / "t.txt", tmp_path / "v.txt"))
+
+
+def test_cross_attention_weights_reach_tensorboard_as_an_image(prepared, tmp_path):
+    """Heads x categorical tokens, averaged over validation samples (each row sums to 1)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from aam.training.finetune_objective import AttentionMap
+
+    cfg = tiny_finetune_cfg("cross-attention", columns=("category", "batch"), epochs=1)
+    run_finetune(cfg, FinetunePaths(prepared, tmp_path))
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    tags = events.Tags()["images"]
+    assert "fusion/cross_attention_weights" in tags and "best/cross_attention_weights" in tags
+    weights = torch.zeros(2, 2, 3, 8)  # B, H, S, T; sample 1 has one padded position
+    weights[..., 0] = 1.0
+    weights[1, :, 2] = 0.0
+    mean = AttentionMap()
+    mean.add(weights)
+    got = mean.mean(DistContext())
+    assert got.shape == (2, 8) and np.allclose(got.sum(1), 1.0) and np.allclose(got[:, 0], 1.0)

@@ -13,15 +13,13 @@ import pytest
 import torch
 
 from aam.atomic import write_lines
-from aam.cli.__main__ import main as aam_main
 from aam.cli.predict import main as predict_main
 from aam.errors import InputError
 from aam.inference import PredictConfig, PredictPaths, load_predictor, run_predict
 from aam.models.fusion import FUSIONS
 from aam.predictions import read_predictions
 from aam.training.checkpoint import make_payload, save_checkpoint
-from aam.training.finetune import FinetunePaths, run_finetune
-from finetune_fixtures import tiny_finetune_cfg
+from finetune_fixtures import lazy_trainer, prepare_both_tasks
 
 # name -> (task, tiny_finetune_cfg keyword arguments)
 RUNS = {f"fusion-{name}": ("regression", {"fusion": name}) for name in sorted(FUSIONS)}
@@ -38,35 +36,13 @@ RUNS.update({
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     """12 simulated samples x 16 ASVs, prepared for regression and classification."""
-    root = tmp_path_factory.mktemp("predict")
-    sim = root / "sim"
-    assert aam_main(["simulate", "--output-dir", str(sim), "--samples", "12", "--asvs", "16",
-                     "--seq-length", "100", "--subjects", "3"]) == 0
-    for task, column, cats in (("regression", "target", "category,batch"),
-                               ("classification", "category", "batch")):
-        assert aam_main(["prepare", "--table", str(sim / "table.biom"), "--metadata",
-                         str(sim / "metadata.tsv"), "--metadata-column", column, "--task", task,
-                         "--categorical-columns", cats, "--output-dir",
-                         str(root / f"prepared-{task}")]) == 0
-    return root
+    return prepare_both_tasks(tmp_path_factory.mktemp("predict"))
 
 
 @pytest.fixture(scope="module")
 def trained(root):
     """name -> (prepared dir, run dir); each configuration is trained once, on first use."""
-    runs: dict[str, tuple[Path, Path]] = {}
-
-    def get(name: str) -> tuple[Path, Path]:
-        if name not in runs:
-            task, kw = RUNS[name]
-            cfg = tiny_finetune_cfg(epochs=1, token_limit=8, batch_size=16, **kw)
-            prepared, out = root / f"prepared-{task}", root / "runs" / name
-            torch.manual_seed(0)
-            run_finetune(cfg, FinetunePaths(prepared, out))
-            runs[name] = (prepared, out)
-        return runs[name]
-
-    return get
+    return lazy_trainer(root, RUNS)
 
 
 def _predict(prepared: Path, run: Path, out: Path, *flags: str) -> pd.DataFrame:

@@ -316,3 +316,17 @@ def test_divergence_leaves_no_outputs_but_the_resumable_checkpoints(w, tmp_path,
     after = _snapshot(out)
     assert {k: v for k, v in after.items() if not k.startswith("checkpoints")} == before
     assert "checkpoints/last.pt" in after
+
+
+def test_leftovers_of_an_older_killed_run_are_removed_and_reported(tmp_path, caplog):
+    from aam.transaction import output_transaction
+
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / ".last.pt.k3x9q2z1.tmp").write_bytes(b"half")
+    (out / ".table.biom.ab12cd34.tmp").write_bytes(b"half")
+    (out / "notes.tmp").write_text("not ours: kept\n")
+    with output_transaction(out) as tx:
+        (tx.staging / "new.txt").write_text("new\n")
+    assert sorted(p.name for p in out.rglob("*")) == ["checkpoints", "new.txt", "notes.tmp"]
+    assert caplog.text.count("left by an interrupted run") == 2

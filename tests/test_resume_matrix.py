@@ -128,6 +128,8 @@ def test_resume_with_changed_model_flag_is_refused_before_writing(stage, into, d
     (["--target-transform", "log-zscore"],
      "--target-transform log-zscore differs from zscore-category in the checkpoint"),
     (["--categorical-columns", "batch"], "--categorical-columns batch differs from category,batch"),
+    (["--embedding-dim", "32"], "--embedding-dim 32 differs from 16 in the checkpoint"),
+    (["--normalize-by", "batch"], "--normalize-by batch differs from category"),
 ])
 def test_resume_refuses_other_target_task_transform_columns(flags, message, data, first_runs,
                                                             tmp_path, capsys):
@@ -145,3 +147,35 @@ def test_resumed_zscore_category_run_predicts_as_before(data, first_runs, tmp_pa
     after = pd.read_csv(out / "val_predictions.tsv", sep="\t")
     pd.testing.assert_frame_equal(before, after)
     assert _resolved(out)["data"]["target_transform"] == "zscore-category"
+
+
+def test_config_file_keys_count_as_given_on_resume(tmp_path):
+    """`--config` keys are settings the user gave: a schedule key overrides, a model key that
+    differs is refused naming the file as its source; keys it does not hold keep the
+    checkpoint's values (no training needed: a synthetic checkpoint config)."""
+    from aam.cli.options import FINETUNE_OPTIONS, build_training_config
+    from aam.cli.train import build_parser
+    from aam.config import FinetuneConfig, ModelConfig, TrainConfig, to_dict
+    from aam.errors import InputError
+    from aam.training.checkpoint import make_payload, save_checkpoint
+
+    saved = FinetuneConfig(model=ModelConfig(embedding_dim=16, attention_heads=2),
+                           train=TrainConfig(lr=0.003, parallel="fsdp"), target_column="ph")
+    ckpt = tmp_path / "last.pt"
+    save_checkpoint(ckpt, make_payload("predictor", to_dict(saved), {},
+                                       optimizer_state={"state": {}, "param_groups": []}))
+    parser = build_parser()
+
+    def resume(yaml_text, *flags):
+        (tmp_path / "c.yaml").write_text(yaml_text)
+        args = parser.parse_args(["--data-dir", "d", "--output-dir", "o", "--resume-from",
+                                  str(ckpt), "--config", str(tmp_path / "c.yaml"), *flags])
+        return build_training_config(FinetuneConfig, args, FINETUNE_OPTIONS, args.config)
+
+    cfg = resume("train:\n  lr: 0.001\n")
+    assert (cfg.train.lr, cfg.model.embedding_dim, cfg.target_column) == (0.001, 16, "ph")
+    assert cfg.train.parallel == "auto"  # where a run executes is never inherited
+    assert resume("train:\n  lr: 0.001\n", "--lr", "0.0002").train.lr == 0.0002  # flags win
+    with pytest.raises(InputError, match=r"^model.embedding_dim 8 \(--config\) differs from 16 "
+                                         r"in the checkpoint"):
+        resume("model:\n  embedding_dim: 8\n  attention_heads: 2\n")

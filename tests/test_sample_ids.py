@@ -58,3 +58,11 @@ def test_long_ids_are_shortened_in_messages():
     assert short_id(seq) == seq[:20] + "…"
     assert len(show_ids([seq] * 10)) < 160
     assert short_id(" S1") == "' S1'"
+
+
+@pytest.mark.parametrize("raw", ["S1\u200b", "S\x001", "S1\u00a0x"])
+def test_invisible_characters_inside_an_id_are_refused_with_repr(tmp_path, raw):
+    path = tmp_path / "list.txt"
+    path.write_text(f"S0\n{raw}\n")
+    with pytest.raises(InputError, match=r"line 2 has a sample ID with a control character: '"):
+        read_sample_list(path)

@@ -46,8 +46,11 @@ def test_unknown_fusion_is_one_line_error(prepared, tmp_path, capsys):
                  "--categorical-fusion", "gmu2"])
     assert code == 2
     err = capsys.readouterr().err.strip()
-    assert err == ("aam train: error: Unknown fusion 'gmu2'. Choose one of: add, concat, "
-                   "cross-attention, gmu, perceiver.")
+    from aam.models.fusion import FUSIONS
+
+    assert err == ("aam train: error: Unknown fusion 'gmu2'. Choose one of: "
+                   f"{', '.join(sorted(FUSIONS))}.")
+    assert {"add", "concat", "cross-attention", "gmu", "perceiver"} <= set(FUSIONS)
 
 
 def test_fusion_without_categorical_columns_and_count_penalty_warn(prepared, tmp_path, capsys):
@@ -73,3 +76,15 @@ def test_missing_data_dir_is_reported(tmp_path, capsys):
     code = main(["--data-dir", str(tmp_path / "nope"), "--output-dir", str(tmp_path), *TINY])
     assert code == 2
     assert "prepared file not found" in capsys.readouterr().err
+
+
+def test_readme_holds_the_fusion_table_that_categorical_help_prints():
+    from pathlib import Path
+
+    from aam.cli.categorical_help import fusion_guide, markdown_table
+    from aam.models.fusion import FUSIONS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert markdown_table() in readme
+    named = {flags.split()[1] for _, flags, _ in fusion_guide()}
+    assert named == set(FUSIONS)  # every registered fusion is in the guide, no other

@@ -4,6 +4,7 @@ every key of every workflow section and every ablation column parses with its co
 from __future__ import annotations
 
 import importlib
+import re
 import shlex
 from pathlib import Path
 
@@ -87,8 +88,12 @@ def _parse(command: str, flags: str):
     return parse_or_fail(parser, [*REQUIRED[command], *shlex.split(flags)], command)
 
 
-@pytest.mark.parametrize("config_file", ["config/config.yaml", "config/example-real.yaml",
-                                         "tests/data/config.yaml"])
+CONFIG_FILES = sorted(str(p.relative_to(REPO)) for p in [
+    REPO / "config" / "config.yaml", *(REPO / "config").glob("examples/*.yaml"),
+    REPO / "tests" / "data" / "config.yaml"])
+
+
+@pytest.mark.parametrize("config_file", CONFIG_FILES)
 def test_every_workflow_key_parses_with_its_command(config_file, monkeypatch):
     monkeypatch.syspath_prepend(str(REPO / "workflow" / "lib"))
     import workflow_args as wa
@@ -116,6 +121,12 @@ def test_false_becomes_no_flag_and_columns_may_be_any_train_flag(monkeypatch):
     from workflow_args import cli_flags, train_flags
 
     assert cli_flags({"count_prediction": False, "bf16": True}) == "--no-count-prediction --bf16"
+    from workflow_args import prepare_flags
+
+    prepare = {"target": "target", "metadata_column": "ph", "task": "regression"}
+    assert _parse("prepare", prepare_flags(prepare)).metadata_column == "ph"
+    assert _parse("prepare", prepare_flags({**prepare, "metadata_column": ""})).metadata_column \
+        == "target"  # the published alias
     config = {"prepare": {"task": "regression", "categorical_columns": ["category"]},
               "model": {}, "finetune": {"freeze_base": True}}
     row = {"categorical-fusion": "gmu", "freeze": "false", "lr": "0.0003", "pretrained": "true"}
@@ -137,3 +148,45 @@ def test_a_misspelt_column_stops_the_workflow_with_one_line(monkeypatch):
     with pytest.raises(WorkflowError, match=r"pretrain sections of the config.*--epoch"):
         check_aam_flags({**cfg, "pretrain": {**cfg["pretrain"], "epoch": 3}},
                         pd.DataFrame({"fusion": ["gmu"]}))
+
+
+def test_a_bad_value_in_a_column_stops_the_workflow(monkeypatch):
+    import pandas as pd
+    from snakemake.exceptions import WorkflowError
+
+    monkeypatch.syspath_prepend(str(REPO / "workflow" / "lib"))
+    from workflow_checks import check_aam_flags
+
+    cfg = _with_defaults(yaml.safe_load((REPO / "tests" / "data" / "config.yaml").read_text()))
+    with pytest.raises(WorkflowError, match="Unknown fusion 'gmu2'. Choose one of: add, concat"):
+        check_aam_flags(cfg, pd.DataFrame({"fusion": ["gmu2"]}))
+
+
+# --- one list per choice ---------------------------------------------------------------------
+
+def test_every_choice_has_one_list_that_schemas_and_flags_read():
+    from aam.cli.train import build_parser
+    from aam.config import ASV_SAMPLING, REGRESSION_LOSSES, TARGET_TRANSFORMS
+    from aam.data.target_transforms import TRANSFORMS
+    from aam.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, metric_names
+    from aam.models.fusion import FUSIONS
+    from aam.training import finetune_objective
+
+    assert set(TARGET_TRANSFORMS) == set(TRANSFORMS)
+    assert set(REGRESSION_LOSSES) == set(finetune_objective.REGRESSION_LOSSES)
+    assert metric_names("regression") == REGRESSION_METRICS
+    assert metric_names("classification") == CLASSIFICATION_METRICS
+    choices = {a.dest: a.choices for a in build_parser()._actions}
+    assert set(choices["target_transform"]) == set(TRANSFORMS)
+    assert set(choices["asv_sampling"]) == set(ASV_SAMPLING)
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    props = schema["properties"]
+    assert set(props["finetune"]["properties"]["target_transform"]["enum"]) == set(TRANSFORMS)
+    assert set(props["pretrain"]["properties"]["asv_sampling"]["enum"]) == set(ASV_SAMPLING)
+    ablation = yaml.safe_load((REPO / "workflow" / "schemas" /
+                               "ablations.schema.yaml").read_text())["properties"]
+    assert set(ablation["transform"]["enum"]) <= set(TRANSFORMS)  # zscore-category needs a column
+    assert set(ablation["sampling"]["enum"]) == set(ASV_SAMPLING)
+    for name in FUSIONS:  # every registered fusion is a valid ablation cell
+        assert re.fullmatch(ablation["fusion"]["pattern"], name)
+    assert "zscore-category" in TRANSFORMS and {"gmu", "perceiver"} <= set(FUSIONS)

@@ -34,15 +34,16 @@ FAKE_AAM = textwrap.dedent(
         "pretrain": ["encoder.pt", "metrics.json"],
         "train": ["model.pt", "train_samples.txt", "val_samples.txt", "val_predictions.tsv",
                   "metrics.json"],
-        "compare": ["comparison.tsv", "summary.md"] + [f"{{n}}.svg" for n in (
-            "metric_r2", "metric_mae", "metric_rmse", "predicted_vs_actual", "residuals")],
+        "explain": ["attributions.tsv", "explain.json", "attributions.svg"],
+        "compare": ["comparison.tsv", "summary.md"],
     }}
     if command == "split":
         names = [f"fold~{{k}}/{{side}}_samples.txt" for k in range(int(value("--folds", 1)))
                  for side in ("train", "val", "test")]
     elif command in ("predict", "rf-baseline"):
         out = Path(value("--output"))
-        names = [out.name] + (["metrics.json"] if command == "rf-baseline" else [])
+        names = [out.name] + (["metrics.json", "feature_importance.tsv"]
+                              if command == "rf-baseline" else [])
     else:
         names = FILES[command]
     folder = out.parent if command in ("predict", "rf-baseline") else Path(value("--output-dir"))
@@ -50,6 +51,9 @@ FAKE_AAM = textwrap.dedent(
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x\\n")
+    if command == "compare":  # only the figures that have data, e.g. no metric_auc
+        Path(value("--figures-dir")).mkdir(parents=True, exist_ok=True)
+        (Path(value("--figures-dir")) / "metric_r2.svg").write_text("x\\n")
     """
 )
 
@@ -134,7 +138,7 @@ def test_default_config_plans_the_whole_pipeline_locally(workdir):
     assert re.search(r"^Shell command: aam train --data-dir", block, re.MULTILINE)
     assert job_counts(result.stdout) == {
         "simulate": 1, "prepare": 1, "make_splits": 1, "pretrain": 1, "rf_baseline": 1,
-        "finetune": 2, "predict": 2, "compare_models": 1, "all": 1,
+        "finetune": 2, "predict": 2, "explain": 2, "compare_models": 1, "all": 1,
     }
 
 
@@ -157,6 +161,20 @@ def test_pretraining_switched_off_drops_the_encoder(workdir):
     assert result.returncode == 0, result.stdout
     assert "pretrain" not in job_counts(result.stdout)
     assert all("--pretrained-encoder" not in b for b in job_blocks(result.stdout, "finetune"))
+
+
+def test_label_column_names_rows_in_the_report_but_not_the_folders(workdir, tmp_path):
+    table = tmp_path / "ablations.tsv"
+    table.write_text("fusion\tfreeze\tlabel\nconcat\tfalse\tbaseline concat\n"
+                     "gmu\ttrue\t\n")
+    result = snakemake("-n", "-p", "--config", f"ablations={table}", workdir=workdir)
+    assert result.returncode == 0, result.stdout
+    finetune = " ".join(job_blocks(result.stdout, "finetune"))
+    assert "fusion~concat_freeze~false/" in finetune and "label" not in finetune
+    compare = job_blocks(result.stdout, "compare_models")[0]
+    assert "'fusion~concat_freeze~false\tbaseline concat'" in compare
+    assert "fusion~gmu_freeze~true\t" not in compare  # unlabelled: aam compare derives it
+    assert "--labels results/report/labels.tsv" in compare
 
 
 def test_ablation_value_with_underscore_is_rejected(workdir):
@@ -225,6 +243,8 @@ def test_slurm_sbatch_line_requests_gpus_without_task_geometry(workdir):
     assert "-A your-account" in call and "-p gpu" in call
     assert "--mem 64000" in call and "-t 360" in call
     assert "--ntasks" not in call and "--cpus-per-task" not in call
+    explain = resources_of(job_blocks(result.stdout, "explain")[0])
+    assert (explain["gpu"], explain["slurm_partition"]) == (1, "gpu")  # never --gpus on a CPU partition
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +274,8 @@ def test_new_ablation_row_trains_only_that_row(finished_run, tmp_path):
     result = snakemake("-n", "-p", "--config", f"ablations={tmp_path / 'ablations.tsv'}",
                        workdir=finished_run)
     assert result.returncode == 0, result.stdout
-    assert job_counts(result.stdout) == {"finetune": 1, "predict": 1, "compare_models": 1, "all": 1}
+    assert job_counts(result.stdout) == {"finetune": 1, "predict": 1, "explain": 1,
+                                         "compare_models": 1, "all": 1}
     assert "ablation=fusion~gmu_freeze~true" in job_blocks(result.stdout, "finetune")[0]
 
 
@@ -277,7 +298,8 @@ def test_removed_ablation_row_leaves_the_comparison(finished_run, tmp_path):
 @pytest.mark.parametrize(
     ("change", "expected"),
     [("compare: {n_bootstrap: 500}", {"compare_models": 1, "all": 1}),
-     ("finetune: {epochs: 7}", {"finetune": 2, "predict": 2, "compare_models": 1, "all": 1})],
+     ("finetune: {epochs: 7}", {"finetune": 2, "predict": 2, "explain": 2, "compare_models": 1,
+                                  "all": 1})],
 )
 def test_config_change_reruns_only_dependent_jobs(finished_run, tmp_path, change, expected):
     result = snakemake("-n", "--configfile", override(tmp_path, "change", change),
@@ -311,4 +333,4 @@ def test_end_to_end_run_and_report(workdir):
     assert report.returncode == 0, report.stdout
     html = (workdir / "report.html").read_text()
     assert "comparison.tsv" in html and "predicted_vs_actual.svg" in html
-    assert re.search(r'verdict": "fusion~[^"]* RF', html)
+    assert re.search(r'verdict": "[^"]* RF', html)

@@ -6,7 +6,6 @@ the sample's depth); the forest is fit on the train samples and evaluated on the
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -19,6 +18,7 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from aam.atomic import atomic_path
 from aam.data.sample_ids import check_known
+from aam.data.taxonomy import read_taxonomy, taxa_by_sequence  # noqa: F401  (re-exported)
 from aam.data.targets import encode_classes, fit_classes, parse_regression_target
 from aam.errors import InputError
 from aam.predictions import metrics_from_predictions, write_metrics, write_predictions
@@ -180,27 +180,8 @@ def feature_importances(importance, sequences, top: int, taxonomy=None) -> pd.Da
     frame = pd.DataFrame({"sequence": [sequences[i] for i in order],
                           "importance": np.asarray(importance)[order]})
     if taxonomy is not None:
-        by_md5 = {hashlib.md5(s.encode()).hexdigest(): s for s in frame["sequence"]}
-        keyed = taxonomy.rename(index=lambda k: by_md5.get(k, k).upper())
-        frame["taxon"] = frame["sequence"].map(keyed).fillna("")
+        frame["taxon"] = taxa_by_sequence(taxonomy, frame["sequence"]).to_numpy()
     return frame
-
-
-def read_taxonomy(path: str | Path) -> pd.Series:
-    """Taxon by feature ID from a QIIME 2 taxonomy TSV (``Feature ID``, ``Taxon`` columns).
-
-    Feature IDs may be the ASV sequences or their MD5 digests (QIIME 2's hashed IDs).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"taxonomy file not found: {path}")
-    frame = pd.read_csv(path, sep="\t", dtype=str, comment=None)
-    frame = frame[~frame.iloc[:, 0].str.startswith("#q2:")]
-    missing = [c for c in ("Feature ID", "Taxon") if c not in frame.columns]
-    if missing:
-        raise InputError(f"{path} lacks column(s) {', '.join(missing)} (found "
-                         f"{', '.join(frame.columns[:5])}). Export the taxonomy with QIIME 2.")
-    return frame.set_index("Feature ID")["Taxon"]
 
 
 def write_rf_outputs(result: RFResult, output: str | Path, fold: int | None = None) -> dict:

@@ -1,35 +1,44 @@
-"""The ``aam train --categorical-help`` text: which categorical fusion to choose."""
+"""The ``aam train --categorical-help`` text: which categorical fusion to choose.
 
-CATEGORICAL_HELP = """\
-Choosing how metadata categories (--categorical-columns) enter the model
-========================================================================
-
-Is the effect of the metadata simple (a category shifts the target a bit)?
-  yes -> --categorical-fusion concat
-         (pooled sequence vector + category embeddings -> Linear; cheap, a strong default)
-
-Does each category mainly shift or stretch the prediction (e.g. per-site offsets)?
-  yes -> --categorical-fusion concat --conditional-output-scaling COLUMN
-         (a learned per-category scale and shift of the prediction, initialised to 1 and 0;
-          with --target-transform zscore-category --normalize-by COLUMN the shift is already
-          removed, so scaling the same column is redundant)
-
-Should the model decide per sample how much to trust sequences vs metadata?
-  yes -> --categorical-fusion gmu
-         (gated multimodal unit; gate values are logged to TensorBoard)
-
-Do categories change which ASVs matter (position-specific effects, e.g. a category x clade
-interaction)?
-  yes -> --categorical-fusion cross-attention [--cross-attn-heads 8]
-         (every ASV attends to several tokens per categorical column; attention statistics
-          are logged; heads must divide the embedding dimension)
-
-Are samples very rich (thousands of ASVs, large --token-limit)?
-  yes -> --categorical-fusion perceiver [--perceiver-num-latents 16 --perceiver-num-layers 2]
-         (learned latents read the ASV and metadata tokens; cost grows linearly with ASVs)
-
-Otherwise --categorical-fusion add sums the category embeddings onto every ASV position.
-
-Related: --categorical-lr LR trains embeddings, fusion and output scales at their own learning
-rate (useful with --freeze-base). Without --categorical-columns no fusion is built.
+One table is printed by ``--categorical-help`` and stands in the README (:func:`markdown_table`;
+a test keeps the two equal). Its rows are the ``GUIDE`` of every fusion in the registry
+(``aam.models.fusion.FUSIONS``), so a new fusion documents itself in its own class.
 """
+
+from __future__ import annotations
+
+def fusion_guide() -> list[tuple[str, str, str]]:
+    """(question, flags, notes) rows of every registered fusion's ``GUIDE``, by rank."""
+    from aam.models.fusion import FUSIONS
+
+    rows = sorted(row for cls in FUSIONS.values() for row in cls.GUIDE)
+    return [row[1:] for row in rows]
+
+
+_TITLE = "Choosing how metadata categories (--categorical-columns) enter the model"
+_FOOTER = ("Related: --categorical-lr LR trains embeddings, fusion and output scales at their own "
+           "learning rate (useful with --freeze-base). Without --categorical-columns no fusion "
+           "is built.")
+
+
+def help_text() -> str:
+    """The text ``aam train --categorical-help`` prints."""
+    import textwrap
+
+    lines = [_TITLE, "=" * len(_TITLE), ""]
+    for question, flags, notes in fusion_guide():
+        lines += textwrap.wrap(question, 96)
+        lines += [f"  yes -> {flags}"]
+        lines += textwrap.wrap(f"({notes})", 88, initial_indent=" " * 9,
+                               subsequent_indent=" " * 10)
+        lines.append("")
+    lines += textwrap.wrap(_FOOTER, 96)
+    return "\n".join(lines) + "\n"
+
+
+def markdown_table() -> str:
+    """The same guide as the README's Markdown table."""
+    rows = ["| question | fusion | notes |", "|---|---|---|"]
+    rows += [f"| {q} | `{f}` | {n} |" for q, f, n in fusion_guide()]
+    return "\n".join(rows) + "\n"
+

@@ -92,7 +92,7 @@ def run(body: Callable[[argparse.Namespace], int | None], parser: argparse.Argum
 
 def _one_line(err: Exception, output: Optional[Path] = None) -> str:
     """The message of an input error or of an OSError (naming its path)."""
-    message = str(err).splitlines()[0] if str(err) else type(err).__name__
+    message = " ".join(str(err).split()) or type(err).__name__  # always one line
     if not isinstance(err, OSError) or isinstance(err, FileNotFoundError) and not err.filename:
         return message
     path = err.filename or (f"into {output}" if output else "an output file")

@@ -25,6 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="read only the runs named in FILE (one predictions.tsv or run folder "
                              "a line, inside --results-dir) instead of every predictions.tsv "
                              "under --results-dir")
+    parser.add_argument("--labels", metavar="FILE",
+                        help="TSV with columns model and label: readable model names for the "
+                             "summary, tables and figures (default: derived from each ablation's "
+                             "settings, e.g. 'cross-attention, frozen')")
     parser.add_argument("--output-dir", required=True, help="where the report files go")
     parser.add_argument("--baseline", default="rf",
                         help="path segment of the baseline runs (default rf)")
@@ -33,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--no-png", action="store_true", help="write SVG figures only")
     parser.add_argument("--no-figures", action="store_true", help="write tables and text only")
+    parser.add_argument("--figures-dir", default=None,
+                        help="folder for the figures (default: --output-dir); which figures "
+                             "exist depends on the task and on the metrics that have values")
     add_common_flags(parser)
     return parser
 
@@ -41,7 +48,8 @@ def _body(args: argparse.Namespace) -> int:
     cfg = CompareConfig(results_dir=args.results_dir, output_dir=args.output_dir,
                         baseline=args.baseline, n_bootstrap=args.n_bootstrap, seed=args.seed,
                         png=not args.no_png, figures=not args.no_figures,
-                        run_list=args.run_list)
+                        run_list=args.run_list, labels=args.labels,
+                        figures_dir=args.figures_dir)
     table = write_report(cfg)
     log.info("compared %d models; best: %s; report in %s", len(table), table["model"].iloc[0],
              args.output_dir)

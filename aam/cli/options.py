@@ -15,9 +15,9 @@ from typing import Any, Callable, Sequence
 import types
 import typing
 
-from aam.config import (ASV_SAMPLING, PARALLEL_CHOICES, REGRESSION_LOSSES, RUNTIME, TARGET_TRANSFORMS, TASKS,
-                        FinetuneConfig, PretrainConfig, flag_of, load_yaml, merge,
-                        settable_fields, to_dict)
+from aam.config import (ASV_SAMPLING, PARALLEL_CHOICES, REGRESSION_LOSSES, RUNTIME,
+                        TARGET_TRANSFORMS, TASKS, FinetuneConfig, PretrainConfig, deep_update,
+                        flag_of, flatten, load_yaml, merge, nest, settable_fields, to_dict)
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ FINETUNE_OPTIONS = TRAINING_OPTIONS + [
     opt("--categorical-columns", "data.categorical_columns", str,
         "comma-separated metadata columns fused into the model (default: prepare.json's)"),
     opt("--categorical-fusion", "fusion.name", str,
-        "how categories are fused; see --categorical-help"),
+        "how categories are fused (aam.models.fusion.FUSIONS); see --categorical-help"),
     opt("--category-dim", "fusion.category_dim", int,
         "embedding size per categorical column (0 = embedding dim)"),
     opt("--cross-attn-heads", "fusion.cross_attn_heads", int,
@@ -166,7 +166,7 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence[Option], defa
                 title: str = "settings (override --config)") -> None:
     """Add one flag per option; help shows the default taken from the config ``defaults``."""
     group = parser.add_argument_group(title)
-    flat = _flatten(to_dict(defaults))
+    flat = flatten(to_dict(defaults))
     for o in options:
         shown = flat.get(o.fields[0])
         text = f"{o.help} (default: {shown})" if o.help else None
@@ -188,8 +188,10 @@ def add_run_flags(parser: argparse.ArgumentParser, config_name: str, data_help: 
     parser.add_argument("--val-samples", type=Path, default=None,
                         help="validation sample IDs, one a line")
     parser.add_argument("--resume-from", type=Path, default=None,
-                        help="continue an interrupted run from its checkpoints/last.pt "
-                             "(restores weights, optimizer, schedule, epoch and RNG)")
+                        help="continue a run from its checkpoints/last.pt (weights, optimizer, "
+                             "schedule, epoch, RNG, target transform): its settings are the "
+                             "base; schedule flags given (--lr, --epochs, --patience, ...) "
+                             "override them, a differing model or data flag is an error")
     parser.add_argument("--config", default=None,
                         help=f"YAML of {config_name} (data/model/train sections); flags win")
 
@@ -250,8 +252,6 @@ def given_settings(cls, args: argparse.Namespace, options: Sequence[Option],
                    config_path: str | None = None) -> tuple[dict, dict[str, str]]:
     """The settings the user gave, nested (``--config`` keys, then flags), and for each dotted
     field where it was given (``--lr`` or ``--config``). Flags not given are not in it."""
-    from aam.training.resume import flatten
-
     given: dict = {}
     sources: dict[str, str] = {}
     if config_path:
@@ -264,32 +264,14 @@ def given_settings(cls, args: argparse.Namespace, options: Sequence[Option],
     for o in options:
         if getattr(args, o.dest, None) is not None:
             sources.update({path: o.flag for path in o.fields})
-    _deep_merge(given, flags)
+    deep_update(given, flags)
     return given, sources
-
-
-def _deep_merge(base: dict, overrides: dict) -> None:
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_merge(base[key], value)
-        else:
-            base[key] = value
 
 
 def overrides_from_args(args: argparse.Namespace, options: Sequence[Option]) -> dict:
     """Nested dict of the flags that were given (later rows win over earlier ones)."""
-    out: dict = {}
-    for o in options:
-        value = getattr(args, o.dest, None)
-        if value is None:
-            continue
-        for path in o.fields:
-            node = out
-            *parents, leaf = path.split(".")
-            for key in parents:
-                node = node.setdefault(key, {})
-            node[leaf] = value
-    return out
+    return nest({path: getattr(args, o.dest) for o in options
+                 if getattr(args, o.dest, None) is not None for path in o.fields})
 
 
 def build_config(cls, args: argparse.Namespace, options: Sequence[Option],
@@ -297,13 +279,3 @@ def build_config(cls, args: argparse.Namespace, options: Sequence[Option],
     """``cls`` defaults, then the YAML file, then the given flags; validated by ``cls``."""
     base = load_yaml(cls, config_path) if config_path else cls()
     return merge(base, overrides_from_args(args, options))
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out

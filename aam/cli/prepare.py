@@ -8,6 +8,7 @@ import logging
 from aam.cli.common import Outputs, add_common_flags, run
 from aam.data.beta import BETA_METRICS
 from aam.data.prepare import PrepareConfig, prepare
+from aam.validate import set_archive_limits
 
 log = logging.getLogger("aam.prepare")
 
@@ -26,8 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
                         default="regression")
     phylo = parser.add_mutually_exclusive_group()
     phylo.add_argument("--tree", help="rooted Newick tree (.nwk) or Phylogeny .qza")
-    phylo.add_argument("--unifrac-matrix", help="precomputed distances: .npy (+ .ids.txt), .h5 "
-                                                "(ids, matrix) or scikit-bio TSV")
+    phylo.add_argument("--unifrac-matrix",
+                       help="precomputed distances: unifrac-binaries .h5 (order, matrix; "
+                            "ssu --format hdf5), .h5 (ids, matrix), QIIME 2 DistanceMatrix "
+                            ".qza, scikit-bio TSV or .npy (+ <stem>.ids.txt)")
+    parser.add_argument("--taxonomy", help="taxonomy TSV or FeatureData[Taxonomy] .qza; stored "
+                                           "as taxonomy.tsv (keyed by sequence) for "
+                                           "rf-baseline, explain and the report")
     parser.add_argument("--beta-metric", choices=tuple(BETA_METRICS),
                         help="pretraining distances: " + "; ".join(
                             f"{m.name}: {m.summary}" + (" (needs --tree)" if m.needs_tree else "")
@@ -44,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-fractional-counts", action="store_true",
                         help="accept non-integer counts (e.g. relative abundances) with a "
                              "warning; by default they are an error")
+    parser.add_argument("--max-archive-bytes", type=int, default=None,
+                        help="largest .qza member read, in bytes once decompressed (default "
+                             "4 GiB or $AAM_MAX_ARCHIVE_MEMBER_BYTES)")
+    parser.add_argument("--max-archive-ratio", type=float, default=None,
+                        help="largest expansion of a .qza member over 1 MiB (default 200 or "
+                             "$AAM_MAX_ARCHIVE_RATIO): larger looks like a zip bomb")
     parser.add_argument("--seed", type=int, default=0, help="rarefaction seed")
     parser.add_argument("--output-dir", required=True, help="folder to write")
     add_common_flags(parser)
@@ -51,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _body(args: argparse.Namespace) -> int:
+    set_archive_limits(args.max_archive_bytes, args.max_archive_ratio)
     cfg = PrepareConfig(
         table=args.table, rep_seqs=args.rep_seqs, metadata=args.metadata,
         target_column=args.metadata_column, task=args.task, tree=args.tree,
@@ -59,7 +72,7 @@ def _body(args: argparse.Namespace) -> int:
                                   if c.strip()),
         min_depth=args.min_depth, rarefy_depth=args.rarefy_depth, seed=args.seed,
         output_dir=args.output_dir, max_ambiguous_fraction=args.max_ambiguous_fraction,
-        allow_fractional_counts=args.allow_fractional_counts)
+        allow_fractional_counts=args.allow_fractional_counts, taxonomy=args.taxonomy)
     info = prepare(cfg)
     log.info("kept %d samples x %d ASVs (longest %d bp)", info["n_samples"], info["n_asvs"],
              info["max_bp"])

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
-from aam.baselines.rf import RFConfig, fit_random_forest, read_taxonomy, write_rf_outputs
+from aam.baselines.rf import RFConfig, fit_random_forest, write_rf_outputs
 from aam.cli.common import Outputs, add_common_flags, run
 from aam.data.prepared import load_prepared
 from aam.data.sample_ids import read_sample_lists
+from aam.data.taxonomy import TAXONOMY_FILE, read_taxonomy
 from aam.errors import InputError
 from aam.validate import check_finite
 
@@ -52,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-jobs", type=int, default=-1, help="sklearn n_jobs (-1: all cores)")
     parser.add_argument("--top-features", type=int, default=100,
                         help="ASVs in feature_importance.tsv (default 100)")
-    parser.add_argument("--taxonomy", help="QIIME 2 taxonomy TSV (Feature ID, Taxon)")
+    parser.add_argument("--taxonomy", help="QIIME 2 taxonomy TSV or .qza (Feature ID, Taxon); "
+                                           "default: the taxonomy aam prepare stored, if any")
     parser.add_argument("--fold", type=int, help="fold number recorded in metrics.json")
     add_common_flags(parser)
     return parser
@@ -64,7 +67,9 @@ def _body(args: argparse.Namespace) -> int:
                    random_seed=args.random_seed, n_jobs=args.n_jobs,
                    top_features=args.top_features)
     data = load_prepared(args.data_dir)
-    taxonomy = read_taxonomy(args.taxonomy) if args.taxonomy else None
+    stored = Path(args.data_dir) / TAXONOMY_FILE
+    taxonomy_path = args.taxonomy or (stored if stored.is_file() else None)
+    taxonomy = read_taxonomy(taxonomy_path) if taxonomy_path else None
     eval_list = args.test_samples or args.val_samples
     role = "--test-samples" if args.test_samples else "--val-samples"
     lists = read_sample_lists({"--train-samples": args.train_samples, role: eval_list},

@@ -8,18 +8,18 @@ import logging
 import sys
 from pathlib import Path
 
-from aam.cli.categorical_help import CATEGORICAL_HELP
+from aam.cli.categorical_help import help_text
 from aam.cli.common import Outputs, add_common_flags, run
 from aam.cli.options import (FINETUNE_OPTIONS, add_run_flags, add_training_flags,
                              build_training_config)
-from aam.config import FinetuneConfig
+from aam.config import FinetuneConfig, load_yaml
 
 log = logging.getLogger("aam.train")
 
 
 class _HelpAction(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
-        sys.stdout.write(CATEGORICAL_HELP)
+        sys.stdout.write(help_text())
         parser.exit(0)
 
 
@@ -42,16 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _from_prepared(args: argparse.Namespace) -> dict:
-    """Default target column, task and categorical columns from prepare.json (not on resume,
-    nor with --config)."""
+    """Default target column, task and categorical columns from prepare.json (not on resume;
+    a --config YAML and flags override them)."""
     path = args.data_dir / "prepare.json"
-    if args.config or args.resume_from or not path.is_file():
+    if args.resume_from or not path.is_file():
         return {}
     info = json.loads(path.read_text(encoding="utf-8"))
     inferred: dict = {}
     if info.get("target_column"):
         inferred["target_column"] = info["target_column"]
-    if info.get("task") and args.metadata_column in (None, info.get("target_column")):
+    target = args.metadata_column or (load_yaml(FinetuneConfig, args.config).target_column
+                                      if args.config else None)
+    if info.get("task") and target in (None, "", info.get("target_column")):
         inferred["task"] = info["task"]
     if info.get("categorical_columns"):
         inferred["data"] = {"categorical_columns": list(info["categorical_columns"])}
@@ -67,13 +69,10 @@ def _warn_ignored(args: argparse.Namespace, cfg: FinetuneConfig) -> None:
 
 
 def _body(args: argparse.Namespace) -> int:
-    from aam.models.fusion import check_fusion_name
     from aam.training.finetune import FinetunePaths, run_finetune
 
     cfg = build_training_config(FinetuneConfig, args, FINETUNE_OPTIONS, args.config,
                                 inferred=_from_prepared(args))
-    if cfg.data.categorical_columns:
-        check_fusion_name(cfg.fusion.name)
     _warn_ignored(args, cfg)
     paths = FinetunePaths(args.data_dir, args.output_dir, args.train_samples, args.val_samples,
                           args.pretrained_encoder, args.resume_from, args.fold)

@@ -64,8 +64,13 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
             f"{path} has no sample ID column: its first column is {first!r}. Make the first "
             f"column the sample ID with one of these headers: {ID_HEADER_EXAMPLES}."
         )
-    frame = pd.read_csv(io.StringIO("\n".join(lines[start:])), sep="\t", dtype=str,
-                        keep_default_na=False, na_filter=False)
+    try:
+        frame = pd.read_csv(io.StringIO("\n".join(lines[start:])), sep="\t", dtype=str,
+                            keep_default_na=False, na_filter=False)
+    except (pd.errors.ParserError, ValueError) as err:
+        raise InputError(f"{path} is not a tab-separated table ({str(err).splitlines()[0]}; "
+                         f"counting from the header on line {start + 1}). Give every row as many "
+                         "tab-separated fields as the header.") from None
     id_col = frame.columns[0]
     frame[id_col] = frame[id_col].str.strip()
     frame = frame[(frame[id_col] != "") & ~frame[id_col].str.startswith("#")]

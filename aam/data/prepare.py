@@ -20,6 +20,7 @@ from aam.data.biom_io import FeatureTable, read_table, write_table
 from aam.data.fasta import read_fasta, resolve_sequences
 from aam.data.filtering import DropLog, depth_mask, rarefy, sample_depths
 from aam.data.metadata import check_columns, read_metadata, usable_target
+from aam.data.taxonomy import TAXONOMY_FILE, read_taxonomy, taxa_by_sequence, write_taxonomy
 from aam.data.unifrac import (align_distance_matrix, match_tree_tips, read_distance_matrix,
                               read_tree, write_unifrac)
 from aam.errors import InputError, first_items
@@ -47,6 +48,7 @@ class PrepareConfig:
     seed: int = 0
     max_ambiguous_fraction: float = 0.01  # features with more non-ACGT bases are dropped
     allow_fractional_counts: bool = False  # non-integer counts: an error unless set (then a warning)
+    taxonomy: str | None = None  # taxonomy TSV or FeatureData[Taxonomy] .qza, stored by sequence
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -89,8 +91,10 @@ def prepare(cfg: PrepareConfig) -> dict:
     rep_seqs = read_fasta(cfg.rep_seqs) if cfg.rep_seqs else None
     tree = read_tree(cfg.tree) if cfg.tree else None
     matrix = read_distance_matrix(cfg.unifrac_matrix) if cfg.unifrac_matrix else None
+    taxonomy = read_taxonomy(cfg.taxonomy) if cfg.taxonomy else None
     drops = DropLog()
     columns, sequences, tips = _select_asvs(table, rep_seqs, tree, cfg, drops)
+    table_ids = {seq: table.feature_ids[c] for c, seq in zip(columns, sequences)}
     rows = _select_samples(table, metadata, columns, cfg, drops)
     counts, sequences, tips = _merge_duplicates(table.counts[rows][:, columns], sequences, tips,
                                                 drops)
@@ -101,8 +105,12 @@ def prepare(cfg: PrepareConfig) -> dict:
     unifrac, seconds = _distances(counts, sample_ids, tips, tree, matrix, cfg)
     info = _summary(cfg, sample_ids, sequences, drops, reads_lost, seconds,
                     n_metadata_only=len(set(metadata.index) - set(table.sample_ids)))
+    taxa = None if taxonomy is None else taxa_by_sequence(taxonomy, sequences, table_ids)
+    if taxa is not None:
+        info["taxonomy"] = {"n_assigned": int((taxa != "").sum()), "n_asvs": len(taxa)}
+        log.info("taxonomy: %d of %d ASVs assigned", info["taxonomy"]["n_assigned"], len(taxa))
     _write_outputs(Path(cfg.output_dir), sample_ids, sequences, counts,
-                   metadata.loc[sample_ids], unifrac, info)
+                   metadata.loc[sample_ids], unifrac, info, taxa)
     return info
 
 
@@ -241,7 +249,8 @@ def _metric_name(cfg: PrepareConfig) -> str | None:
     return resolve_metric(cfg.beta_metric, has_tree=cfg.tree is not None)
 
 
-def _write_outputs(out: Path, sample_ids, sequences, counts, metadata, unifrac, info) -> None:
+def _write_outputs(out: Path, sample_ids, sequences, counts, metadata, unifrac, info,
+                   taxa=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "prepare.json").unlink(missing_ok=True)  # absent until the folder is complete
     with atomic_path(out / "table.biom") as tmp:
@@ -253,5 +262,9 @@ def _write_outputs(out: Path, sample_ids, sequences, counts, metadata, unifrac, 
             write_unifrac(tmp, sample_ids, unifrac)
     else:
         (out / "unifrac.h5").unlink(missing_ok=True)
+    if taxa is not None:
+        write_taxonomy(out / TAXONOMY_FILE, taxa)
+    else:
+        (out / TAXONOMY_FILE).unlink(missing_ok=True)
     write_json(out / "prepare.json", info)
     log.info("wrote %s: %d samples x %d ASVs", out, len(sample_ids), len(sequences))

@@ -16,20 +16,18 @@ used as an ID keeps the error one short line.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence
 
 from aam.errors import SHOWN_CHARS, InputError, short_text
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def short_id(sample_id, limit: int = SHOWN_CHARS) -> str:
     """``sample_id`` as shown in a message: ``repr`` when it holds odd characters, cut to
     about ``limit`` characters with an ellipsis."""
     text = str(sample_id)
-    if _CONTROL.search(text) or text != text.strip() or not text:
+    if not text.isprintable() or text != text.strip() or not text:
         text = repr(text)
     return short_text(text, limit)
 
@@ -54,7 +52,7 @@ def clean_id(raw, source: str) -> str:
     if not text:
         raise InputError(f"{source} has an empty sample ID ({short_id(raw)}). Give every sample "
                          "a non-empty ID.")
-    if _CONTROL.search(text):
+    if not text.isprintable():  # tabs, newlines, NUL, zero-width and other invisible characters
         raise InputError(f"{source} has a sample ID with a control character: "
                          f"{short_id(text, 40)}. One ID a line, without tabs or other columns.")
     return text

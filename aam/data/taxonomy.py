@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import io
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Optional
 
 import pandas as pd
 
+from aam.atomic import atomic_path
 from aam.data.qza import read_text_input
 from aam.errors import InputError
 
@@ -34,7 +35,7 @@ def read_taxonomy(path: str | Path) -> pd.Series:
     InputError
         The file lacks the two columns (naming what it has) or is not a taxonomy artifact.
     """
-    text = read_text_input(path, "taxonomy", "taxonomy.tsv", "FeatureData[Taxonomy]")
+    text = read_text_input(path, "taxonomy", ".tsv", "FeatureData[Taxonomy]")
     try:
         frame = pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
@@ -50,12 +51,24 @@ def read_taxonomy(path: str | Path) -> pd.Series:
     return frame.set_index("Feature ID")["Taxon"]
 
 
-def taxa_by_sequence(taxonomy: pd.Series, sequences: Iterable[str]) -> pd.Series:
-    """Taxon of each sequence ('' when unknown), looking IDs up as sequence or MD5 digest."""
+def taxa_by_sequence(taxonomy: pd.Series, sequences: Iterable[str],
+                     feature_ids: Optional[dict[str, str]] = None) -> pd.Series:
+    """Taxon of each sequence ('' when unknown), looking its ID up as the sequence, its MD5
+    digest or its original feature ID (``feature_ids``: sequence -> table ID)."""
     sequences = list(sequences)
+    feature_ids = feature_ids or {}
     keyed = {str(k).upper(): v for k, v in taxonomy.items()}
-    taxa = [keyed.get(s.upper(), keyed.get(feature_md5(s).upper(), "")) for s in sequences]
+    taxa = [keyed.get(s.upper(), keyed.get(feature_md5(s).upper(),
+                                           keyed.get(str(feature_ids.get(s, "")).upper(), "")))
+            for s in sequences]
     return pd.Series(taxa, index=sequences, dtype=object)
+
+
+def write_taxonomy(path: str | Path, taxa: pd.Series) -> None:
+    """Write a QIIME 2 taxonomy TSV (``Feature ID`` = sequence, ``Taxon``) atomically."""
+    frame = pd.DataFrame({"Feature ID": taxa.index, "Taxon": taxa.to_numpy()})
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, sep="\t", index=False)
 
 
 def short_taxon(taxon: str, levels: int = 2) -> str:
@@ -65,4 +78,5 @@ def short_taxon(taxon: str, levels: int = 2) -> str:
     return "; ".join(named[-levels:]) if named else "unassigned"
 
 
-__all__ = ["TAXONOMY_FILE", "feature_md5", "read_taxonomy", "short_taxon", "taxa_by_sequence"]
+__all__ = ["TAXONOMY_FILE", "feature_md5", "read_taxonomy", "short_taxon", "taxa_by_sequence",
+           "write_taxonomy"]

@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
+from aam.data.distance_io import read_distance_matrix  # noqa: F401  (re-exported)
 from aam.data.qza import read_text_input
-from aam.data.sample_ids import clean_ids, read_sample_list
 from aam.data.unifrac_fast import (branch_presence, distances_from_shared, index_tree,
                                    shared_length)
 from aam.errors import InputError, first_items
-from aam.validate import check_branch_lengths, check_distance_matrix
+from aam.validate import check_branch_lengths
 
 if TYPE_CHECKING:  # scikit-bio is imported only where a tree is read: loading prepared data
     from skbio import TreeNode  # (e.g. on a GPU machine without it) does not need it
@@ -47,7 +47,9 @@ def read_tree(path: str | Path) -> TreeNode:
     from skbio import TreeNode
 
     try:
-        tree = TreeNode.read(io.StringIO(text), format="newick")
+        with warnings.catch_warnings():  # scikit-bio warns before failing; our error says it
+            warnings.simplefilter("ignore")
+            tree = TreeNode.read(io.StringIO(text), format="newick")
     except Exception as err:  # noqa: BLE001 - scikit-bio's parser raises many kinds
         reason = str(err).splitlines()[0][:100] if str(err) else type(err).__name__
         raise InputError(f"{path} is not a valid Newick tree ({reason}). Pass a .nwk file or a "
@@ -138,63 +140,6 @@ def unweighted_unifrac(counts: sp.csr_matrix, tip_names: list[str], tree: TreeNo
     branches = index_tree(tree, list(tip_names))
     bits = branch_presence(counts, branches)  # [K, ceil(N / 8)]
     return distances_from_shared(shared_length(bits, branches.length, n_samples))
-
-
-def read_distance_matrix(path: str | Path) -> tuple[list[str], np.ndarray]:
-    """Read a precomputed distance matrix: ``.npy`` + sibling IDs file, ``.h5``, or skbio TSV.
-
-    The ``.npy`` IDs come from ``<stem>.ids.txt`` or ``<stem>.txt`` (one ID a line); the ``.h5``
-    has datasets ``ids`` and ``matrix``; anything else is read as scikit-bio's TSV format.
-
-    Returns
-    -------
-    (list of str [N], numpy.ndarray float64 [N, N])
-
-    Raises
-    ------
-    FileNotFoundError
-        ``path`` (or the ``.npy`` IDs file) does not exist.
-    InputError
-        Not square, IDs and matrix disagree in size, or the file cannot be parsed.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"distance matrix file not found: {path}")
-    if path.suffix == ".npy":
-        ids_path = next((p for p in (path.with_suffix(".ids.txt"), path.with_suffix(".txt"))
-                         if p.is_file()), None)
-        if ids_path is None:
-            raise FileNotFoundError(
-                f"IDs file for {path} not found: {path.with_suffix('.ids.txt')}")
-        ids = read_sample_list(ids_path)
-        try:
-            matrix = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as err:  # object arrays need pickle: refused
-            raise InputError(f"{path} is not a numeric .npy array ({str(err)[:80]}). Save the "
-                             "distances with numpy.save of a float array.") from None
-    elif path.suffix in (".h5", ".hdf5"):
-        try:
-            ids, matrix = read_unifrac(path)
-        except PermissionError:
-            raise
-        except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError) as err:
-            raise InputError(f"{path} is not an HDF5 distance matrix with datasets 'ids' and "
-                             f"'matrix' ({type(err).__name__}). Fix the file.") from None
-    else:
-        ids, matrix = _read_matrix_tsv(path)
-    ids = clean_ids(ids, f"{path} (IDs)")
-    return ids, check_distance_matrix(ids, matrix, str(path))
-
-
-def _read_matrix_tsv(path: Path) -> tuple[list[str], np.ndarray]:
-    try:
-        frame = pd.read_csv(path, sep="\t", index_col=0, dtype={0: str})
-        frame.index = frame.index.astype(str)
-        return list(frame.index), frame.to_numpy(dtype=np.float64)
-    except (ValueError, TypeError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise InputError(f"{path} is not a distance matrix TSV (IDs in the first column and "
-                         f"header, numbers elsewhere): {str(err).splitlines()[0][:80]}. Fix the "
-                         "file.") from None
 
 
 def align_distance_matrix(ids: list[str], matrix: np.ndarray, sample_ids: list[str],

@@ -11,6 +11,13 @@ from aam.data.taxonomy import short_taxon
 from aam.reports.plots import plt
 
 
+def _family(taxon: str) -> str:
+    """The family (``f__...``) of a taxonomy string, else its last named rank."""
+    parts = [p.strip() for p in str(taxon or "").split(";")]
+    family = [p for p in parts if p.startswith("f__") and p != "f__"]
+    return family[0][3:] if family else (short_taxon(taxon, 1) if taxon else "no taxonomy")
+
+
 def _label(row) -> str:
     taxon = short_taxon(row["taxon"]) if row["taxon"] else "no taxonomy"
     return f"{taxon} ({row['feature-id'][:7]})"
@@ -25,10 +32,13 @@ def attribution_figure(table: pd.DataFrame, rf: Optional[pd.Series] = None, top:
     fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels + 1.5, 0.28 * len(shown) + 1.6),
                              squeeze=False, layout="constrained")
     ax = axes[0, 0]
-    taxa = [short_taxon(t, 1) if t else "no taxonomy" for t in shown["taxon"]]
-    palette = {t: f"C{i % 10}" for i, t in enumerate(dict.fromkeys(reversed(taxa)))}
+    groups = [_family(t) for t in shown["taxon"]]
+    order = list(dict.fromkeys(reversed(groups)))
+    palette = {g: (f"C{i}" if i < 9 else "0.6") for i, g in enumerate(order)}
     ax.barh(np.arange(len(shown)), shown["mean_abs_attribution"],
-            color=[palette[t] for t in taxa])
+            color=[palette[g] for g in groups])
+    handles = [plt.Rectangle((0, 0), 1, 1, color=palette[g]) for g in order[:9]]
+    ax.legend(handles, order[:9], fontsize=6, loc="lower right", title="family", title_fontsize=6)
     ax.set_yticks(np.arange(len(shown)), [_label(r) for _, r in shown.iterrows()], fontsize=7)
     ax.set_xlabel("mean |integrated gradient| over samples")
     ax.set_title(title or f"top {len(shown)} ASVs (AAM)")
@@ -50,7 +60,7 @@ def _rank_scatter(ax, table: pd.DataFrame, rf: pd.Series, top: int = 50) -> None
     ax.set_yscale("log")
     ax.set_xlabel("AAM rank (mean |attribution|)")
     ax.set_ylabel("random-forest rank (impurity importance)")
-    ax.set_title(f"union of both top-{top} ({len(union)} ASVs)")
+    ax.set_title(f"union of both top-{top} ({len(union)} ASVs; unranked at the edge)")
 
 
 __all__ = ["attribution_figure"]

@@ -43,6 +43,10 @@ def register_fusion(name: str) -> Callable[[type], type]:
 class Fusion(nn.Module):
     """Base class: ``forward(asv_emb, asv_mask, cat_emb) -> FusionOut``.
 
+    A strategy is registered with :func:`register_fusion` and documents itself in ``GUIDE``:
+    rows ``(rank, question, flags, notes)`` of ``aam train --categorical-help`` (ordered by
+    rank) and of the README's table, so a new fusion is its class, its test and the docs.
+
     Parameters
     ----------
     cfg : FusionConfig
@@ -52,6 +56,8 @@ class Fusion(nn.Module):
     """
 
     name = ""
+
+    GUIDE: tuple = ()
 
     def __init__(self, cfg: FusionConfig, dim: int) -> None:
         super().__init__()
@@ -116,6 +122,18 @@ class MetadataTokens(nn.Module):
 class ConcatFusion(Fusion):
     """Pooled sequence vector concatenated with every category embedding, then Linear to D."""
 
+    # rank, question, flags, notes: rows of `aam train --categorical-help` and the README table
+    GUIDE = (
+        (10, "Is the effect of the metadata simple (a category shifts the target a bit)?",
+         "--categorical-fusion concat",
+         "pooled sequence vector + category embeddings -> Linear; cheap, a strong default"),
+        (20, "Does each category mainly shift or stretch the prediction (e.g. per-site "
+         "offsets)?", "--categorical-fusion concat --conditional-output-scaling COLUMN",
+         "a learned per-category scale and shift of the prediction, initialised to 1 and 0; "
+         "with --target-transform zscore-category --normalize-by COLUMN the shift is already "
+         "removed, so scaling the same column is redundant"),
+    )
+
     def __init__(self, cfg: FusionConfig, dim: int) -> None:
         super().__init__(cfg, dim)
         self.pool = MaskedAttentionPool(dim)
@@ -130,6 +148,9 @@ class ConcatFusion(Fusion):
 @register_fusion("add")
 class AddFusion(Fusion):
     """The summed category embeddings are added to every ASV position, then pooled."""
+
+    GUIDE = ((90, "None of these?", "--categorical-fusion add",
+              "sums the category embeddings onto every ASV position"),)
 
     def __init__(self, cfg: FusionConfig, dim: int) -> None:
         super().__init__(cfg, dim)
@@ -154,6 +175,10 @@ class GatedFusion(Fusion):
     for Information Fusion. ICLR 2017 workshop, arXiv:1702.01992.
     """
 
+    GUIDE = ((30, "Should the model decide per sample how much to trust sequences vs metadata?",
+              "--categorical-fusion gmu",
+              "gated multimodal unit; gate values are logged to TensorBoard"),)
+
     def __init__(self, cfg: FusionConfig, dim: int) -> None:
         super().__init__(cfg, dim)
         self.pool = MaskedAttentionPool(dim)
@@ -177,6 +202,13 @@ class CrossAttentionFusion(Fusion):
     ``extras["attention"]`` holds the per-position weights [B, heads, S, T]; padding positions
     are zero.
     """
+
+    GUIDE = ((40, "Do categories change which ASVs matter (position-specific effects, e.g. a "
+              "category x clade interaction)?",
+              "--categorical-fusion cross-attention [--cross-attn-heads 8]",
+              "every ASV attends to several tokens per categorical column; the attention "
+              "weights reach TensorBoard as an image (heads x category tokens); heads must "
+              "divide the embedding dimension"),)
 
     def __init__(self, cfg: FusionConfig, dim: int) -> None:
         super().__init__(cfg, dim)
@@ -211,6 +243,12 @@ class PerceiverFusion(Fusion):
     Cost is linear in the number of ASVs S (``perceiver_num_latents`` queries). The pooled vector
     is the mean of the latents.
     """
+
+    GUIDE = ((50, "Are samples very rich (thousands of ASVs, large --token-limit)?",
+              "--categorical-fusion perceiver [--perceiver-num-latents 16 "
+              "--perceiver-num-layers 2]",
+              "learned latents read the ASV and metadata tokens; cost grows linearly with "
+              "ASVs"),)
 
     def __init__(self, cfg: FusionConfig, dim: int) -> None:
         super().__init__(cfg, dim)

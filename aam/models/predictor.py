@@ -16,6 +16,7 @@ from aam.models.encoder import AAMEncoder, EncoderOutput
 from aam.models.fusion import build_fusion
 from aam.models.heads import (CategoryEmbeddings, CountHead, MaskedAttentionPool, OutputScaling,
                               TargetEncoder, TargetHead)
+from aam.validate import load_error_reason
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,32 @@ def load_encoder_state(predictor: Predictor, state: dict) -> None:
     try:
         predictor.encoder.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        first = (lines[1] if len(lines) > 1 else lines[0])[:200]  # the specific mismatch
-        raise InputError(f"the pretrained encoder's weights do not fit this model ({first}); "
-                         "use the model sizes of the pretraining run.") from err
+        raise InputError(f"the pretrained encoder's weights do not fit this model "
+                         f"({state_dict_problem(err)}); use the model sizes of the pretraining "
+                         "run.") from err
+
+
+def state_dict_problem(err: RuntimeError) -> str:
+    """The specific line of torch's load_state_dict error, shortened (a size mismatch as
+    ``checkpoint [6, 15], model [6, 16]``, or the key list)."""
+    return load_error_reason(err)
+
+
+def predictor_from_checkpoint(payload: dict, source: str = "the checkpoint") -> Predictor:
+    """Rebuild a trained :class:`Predictor` (strict load, eval mode) from a ``predictor``
+    checkpoint payload (``load_checkpoint(path, "predictor")``).
+
+    Raises
+    ------
+    InputError
+        When the weights do not fit the model config stored with them.
+    """
+    from aam.config import FinetuneConfig, from_dict
+
+    model = Predictor(from_dict(FinetuneConfig, payload["config"]))
+    try:
+        model.load_state_dict(payload["model_state"], strict=True)
+    except RuntimeError as err:
+        raise InputError(f"{source}: the weights do not fit the model config stored with them "
+                         f"({state_dict_problem(err)}). Re-run aam train.") from None
+    return model.eval()

@@ -13,6 +13,8 @@ from aam.errors import InputError
 from aam.metrics import HIGHER_IS_BETTER, metric_names
 from aam.reports import plots
 from aam.reports.compare import PRIMARY, comparison_table, runs_table
+from aam.reports.explanations import explain_markdown, explain_table
+from aam.reports.labels import model_labels, read_labels
 from aam.reports.runs import discover_runs, read_run_list
 
 log = logging.getLogger(__name__)
@@ -30,10 +32,24 @@ class CompareConfig:
     png: bool = True  # a PNG twin of every SVG
     figures: bool = True  # False: tables and text only
     run_list: str | None = None  # a file naming the runs to read; None: every run in results_dir
+    labels: str | None = None  # TSV model -> label; None: labels derived from the settings
+    figures_dir: str | None = None  # where the figures go; None: output_dir
 
     def __post_init__(self) -> None:
         if self.n_bootstrap < 1:
             raise InputError(f"n_bootstrap must be >= 1, got {self.n_bootstrap}.")
+
+
+# The figures `aam compare` can draw, one list: a metric figure per metric of the task (skipped
+# when the metric is NaN for every model), then the task's own figures. The workflow declares the
+# figures folder, not these names, so a task or a NaN metric never breaks a run.
+TASK_FIGURES = {"regression": ("predicted_vs_actual", "residuals"),
+                "classification": ("roc", "confusion_matrix")}
+
+
+def figure_names(task: str) -> tuple[str, ...]:
+    """Every figure ``aam compare`` may write for ``task`` (``<name>.svg``)."""
+    return tuple(f"metric_{m}" for m in metric_names(task)) + TASK_FIGURES[task]
 
 
 def _fmt(value) -> str:
@@ -49,7 +65,7 @@ def verdict(row: pd.Series, metric: str, baseline: str = "rf") -> str:
     label = plots.METRIC_LABELS.get(metric, metric)
     runs = f"over {row['n_folds']} fold(s) x {row['n_seeds']} seed(s)"
     diff, low, high = (row.get(f"{metric}_{k}") for k in ("diff", "ci_low", "ci_high"))
-    name = f"**{row['model']}**"
+    name = f"**{row.get('label', row['model'])}**"
     if row["model"] == baseline:
         return (f"{name} (the baseline) reaches {label} {_fmt(row[f'{metric}_mean'])} "
                 f"(sd {_fmt(row[f'{metric}_sd'])}) {runs}.")
@@ -105,7 +121,8 @@ def summary_markdown(table: pd.DataFrame, task: str, baseline: str, n_bootstrap:
               "|---|---|" + "---|" * len(metric_names(task))]
     for _, row in table.iterrows():
         cells = [f"{_fmt(row[f'{m}_mean'])} ± {_fmt(row[f'{m}_sd'])}" for m in metric_names(task)]
-        lines.append(f"| {row['model']} | {row['n_runs']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row.get('label', row['model'])} | {row['n_runs']} | "
+                     + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -154,33 +171,48 @@ def write_report(cfg: CompareConfig) -> pd.DataFrame:
     task = runs[0].metrics["task"]
     log.info("comparing %d runs of %d models (%s)", len(runs), len({r.model for r in runs}), task)
     table = comparison_table(runs, cfg.baseline, cfg.n_bootstrap, cfg.seed)
+    labels = model_labels(runs, read_labels(cfg.labels) if cfg.labels else None, cfg.baseline)
+    table.insert(1, "label", table["model"].map(labels))
+    explained = explain_table(runs, labels, cfg.baseline)
     out = Path(cfg.output_dir)
     _write_table(table, out / "comparison.tsv")
-    _write_table(runs_table(runs), out / "runs.tsv")
-    pooled = {m: pd.concat([r.predictions for r in runs if r.model == m], ignore_index=True)
-              for m in table["model"]}
+    per_run = runs_table(runs)
+    per_run.insert(1, "label", per_run["model"].map(labels))
+    _write_table(per_run, out / "runs.tsv")
+    if not explained.empty:
+        _write_table(explained, out / "explain_agreement.tsv")
+    pooled = {labels[m]: pd.concat([r.predictions for r in runs if r.model == m],
+                                   ignore_index=True) for m in table["model"]}
     target = next((r.target for r in runs if r.target != "target"), "target")
     if cfg.figures:
-        _write_figures(table, pooled, task, target, out, cfg.png)
+        figures = Path(cfg.figures_dir or out)
+        figures.mkdir(parents=True, exist_ok=True)
+        _write_figures(table, pooled, task, target, figures, cfg.png)
     write_text(out / "summary.md", summary_markdown(table, task, cfg.baseline, cfg.n_bootstrap,
-                                                    selection_note(runs, cfg.baseline)))
+                                                    selection_note(runs, cfg.baseline))
+               + "".join(line + "\n" for line in explain_markdown(explained)))
     write_text(out / "report_section.rst", report_section(table, task, cfg.baseline))
     return table
 
 
-def _write_figures(table, pooled, task, target, out: Path, png: bool) -> None:
+def _write_figures(table, pooled, task, target, out: Path, png: bool) -> list[str]:
+    """Draw the figures of :func:`figure_names` that have data; returns the names written."""
+    drawn = {}
     for metric in metric_names(task):
         if table[f"{metric}_mean"].notna().any():
-            plots.save_figure(plots.metric_intervals(table, metric), out / f"metric_{metric}.svg",
-                              png)
+            drawn[f"metric_{metric}"] = plots.metric_intervals(
+                table.assign(model=table["label"]), metric)
     if task == "regression":
         known = {m: f[f["actual"].notna()] for m, f in pooled.items()}
         known = {m: f for m, f in known.items() if len(f)}
-        plots.save_figure(plots.predicted_vs_actual(known, target),
-                          out / "predicted_vs_actual.svg", png)
-        plots.save_figure(plots.residuals(known, target), out / "residuals.svg", png)
-        return
-    classes = [c[len("prob_"):] for c in next(iter(pooled.values())).columns
-               if c.startswith("prob_")]
-    plots.save_figure(plots.roc(pooled, classes), out / "roc.svg", png)
-    plots.save_figure(plots.confusion(pooled, classes), out / "confusion_matrix.svg", png)
+        drawn["predicted_vs_actual"] = plots.predicted_vs_actual(known, target)
+        drawn["residuals"] = plots.residuals(known, target)
+    else:
+        classes = [c[len("prob_"):] for c in next(iter(pooled.values())).columns
+                   if c.startswith("prob_")]
+        drawn["roc"] = plots.roc(pooled, classes)
+        drawn["confusion_matrix"] = plots.confusion(pooled, classes)
+    assert set(drawn) <= set(figure_names(task)), "a figure missing from figure_names"
+    for name, fig in drawn.items():
+        plots.save_figure(fig, out / f"{name}.svg", png)
+    return list(drawn)

@@ -16,7 +16,7 @@ import torch
 from aam import __version__
 from aam.atomic import atomic_path
 from aam.errors import InputError
-from aam.validate import check_model_sizes, check_tensor_sizes
+from aam.validate import check_checkpoint_fields, check_model_sizes, check_tensor_sizes
 
 FORMAT_VERSION = 1
 KINDS = ("encoder", "predictor")
@@ -130,6 +130,7 @@ def _check_payload(payload: Any, path: Path, kind: str | None) -> None:
         raise InputError(f"{path} has an unexpected checkpoint kind or config "
                          f"(kind {str(payload['kind'])[:40]!r}; expected one of "
                          f"{', '.join(KINDS)}). Use a checkpoint written by aam.")
+    check_checkpoint_fields(payload, str(path))
     stored = check_tensor_sizes(payload["model_state"], str(path))
     check_model_sizes(payload["config"].get("model") or {}, str(path), stored=stored)
     if version > FORMAT_VERSION:
@@ -145,14 +146,3 @@ def _check_payload(payload: Any, path: Path, kind: str | None) -> None:
             f"{path} is a {payload['kind']!r} checkpoint but a {kind!r} checkpoint is needed "
             f"here ({hint})."
         )
-
-
-def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain module under ``torch.compile`` (``_orig_mod``) and DDP/FSDP/DP (``module``)."""
-    while True:
-        if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        elif isinstance(getattr(model, "module", None), torch.nn.Module):
-            model = model.module
-        else:
-            return model

@@ -76,10 +76,11 @@ def strategy_from_flags(distributed: bool = False, fsdp: bool = False,
 
 
 def resolve_strategy(requested: str, env: Mapping[str, str] | None = None,
-                     cuda_count: int | None = None) -> tuple[str, int]:
+                     cuda_count: int | None = None, device: str = "auto") -> tuple[str, int]:
     """Validate ``requested`` against the environment; return (strategy, world_size).
 
-    The checks run in one fixed order for every command: strategy name, launcher, CUDA.
+    The checks run in one fixed order for every command: strategy name, launcher, CUDA. The
+    one-GPU-per-process check applies only when the processes use CUDA (``device`` not cpu).
     """
     env = os.environ if env is None else env
     cuda_count = torch.cuda.device_count() if cuda_count is None else cuda_count
@@ -103,7 +104,8 @@ def resolve_strategy(requested: str, env: Mapping[str, str] | None = None,
         if under_launcher and world_size > 1:
             raise InputError("--parallel dp is single-process; do not start it under torchrun "
                              "with several processes (use --parallel ddp or fsdp there).")
-    if strategy in ("ddp", "fsdp") and cuda_count > 0 and world_size > cuda_count:
+    if strategy in ("ddp", "fsdp") and device != "cpu" and cuda_count > 0 and \
+            world_size > cuda_count:
         raise InputError(
             f"torchrun started {world_size} processes but only {cuda_count} GPU(s) are visible; "
             f"use --nproc_per_node={cuda_count} or make more GPUs visible (CUDA_VISIBLE_DEVICES)."
@@ -113,7 +115,7 @@ def resolve_strategy(requested: str, env: Mapping[str, str] | None = None,
 
 def init_distributed(requested: str = "auto", device: str = "auto") -> DistContext:
     """Resolve the strategy, start the process group if needed, and pick this rank's device."""
-    strategy, world_size = resolve_strategy(requested)
+    strategy, world_size = resolve_strategy(requested, device=device)
     rank = int(os.environ.get("RANK", "0")) if world_size > 1 else 0
     local_rank = int(os.environ.get("LOCAL_RANK", "0")) if world_size > 1 else 0
     use_cuda = torch.cuda.is_available() and device in ("auto", "cuda") or device.startswith("cuda:")

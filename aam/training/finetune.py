@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Optional
 
 from aam.atomic import write_lines, write_text
-from aam.config import FinetuneConfig, dump_yaml, from_dict, to_dict
+from aam.config import FinetuneConfig, dump_yaml, to_dict
 from aam.data.prepared import PreparedData, load_prepared
 from aam.data.sample_ids import read_sample_lists
 from aam.data.targets import transform_from_dict
 from aam.errors import InputError
-from aam.models.predictor import Predictor, load_encoder_state
+from aam.model_card import write_model_card
+from aam.models.predictor import Predictor, load_encoder_state, predictor_from_checkpoint
 from aam.predictions import write_metrics, write_predictions
 from aam.training.callbacks import CheckpointCallback, EarlyStopping, ResumeCheckpoints
 from aam.training.checkpoint import load_checkpoint, save_checkpoint
@@ -175,6 +176,7 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
                "train_samples_per_s": result.train_samples_per_s,
                "world_size": ctx.world_size, "config": to_dict(cfg)}
     write_metrics(out / "metrics.json", summary)
+    write_model_card(out, summary, data.info, str(paths.data_dir), paths.pretrained_encoder)
     tensorboard.write_summary(objective, summary)
     log.info("best epoch %s: %s", summary["best_epoch"],
              " ".join(f"{k}={v:.4g}" for k, v in _metric_values(objective).items()
@@ -200,12 +202,7 @@ def _reused(resume: Optional[dict]) -> dict:
 
 
 def _metric_values(objective: FinetuneObjective) -> dict:
-    from aam.metrics import classification_metrics, regression_metrics
-
-    last = objective.last
-    if objective.classes:
-        return classification_metrics(last.actual, last.proba, objective.classes)
-    return regression_metrics(last.actual, last.prediction)
+    return objective.last.metric_values()
 
 
 def _write_val_predictions(path: Path, objective: FinetuneObjective, classes) -> None:
@@ -215,15 +212,6 @@ def _write_val_predictions(path: Path, objective: FinetuneObjective, classes) ->
                       std=last.std if several else None,
                       n_passes=last.n_passes if several else None,
                       proba=last.proba, classes=classes)
-
-
-def predictor_from_checkpoint(payload: dict) -> Predictor:
-    """Rebuild a trained :class:`Predictor` (weights loaded, eval mode) from a ``predictor``
-    checkpoint payload (``load_checkpoint(path, "predictor")``)."""
-    cfg = from_dict(FinetuneConfig, payload["config"])
-    model = Predictor(cfg)
-    model.load_state_dict(payload["model_state"])
-    return model.eval()
 
 
 __all__ = ["FinetunePaths", "run_finetune", "parameter_groups", "predictor_from_checkpoint"]

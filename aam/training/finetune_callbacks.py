@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aam.config import FinetuneConfig
+from aam.metrics import metric_names
 from aam.training.callbacks import TensorBoardCallback
 
 if TYPE_CHECKING:
@@ -58,7 +59,6 @@ class FinetuneTensorBoard(TensorBoardCallback):
                    "embedding_dim": cfg.model.embedding_dim,
                    "conditional_output_scaling": cfg.fusion.conditional_output_scaling or ""}
         metrics = {f"hparam/{k}": float(v) for k, v in summary.items()
-                   if k in ("r2", "mae", "rmse", "accuracy", "balanced_accuracy", "f1_macro",
-                            "auc", "val_loss") and v is not None}
+                   if k in (*metric_names(cfg.task), "val_loss") and v is not None}
         writer.add_hparams(hparams, metrics, run_name="hparams")
         writer.close()

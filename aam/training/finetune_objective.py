@@ -17,11 +17,10 @@ from torch import Tensor, nn
 from aam.config import FinetuneConfig
 from aam.data.batch import Batch
 from aam.data.targets import TargetTransform
-from aam.metrics import classification_metrics, regression_metrics
 from aam.models.heads import count_loss
-from aam.predictions import Predictions
+from aam.predictions import Predictions, from_passes
 from aam.training.dist_data import gather_samples
-from aam.training.distributed import DistContext
+from aam.training.distributed import DistContext, gather_objects
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +66,7 @@ class FinetuneObjective:
         train_base = not cfg.freeze_base and cfg.nucleotide_loss_weight > 0
         self.mask_rate = cfg.nucleotide_mask_rate if train_base else 0.0
         self.last: Optional[Predictions] = None
+        self.attention_map: Optional[np.ndarray] = None  # [heads, tokens], see _one_pass
 
     def target_loss(self, prediction: Tensor, target: Tensor) -> Tensor:
         """Loss of ``prediction`` [B, out_dim] against ``target`` [B] (model scale)."""
@@ -116,15 +116,14 @@ class FinetuneObjective:
             probs = torch.softmax(raw.float(), dim=-1)  # [P, N, K]
             mean_prob = probs.mean(0)
             val_loss = F.nll_loss(torch.log(mean_prob.clamp_min(1e-12)), target.long())
-            result = self._classification_result(ids, probs.numpy())
-            metrics = classification_metrics(result.actual, result.proba, self.classes)
+            actual = np.asarray([self.actual[s] for s in ids])
+            result = from_passes(ids, probs.numpy(), actual, self.classes)
         else:
             val_loss = REGRESSION_LOSSES[self.cfg.loss](raw[..., 0].mean(0), target.float())
-            result = self._regression_result(ids, raw[..., 0].numpy(), passes)
-            metrics = regression_metrics(result.actual, result.prediction)
+            result = self._regression_result(ids, raw[..., 0].numpy())
         self.last = result
         out = {"val_loss": float(val_loss)}
-        out.update({k: float(v) for k, v in metrics.items() if v is not None})
+        out.update({k: float(v) for k, v in result.metric_values().items() if v is not None})
         return out
 
     def _one_pass(self, model: nn.Module, loader, pass_index: int = 0
@@ -134,44 +133,42 @@ class FinetuneObjective:
             dataset.set_pass(pass_index)
         device = next(model.parameters()).device
         ids, preds, targets = [], [], []
+        attention = AttentionMap()
         for batch in loader:
             out = model(batch.to(device), mask_rate=0.0)
             ids += list(batch.sample_ids)
             preds.append(out.prediction.float().cpu())
             targets.append(batch.target.cpu())
+            if pass_index == 0 and "attention" in out.extras:
+                attention.add(out.extras["attention"])
+        if pass_index == 0:
+            self.attention_map = attention.mean(self.dist)
         ids, (preds, targets) = gather_samples(ids, [_cat(preds), _cat(targets)], self.dist)
         order = np.argsort(ids, kind="stable")  # passes line up even if the loader shuffles
         ids = [ids[i] for i in order]
         index = torch.as_tensor(order)
         return ids, preds[index], targets[index]
 
-    def _regression_result(self, ids: list[str], raw: np.ndarray, passes: int) -> Predictions:
+    def _regression_result(self, ids: list[str], raw: np.ndarray) -> Predictions:
         groups = [self.groups.get(s, ()) for s in ids]
         values = np.stack([self.transform.inverse(r, groups) for r in raw])  # [P, N]
         actual = np.asarray([self.actual[s] for s in ids], dtype=np.float64)
-        std = values.std(axis=0) if passes > 1 else None
-        return Predictions(ids, values.mean(axis=0), actual, passes, std)
-
-    def _classification_result(self, ids: list[str], probs: np.ndarray) -> Predictions:
-        proba = probs.mean(axis=0)  # [N, K]
-        best = proba.argmax(axis=1)
-        labels = np.asarray(self.classes)[best]
-        actual = np.asarray([self.actual[s] for s in ids])
-        passes = probs.shape[0]
-        # spread of the chosen class's probability across passes
-        std = probs.std(axis=0)[np.arange(len(ids)), best] if passes > 1 else None
-        return Predictions(ids, labels, actual, passes, std, proba, self.classes)
-
+        return from_passes(ids, values, actual)
 
     def figures(self) -> dict:
-        """Predicted vs actual scatter of the last evaluation, original scale (regression)."""
-        if self.last is None or self.classes:
-            return {}
+        """Figures of the last evaluation: predicted vs actual (regression, original scale) and
+        cross-attention's weights (heads x categorical tokens, mean over validation samples)."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        out = {}
+        if self.attention_map is not None:
+            out["fusion/cross_attention_weights"] = attention_figure(
+                self.attention_map, self.cfg.data.categorical_columns)
+        if self.last is None or self.classes:
+            return out
         fig, ax = plt.subplots(figsize=(4, 4))
         ax.scatter(self.last.actual, self.last.prediction, s=8, alpha=0.7)
         low = float(min(self.last.actual.min(), self.last.prediction.min()))
@@ -180,7 +177,50 @@ class FinetuneObjective:
         ax.set_xlabel(f"actual {self.cfg.target_column}")
         ax.set_ylabel(f"predicted {self.cfg.target_column}")
         fig.tight_layout()
-        return {"val/predicted_vs_actual": fig}
+        return {**out, "val/predicted_vs_actual": fig}
+
+
+class AttentionMap:
+    """Running mean of cross-attention weights [B, H, S, T] over validation samples: each sample
+    contributes its mean over real ASV positions, [H, T] (rows sum to 1)."""
+
+    def __init__(self) -> None:
+        self.total: Optional[Tensor] = None
+        self.n = 0
+
+    def add(self, weights: Tensor) -> None:
+        weights = weights.detach().float().cpu()
+        real = (weights.sum(-1) > 0).float()  # [B, H, S]
+        per_sample = (weights.sum(2) / real.sum(2).clamp_min(1)[..., None])  # [B, H, T]
+        batch_sum = per_sample.sum(0)
+        self.total = batch_sum if self.total is None else self.total + batch_sum
+        self.n += weights.shape[0]
+
+    def mean(self, dist: DistContext) -> Optional[np.ndarray]:
+        """The mean over every rank's samples (None without cross-attention)."""
+        parts = [p for p in gather_objects((self.total, self.n), dist) if p[0] is not None]
+        if not parts:
+            return None
+        total = sum(p[0] for p in parts)
+        return (total / max(sum(p[1] for p in parts), 1)).numpy()
+
+
+def attention_figure(weights: np.ndarray, columns: Sequence[str]):
+    """Heatmap of ``weights`` [heads, tokens], tokens labelled by their categorical column."""
+    import matplotlib.pyplot as plt
+
+    heads, tokens = weights.shape
+    per_column = max(tokens // max(len(columns), 1), 1)
+    labels = [f"{columns[t // per_column] if t // per_column < len(columns) else '?'}"
+              f"[{t % per_column}]" for t in range(tokens)]
+    fig, ax = plt.subplots(figsize=(1.2 + 0.45 * tokens, 1.0 + 0.35 * heads))
+    image = ax.imshow(weights, aspect="auto", cmap="viridis", vmin=0.0)
+    ax.set_xticks(range(tokens), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(heads), [f"head {h}" for h in range(heads)], fontsize=7)
+    ax.set_title("cross-attention weight (mean over validation samples)", fontsize=8)
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    return fig
 
 
 def _cat(tensors: list[Tensor]) -> Tensor:

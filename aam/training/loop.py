@@ -26,13 +26,13 @@ from tqdm import tqdm
 from aam.config import TrainConfig
 from aam.errors import InputError
 from aam.training.callbacks import Callback
-from aam.training.checkpoint import unwrap_model
 from aam.training.device import resolve_device
 from aam.training.distributed import (DistContext, all_reduce_sums, any_rank, clip_gradients,
                                       eval_module, evaluation_copy, load_optimizer_state,
-                                      no_sync, parallel_loss, wrap_model)
+                                      no_sync, parallel_loss, unwrap, wrap_model)
 from aam.training.schedule import build_optimizer, warmup_cosine
 from aam.training.seeding import seed_everything, set_rng_state
+from aam.validate import load_error_reason
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +132,16 @@ def fit(model: nn.Module, objective, train_loader: Iterable, val_loader: Iterabl
     device = device or ctx.device
     model.to(device)
     if resume is not None:
-        unwrap_model(model).load_state_dict(resume["model_state"])
-    named = _named_groups(unwrap_model(model), cfg, param_groups)
+        try:
+            unwrap(model).load_state_dict(resume["model_state"])
+        except RuntimeError as err:  # a crafted or foreign checkpoint: one line, not a traceback
+            raise InputError(f"the --resume-from checkpoint's weights do not fit this model "
+                             f"({load_error_reason(err)}). Resume with the settings of the "
+                             "interrupted run.") from None
+    named = _named_groups(unwrap(model), cfg, param_groups)
     eval_copy = evaluation_copy(model, ctx)
     wrapped = wrap_model(model, ctx)
-    optimizer = build_optimizer(unwrap_model(wrapped), cfg, _bind_groups(named, wrapped))
+    optimizer = build_optimizer(unwrap(wrapped), cfg, _bind_groups(named, wrapped))
     steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum_steps)
     scheduler = warmup_cosine(optimizer, steps_per_epoch * cfg.epochs, cfg.warmup_fraction)
     forward_model = torch.compile(wrapped) if cfg.compile else wrapped
@@ -170,7 +175,7 @@ def _named_groups(model: nn.Module, cfg: TrainConfig, param_groups) -> list[dict
 
 
 def _bind_groups(named: list[dict], wrapped: nn.Module) -> list[dict]:
-    params = dict(unwrap_model(wrapped).named_parameters())
+    params = dict(unwrap(wrapped).named_parameters())
     return [{**g, "params": [params[n] for n in g["params"]]} for g in named]
 
 

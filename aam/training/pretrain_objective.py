@@ -16,9 +16,8 @@ from torch import Tensor
 from aam.data.batch import Batch
 from aam.data.tokens import VOCAB_SIZE
 from aam.models.encoder import IGNORE_INDEX
-from aam.training.checkpoint import unwrap_model
 from aam.training.dist_data import gather_samples
-from aam.training.distributed import DistContext, all_reduce_sums, gather_objects
+from aam.training.distributed import DistContext, all_reduce_sums, gather_objects, unwrap
 
 
 def pair_mse(predicted: Tensor, true: Tensor) -> Tensor:
@@ -102,8 +101,8 @@ class PretrainObjective:
         return logs
 
     def _distance_pairs(self, model, loader) -> tuple[np.ndarray, np.ndarray]:
-        head = unwrap_model(model).unifrac_head
-        device = next(unwrap_model(model).parameters()).device
+        head = unwrap(model).unifrac_head
+        device = next(unwrap(model).parameters()).device
         ids, projected, rows, pred_pairs, true_pairs = [], [], [], [], []
         for batch in loader:
             batch = batch.to(device)
@@ -132,7 +131,7 @@ class PretrainObjective:
                 torch.cat(true_pairs).numpy().astype(np.float64))
 
     def _masked_accuracy(self, model, loader) -> dict[str, float]:
-        device = next(unwrap_model(model).parameters()).device
+        device = next(unwrap(model).parameters()).device
         generator = torch.Generator(device=device).manual_seed(self.seed + self.dist.rank)
         sums = {"loss": 0.0, "correct": 0.0, "total": 0.0}
         target_counts = torch.zeros(VOCAB_SIZE, dtype=torch.long)

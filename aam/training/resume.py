@@ -22,7 +22,8 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from aam.config import DERIVED, RUNTIME as _RUNTIME, flag_of, from_dict, merge, to_dict
+from aam.config import (DERIVED, RUNTIME as _RUNTIME, flag_of, flatten, from_dict, merge, nest,
+                        to_dict)
 from aam.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -34,29 +35,6 @@ SCHEDULE = frozenset({
     "categorical_lr", "val_prediction_passes",
 })
 RUNTIME = _RUNTIME | {"train.distributed"}  # the old name of train.parallel
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"lr": 1}} -> {"train.lr": 1}``."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def nest(flat: dict[str, Any]) -> dict:
-    """Inverse of :func:`flatten`."""
-    out: dict = {}
-    for path, value in flat.items():
-        node = out
-        *parents, leaf = path.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return out
 
 
 def checkpoint_config(cls, payload: dict, path: Path):
@@ -118,8 +96,9 @@ def check_resume(cfg, payload: dict, path: Path, sources: Optional[dict[str, str
             changes.append(f"{key.split('.')[-1]} {_show(old)} (checkpoint) -> {_show(new)} "
                            f"({flag})")
             continue
+        given = f"{key} {_show(new)} (--config)" if flag == "--config" else f"{flag} {_show(new)}"
         raise InputError(
-            f"{flag} {_show(new)} differs from {_show(old)} in the checkpoint {path}: a resumed "
+            f"{given} differs from {_show(old)} in the checkpoint {path}: a resumed "
             "run keeps its model and data settings. Drop the flag (the checkpoint's value is "
             "used) or start a new run without --resume-from."
         )
@@ -158,4 +137,4 @@ def _show(value) -> str:
 
 
 __all__ = ["SCHEDULE", "RUNTIME", "DERIVED", "resumed_config", "check_resume", "adopt_derived",
-           "checkpoint_config", "flatten", "nest"]
+           "checkpoint_config"]

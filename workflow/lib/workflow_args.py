@@ -20,8 +20,8 @@ ABLATION_ALIASES = {
 }
 # Ablation columns that steer the workflow and are not `aam train` flags.
 ABLATION_WORKFLOW_COLUMNS = ("pretrained",)
-INPUT_KEYS = ("table", "rep_seqs", "metadata", "tree", "unifrac_matrix")
-OPTIONAL_INPUTS = ("rep_seqs", "tree", "unifrac_matrix")
+INPUT_KEYS = ("table", "rep_seqs", "metadata", "tree", "unifrac_matrix", "taxonomy")
+OPTIONAL_INPUTS = ("rep_seqs", "tree", "unifrac_matrix", "taxonomy")
 SIMULATED_INPUTS = {
     "table": "resources/sim/table.biom",
     "metadata": "resources/sim/metadata.tsv",
@@ -66,9 +66,16 @@ def optional_file_flags(input, **flags):
     )
 
 
+def target_column(prepare):
+    """The column to predict: `metadata_column` (the flag's name), else its published alias
+    `target`."""
+    return prepare.get("metadata_column") or prepare["target"]
+
+
 def prepare_flags(prepare):
-    opts = {"metadata_column": prepare["target"]}
-    opts.update({k: v for k, v in prepare.items() if k != "target" and v != 0})
+    opts = {"metadata_column": target_column(prepare)}
+    opts.update({k: v for k, v in prepare.items()
+                 if k not in ("target", "metadata_column") and v != 0})
     return cli_flags(opts)
 
 
@@ -125,15 +132,6 @@ def launcher(command, multi_gpu="ddp"):
         return f"aam {command}"
 
     return launch
-
-
-def compare_figures(task):
-    """Names of the figures `aam compare` draws for the task (a metric figure each)."""
-    if task == "regression":
-        metrics = ["r2", "mae", "rmse"]
-        return [f"metric_{m}" for m in metrics] + ["predicted_vs_actual", "residuals"]
-    metrics = ["accuracy", "balanced_accuracy", "f1_macro"]
-    return [f"metric_{m}" for m in metrics] + ["roc", "confusion_matrix"]
 
 
 def verdict_label(wildcards, output):

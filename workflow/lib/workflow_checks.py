@@ -5,6 +5,8 @@ Imported by workflow/rules/common.smk, which runs the schema validation between 
 
 import os
 import shlex
+import shutil
+import subprocess
 
 import pandas as pd
 from snakemake.exceptions import WorkflowError
@@ -70,6 +72,55 @@ def check_ablation_rows(table, path, pretrain_enabled):
             )
 
 
+def split_labels(table):
+    """(settings table without the optional `label` column, {row index: label}); the label is
+    a display name only, so it is no part of the Paramspace folder name."""
+    if "label" not in table:
+        return table, {}
+    labels = {i: label for i, label in table["label"].items() if label}
+    twice = table["label"][table["label"].duplicated() & (table["label"] != "")]
+    if len(twice):
+        raise WorkflowError(
+            f"the label {twice.iloc[0]!r} names two rows of the ablation table; make labels unique."
+        )
+    return table.drop(columns="label"), labels
+
+
+FIND_PACKAGES = (
+    "import importlib.util as u, sys; "
+    "sys.exit(0 if u.find_spec('aam') and u.find_spec('torch') else 3)"
+)
+
+
+def check_software(uses_conda, path=None):
+    """Stop before scheduling when the rules' `aam` cannot run: not on PATH, or its Python lacks
+    aam or torch. Skipped under --use-conda, where each rule gets its own environment (the
+    post-deploy script installs aam there)."""
+    if uses_conda:
+        return
+    found = shutil.which("aam", path=path)
+    if found is None:
+        raise WorkflowError(
+            "the `aam` command is not on PATH: activate the environment that has it "
+            "(`conda activate aam` from environment.yml, or `. .venv/bin/activate`) or pass "
+            "--software-deployment-method conda."
+        )
+    with open(found, "rb") as handle:
+        first = handle.readline().decode("utf-8", "replace").strip()
+    python = first[2:].strip() if first.startswith("#!") else "python3"
+    try:
+        ok = subprocess.run(python.split() + ["-c", FIND_PACKAGES], capture_output=True,
+                            timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    if not ok:
+        raise WorkflowError(
+            f"`aam` ({found}) runs in a Python without the aam package or torch ({python}): "
+            "activate the environment made by environment.yml, or `pip install -e . "
+            "torch==2.13.0` into this one, or pass --software-deployment-method conda."
+        )
+
+
 def check_aam_flags(cfg, table):
     """Parse the `model`/`pretrain` keys with `aam pretrain`'s parser and every ablation row (with
     `model`/`finetune`) with `aam train`'s, so a misspelt key or column stops the workflow at once.
@@ -78,20 +129,28 @@ def check_aam_flags(cfg, table):
     when this Python cannot import aam (each rule's own environment then reports a bad flag).
     """
     try:
+        from aam.cli.options import FINETUNE_OPTIONS, PRETRAIN_OPTIONS, build_training_config
         from aam.cli.pretrain import build_parser as pretrain_parser
         from aam.cli.train import build_parser as train_parser
+        from aam.config import FinetuneConfig, PretrainConfig
+        from aam.errors import InputError
     except ImportError:
         return
     from workflow_args import pretrain_flags, train_flags
 
     jobs = [("the model and pretrain sections", "pretrain", pretrain_parser(),
-             pretrain_flags(cfg["model"], cfg["pretrain"]))]
+             pretrain_flags(cfg["model"], cfg["pretrain"]), PretrainConfig, PRETRAIN_OPTIONS)]
     for i, row in enumerate(table.to_dict("records")):
         jobs.append((f"ablation row {i + 1} {row} with the model and finetune sections", "train",
-                     train_parser(), train_flags(row, cfg)))
-    for where, command, parser, flags in jobs:
-        parse_or_fail(parser, ["--data-dir", "d", "--output-dir", "o", *shlex.split(flags)],
-                      f"{where} of the config give `aam {command}` flags it refuses")
+                     train_parser(), train_flags(row, cfg), FinetuneConfig, FINETUNE_OPTIONS))
+    for where, command, parser, flags, cls, options in jobs:
+        what = f"{where} of the config give `aam {command}` flags it refuses"
+        args = parse_or_fail(parser, ["--data-dir", "d", "--output-dir", "o",
+                                      *shlex.split(flags)], what)
+        try:  # the values too: choices such as the fusion name, numeric ranges
+            build_training_config(cls, args, options)
+        except InputError as err:
+            raise WorkflowError(f"{what}: {err}") from None
 
 
 def parse_or_fail(parser, argv, what):

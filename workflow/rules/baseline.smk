@@ -6,6 +6,7 @@ rule rf_baseline:
     output:
         predictions="results/rf/fold~{fold}/seed~{seed}/predictions.tsv",
         metrics="results/rf/fold~{fold}/seed~{seed}/metrics.json",
+        importances="results/rf/fold~{fold}/seed~{seed}/feature_importance.tsv",
     log:
         "logs/rf_baseline/fold~{fold}/seed~{seed}.log",
     benchmark:

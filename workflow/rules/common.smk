@@ -5,15 +5,16 @@ workflow/lib/, which rules call with the config section they depend on.
 """
 
 import os
+import shlex
 import sys
 
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import Paramspace, validate
 
 sys.path.insert(0, os.path.join(workflow.basedir, "lib"))
 
 from workflow_args import (
     cli_flags,
-    compare_figures,
     input_files,
     optional_file_flags,
     predict_flags,
@@ -21,6 +22,7 @@ from workflow_args import (
     pretrain_flags,
     results_root,
     split_flags,
+    target_column,
     train_flags,
     launcher,
     verdict_label,
@@ -29,19 +31,27 @@ from workflow_checks import (
     check_aam_flags,
     check_ablation_rows,
     check_config,
+    check_software,
     read_ablation_table,
+    split_labels,
 )
 
 validate(config, "../schemas/config.schema.yaml")
+# one name for the target column from here on (metadata_column is the flag's name)
+config["prepare"]["target"] = target_column(config["prepare"])
 check_config(config)
 ABLATIONS = read_ablation_table(config["ablations"])
 validate(ABLATIONS, "../schemas/ablations.schema.yaml")
+ABLATIONS, LABELS = split_labels(ABLATIONS)
 check_ablation_rows(ABLATIONS, config["ablations"], config["pretrain"]["enabled"])
 check_aam_flags(config, ABLATIONS)
 PARAMSPACE = Paramspace(ABLATIONS, filename_params="*", single_wildcard="ablation")
 FOLDS = list(range(config["split"]["folds"])) if config["split"]["folds"] >= 2 else [0]
 SEEDS = config["seeds"]
 AAM_ENV = "../envs/aam.yaml"  # software of every rule, with --use-conda
+# The post-deploy script of AAM_ENV installs aam from this repository (the folder above workflow/).
+os.environ.setdefault("AAM_SOURCE", os.path.dirname(workflow.basedir))
+check_software(DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method)
 
 
 wildcard_constraints:
@@ -86,6 +96,26 @@ def run_outputs(name):
         f"results/rf/fold~{{fold}}/seed~{{seed}}/{name}", fold=FOLDS, seed=SEEDS
     )
     return finetune + rf
+
+
+def explain_outputs():
+    """explain.json of every fine-tuned model (none when explain.enabled is false)."""
+    if not config["explain"]["enabled"]:
+        return []
+    return expand(
+        "results/finetune/{ablation}/fold~{fold}/seed~{seed}/explain/explain.json",
+        ablation=PARAMSPACE.instance_patterns,
+        fold=FOLDS,
+        seed=SEEDS,
+    )
+
+
+def label_lines():
+    """Shell-quoted lines of labels.tsv: a header and `model<TAB>label` for each row with a
+    `label` (aam compare derives the others from the row's settings)."""
+    patterns = list(PARAMSPACE.instance_patterns)
+    rows = [f"{patterns[i]}\t{label}" for i, label in LABELS.items()]
+    return shlex.join(["model\tlabel"] + rows)
 
 
 def final_outputs():

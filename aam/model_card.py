@@ -1,0 +1,129 @@
+"""``model-card.md`` beside every ``model.pt``: what a lab needs to share a trained model
+responsibly (data, target, transform, settings, validation metrics with bootstrap CIs, software
+version and commit, how the checkpoint was selected)."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+import aam
+from aam.atomic import write_text
+from aam.metrics import metric_names
+from aam.predictions import prediction_classes, read_predictions
+from aam.reports.stats import classification_replicates, regression_replicates
+
+log = logging.getLogger(__name__)
+
+N_BOOTSTRAP = 1000
+
+
+def git_commit(path: Optional[Path] = None) -> str:
+    """The commit of the git checkout holding the ``aam`` package ('unknown' outside git)."""
+    where = Path(path or Path(aam.__file__).resolve().parent)
+    try:
+        done = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
+def bootstrap_intervals(frame: pd.DataFrame, task: str, n: int = N_BOOTSTRAP,
+                        seed: int = 0) -> dict[str, tuple[float, float]]:
+    """95% percentile bootstrap interval of each metric over the samples of ``frame`` (a
+    predictions table); metrics NaN in every replicate are left out."""
+    known = frame[frame["actual"].notna()]
+    if len(known) < 2:
+        return {}
+    rows = np.random.default_rng(seed).integers(0, len(known), size=(n, len(known)))
+    if task == "regression":
+        actual = known["actual"].to_numpy(float)
+        reps = regression_replicates(actual[rows], known["prediction"].to_numpy(float)[rows])
+    else:
+        classes = prediction_classes(known)
+        index = {c: k for k, c in enumerate(classes)}
+        actual = known["actual"].astype(str).map(index).fillna(-1).to_numpy(int)
+        proba = known[[f"prob_{c}" for c in classes]].to_numpy(float)
+        reps = classification_replicates(actual[rows], proba[rows])
+    out = {}
+    for name, values in reps.items():
+        values = values[np.isfinite(values)]
+        if len(values):
+            out[name] = (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5)))
+    return out
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and not np.isfinite(value)) \
+        else f"{value:.4g}"
+
+
+def model_card(summary: dict, info: dict, data_dir: str, run_dir: Path,
+               encoder: Optional[str] = None) -> str:
+    """The card's Markdown from ``metrics.json`` (``summary``) and ``prepare.json`` (``info``)."""
+    cfg = summary.get("config") or {}
+    data_cfg, train = cfg.get("data") or {}, cfg.get("train") or {}
+    task = summary.get("task", "")
+    inputs = info.get("inputs") or {}
+    val_path = run_dir / "val_predictions.tsv"
+    intervals = bootstrap_intervals(read_predictions(val_path), task) if val_path.is_file() \
+        else {}
+    lines = [f"# Model card: {cfg.get('target_column', '?')} ({task})", "",
+             "## Data", "",
+             f"- prepared data: `{data_dir}` ({info.get('n_samples')} samples x "
+             f"{info.get('n_asvs')} ASVs after filtering)",
+             f"- study inputs: table `{inputs.get('table')}`, metadata `{inputs.get('metadata')}`"
+             + (f", tree `{inputs['tree']}`" if inputs.get("tree") else "")
+             + (f", distances `{inputs['unifrac_matrix']}`" if inputs.get("unifrac_matrix")
+                else ""),
+             f"- target: `{cfg.get('target_column')}`; target transform: "
+             f"`{data_cfg.get('target_transform', 'none')}` (statistics from the training samples "
+             "only, stored in model.pt)",
+             f"- categorical columns: {', '.join(data_cfg.get('categorical_columns') or []) or 'none'}",
+             f"- training samples: `train_samples.txt`; validation samples: `val_samples.txt` "
+             f"({summary.get('n')})", "",
+             "## Validation metrics", "",
+             f"On the {summary.get('n')} validation samples (original scale), with 95% percentile "
+             f"bootstrap intervals over samples ({N_BOOTSTRAP} replicates). The held-out test "
+             "comparison with the random forest is in the workflow's report.", "",
+             "| metric | value | 95% CI |", "|---|---|---|"]
+    for name in metric_names(task) if task else []:
+        low, high = intervals.get(name, (None, None))
+        ci = f"[{_fmt(low)}, {_fmt(high)}]" if low is not None else "n/a"
+        lines.append(f"| {name} | {_fmt(summary.get(name))} | {ci} |")
+    lines += ["", "## How it was selected", "",
+              f"The checkpoint of epoch {summary.get('best_epoch')} of "
+              f"{summary.get('epochs_run')} run: the lowest validation loss of the target "
+              f"(patience {train.get('patience')}; seed {summary.get('seed')}, fold "
+              f"{summary.get('fold')}). Test samples were never seen during training or "
+              "selection.", "",
+              "## Settings", "",
+              f"- fusion: {(cfg.get('fusion') or {}).get('name')}; frozen base: "
+              f"{cfg.get('freeze_base')}; pretrained encoder: "
+              f"{encoder or 'none (trained from scratch)'}",
+              f"- model: {cfg.get('model')}",
+              f"- training: epochs {train.get('epochs')}, lr {train.get('lr')}, batch size "
+              f"{data_cfg.get('batch_size')}, token limit {data_cfg.get('token_limit')}, ASV "
+              f"sampling {data_cfg.get('asv_sampling')}",
+              "- the full resolved configuration: `config.resolved.yaml` (also inside model.pt)",
+              "", "## Software", "",
+              f"- aam {aam.__version__}, commit {git_commit()}",
+              "- load with `aam predict --model model.pt` or `aam explain --model model.pt`", ""]
+    return "\n".join(lines)
+
+
+def write_model_card(run_dir: str | Path, summary: dict, info: dict, data_dir: str,
+                     encoder: Optional[str] = None) -> Path:
+    """Write ``model-card.md`` into ``run_dir`` (atomically) and return its path."""
+    path = Path(run_dir) / "model-card.md"
+    write_text(path, model_card(summary, info, str(data_dir), Path(run_dir), encoder))
+    return path
+
+
+__all__ = ["bootstrap_intervals", "git_commit", "model_card", "write_model_card"]

@@ -1,0 +1,193 @@
+"""Property-based fuzzing of every reader of user files (issue 15): any byte string, or a valid
+file with bytes flipped, inserted or cut, either parses to a valid object or raises the project's
+InputError; never another exception and never a hang.
+
+CI runs the ``ci`` profile of tests/conftest.py (fixed seed, 40 examples per reader);
+``HYPOTHESIS_PROFILE=long`` runs 2000 per reader.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aam.config import FinetuneConfig, load_yaml
+from aam.data.biom_io import FeatureTable, read_table
+from aam.data.fasta import read_fasta
+from aam.data.metadata import read_metadata
+from aam.data.sample_ids import read_sample_list
+from aam.data.taxonomy import read_taxonomy
+from aam.data.unifrac import read_distance_matrix, read_tree
+from aam.errors import InputError
+from aam.training.checkpoint import load_checkpoint
+
+DATA = Path(__file__).parent / "data"
+
+
+def _mutated(seed: bytes):
+    """A valid file with a few bytes replaced, inserted or deleted, or cut short."""
+    edit = st.tuples(st.sampled_from(["replace", "insert", "delete"]),
+                     st.integers(0, max(len(seed) - 1, 0)), st.binary(min_size=1, max_size=4))
+
+    def apply(args):
+        edits, cut = args
+        data = bytearray(seed)
+        for kind, at, chunk in edits:
+            at = min(at, len(data))
+            if kind == "replace":
+                data[at:at + len(chunk)] = chunk
+            elif kind == "insert":
+                data[at:at] = chunk
+            else:
+                del data[at:at + len(chunk)]
+        return bytes(data[:cut]) if cut is not None else bytes(data)
+
+    return st.tuples(st.lists(edit, min_size=1, max_size=6),
+                     st.none() | st.integers(0, len(seed))).map(apply)
+
+
+def _inputs(*seeds: Path):
+    """Arbitrary bytes, or a mutation of one of the valid ``seeds``."""
+    mutations = [_mutated(p.read_bytes()) for p in seeds]
+    return st.one_of(st.binary(max_size=512), *mutations)
+
+
+def _text_inputs(*seeds: Path):
+    """Like :func:`_inputs`, plus text mutations (line edits) that keep the file UTF-8."""
+    lines = st.lists(st.text(st.characters(blacklist_categories=("Cs",)), max_size=40),
+                     max_size=8).map(lambda ls: "\n".join(ls).encode())
+    return st.one_of(_inputs(*seeds), lines)
+
+
+def _read(suffix: str, payload: bytes, reader):
+    """Write ``payload`` to a file and read it; InputError is an accepted outcome."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"input{suffix}"
+        path.write_bytes(payload)
+        try:
+            return reader(path)
+        except InputError as err:
+            assert str(err).strip()  # the entry point prints it as one line
+            return None
+
+
+def _qza(member: str, payload: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("u/metadata.yaml", "type: Anything\n")
+        archive.writestr(f"u/data/{member}", payload)
+    return buffer.getvalue()
+
+
+def _check_table(table):
+    if table is None:
+        return
+    assert isinstance(table, FeatureTable)
+    assert table.counts.shape == (len(table.sample_ids), len(table.feature_ids))
+    assert np.isfinite(table.counts.data).all() and (table.counts.data >= 0).all()
+    assert len(set(table.sample_ids)) == len(table.sample_ids)
+
+
+@given(_inputs(DATA / "tiny-table.json.biom", DATA / "tiny-table.biom"))
+def test_biom_reader(payload):
+    _check_table(_read(".biom", payload, read_table))
+
+
+@given(_inputs(DATA / "tiny-table.qza", DATA / "tiny-rep-seqs.qza"))
+def test_qza_reader(payload):
+    _check_table(_read(".qza", payload, read_table))
+
+
+@given(st.binary(max_size=256) | _mutated((DATA / "tiny-table.json.biom").read_bytes()))
+def test_qza_member_contents(payload):
+    _check_table(_read(".qza", _qza("feature-table.biom", payload), read_table))
+
+
+@given(_text_inputs(DATA / "tiny-metadata.tsv", DATA / "tiny-metadata-q2.tsv"))
+def test_metadata_tsv_reader(payload):
+    frame = _read(".tsv", payload, read_metadata)
+    if frame is not None:
+        assert isinstance(frame, pd.DataFrame) and frame.index.is_unique
+        assert all(isinstance(x, str) and x == x.strip() and x for x in frame.index)
+
+
+@given(_text_inputs(DATA / "tiny-rep-seqs.fasta"))
+def test_fasta_reader(payload):
+    records = _read(".fasta", payload, read_fasta)
+    if records is not None:
+        assert records and all(isinstance(v, str) for v in records.values())
+
+
+@given(_text_inputs(DATA / "tiny-tree.nwk", DATA / "tiny-tree-md5.nwk"))
+def test_newick_reader(payload):
+    tree = _read(".nwk", payload, read_tree)
+    if tree is not None:
+        for node in tree.traverse(include_self=True):
+            assert node.length is None or (math.isfinite(node.length) and node.length >= 0)
+
+
+@given(_text_inputs(DATA / "tiny-unifrac.tsv"))
+def test_distance_matrix_tsv_reader(payload):
+    result = _read(".tsv", payload, read_distance_matrix)
+    if result is not None:
+        ids, matrix = result
+        assert matrix.shape == (len(ids), len(ids)) and np.isfinite(matrix).all()
+        np.testing.assert_allclose(matrix, matrix.T, atol=1e-6)
+
+
+@given(st.text(max_size=200).map(str.encode) | st.binary(max_size=200))
+def test_sample_list_reader(payload):
+    ids = _read(".txt", payload, read_sample_list)
+    if ids is not None:
+        assert ids and len(set(ids)) == len(ids)
+        assert all(x == x.strip() and x and "\t" not in x for x in ids)
+
+
+YAML_SEED = b"train:\n  epochs: 3\n  lr: 0.001\nmodel:\n  embedding_dim: 32\n  dropout: 0.1\n" \
+            b"data:\n  batch_size: 8\n  categorical_columns: [a, b]\ncount_penalty: 0.1\n"
+
+
+@given(st.binary(max_size=200) | _mutated(YAML_SEED))
+def test_yaml_config_reader(payload):
+    cfg = _read(".yaml", payload, lambda p: load_yaml(FinetuneConfig, p))
+    if cfg is not None:
+        assert isinstance(cfg, FinetuneConfig)
+        assert math.isfinite(cfg.train.lr) and cfg.count_penalty >= 0
+
+
+@given(_text_inputs())
+def test_taxonomy_reader(payload):
+    _read(".tsv", payload, read_taxonomy)
+
+
+@pytest.fixture(scope="module")
+def checkpoint_bytes(tmp_path_factory) -> bytes:
+    from aam.config import ModelConfig, PretrainConfig, to_dict
+    from aam.models.pretrain import PretrainModel
+    from aam.training.checkpoint import make_payload, save_checkpoint
+
+    cfg = PretrainConfig(model=ModelConfig(embedding_dim=8, attention_heads=2,
+                                           nucleotide_layers=1, asv_layers=1, sample_layers=1,
+                                           max_bp=8))
+    path = tmp_path_factory.mktemp("ckpt") / "encoder.pt"
+    save_checkpoint(path, make_payload("encoder", to_dict(cfg), PretrainModel(cfg).state_dict()))
+    return path.read_bytes()
+
+
+def test_checkpoint_reader(checkpoint_bytes):
+    @given(st.binary(max_size=256) | _mutated(checkpoint_bytes))
+    def check(payload):
+        got = _read(".pt", payload, lambda p: load_checkpoint(p, "encoder"))
+        if got is not None:
+            assert got["kind"] == "encoder" and isinstance(got["model_state"], dict)
+
+    check()
