@@ -13,6 +13,8 @@ from aam.cli.__main__ import COMMANDS
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
+# runpy warns when the module was imported earlier in this test process; `python -m` does not.
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules after import of package:RuntimeWarning")
 def test_python_m_module_runs_the_command(command, monkeypatch, capsys):
     module = COMMANDS[command][0]
     monkeypatch.setattr(sys, "argv", [module, "--help"])
