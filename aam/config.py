@@ -19,6 +19,7 @@ from aam.errors import InputError
 from aam.validate import check_finite, check_model_sizes, check_seed
 
 ASV_SAMPLING = ("first", "abundance", "random")
+COUNT_FEATURES = ("clr", "log1p")  # how an ASV's count enters the sample encoder
 TASKS = ("regression", "classification")
 REGRESSION_LOSSES = ("mse", "mae", "huber")
 PARALLEL_CHOICES = ("auto", "none", "ddp", "fsdp", "dp")
@@ -107,8 +108,17 @@ class ModelConfig:
     max_bp: int = 150  # position-embedding length; set from the data before the model is built
     nucleotide_patch: int = 4  # nucleotides per token of the ASV encoder (1 = one per base)
     gradient_checkpointing: bool = False
+    count_features: str = field(default="clr", metadata={
+        "help": "how a count enters the sample encoder: clr (centred log relative abundance and "
+                "relative abundance) or log1p (log1p(count), the format-1 checkpoints' input, "
+                "dominated by sequencing depth)", "choices": COUNT_FEATURES})
+    asv_norm: bool = field(default=True, metadata={
+        "help": "standardise ASV vectors across ASVs (batch norm) before the sample encoder; "
+                "without it the vectors of similar 16S sequences are nearly parallel and every "
+                "sample looks alike to the target head"})
 
     def __post_init__(self) -> None:
+        _check_choice("count_features", self.count_features, COUNT_FEATURES)
         for name in ("embedding_dim", "attention_heads", "nucleotide_layers", "asv_layers",
                      "ff_mult", "max_bp", "nucleotide_patch"):
             _check_positive(name, getattr(self, name))

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from aam.models.attention import AttentionPooling, TransformerStack
+from aam.models.encoder import centred_log_ratio
 
 
 class MaskedAttentionPool(AttentionPooling):
@@ -77,11 +78,7 @@ def count_loss(pred_clr: Tensor, counts: Tensor, mask: Tensor) -> Tensor:
     mask : BoolTensor [B, S]
         True at real ASVs.
     """
-    maskf = mask.float()
-    totals = counts.sum(dim=1, keepdim=True).clamp_min(1.0)  # [B, 1]
-    log_abundance = torch.log(counts / totals + 1e-6) * maskf  # [B, S]
-    centre = log_abundance.sum(1, keepdim=True) / maskf.sum(1, keepdim=True).clamp_min(1.0)
-    err = (pred_clr.float() - (log_abundance - centre)) ** 2
+    err = (pred_clr.float() - centred_log_ratio(counts, mask)) ** 2
     return err[mask].mean() if mask.any() else err.sum() * 0.0
 
 

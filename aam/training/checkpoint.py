@@ -18,7 +18,10 @@ from aam.atomic import atomic_path
 from aam.errors import InputError
 from aam.validate import check_checkpoint_fields, check_model_sizes, check_tensor_sizes
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Model settings that format 1 did not record, with the behaviour format-1 models were trained
+# with (format 2 changed their defaults).
+FORMAT_1_MODEL = {"count_features": "log1p", "asv_norm": False}
 KINDS = ("encoder", "predictor")
 REQUIRED_KEYS = ("format_version", "aam_version", "kind", "config", "model_state", "epoch",
                  "best_metric", "seed")
@@ -105,6 +108,10 @@ def load_checkpoint(path: str | Path, kind: str | None = None,
             f"({type(err).__name__}). Re-run the job that wrote it."
         ) from None
     _check_payload(payload, path, kind)
+    if payload["format_version"] == 1:
+        model = payload["config"].setdefault("model", {})
+        for key, value in FORMAT_1_MODEL.items():
+            model.setdefault(key, value)
     return payload
 
 
