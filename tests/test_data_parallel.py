@@ -151,7 +151,10 @@ ARGS = ["--embedding-dim", "16", "--attention-heads", "2", "--attention-layers",
 
 
 def test_train_over_three_devices_matches_one(prepared, tmp_path, three_devices):
-    argv = [*ARGS, "--no-count-prediction", "--token-limit", "64", "--data-dir", str(prepared)]
+    # --no-asv-norm: each part's ASV batch norm sees only its own ASVs, so equality with the
+    # whole batch holds only without it
+    argv = [*ARGS, "--no-count-prediction", "--token-limit", "64", "--data-dir", str(prepared),
+            "--no-asv-norm"]
     assert train_main([*argv, "--output-dir", str(tmp_path / "dp"), "--data-parallel"]) == 0
     assert train_main([*argv, "--output-dir", str(tmp_path / "one")]) == 0
     assert three_devices and all(sizes == [3, 2, 3] for sizes in three_devices)

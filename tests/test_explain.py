@@ -91,15 +91,23 @@ def test_attributions_of_one_occurrence_follow_its_abundance(trained):
     assert (got.per_sample["attribution"] != 0).mean() > 0.9
 
 
-def test_zero_count_occurrence_gets_zero_attribution(trained, root):
+def test_occurrence_at_the_baseline_gets_zero_attribution(trained, root, monkeypatch):
     prepared, model_path = trained("fusion-gmu")
     model, payload = load_predictor(model_path)
     from aam.data.dataset import SampleDataset, make_loader
+    import aam.models.encoder as encoder
     data = load_prepared(prepared)
     ds = SampleDataset(data, data.sample_ids[:3], model.cfg.data,
                        cat_ids=np.zeros((3, 2), dtype=np.int64))
     batch = next(iter(make_loader(ds, 3, False, 0)))
-    batch.counts[0, 0] = 0.0  # the occurrence sits at the baseline
+    features = encoder.count_features
+
+    def at_baseline(counts, mask, kind):  # the first occurrence's features are the baseline (0)
+        out = features(counts, mask, kind).clone()
+        out[0, 0] = 0.0
+        return out
+
+    monkeypatch.setattr(encoder, "count_features", at_baseline)
     exp = explain_batch(model, batch, steps=8)
     assert float(exp.attribution[0, 0, 0]) == 0.0
     assert (exp.attribution[~batch.asv_mask] == 0).all()  # padding never gets attribution

@@ -1,9 +1,12 @@
 """Integrated gradients over the ASV abundance input of a trained :class:`Predictor`.
 
-The model sees each ASV occurrence's abundance as two features, ``[log1p(count), count / depth]``,
-fed to the sample encoder's count embedding (``SampleEncoder.count_emb``). We integrate the
-gradient of the output along the straight path from the baseline (both features 0, as for a
-count of 0; the ASV's sequence stays in the sample) to the observed features, so the attribution
+The model sees each ASV occurrence's abundance as two features
+(:func:`aam.models.encoder.count_features`: its centred log relative abundance and its relative
+abundance; ``[log1p(count), count / depth]`` for format-1 models), fed to the sample encoder's
+count embedding (``SampleEncoder.count_emb``). We integrate the gradient of the output along the
+straight path from the baseline (the features every ASV of the sample would have at a count of
+0, the sample's own CLR centre kept; the ASV's sequence stays in the sample) to the observed
+features, so the attribution
 of one (sample, ASV) occurrence is ``x . mean_alpha grad f(alpha x)`` summed over its two features
 (Sundararajan et al. 2017). Completeness: the attributions of a sample sum to
 ``f(x) - f(baseline)`` up to the quadrature error, which :func:`explain_batch` returns.
@@ -20,6 +23,7 @@ arXiv:1703.01365.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -70,13 +74,27 @@ class _FixedAsvVectors:
         return EncoderOutput(asv_emb, sample_emb, batch.asv_mask)
 
 
+def zero_count_features(x: Tensor, kind: str) -> Tensor:
+    """The count features [B, S, 2] each occurrence would have at a count of 0 (0 at padding).
+
+    ``log1p``: both features 0. ``clr``: the relative abundance is 0 and the CLR feature is
+    ``(log(1e-6) - centre) / 4``; the sample's centre is recovered from ``x`` itself, since
+    ``4 * clr = log(relative + 1e-6) - centre`` at every real ASV.
+    """
+    if kind == "log1p":
+        return torch.zeros_like(x)
+    shift = (torch.log(x[..., 1] + 1e-6) - math.log(1e-6)) / 4.0  # 0 at padding
+    return torch.stack([x[..., 0] - shift, torch.zeros_like(x[..., 1])], dim=-1)
+
+
 class _AbundancePath:
     """Forward pre-hook on the count embedding: replaces its input by ``alpha * x`` (a leaf
     that requires grad) and records ``x`` and the pooling weights of the pass."""
 
     def __init__(self, model: Predictor) -> None:
         self.alpha = 1.0
-        self.features: Optional[Tensor] = None  # x [B, S, 2]
+        self.kind = model.cfg.model.count_features
+        self.features: Optional[Tensor] = None  # x - baseline [B, S, 2]
         self.scaled: Optional[Tensor] = None  # alpha * x, requires grad
         self.pools: dict[str, Tensor] = {}
         self.handles = [model.encoder.sample.count_emb.register_forward_pre_hook(self._scale),
@@ -86,8 +104,10 @@ class _AbundancePath:
             self.handles.append(target_pool.register_forward_pre_hook(self._target_pool))
 
     def _scale(self, _module, args):
-        self.features = args[0].detach()
-        self.scaled = (self.alpha * self.features).requires_grad_(True)
+        x = args[0].detach()
+        base = zero_count_features(x, self.kind)
+        self.features = x - base
+        self.scaled = (base + self.alpha * self.features).requires_grad_(True)
         return (self.scaled,)
 
     def _encoder_pool(self, _module, _args, output):
