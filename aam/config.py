@@ -108,10 +108,10 @@ class ModelConfig:
     max_bp: int = 150  # position-embedding length; set from the data before the model is built
     nucleotide_patch: int = 4  # nucleotides per token of the ASV encoder (1 = one per base)
     gradient_checkpointing: bool = False
-    count_features: str = field(default="clr", metadata={
-        "help": "how a count enters the sample encoder: clr (centred log relative abundance and "
-                "relative abundance) or log1p (log1p(count), the format-1 checkpoints' input, "
-                "dominated by sequencing depth)", "choices": COUNT_FEATURES})
+    count_features: str = field(default="log1p", metadata={
+        "help": "how a count enters the sample encoder: log1p (log1p(count) and relative "
+                "abundance) or clr (centred log relative abundance and relative abundance; it "
+                "lost the ibd signal in docs/science.md)", "choices": COUNT_FEATURES})
     asv_norm: bool = field(default=True, metadata={
         "help": "standardise ASV vectors across ASVs (batch norm) before the sample encoder; "
                 "without it the vectors of similar 16S sequences are nearly parallel and every "

@@ -20,7 +20,7 @@ from aam.validate import check_checkpoint_fields, check_model_sizes, check_tenso
 
 FORMAT_VERSION = 2
 # Model settings that format 1 did not record, with the behaviour format-1 models were trained
-# with (format 2 changed their defaults).
+# with (format 2 turned the ASV batch norm on by default).
 FORMAT_1_MODEL = {"count_features": "log1p", "asv_norm": False}
 KINDS = ("encoder", "predictor")
 REQUIRED_KEYS = ("format_version", "aam_version", "kind", "config", "model_state", "epoch",
