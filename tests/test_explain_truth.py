@@ -6,13 +6,12 @@ Settings, and why: the simulator's default size (200 samples x 300 ASVs) needs ~
 and explaining on one thread, too slow for the suite, so the test simulates 128 samples x 40 ASVs
 (seed 0; 6 signal ASVs) and trains the suite's tiny model (d=16, one layer per stack, no
 categorical columns, every ASV of a sample as input) for 40 epochs; ``aam explain`` then runs at
-its default settings (32 integration steps, zero-abundance baseline). This test measures AAM 0.838
-and forest 0.995 (forest fit on the run's train samples). With the same model settings on simulator
-seeds 0-3 (forest of 500 trees fit on all samples): AAM 0.84, 0.85, 0.98, 0.97; forest 0.93, 0.91,
-0.96, 0.95. The slow test below runs the simulator's defaults (200 samples x 300 ASVs of 120 nt,
-seed 0; 30 epochs, token limit 128): AAM 0.833, forest 0.874 (forest over all 300 ASVs); with
-100-nt ASVs instead: AAM 0.92, forest 0.85. The margin is modest (0.83-0.84 vs 0.8): the AAM model
-is tiny and short-trained.
+its default settings (32 integration steps, zero-count baseline). With the format-2 encoder
+(ASV batch norm, log1p count features) this test measures AAM 0.966 and forest 0.995 (forest fit
+on the run's train samples). The slow test below runs the simulator's defaults (200 samples x 300
+ASVs of 120 nt, seed 0; 60 epochs, token limit 128): AAM 0.856, forest 0.874. Earlier numbers
+with the format-1 encoder (0.83-0.84 at 30 epochs) came from a model that did not predict
+(validation R2 0.002): attributions of such a model say little, hence 60 epochs.
 """
 
 from __future__ import annotations
@@ -68,8 +67,7 @@ def test_attributions_rank_the_signal_asvs_first(tmp_path: Path, record_property
 def test_signal_asvs_at_the_simulator_defaults(tmp_path: Path, record_property):
     """The simulator's defaults (200 samples x 300 ASVs, seed 0), so marked slow. 60 epochs:
     the model must predict before its attributions mean anything (at 30 epochs the format-1
-    encoder inputs reached validation R2 0.002 and the current ones 0.008; at 60 the current
-    encoder reaches R2 0.42 and signal-ASV AUROC 0.88)."""
+    encoder reached validation R2 0.002; at 60 the current one gives signal-ASV AUROC 0.86)."""
     truth = _truth_run(tmp_path, [], epochs=60, token_limit=128)
     record_property("aam_auroc", truth["aam_auroc"])
     record_property("rf_auroc", truth["rf_auroc"])
