@@ -166,7 +166,10 @@ def test_yaml_config_reader(payload):
 
 @given(_text_inputs())
 def test_taxonomy_reader(payload):
-    _read(".tsv", payload, read_taxonomy)
+    taxa = _read(".tsv", payload, read_taxonomy)
+    if taxa is not None:  # parsed: taxon strings keyed by feature ID
+        assert isinstance(taxa, pd.Series) and taxa.index.name == "Feature ID"
+        assert all(isinstance(t, str) for t in taxa)
 
 
 @pytest.fixture(scope="module")
