@@ -13,8 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from aam.cli.common import Outputs, add_common_flags, run
-from aam.config import ASV_SAMPLING
+from aam.cli.common import Outputs, add_common_flags, add_model_input_flags, run
 from aam.explain import ExplainConfig, ExplainPaths, run_explain
 
 log = logging.getLogger("aam")
@@ -22,11 +21,7 @@ log = logging.getLogger("aam")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aam explain", description=__doc__)
-    parser.add_argument("--model", required=True, type=Path, help="model.pt written by aam train")
-    parser.add_argument("--data-dir", required=True, type=Path,
-                        help="folder written by aam prepare")
-    parser.add_argument("--samples", type=Path,
-                        help="sample list, one ID a line (default: every prepared sample)")
+    add_model_input_flags(parser, "model.pt written by aam train", "folder written by aam prepare")
     parser.add_argument("--output-dir", required=True, type=Path, help="folder to write into")
     parser.add_argument("--taxonomy", type=Path,
                         help="taxonomy TSV or FeatureData[Taxonomy] .qza (default: the "
@@ -41,12 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="integration steps from the zero-abundance baseline (default 32)")
     parser.add_argument("--top", type=int, default=100,
                         help="rows of attributions.tsv (0 = every ASV seen; default 100)")
-    parser.add_argument("--batch-size", type=int,
-                        help="samples per batch (default: the model's training setting)")
-    parser.add_argument("--asv-sampling", choices=ASV_SAMPLING,
-                        help="which ASVs when a sample has more than the token limit "
-                             "(default: the model's training setting)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     add_common_flags(parser)
     return parser
 

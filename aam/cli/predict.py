@@ -11,8 +11,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from aam.cli.common import Outputs, add_common_flags, run
-from aam.config import ASV_SAMPLING
+from aam.cli.common import Outputs, add_common_flags, add_model_input_flags, run
 from aam.inference import PredictConfig, PredictPaths, metrics_path, run_predict
 
 log = logging.getLogger("aam")
@@ -20,12 +19,8 @@ log = logging.getLogger("aam")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aam predict", description=__doc__)
-    parser.add_argument("--model", required=True, type=Path,
-                        help="model.pt written by aam train (not a pretraining encoder.pt)")
-    parser.add_argument("--data-dir", required=True, type=Path,
-                        help="folder written by aam prepare (table, metadata)")
-    parser.add_argument("--samples", type=Path,
-                        help="sample list, one ID a line (default: every prepared sample)")
+    add_model_input_flags(parser, "model.pt written by aam train (not a pretraining encoder.pt)",
+                          "folder written by aam prepare (table, metadata)")
     parser.add_argument("--output", required=True, type=Path, help="predictions.tsv to write")
     parser.add_argument("--metadata", type=Path,
                         help="read categorical columns and the actual target from this TSV "
@@ -35,13 +30,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prediction-passes", type=int, default=1,
                         help="passes averaged per sample, each with a fresh random ASV draw; "
                              "needs --asv-sampling random (default 1)")
-    parser.add_argument("--asv-sampling", choices=ASV_SAMPLING,
-                        help="which ASVs when a sample has more than the token limit "
-                             "(default: the model's training setting)")
-    parser.add_argument("--batch-size", type=int,
-                        help="samples per batch (default: the model's training setting)")
-    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda "
-                                                         "or cuda:N (default auto)")
     parser.add_argument("--num-workers", type=int, default=0,
                         help="DataLoader worker processes (default 0)")
     parser.add_argument("--seed", type=int,
