@@ -227,6 +227,7 @@ class FinetuneConfig:
     count_prediction: bool = True
     count_penalty: float = 0.1  # CLR count-loss weight (1.0 halved validation R2 on the simulator)
     target_layers: int = 1  # transformer layers of the target encoder
+    abundance_head: bool = False  # additive per-ASV term: sum of a(asv) + clr * b(asv)
     categorical_lr: Optional[float] = None  # learning rate of category embeddings/fusion/scales
     val_prediction_passes: int = 1
     nucleotide_loss_weight: float = 0.0  # > 0 keeps the masked-nucleotide loss when the base trains

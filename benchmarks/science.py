@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sizes: cpu (2 cores, < 60 min), gpu (one GPU), smoke (seconds)")
     p.add_argument("--studies", type=_tuple(str), help=f"subset of {','.join(STUDIES)}")
     p.add_argument("--variants", type=_tuple(str),
-                   help="rows besides rf: aam, aam-ensemble, aam-scratch, hybrid-rf")
+                   help="rows besides rf: aam, aam-ensemble, aam-scratch, hybrid-rf, linear")
     p.add_argument("--seeds", type=_tuple(int), help="e.g. 0,1,2")
     p.add_argument("--folds", type=int)
     p.add_argument("--device", help="cpu | cuda")
@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("finetune-lr", "pretrain-lr", "weight-decay", "dropout"):
         p.add_argument(f"--{name}", type=float)
     p.add_argument("--asv-sampling")
+    p.add_argument("--count-features", help="log1p | clr (model.count_features)")
+    p.add_argument("--asv-norm", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--abundance-head", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--target-transform")
     p.add_argument("--dev-fold", type=int,
                    help="recipe development: benchmark only the training subjects of this "
@@ -78,7 +81,8 @@ def _settings(args):
         "studies", "variants", "seeds", "folds", "device", "threads", "embedding_dim",
         "attention_layers", "token_limit", "pretrain_epochs", "finetune_epochs",
         "finetune_patience", "batch_size", "finetune_lr", "pretrain_lr", "weight_decay",
-        "dropout", "asv_sampling", "freeze_base", "target_transform", "dev_fold")}
+        "dropout", "asv_sampling", "freeze_base", "target_transform", "dev_fold",
+        "count_features", "asv_norm", "abundance_head")}
     return preset(args.preset, **overrides)
 
 
@@ -122,7 +126,7 @@ def _write(args, settings, tables, predictions, seconds, wall: float) -> str:
         "machine": machine(), "wall time": f"{wall / 60:.1f} min (per study, s: {seconds})",
         "preset": f"{args.preset}: {settings.note}",
         "settings": ", ".join(f"{k}={v}" for k, v in asdict(settings).items()
-                              if k not in ("note", "extra")),
+                              if k != "note"),
         "selection": "grouped K-fold by subject (split seed 0); in each fold the training "
                      f"subjects are split again by subject ({settings.inner_val_fraction:.0%} "
                      "to inner validation); pretraining (self-supervised, per fold, the two "

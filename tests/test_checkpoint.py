@@ -89,3 +89,17 @@ def test_malicious_pickle_is_refused_without_running(tmp_path):
 def test_missing_file_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="checkpoint not found: .*nope.pt"):
         load_checkpoint(tmp_path / "nope.pt", "encoder")
+
+
+def test_format_2_predictor_loads_without_the_abundance_head(tmp_path):
+    """Format-2 predictors were trained without the abundance head; their config does not name
+    it, so loading must say it is off rather than build a head the weights do not have."""
+    from aam.config import FinetuneConfig, from_dict
+
+    payload = make_payload("predictor", to_dict(FinetuneConfig(model=TINY)), {}, epoch=1,
+                           best_metric=0.0, seed=0)
+    payload["format_version"] = 2
+    del payload["config"]["abundance_head"]
+    save_checkpoint(tmp_path / "model.pt", payload)
+    loaded = load_checkpoint(tmp_path / "model.pt", "predictor")
+    assert from_dict(FinetuneConfig, loaded["config"]).abundance_head is False

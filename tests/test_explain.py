@@ -29,6 +29,8 @@ RUNS.update({
                                                 "fusion": "cross-attention"}),
     "frozen-scaled": ("regression", {"freeze_base": True, "columns": ("category", "batch"),
                                      "conditional_output_scaling": "batch"}),
+    "abundance-head": ("regression", {"abundance_head": True}),
+    "no-abundance-head": ("regression", {"abundance_head": False}),
 })
 
 
@@ -89,6 +91,39 @@ def test_attributions_of_one_occurrence_follow_its_abundance(trained):
                   torch.device("cpu"))
     assert (got.per_sample["count"] > 0).all()
     assert (got.per_sample["attribution"] != 0).mean() > 0.9
+
+
+def test_the_abundance_heads_term_is_explained(trained):
+    """The abundance head reads the same count features as the encoder, so integrated
+    gradients see its term: the explained change f(x) - f(baseline) grows by exactly the head's
+    own change between the observed and the baseline features."""
+    from aam.data.dataset import SampleDataset, make_loader
+    from aam.explain.attribution import zero_count_features
+
+    prepared, model_path = trained("abundance-head")
+    model, _ = load_predictor(model_path)
+    data = load_prepared(prepared)
+    ds = SampleDataset(data, data.sample_ids[:4], model.cfg.data,
+                       cat_ids=np.zeros((4, 1), dtype=np.int64))
+    batch = next(iter(make_loader(ds, 4, False, 0)))
+    head = model.abundance_head.net[-1]
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+    before = explain_batch(model, batch, steps=16)
+    with torch.no_grad():
+        head.weight.normal_(std=5.0)
+        head.bias.normal_(std=5.0)
+        enc = model.encode(batch)
+        base = zero_count_features(enc.count_features, model.cfg.model.count_features)
+        change = (model.abundance_head(enc.asv_vectors, enc.count_features, batch.asv_mask)
+                  - model.abundance_head(enc.asv_vectors, base, batch.asv_mask))
+    after = explain_batch(model, batch, steps=16)
+    assert change.abs().min() > 1e-3
+    explained = (after.output - after.baseline_output) - (before.output - before.baseline_output)
+    torch.testing.assert_close(explained, change, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(after.attribution.sum(1), after.output - after.baseline_output,
+                               rtol=0.05, atol=1e-3)
 
 
 def test_occurrence_at_the_baseline_gets_zero_attribution(trained, root, monkeypatch):

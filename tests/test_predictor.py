@@ -107,3 +107,40 @@ def test_encoder_state_with_other_sizes_is_a_clear_error():
     model = Predictor(tiny_cfg())
     with pytest.raises(InputError, match="do not fit this model"):
         load_encoder_state(model, {"nucleotide.token_emb.weight": torch.zeros(6, 8)})
+
+
+def test_abundance_head_starts_at_zero_and_ignores_sequencing_depth():
+    """The abundance head adds nothing before training (zero-initialised output layer), and
+    with CLR count features its term depends on relative abundances only: a sample sequenced
+    ten times deeper gets the same term."""
+    cfg = tiny_cfg(abundance_head=True, out_dim=2)
+    model = Predictor(dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, count_features="clr"))).eval()
+    batch = tiny_batch()
+    head = model.abundance_head
+
+    def term(b):
+        enc = model.encode(b)
+        return head(enc.asv_vectors, enc.count_features, b.asv_mask)
+
+    assert torch.equal(term(batch), torch.zeros(3, 2))
+    torch.nn.init.normal_(head.net[-1].weight)
+    deeper = dataclasses.replace(batch, counts=batch.counts * 10)
+    assert term(batch).abs().min() > 0
+    torch.testing.assert_close(term(deeper), term(batch))
+
+
+def test_abundance_head_sums_over_asvs_so_a_missing_asv_changes_the_prediction():
+    """Unlike attention pooling (an average), the head sums per-ASV terms: leaving one ASV out
+    of a sample removes that ASV's term and leaves the other samples alone."""
+    model = Predictor(tiny_cfg(abundance_head=True)).eval()
+    torch.nn.init.normal_(model.abundance_head.net[-1].weight)
+    torch.nn.init.normal_(model.abundance_head.net[-1].bias)
+    batch = tiny_batch()
+    enc = model.encode(batch)
+    full = model.abundance_head(enc.asv_vectors, enc.count_features, batch.asv_mask)
+    mask = batch.asv_mask.clone()
+    mask[0, 0] = False
+    fewer = model.abundance_head(enc.asv_vectors, enc.count_features, mask)
+    assert not torch.allclose(fewer[0], full[0])
+    torch.testing.assert_close(fewer[1:], full[1:])

@@ -107,6 +107,10 @@ FINETUNE_OPTIONS = TRAINING_OPTIONS + [
     opt("--count-prediction", "count_prediction", bool,
         "count head predicting each ASV's relative abundance (--no-count-prediction: not built)"),
     opt("--count-penalty", "count_penalty", float, "weight of the count loss"),
+    opt("--abundance-head", "abundance_head", bool,
+        "add a per-ASV term to the prediction: sum over the sample's ASVs of a(ASV) + "
+        "CLR abundance x b(ASV), a linear model over abundances with coefficients from each "
+        "ASV's vector"),
     opt("--target-layers", "target_layers", int, "transformer layers of the target encoder"),
     opt("--categorical-columns", "data.categorical_columns", str,
         "comma-separated metadata columns fused into the model (default: prepare.json's)"),

@@ -3,7 +3,7 @@
 The model sees each ASV occurrence's abundance as two features
 (:func:`aam.models.encoder.count_features`: its centred log relative abundance and its relative
 abundance; ``[log1p(count), count / depth]`` for format-1 models), fed to the sample encoder's
-count embedding (``SampleEncoder.count_emb``). We integrate the gradient of the output along the
+count embedding (``SampleEncoder.count_emb``) and the abundance head. We integrate the gradient of the output along the
 straight path from the baseline (the features every ASV of the sample would have at a count of
 0, the sample's own CLR centre kept; the ASV's sequence stays in the sample) to the observed
 features, so the attribution
@@ -70,8 +70,7 @@ class _FixedAsvVectors:
         self.vectors = vectors
 
     def encode(self, encoder, batch: Batch) -> EncoderOutput:
-        asv_emb, sample_emb = encoder.encode_samples(self.vectors, batch)
-        return EncoderOutput(asv_emb, sample_emb, batch.asv_mask)
+        return encoder.encode_samples(self.vectors, batch)
 
 
 def zero_count_features(x: Tensor, kind: str) -> Tensor:
@@ -88,8 +87,9 @@ def zero_count_features(x: Tensor, kind: str) -> Tensor:
 
 
 class _AbundancePath:
-    """Forward pre-hook on the count embedding: replaces its input by ``alpha * x`` (a leaf
-    that requires grad) and records ``x`` and the pooling weights of the pass."""
+    """Forward hook on the count features (``SampleEncoder.count_input``, read by the count
+    embedding and the abundance head): replaces them by ``alpha * x`` (a leaf that requires
+    grad) and records ``x`` and the pooling weights of the pass."""
 
     def __init__(self, model: Predictor) -> None:
         self.alpha = 1.0
@@ -97,18 +97,18 @@ class _AbundancePath:
         self.features: Optional[Tensor] = None  # x - baseline [B, S, 2]
         self.scaled: Optional[Tensor] = None  # alpha * x, requires grad
         self.pools: dict[str, Tensor] = {}
-        self.handles = [model.encoder.sample.count_emb.register_forward_pre_hook(self._scale),
+        self.handles = [model.encoder.sample.count_input.register_forward_hook(self._scale),
                         model.encoder.pool.register_forward_hook(self._encoder_pool)]
         target_pool = _target_pool(model)
         if target_pool is not None:
             self.handles.append(target_pool.register_forward_pre_hook(self._target_pool))
 
-    def _scale(self, _module, args):
-        x = args[0].detach()
+    def _scale(self, _module, _args, output):
+        x = output.detach()
         base = zero_count_features(x, self.kind)
         self.features = x - base
         self.scaled = (base + self.alpha * self.features).requires_grad_(True)
-        return (self.scaled,)
+        return self.scaled
 
     def _encoder_pool(self, _module, _args, output):
         self.pools["encoder"] = output[1].detach()

@@ -159,16 +159,20 @@ class EncoderCache:
         if part is None:
             part = self._parts.setdefault(device, _DeviceCache())
         with torch.no_grad():
-            if self.sample_level:
-                cached = self._from_samples(part, batch)
-                if cached is not None:
-                    return cached
+            cached = self._from_samples(part, batch) if self.sample_level else None
             vectors = part.asvs.vectors(batch.unique_asv_index, batch.unique_tokens.long(),
                                         encoder.encode_asvs)  # [U, D]
-            asv_emb, sample_emb = encoder.encode_samples(vectors, batch)
+            if cached is not None:  # the cheap per-occurrence inputs are recomputed
+                mask = batch.asv_mask
+                cached.asv_vectors = vectors[batch.asv_inverse] * mask.unsqueeze(-1).to(
+                    vectors.dtype)
+                cached.count_features = encoder.sample.count_input(batch.counts, mask).to(
+                    vectors.dtype)
+                return cached
+            out = encoder.encode_samples(vectors, batch)
             if self.sample_level:
-                self._store_samples(part, batch, asv_emb, sample_emb)
-        return EncoderOutput(asv_emb, sample_emb, batch.asv_mask)
+                self._store_samples(part, batch, out.asv_emb, out.sample_emb)
+        return out
 
     def clear(self) -> None:
         """Forget everything (the encoder's weights changed)."""

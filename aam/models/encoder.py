@@ -34,6 +34,10 @@ class EncoderOutput:
     asv_mask : BoolTensor [B, S]          True at real ASVs
     nuc_logits : FloatTensor [U, L, V] or None   masked-nucleotide logits (when masking)
     nuc_targets : LongTensor [U, L] or None      true token at masked positions, -100 elsewhere
+    count_features : FloatTensor [B, S, 2] or None   the abundance features the sample encoder
+        read (:func:`count_features`; 0 at padding)
+    asv_vectors : FloatTensor [B, S, D] or None      each occurrence's ASV vector before counts
+        and context enter (depends on the sequence only; 0 at padding)
     """
 
     asv_emb: Tensor
@@ -41,6 +45,8 @@ class EncoderOutput:
     asv_mask: Tensor
     nuc_logits: Optional[Tensor] = None
     nuc_targets: Optional[Tensor] = None
+    count_features: Optional[Tensor] = None
+    asv_vectors: Optional[Tensor] = None
 
 
 def mask_nucleotides(tokens: Tensor, rate: float, generator: torch.Generator | None = None,
@@ -174,6 +180,19 @@ class ASVNorm(nn.Module):
         return self.norm(vectors)
 
 
+class CountFeatures(nn.Module):
+    """:func:`count_features` as a module (no parameters), so one hook sees the abundance input
+    wherever the model reads it (the count embedding and the abundance head)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, counts: Tensor, mask: Tensor) -> Tensor:
+        """counts [B, S], mask [B, S] -> features [B, S, 2]."""
+        return count_features(counts, mask, self.kind)
+
+
 class SampleEncoder(nn.Module):
     """Transformer across the ASVs of a sample, with a count embedding and padding mask.
 
@@ -184,16 +203,18 @@ class SampleEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         d = cfg.embedding_dim
-        self.features = cfg.count_features
+        self.count_input = CountFeatures(cfg.count_features)
         self.count_emb = nn.Linear(2, d)
         self.layers = TransformerStack(d, cfg.attention_heads, cfg.asv_layers, cfg.ff_mult,
                                        cfg.dropout, cfg.gradient_checkpointing)
 
-    def forward(self, asv_vectors: Tensor, counts: Tensor, mask: Tensor) -> Tensor:
-        """asv_vectors [B, S, D], counts [B, S], mask [B, S] -> asv_emb [B, S, D]."""
-        features = count_features(counts, mask, self.features)  # [B, S, 2]
-        x = asv_vectors + self.count_emb(features.to(asv_vectors.dtype))
-        return self.layers(x * mask.unsqueeze(-1).to(x.dtype), mask)
+    def forward(self, asv_vectors: Tensor, counts: Tensor, mask: Tensor
+                ) -> tuple[Tensor, Tensor]:
+        """asv_vectors [B, S, D], counts [B, S], mask [B, S] -> (asv_emb [B, S, D], count
+        features [B, S, 2])."""
+        features = self.count_input(counts, mask).to(asv_vectors.dtype)  # [B, S, 2]
+        x = asv_vectors + self.count_emb(features)
+        return self.layers(x * mask.unsqueeze(-1).to(x.dtype), mask), features
 
 
 class AAMEncoder(nn.Module):
@@ -225,13 +246,16 @@ class AAMEncoder(nn.Module):
         """unique_tokens: LongTensor [U, L] -> ASV vectors [U, D] (depends on sequence only)."""
         return self.asv_norm(self.nucleotide(unique_tokens)[0])
 
-    def encode_samples(self, asv_vectors: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
-        """ASV vectors [U, D] (rows of ``batch.unique_tokens``) -> (asv_emb [B,S,D], sample_emb [B,D])."""
+    def encode_samples(self, asv_vectors: Tensor, batch: Batch) -> EncoderOutput:
+        """ASV vectors [U, D] (rows of ``batch.unique_tokens``) -> the output without
+        nucleotide logits: ``asv_emb`` [B, S, D], ``sample_emb`` [B, D], ``count_features`` and
+        the gathered ``asv_vectors`` [B, S, D]."""
         mask = batch.asv_mask
-        gathered = asv_vectors[batch.asv_inverse]  # [B, S, D]
-        asv_emb = self.sample(gathered, batch.counts, mask)  # [B, S, D]
+        gathered = asv_vectors[batch.asv_inverse] * mask.unsqueeze(-1).to(asv_vectors.dtype)
+        asv_emb, features = self.sample(gathered, batch.counts, mask)  # [B, S, D], [B, S, 2]
         pooled, _ = self.pool(self.sample_layers(asv_emb, mask), mask)  # [B, D]
-        return asv_emb, pooled
+        return EncoderOutput(asv_emb, pooled, mask, count_features=features,
+                             asv_vectors=gathered)
 
     def forward(self, batch: Batch, mask_rate: float = 0.0,
                 generator: torch.Generator | None = None) -> EncoderOutput:
@@ -255,9 +279,8 @@ class AAMEncoder(nn.Module):
         if mask_rate > 0:
             tokens, nuc_targets = mask_nucleotides(tokens, mask_rate, generator)
         asv_vectors, hidden = self.nucleotide(tokens)  # [U, D], [U, L, D]
-        asv_vectors = self.asv_norm(asv_vectors)
-        asv_emb, sample_emb = self.encode_samples(asv_vectors, batch)
-        nuc_logits = None
+        out = self.encode_samples(self.asv_norm(asv_vectors), batch)
         if mask_rate > 0:
-            nuc_logits = self.nucleotide.nucleotide_logits(hidden, tokens.shape[1])  # [U, L, V]
-        return EncoderOutput(asv_emb, sample_emb, batch.asv_mask, nuc_logits, nuc_targets)
+            out.nuc_logits = self.nucleotide.nucleotide_logits(hidden, tokens.shape[1])
+            out.nuc_targets = nuc_targets  # [U, L, V], [U, L]
+        return out

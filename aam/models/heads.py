@@ -82,6 +82,40 @@ def count_loss(pred_clr: Tensor, counts: Tensor, mask: Tensor) -> Tensor:
     return err[mask].mean() if mask.any() else err.sum() * 0.0
 
 
+class AbundanceHead(nn.Module):
+    """An additive per-ASV term of the prediction, linear in each ASV's abundance.
+
+    ``sum_i (a(v_i) + c_i * b(v_i)) / budget`` over the ASVs ``i`` of a sample, where ``v_i`` is
+    the ASV's vector (from its sequence only), ``c_i`` the abundance feature the sample encoder
+    reads (``EncoderOutput.count_features[..., 0]``: CLR / 4 for ``count_features: clr``) and
+    ``a``, ``b`` come from one MLP of ``v_i``. It is a linear model over presence and abundance
+    whose coefficients are functions of each ASV's sequence; attention pooling averages and
+    cannot sum. ``budget`` (the token limit) keeps the output's scale independent of how many
+    ASVs the samples hold. Zero-initialised output, so training starts from the other heads.
+    """
+
+    def __init__(self, dim: int, out_dim: int, budget: int, hidden_mult: int = 4) -> None:
+        super().__init__()
+        self.out_dim = out_dim
+        self.net = nn.Sequential(nn.Linear(dim, hidden_mult * dim), nn.GELU(),
+                                 nn.Linear(hidden_mult * dim, 2 * out_dim))
+        self.budget = float(budget)
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def coefficients(self, asv_vectors: Tensor) -> tuple[Tensor, Tensor]:
+        """``asv_vectors`` [..., D] -> (presence term, abundance slope), each [..., out_dim]."""
+        presence, slope = self.net(asv_vectors).split(self.out_dim, dim=-1)
+        return presence, slope
+
+    def forward(self, asv_vectors: Tensor, count_features: Tensor, mask: Tensor) -> Tensor:
+        """``asv_vectors`` [B, S, D], ``count_features`` [B, S, 2], ``mask`` [B, S]
+        -> [B, out_dim]."""
+        presence, slope = self.coefficients(asv_vectors)  # [B, S, out_dim] x 2
+        terms = presence + count_features[..., :1].to(slope.dtype) * slope
+        return (terms * mask.unsqueeze(-1).to(terms.dtype)).sum(1) / self.budget
+
+
 class TargetEncoder(nn.Module):
     """Transformer layers across the ASVs of a sample (padding masked) for the target path.
 

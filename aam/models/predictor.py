@@ -14,7 +14,7 @@ from aam.errors import InputError
 from aam.models.asv_cache import EncoderCache
 from aam.models.encoder import AAMEncoder, EncoderOutput
 from aam.models.fusion import build_fusion
-from aam.models.heads import (CategoryEmbeddings, CountHead, MaskedAttentionPool, OutputScaling,
+from aam.models.heads import (AbundanceHead, CategoryEmbeddings, CountHead, MaskedAttentionPool, OutputScaling,
                               TargetEncoder, TargetHead)
 from aam.validate import load_error_reason
 
@@ -78,6 +78,8 @@ class Predictor(nn.Module):
         else:
             self.pool = MaskedAttentionPool(dim)
         self.head = TargetHead(dim, cfg.out_dim, model.dropout)
+        self.abundance_head = (AbundanceHead(dim, cfg.out_dim, cfg.data.token_limit)
+                               if cfg.abundance_head else None)
         self.scaling_column = scaling_column_index(cfg)
         self.output_scaling = None
         if self.scaling_column is not None:
@@ -148,6 +150,9 @@ class Predictor(nn.Module):
         else:
             pooled = self.pool(hidden, asv_mask)  # [B, D]
         prediction = self.head(pooled, enc.sample_emb)  # [B, out_dim]
+        if self.abundance_head is not None:
+            prediction = prediction + self.abundance_head(enc.asv_vectors, enc.count_features,
+                                                          asv_mask)
         if self.output_scaling is not None:
             prediction = self.output_scaling(prediction, batch.cat_ids[:, self.scaling_column])
         return PredictorOutput(prediction, count_pred, enc, extras)

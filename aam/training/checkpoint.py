@@ -18,10 +18,11 @@ from aam.atomic import atomic_path
 from aam.errors import InputError
 from aam.validate import check_checkpoint_fields, check_model_sizes, check_tensor_sizes
 
-FORMAT_VERSION = 2
-# Model settings that format 1 did not record, with the behaviour format-1 models were trained
-# with (format 2 turned the ASV batch norm on by default).
+FORMAT_VERSION = 3
+# Settings that older formats did not record, with the behaviour their models were trained with
+# (format 2 turned the ASV batch norm on by default, format 3 the predictor's abundance head).
 FORMAT_1_MODEL = {"count_features": "log1p", "asv_norm": False}
+BEFORE_FORMAT_3_PREDICTOR = {"abundance_head": False}
 KINDS = ("encoder", "predictor")
 REQUIRED_KEYS = ("format_version", "aam_version", "kind", "config", "model_state", "epoch",
                  "best_metric", "seed")
@@ -112,6 +113,9 @@ def load_checkpoint(path: str | Path, kind: str | None = None,
         model = payload["config"].setdefault("model", {})
         for key, value in FORMAT_1_MODEL.items():
             model.setdefault(key, value)
+    if payload["format_version"] < 3 and payload["kind"] == "predictor":
+        for key, value in BEFORE_FORMAT_3_PREDICTOR.items():
+            payload["config"].setdefault(key, value)
     return payload
 
 

@@ -46,7 +46,7 @@ def _fmt(value) -> str:
 
 def verdict(row: pd.Series) -> str:
     if row["ci_low"] is not None and row["ci_low"] > 0:
-        return "AAM better"
+        return "better than RF"
     if row["ci_high"] is not None and row["ci_high"] < 0:
         return "RF better"
     return "no clear difference"

@@ -89,7 +89,8 @@ def _model(preset: Preset) -> ModelConfig:
     layers = preset.attention_layers
     return ModelConfig(embedding_dim=preset.embedding_dim, attention_heads=preset.attention_heads,
                        nucleotide_layers=layers, asv_layers=layers, sample_layers=layers,
-                       dropout=preset.dropout)
+                       dropout=preset.dropout, count_features=preset.count_features,
+                       asv_norm=preset.asv_norm)
 
 
 def _train(preset: Preset, epochs: int, patience: int, lr: float, seed: int) -> TrainConfig:
@@ -113,7 +114,8 @@ def pretrain_fold(data_dir: Path, out: Path, train: list[str], val: list[str], f
     pretrain_settings = (preset.embedding_dim, preset.attention_heads, preset.attention_layers,
                          preset.token_limit, preset.batch_size, preset.pretrain_epochs,
                          preset.pretrain_patience, preset.pretrain_lr, preset.dropout,
-                         preset.weight_decay, preset.asv_sampling, preset.device)
+                         preset.weight_decay, preset.asv_sampling, preset.device,
+                         preset.count_features, preset.asv_norm)
     key = hashlib.sha256(repr((train, val, pretrain_settings)).encode()).hexdigest()[:16]
     stamp = out / "inputs.sha"
     if (out / "encoder.pt").is_file() and stamp.is_file() and stamp.read_text() == key:
@@ -148,7 +150,8 @@ def finetune_and_predict(data_dir: Path, data: PreparedData, out: Path, study: S
         model=_model(preset),
         train=_train(preset, preset.finetune_epochs, preset.finetune_patience,
                      preset.finetune_lr, seed=seed),
-        task=study.task, target_column=study.target, freeze_base=preset.freeze_base)
+        task=study.task, target_column=study.target, freeze_base=preset.freeze_base,
+        abundance_head=preset.abundance_head)
     run_finetune(cfg, FinetunePaths(data_dir, out, train_file, val_file,
                                     pretrained_encoder=encoder, fold=out.parent.name))
     model, payload = load_predictor(out / "model.pt")
@@ -192,6 +195,25 @@ def _rf(features, train_idx, test_idx, y, task: str, seed: int, preset: Preset) 
     return model.predict(features[test_idx])
 
 
+def _linear(clr, train_idx, test_idx, y, groups, task: str) -> np.ndarray:
+    """Ridge regression / L2 logistic regression on CLR abundances, the strength of the L2
+    penalty chosen by grouped 5-fold CV over the training subjects only."""
+    from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+    from sklearn.model_selection import GroupKFold
+
+    n_splits = min(5, len(np.unique(groups[train_idx])))
+    splits = list(GroupKFold(n_splits).split(train_idx, groups=groups[train_idx]))
+    x, target = clr[train_idx], y[train_idx]
+    if task == "classification":
+        model = LogisticRegressionCV(Cs=np.logspace(-4, 2, 13), cv=splits, max_iter=2000)
+        model.fit(x, target)
+        proba = np.zeros((len(test_idx), int(y.max()) + 1))
+        proba[:, model.classes_] = model.predict_proba(clr[test_idx])
+        return proba
+    model = RidgeCV(alphas=np.logspace(-2, 5, 29), cv=splits).fit(x, target)
+    return model.predict(clr[test_idx])
+
+
 def run_study(study: Study, data_dir: Path, work: Path, preset: Preset,
               encoders: dict) -> StudyResult:
     """Every variant of ``study`` on every fold and seed; ``encoders`` caches pretrained
@@ -213,6 +235,7 @@ def run_study(study: Study, data_dir: Path, work: Path, preset: Preset,
     shape = (len(preset.seeds), len(ids)) + ((len(classes),) if classes else ())
     runs = {v: np.full(shape, np.nan) for v in ("rf", *_row_variants(preset))}
     rel = _relative_abundance(data)
+    clr = _clr(data) if "linear" in runs else None
     for k, (train, test) in enumerate(folds):
         test_idx = np.array([index[s] for s in test])
         train_idx = np.array([index[s] for s in train])
@@ -233,6 +256,9 @@ def run_study(study: Study, data_dir: Path, work: Path, preset: Preset,
             encoder = encoders[cache_key]
         if "hybrid-rf" in runs:
             emb = sample_embeddings(encoder, data, ids, preset)
+        if "linear" in runs:  # deterministic: one fit serves every seed's row
+            runs["linear"][:, test_idx] = _linear(clr, train_idx, test_idx, actual, subjects,
+                                                  study.task)
         for r, seed in enumerate(preset.seeds):
             runs["rf"][r, test_idx] = _rf(rel, train_idx, test_idx, actual, study.task, seed,
                                           preset)
@@ -272,6 +298,12 @@ def _relative_abundance(data: PreparedData) -> np.ndarray:
     from aam.baselines.rf import relative_abundance
 
     return relative_abundance(data.counts).toarray()
+
+
+def _clr(data: PreparedData, pseudocount: float = 0.5) -> np.ndarray:
+    """CLR of every sample over the whole table (``pseudocount`` added to every count)."""
+    logs = np.log(data.counts.toarray() + pseudocount)
+    return logs - logs.mean(axis=1, keepdims=True)
 
 
 def _scores(pred, classes: list[str] | None) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,9 @@ class Preset:
     finetune_lr: float = 3e-3  # dev (fold 0's training subjects, age): 1e-3 R2 0.165, 3e-3 0.239
     weight_decay: float = 0.01
     dropout: float = 0.1
+    count_features: str = "log1p"
+    asv_norm: bool = True
+    abundance_head: bool = False
     freeze_base: bool = False
     target_transform: str = "zscore"
     asv_sampling: str = "abundance"
@@ -63,7 +66,6 @@ class Preset:
     studies: tuple[str, ...] = tuple(STUDIES)
     dev_fold: int | None = None  # recipe development on this outer fold's training subjects
     note: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 PRESETS = {
