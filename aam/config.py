@@ -15,7 +15,7 @@ from aam.errors import InputError
 from aam.validate import check_finite, check_model_sizes, check_seed
 
 ASV_SAMPLING = ("first", "abundance", "random")
-COUNT_FEATURES = ("clr", "log1p")  # how an ASV's count enters the sample encoder
+COUNT_FEATURES = ("clr", "log1p", "log1p-cpm")  # how an ASV's count enters the sample encoder
 TASKS = ("regression", "classification")
 REGRESSION_LOSSES = ("mse", "mae", "huber")
 PARALLEL_CHOICES = ("auto", "none", "ddp", "fsdp", "dp")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from aam.config import ModelConfig, PretrainConfig, DataConfig
@@ -129,3 +130,31 @@ def test_every_patch_size_predicts_every_base_and_ignores_padding():
         longer = torch.cat([batch.unique_tokens, torch.zeros(6, 2, dtype=torch.long)], 1)
         torch.testing.assert_close(model.encode_asvs(longer),
                                    model.encode_asvs(batch.unique_tokens))
+
+
+@pytest.mark.parametrize("kind", ["clr", "log1p-cpm"])
+def test_depth_free_count_features_ignore_sequencing_depth(kind):
+    """clr and log1p-cpm describe relative abundances: a sample sequenced ten times deeper
+    gets the same features (log1p(count) does not), and padding stays 0."""
+    from aam.models.encoder import count_features
+
+    counts = torch.tensor([[5.0, 50.0, 500.0, 0.0], [1.0, 1.0, 2.0, 7.0]])
+    mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    feats = count_features(counts, mask, kind)
+    torch.testing.assert_close(count_features(counts * 10, mask, kind), feats)
+    assert (feats[0, 3] == 0).all()
+    assert not torch.allclose(count_features(counts * 10, mask, "log1p"),
+                              count_features(counts, mask, "log1p"))
+    assert feats[0, 0, 0] < feats[0, 1, 0] < feats[0, 2, 0]  # rises with abundance
+
+
+def test_log1p_cpm_is_zero_at_a_zero_count():
+    """The integrated-gradients baseline of log1p-cpm (both features 0) is what a count of 0
+    gives, so an absent ASV and the baseline agree."""
+    from aam.explain.attribution import zero_count_features
+    from aam.models.encoder import count_features
+
+    counts = torch.tensor([[0.0, 30.0, 70.0]])
+    feats = count_features(counts, torch.ones(1, 3, dtype=torch.bool), "log1p-cpm")
+    assert (feats[0, 0] == 0).all()
+    assert (zero_count_features(feats, "log1p-cpm") == 0).all()

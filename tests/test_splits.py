@@ -147,7 +147,6 @@ def test_single_member_class_cannot_be_stratified():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"group_by": "subject", "stratify_by": "category"}, "cannot be combined"),
     ({"folds": 1}, "--folds must be >= 2 .* got 1"),
     ({"val_fraction": 1.5}, r"--val-fraction must be between 0 and 1 \(exclusive\), got 1.5"),
     ({"test_fraction": -0.1}, "--test-fraction must be >= 0 and < 1, got -0.1"),
@@ -158,12 +157,35 @@ def test_invalid_settings(kwargs, message):
         SplitConfig(**kwargs)
 
 
-def test_cli_rejects_group_and_stratify_together(tmp_path, capsys):
+def test_grouped_stratified_split_keeps_subjects_whole_and_both_classes_on_every_side():
+    """A subject-level class (a diagnosis) with few subjects: every fold's test and inner
+    validation side holds both classes, and no subject is on two sides."""
+    subjects = [f"p{i}" for i in range(14)]
+    ids, groups, strata = [], [], []
+    for i, subject in enumerate(subjects):
+        for visit in range(3 + i % 3):
+            ids.append(f"{subject}.v{visit}")
+            groups.append(subject)
+            strata.append("Crohns" if i < 9 else "Control")
+    cfg = SplitConfig(folds=3, inner_val_fraction=0.2, group_by="subject", stratify_by="ibd")
+    for fold in split_samples(ids, cfg, groups=groups, strata=strata):
+        label = dict(zip(ids, strata))
+        subject = dict(zip(ids, groups))
+        for side in ("val", "test"):
+            assert {label[s] for s in getattr(fold, side)} == {"Crohns", "Control"}, side
+        sides = [{subject[s] for s in getattr(fold, side)} for side in ("train", "val", "test")]
+        assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+
+
+def test_grouped_stratified_split_refuses_a_subject_with_two_classes(tmp_path, capsys):
     meta = tmp_path / "m.tsv"
-    meta.write_text("sample_id\tsubject\tcls\ns1\ta\tx\n")
+    rows = [f"s{i}\t{'a' if i < 4 else 'b'}\t{'x' if i % 2 else 'y'}" for i in range(8)]
+    meta.write_text("sample_id\tsubject\tcls\n" + "\n".join(rows) + "\n")
     code = main(["--metadata", str(meta), "--group-by", "subject", "--stratify-by", "cls",
                  "--output-dir", str(tmp_path / "out")])
-    assert code == 2 and "cannot be combined" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "group a holds samples of 2 classes" in err and "(x, y;" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_inner_val_fraction_validates_on_training_groups_never_on_test():

@@ -186,13 +186,6 @@ def test_ablation_value_with_underscore_is_rejected(workdir):
     assert "'cross_attention' does not match" in result.stdout
 
 
-def test_grouped_and_stratified_split_together_is_rejected(workdir):
-    both = override(workdir, "both", "split: {group_by: subject, stratify_by: category}")
-    result = snakemake("-n", "--configfile", both, workdir=workdir)
-    assert result.returncode != 0
-    assert "split.group_by (subject) and split.stratify_by (category) are both set" in result.stdout
-
-
 @pytest.mark.parametrize("rule,command", [("finetune", "train"), ("pretrain", "pretrain")])
 def test_four_gpus_start_four_torchrun_processes(workdir, rule, command):
     result = snakemake("--profile", REPO / "profiles" / "slurm", "-n", "-p",

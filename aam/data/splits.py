@@ -18,6 +18,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 
 from aam.atomic import write_json, write_lines
+from aam.data.sample_ids import short_id
 from aam.errors import InputError, first_items
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,9 @@ class SplitConfig:
     fold's training units (grouped or stratified like the rest), so test samples never choose
     an epoch. ``group_by`` keeps every value of that
     column on one side; ``stratify_by`` keeps that column's class proportions on every side.
+    Both together stratify the groups: each group must hold one class (a subject-level label
+    such as a diagnosis), and every side keeps the classes' proportions of groups, so a small
+    validation side is not left with one class.
     """
 
     folds: Optional[int] = None
@@ -49,11 +53,6 @@ class SplitConfig:
 
 
     def __post_init__(self) -> None:
-        if self.group_by and self.stratify_by:
-            raise InputError(
-                f"--group-by {self.group_by!r} and --stratify-by {self.stratify_by!r} cannot be "
-                "combined. Choose one: --group-by keeps related samples together, --stratify-by "
-                "keeps class proportions.")
         if self.folds is not None and self.folds < 2:
             raise InputError(f"--folds must be >= 2 for k-fold cross-validation, got {self.folds}. "
                              "Leave --folds out for one holdout split (--val-fraction).")
@@ -95,7 +94,8 @@ def split_samples(sample_ids: Sequence[str], cfg: SplitConfig, groups: Optional[
     groups : sequence [N], optional
         Group label per sample (e.g. subject); no group is ever on two sides of a fold.
     strata : sequence [N], optional
-        Class label per sample; every side keeps roughly the class proportions.
+        Class label per sample; every side keeps roughly the class proportions (of groups, when
+        ``groups`` is given: each group must hold one class).
 
     Returns
     -------
@@ -105,8 +105,8 @@ def split_samples(sample_ids: Sequence[str], cfg: SplitConfig, groups: Optional[
     Raises
     ------
     InputError
-        Duplicate IDs, groups and strata together, too few samples/groups/class members for the
-        requested split, or a fold with an empty side.
+        Duplicate IDs, a group holding two classes, too few samples/groups/class members for
+        the requested split, or a fold with an empty side.
     """
     ids = [str(s) for s in sample_ids]
     if len(set(ids)) != len(ids):
@@ -116,15 +116,12 @@ def split_samples(sample_ids: Sequence[str], cfg: SplitConfig, groups: Optional[
     for name, labels in (("groups", groups), ("strata", strata)):
         if labels is not None and len(labels) != len(ids):
             raise ValueError(f"{name} has {len(labels)} labels for {len(ids)} samples")
-    if groups is not None and strata is not None:
-        raise InputError("Splits can be grouped or stratified, not both. Pass groups or strata.")
     labels = np.asarray(groups if groups is not None else ids, dtype=str)
     unit_names, unit_of = np.unique(labels, return_inverse=True)  # [U], [N]
     sizes = np.bincount(unit_of, minlength=len(unit_names))
     unit_strata = None
-    if strata is not None:  # ungrouped: one unit per sample
-        unit_strata = np.empty(len(unit_names), dtype=object)
-        unit_strata[unit_of] = np.asarray(strata, dtype=str)
+    if strata is not None:  # one class per unit (sample, or group)
+        unit_strata = _unit_strata(np.asarray(strata, dtype=str), unit_of, unit_names, ids)
     kind = "groups" if groups is not None else "samples"
     rng = np.random.default_rng(cfg.seed)
     remaining = np.arange(len(unit_names))
@@ -167,6 +164,24 @@ def _inner_fold(unit_of, ids, remaining, held_out, strata, cfg: SplitConfig, rng
     val_units = _draw(train_units, n_val, strata, rng)
     return _fold(unit_of, ids, remaining, np.concatenate([val_units, held_out]), held_out, index,
                  inner_val=val_units)
+
+
+def _unit_strata(strata: np.ndarray, unit_of: np.ndarray, unit_names: np.ndarray,
+                 ids: list[str]) -> np.ndarray:
+    """The class of each unit; refuses a group whose samples hold two classes."""
+    unit_strata = np.empty(len(unit_names), dtype=object)
+    unit_strata[unit_of] = strata
+    mixed = np.flatnonzero(unit_strata[unit_of] != strata)
+    if len(mixed):
+        i = int(mixed[0])
+        group = unit_names[unit_of[i]]
+        classes = sorted(set(strata[unit_of == unit_of[i]]))
+        raise InputError(
+            f"group {short_id(group)} holds samples of {len(classes)} classes of the stratify "
+            f"column ({', '.join(classes[:3])}; e.g. sample {short_id(ids[i])}); grouped "
+            "stratification needs one class per group (a subject-level label). Stratify by "
+            "such a column, or split by the groups alone.")
+    return unit_strata
 
 
 def _side_size(fraction: float, n_units: int, side: str, kind: str, flag: str) -> int:

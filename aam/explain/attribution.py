@@ -76,11 +76,11 @@ class _FixedAsvVectors:
 def zero_count_features(x: Tensor, kind: str) -> Tensor:
     """The count features [B, S, 2] each occurrence would have at a count of 0 (0 at padding).
 
-    ``log1p``: both features 0. ``clr``: the relative abundance is 0 and the CLR feature is
-    ``(log(1e-6) - centre) / 4``; the sample's centre is recovered from ``x`` itself, since
+    ``log1p``, ``log1p-cpm``: both features 0. ``clr``: the relative abundance is 0 and the CLR
+    feature is ``(log(1e-6) - centre) / 4``; the sample's centre is recovered from ``x``, since
     ``4 * clr = log(relative + 1e-6) - centre`` at every real ASV.
     """
-    if kind == "log1p":
+    if kind in ("log1p", "log1p-cpm"):
         return torch.zeros_like(x)
     shift = (torch.log(x[..., 1] + 1e-6) - math.log(1e-6)) / 4.0  # 0 at padding
     return torch.stack([x[..., 0] - shift, torch.zeros_like(x[..., 1])], dim=-1)

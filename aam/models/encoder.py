@@ -136,16 +136,24 @@ class NucleotideEncoder(nn.Module):
 def count_features(counts: Tensor, mask: Tensor, kind: str) -> Tensor:
     """Per-ASV count features [B, S, 2] from raw ``counts`` [B, S] (0 at padding).
 
-    ``clr``: the centred log relative abundance over the sample's real ASVs (divided by 4, so
-    it is about unit scale) and the relative abundance. ``log1p``: ``log1p(count)`` and the
-    relative abundance, the input of format-1 checkpoints; log1p(count) grows with sequencing
-    depth and adds nearly the same vector to every ASV, which hid what the sample holds.
+    The second feature is always the relative abundance; the first is, by ``kind``:
+
+    - ``log1p-cpm``: ``log1p(counts per million) / 4``, the log abundance independent of
+      sequencing depth, 0 where the count is 0;
+    - ``clr``: the centred log relative abundance over the sample's real ASVs, divided by 4 (it
+      depends on which other ASVs the sample holds);
+    - ``log1p``: ``log1p(count)``, the input of format-1 checkpoints; it grows with sequencing
+      depth and adds nearly the same vector to every ASV, which hid what the sample holds.
     """
     counts = counts.float() * mask
     relative = counts / counts.sum(-1, keepdim=True).clamp_min(1.0)
     if kind == "log1p":
-        return torch.stack([torch.log1p(counts), relative], dim=-1)
-    return torch.stack([centred_log_ratio(counts, mask) / 4.0, relative], dim=-1)
+        first = torch.log1p(counts)
+    elif kind == "log1p-cpm":
+        first = torch.log1p(relative * 1e6) / 4.0
+    else:
+        first = centred_log_ratio(counts, mask) / 4.0
+    return torch.stack([first, relative], dim=-1)
 
 
 def centred_log_ratio(counts: Tensor, mask: Tensor) -> Tensor:

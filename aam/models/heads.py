@@ -96,10 +96,13 @@ class AbundanceHead(nn.Module):
 
     def __init__(self, dim: int, out_dim: int, budget: int, hidden_mult: int = 4) -> None:
         super().__init__()
+        import os
+        hidden_mult = int(os.environ.get('AAM_DEV_HIDDEN', hidden_mult))
         self.out_dim = out_dim
         self.net = nn.Sequential(nn.Linear(dim, hidden_mult * dim), nn.GELU(),
                                  nn.Linear(hidden_mult * dim, 2 * out_dim))
-        self.budget = float(budget)
+        import os
+        self.budget = float(budget) ** float(os.environ.get('AAM_DEV_BUDGET_POW', '1'))
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,10 +79,13 @@ def outer_folds(data: PreparedData, study: Study, preset: Preset):
     return [(f.train, f.test) for f in folds], subjects
 
 
-def inner_split(train_ids: list[str], subject_of: dict, fold: int, preset: Preset):
-    """Grouped holdout of a fold's training subjects: (inner-train, inner-validation)."""
+def inner_split(train_ids: list[str], subject_of: dict, fold: int, preset: Preset,
+                class_of: dict | None = None):
+    """Grouped holdout of a fold's training subjects: (inner-train, inner-validation);
+    stratified by ``class_of`` (a subject-level class) so validation holds every class."""
     cfg = SplitConfig(val_fraction=preset.inner_val_fraction, seed=fold)
-    inner = split_samples(train_ids, cfg, [subject_of[s] for s in train_ids])[0]
+    strata = [class_of[s] for s in train_ids] if class_of is not None else None
+    inner = split_samples(train_ids, cfg, [subject_of[s] for s in train_ids], strata)[0]
     return inner.train, inner.val
 
 
@@ -205,8 +209,11 @@ def _linear(clr, train_idx, test_idx, y, groups, task: str) -> np.ndarray:
     splits = list(GroupKFold(n_splits).split(train_idx, groups=groups[train_idx]))
     x, target = clr[train_idx], y[train_idx]
     if task == "classification":
-        model = LogisticRegressionCV(Cs=np.logspace(-4, 2, 13), cv=splits, max_iter=2000)
-        model.fit(x, target)
+        model = LogisticRegressionCV(Cs=np.logspace(-4, 2, 13), cv=splits, max_iter=2000,
+                                     scoring="neg_log_loss")
+        with warnings.catch_warnings():  # scikit-learn 1.9 announces new defaults
+            warnings.simplefilter("ignore", FutureWarning)
+            model.fit(x, target)
         proba = np.zeros((len(test_idx), int(y.max()) + 1))
         proba[:, model.classes_] = model.predict_proba(clr[test_idx])
         return proba
@@ -240,7 +247,8 @@ def run_study(study: Study, data_dir: Path, work: Path, preset: Preset,
         test_idx = np.array([index[s] for s in test])
         train_idx = np.array([index[s] for s in train])
         result.fold_of[test_idx] = k
-        inner_train, inner_val = inner_split(train, subject_of, k, preset)
+        inner_train, inner_val = inner_split(train, subject_of, k, preset,
+                                             dict(zip(ids, raw)) if classes else None)
         log.info("%s fold %d: %d train samples (%d inner-train, %d inner-val), %d test; "
                  "%d/%d/%d subjects", study.name, k, len(train), len(inner_train),
                  len(inner_val), len(test), len({subject_of[s] for s in inner_train}),

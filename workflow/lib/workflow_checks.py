@@ -19,11 +19,6 @@ def check_config(cfg):
             f"input.metadata is empty but input.table is set ({cfg['input']['table']}); "
             "set input.metadata to the sample metadata TSV in the config."
         )
-    if cfg["split"]["group_by"] and cfg["split"]["stratify_by"]:
-        raise WorkflowError(
-            f"split.group_by ({cfg['split']['group_by']}) and split.stratify_by "
-            f"({cfg['split']['stratify_by']}) are both set; keep one of them in the config."
-        )
     has_distances = (
         not cfg["input"]["table"]
         or cfg["input"]["tree"]
