@@ -15,7 +15,7 @@ from aam.errors import InputError
 from aam.validate import check_finite, check_model_sizes, check_seed
 
 ASV_SAMPLING = ("first", "abundance", "random")
-COUNT_FEATURES = ("clr", "log1p", "log1p-cpm")  # how an ASV's count enters the sample encoder
+COUNT_FEATURES = ("clr", "log1p", "log1p-clr", "log1p-cpm")  # how an ASV's count enters the sample encoder
 TASKS = ("regression", "classification")
 REGRESSION_LOSSES = ("mse", "mae", "huber")
 PARALLEL_CHOICES = ("auto", "none", "ddp", "fsdp", "dp")
@@ -104,10 +104,11 @@ class ModelConfig:
     max_bp: int = 150  # position-embedding length; set from the data before the model is built
     nucleotide_patch: int = 4  # nucleotides per token of the ASV encoder (1 = one per base)
     gradient_checkpointing: bool = False
-    count_features: str = field(default="log1p", metadata={
-        "help": "how a count enters the sample encoder: log1p (log1p(count) and relative "
-                "abundance) or clr (centred log relative abundance and relative abundance; it "
-                "lost the ibd signal in docs/science.md)", "choices": COUNT_FEATURES})
+    count_features: str = field(default="log1p-clr", metadata={
+        "help": "how a count enters the sample encoder (each with the relative abundance): "
+                "log1p (log1p(count)), clr (centred log relative abundance), log1p-clr (both), "
+                "log1p-cpm (log1p of counts per million); docs/science.md compares them",
+        "choices": COUNT_FEATURES})
     asv_norm: bool = field(default=True, metadata={
         "help": "standardise ASV vectors across ASVs (batch norm) before the sample encoder; "
                 "without it the vectors of similar 16S sequences are nearly parallel and every "
@@ -227,7 +228,7 @@ class FinetuneConfig:
     count_prediction: bool = True
     count_penalty: float = 0.1  # CLR count-loss weight (1.0 halved validation R2 on the simulator)
     target_layers: int = 1  # transformer layers of the target encoder
-    abundance_head: bool = False  # additive per-ASV term: sum of a(asv) + clr * b(asv)
+    abundance_head: bool = True  # additive per-ASV term, linear in the count features
     categorical_lr: Optional[float] = None  # learning rate of category embeddings/fusion/scales
     val_prediction_passes: int = 1
     nucleotide_loss_weight: float = 0.0  # > 0 keeps the masked-nucleotide loss when the base trains

@@ -1,13 +1,12 @@
 """Integrated gradients over the ASV abundance input of a trained :class:`Predictor`.
 
-The model sees each ASV occurrence's abundance as two features
-(:func:`aam.models.encoder.count_features`: its centred log relative abundance and its relative
-abundance; ``[log1p(count), count / depth]`` for format-1 models), fed to the sample encoder's
-count embedding (``SampleEncoder.count_emb``) and the abundance head. We integrate the gradient of the output along the
-straight path from the baseline (the features every ASV of the sample would have at a count of
-0, the sample's own CLR centre kept; the ASV's sequence stays in the sample) to the observed
-features, so the attribution
-of one (sample, ASV) occurrence is ``x . mean_alpha grad f(alpha x)`` summed over its two features
+The model sees each ASV occurrence's abundance as a few features
+(:func:`aam.models.encoder.count_features`, e.g. ``[log1p(count), count / depth]``), read by
+the sample encoder's count embedding (``SampleEncoder.count_emb``) and by the abundance head.
+We integrate the gradient of the output along the straight path from the baseline (the
+features every ASV of the sample would have at a count of 0, the sample's own CLR centre kept;
+the ASV's sequence stays in the sample) to the observed features, so the attribution of one
+(sample, ASV) occurrence is ``x . mean_alpha grad f(alpha x)`` summed over its features
 (Sundararajan et al. 2017). Completeness: the attributions of a sample sum to
 ``f(x) - f(baseline)`` up to the quadrature error, which :func:`explain_batch` returns.
 
@@ -32,7 +31,7 @@ from torch import Tensor
 
 from aam.data.batch import Batch
 from aam.models.attention import AttentionPooling
-from aam.models.encoder import EncoderOutput
+from aam.models.encoder import FEATURE_PARTS, EncoderOutput
 from aam.models.heads import MaskedAttentionPool
 from aam.models.predictor import Predictor
 
@@ -74,16 +73,19 @@ class _FixedAsvVectors:
 
 
 def zero_count_features(x: Tensor, kind: str) -> Tensor:
-    """The count features [B, S, 2] each occurrence would have at a count of 0 (0 at padding).
+    """The count features [B, S, F] each occurrence would have at a count of 0 (0 at padding).
 
-    ``log1p``, ``log1p-cpm``: both features 0. ``clr``: the relative abundance is 0 and the CLR
-    feature is ``(log(1e-6) - centre) / 4``; the sample's centre is recovered from ``x``, since
-    ``4 * clr = log(relative + 1e-6) - centre`` at every real ASV.
+    Every part is 0 at a count of 0 except ``clr``, which becomes ``(log(1e-6) - centre) / 4``;
+    the sample's centre is recovered from ``x`` itself, since ``4 * clr = log(relative + 1e-6)
+    - centre`` at every real ASV (the relative abundance is always the last part).
     """
-    if kind in ("log1p", "log1p-cpm"):
-        return torch.zeros_like(x)
-    shift = (torch.log(x[..., 1] + 1e-6) - math.log(1e-6)) / 4.0  # 0 at padding
-    return torch.stack([x[..., 0] - shift, torch.zeros_like(x[..., 1])], dim=-1)
+    parts = FEATURE_PARTS[kind]
+    base = torch.zeros_like(x)
+    if "clr" in parts:
+        i = parts.index("clr")
+        shift = (torch.log(x[..., -1] + 1e-6) - math.log(1e-6)) / 4.0  # 0 at padding
+        base[..., i] = x[..., i] - shift
+    return base
 
 
 class _AbundancePath:
@@ -94,7 +96,7 @@ class _AbundancePath:
     def __init__(self, model: Predictor) -> None:
         self.alpha = 1.0
         self.kind = model.cfg.model.count_features
-        self.features: Optional[Tensor] = None  # x - baseline [B, S, 2]
+        self.features: Optional[Tensor] = None  # x - baseline [B, S, F]
         self.scaled: Optional[Tensor] = None  # alpha * x, requires grad
         self.pools: dict[str, Tensor] = {}
         self.handles = [model.encoder.sample.count_input.register_forward_hook(self._scale),
@@ -168,7 +170,7 @@ def explain_batch(model: Predictor, batch: Batch, steps: int = 32) -> BatchExpla
                 grads = [torch.autograd.grad(outputs[:, k].sum(), path.scaled,
                                              retain_graph=k < outputs.shape[1] - 1)[0]
                          for k in range(outputs.shape[1])]
-                step = torch.stack(grads, dim=-1)  # [B, S, 2, K]
+                step = torch.stack(grads, dim=-1)  # [B, S, F, K]
                 total = step if total is None else total + step
         with torch.no_grad():
             path.alpha = 0.0

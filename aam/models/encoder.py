@@ -34,7 +34,7 @@ class EncoderOutput:
     asv_mask : BoolTensor [B, S]          True at real ASVs
     nuc_logits : FloatTensor [U, L, V] or None   masked-nucleotide logits (when masking)
     nuc_targets : LongTensor [U, L] or None      true token at masked positions, -100 elsewhere
-    count_features : FloatTensor [B, S, 2] or None   the abundance features the sample encoder
+    count_features : FloatTensor [B, S, F] or None   the abundance features the sample encoder
         read (:func:`count_features`; 0 at padding)
     asv_vectors : FloatTensor [B, S, D] or None      each occurrence's ASV vector before counts
         and context enter (depends on the sequence only; 0 at padding)
@@ -133,27 +133,31 @@ class NucleotideEncoder(nn.Module):
         return self.nuc_head(hidden).view(n, t * self.patch, VOCAB_SIZE)[:, :length]
 
 
+# The abundance features of each ``model.count_features`` kind, in order (relative abundance
+# always last):
+# - log1p: log1p(count), the input of format-1 checkpoints; it grows with sequencing depth;
+# - clr: the centred log relative abundance over the sample's real ASVs, / 4 (it depends on
+#   which other ASVs the sample holds);
+# - cpm: log1p(counts per million) / 4, the log abundance independent of depth, 0 at count 0.
+FEATURE_PARTS = {"log1p": ("log1p", "relative"), "clr": ("clr", "relative"),
+                 "log1p-cpm": ("cpm", "relative"), "log1p-clr": ("log1p", "clr", "relative")}
+
+
+def n_count_features(kind: str) -> int:
+    """How many features :func:`count_features` returns per ASV for ``kind``."""
+    return len(FEATURE_PARTS[kind])
+
+
 def count_features(counts: Tensor, mask: Tensor, kind: str) -> Tensor:
-    """Per-ASV count features [B, S, 2] from raw ``counts`` [B, S] (0 at padding).
-
-    The second feature is always the relative abundance; the first is, by ``kind``:
-
-    - ``log1p-cpm``: ``log1p(counts per million) / 4``, the log abundance independent of
-      sequencing depth, 0 where the count is 0;
-    - ``clr``: the centred log relative abundance over the sample's real ASVs, divided by 4 (it
-      depends on which other ASVs the sample holds);
-    - ``log1p``: ``log1p(count)``, the input of format-1 checkpoints; it grows with sequencing
-      depth and adds nearly the same vector to every ASV, which hid what the sample holds.
-    """
+    """Per-ASV count features [B, S, F] from raw ``counts`` [B, S] (0 at padding); the parts
+    of each ``kind`` are :data:`FEATURE_PARTS`."""
     counts = counts.float() * mask
     relative = counts / counts.sum(-1, keepdim=True).clamp_min(1.0)
-    if kind == "log1p":
-        first = torch.log1p(counts)
-    elif kind == "log1p-cpm":
-        first = torch.log1p(relative * 1e6) / 4.0
-    else:
-        first = centred_log_ratio(counts, mask) / 4.0
-    return torch.stack([first, relative], dim=-1)
+    part = {"log1p": lambda: torch.log1p(counts),
+            "clr": lambda: centred_log_ratio(counts, mask) / 4.0,
+            "cpm": lambda: torch.log1p(relative * 1e6) / 4.0,
+            "relative": lambda: relative}
+    return torch.stack([part[name]() for name in FEATURE_PARTS[kind]], dim=-1)
 
 
 def centred_log_ratio(counts: Tensor, mask: Tensor) -> Tensor:
@@ -197,7 +201,7 @@ class CountFeatures(nn.Module):
         self.kind = kind
 
     def forward(self, counts: Tensor, mask: Tensor) -> Tensor:
-        """counts [B, S], mask [B, S] -> features [B, S, 2]."""
+        """counts [B, S], mask [B, S] -> features [B, S, F]."""
         return count_features(counts, mask, self.kind)
 
 
@@ -212,15 +216,15 @@ class SampleEncoder(nn.Module):
         super().__init__()
         d = cfg.embedding_dim
         self.count_input = CountFeatures(cfg.count_features)
-        self.count_emb = nn.Linear(2, d)
+        self.count_emb = nn.Linear(n_count_features(cfg.count_features), d)
         self.layers = TransformerStack(d, cfg.attention_heads, cfg.asv_layers, cfg.ff_mult,
                                        cfg.dropout, cfg.gradient_checkpointing)
 
     def forward(self, asv_vectors: Tensor, counts: Tensor, mask: Tensor
                 ) -> tuple[Tensor, Tensor]:
         """asv_vectors [B, S, D], counts [B, S], mask [B, S] -> (asv_emb [B, S, D], count
-        features [B, S, 2])."""
-        features = self.count_input(counts, mask).to(asv_vectors.dtype)  # [B, S, 2]
+        features [B, S, F])."""
+        features = self.count_input(counts, mask).to(asv_vectors.dtype)  # [B, S, F]
         x = asv_vectors + self.count_emb(features)
         return self.layers(x * mask.unsqueeze(-1).to(x.dtype), mask), features
 
@@ -260,7 +264,7 @@ class AAMEncoder(nn.Module):
         the gathered ``asv_vectors`` [B, S, D]."""
         mask = batch.asv_mask
         gathered = asv_vectors[batch.asv_inverse] * mask.unsqueeze(-1).to(asv_vectors.dtype)
-        asv_emb, features = self.sample(gathered, batch.counts, mask)  # [B, S, D], [B, S, 2]
+        asv_emb, features = self.sample(gathered, batch.counts, mask)  # [B, S, D], [B, S, F]
         pooled, _ = self.pool(self.sample_layers(asv_emb, mask), mask)  # [B, D]
         return EncoderOutput(asv_emb, pooled, mask, count_features=features,
                              asv_vectors=gathered)

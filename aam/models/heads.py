@@ -83,39 +83,37 @@ def count_loss(pred_clr: Tensor, counts: Tensor, mask: Tensor) -> Tensor:
 
 
 class AbundanceHead(nn.Module):
-    """An additive per-ASV term of the prediction, linear in each ASV's abundance.
+    """An additive per-ASV term of the prediction, linear in each ASV's abundance features.
 
-    ``sum_i (a(v_i) + c_i * b(v_i)) / budget`` over the ASVs ``i`` of a sample, where ``v_i`` is
-    the ASV's vector (from its sequence only), ``c_i`` the abundance feature the sample encoder
-    reads (``EncoderOutput.count_features[..., 0]``: CLR / 4 for ``count_features: clr``) and
-    ``a``, ``b`` come from one MLP of ``v_i``. It is a linear model over presence and abundance
-    whose coefficients are functions of each ASV's sequence; attention pooling averages and
-    cannot sum. ``budget`` (the token limit) keeps the output's scale independent of how many
-    ASVs the samples hold. Zero-initialised output, so training starts from the other heads.
+    ``sum_i (a(v_i) + sum_f c_if * b_f(v_i)) / budget`` over the ASVs ``i`` of a sample, where
+    ``v_i`` is the ASV's vector (from its sequence only), ``c_if`` its abundance features (the
+    ones the sample encoder reads, ``EncoderOutput.count_features``) and ``a``, ``b_f`` come from
+    one MLP of ``v_i``. It is a linear model over presence and abundance whose coefficients are
+    functions of each ASV's sequence; attention pooling averages and cannot sum. ``budget`` (the
+    token limit) keeps the output's scale independent of how many ASVs the samples hold.
+    Zero-initialised output, so training starts from the other heads.
     """
 
-    def __init__(self, dim: int, out_dim: int, budget: int, hidden_mult: int = 4) -> None:
+    def __init__(self, dim: int, out_dim: int, n_features: int, budget: int,
+                 hidden_mult: int = 4) -> None:
         super().__init__()
-        import os
-        hidden_mult = int(os.environ.get('AAM_DEV_HIDDEN', hidden_mult))
-        self.out_dim = out_dim
+        self.out_dim, self.n_features = out_dim, n_features
         self.net = nn.Sequential(nn.Linear(dim, hidden_mult * dim), nn.GELU(),
-                                 nn.Linear(hidden_mult * dim, 2 * out_dim))
-        import os
-        self.budget = float(budget) ** float(os.environ.get('AAM_DEV_BUDGET_POW', '1'))
+                                 nn.Linear(hidden_mult * dim, (1 + n_features) * out_dim))
+        self.budget = float(budget)
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
     def coefficients(self, asv_vectors: Tensor) -> tuple[Tensor, Tensor]:
-        """``asv_vectors`` [..., D] -> (presence term, abundance slope), each [..., out_dim]."""
-        presence, slope = self.net(asv_vectors).split(self.out_dim, dim=-1)
-        return presence, slope
+        """``asv_vectors`` [..., D] -> (presence term [..., out_dim], slopes [..., F, out_dim])."""
+        out = self.net(asv_vectors).unflatten(-1, (1 + self.n_features, self.out_dim))
+        return out[..., 0, :], out[..., 1:, :]
 
     def forward(self, asv_vectors: Tensor, count_features: Tensor, mask: Tensor) -> Tensor:
-        """``asv_vectors`` [B, S, D], ``count_features`` [B, S, 2], ``mask`` [B, S]
+        """``asv_vectors`` [B, S, D], ``count_features`` [B, S, F], ``mask`` [B, S]
         -> [B, out_dim]."""
-        presence, slope = self.coefficients(asv_vectors)  # [B, S, out_dim] x 2
-        terms = presence + count_features[..., :1].to(slope.dtype) * slope
+        presence, slopes = self.coefficients(asv_vectors)  # [B, S, K], [B, S, F, K]
+        terms = presence + (count_features.to(slopes.dtype).unsqueeze(-1) * slopes).sum(-2)
         return (terms * mask.unsqueeze(-1).to(terms.dtype)).sum(1) / self.budget
 
 

@@ -12,7 +12,7 @@ from aam.config import FinetuneConfig
 from aam.data.batch import Batch
 from aam.errors import InputError
 from aam.models.asv_cache import EncoderCache
-from aam.models.encoder import AAMEncoder, EncoderOutput
+from aam.models.encoder import AAMEncoder, EncoderOutput, n_count_features
 from aam.models.fusion import build_fusion
 from aam.models.heads import (AbundanceHead, CategoryEmbeddings, CountHead, MaskedAttentionPool, OutputScaling,
                               TargetEncoder, TargetHead)
@@ -78,7 +78,9 @@ class Predictor(nn.Module):
         else:
             self.pool = MaskedAttentionPool(dim)
         self.head = TargetHead(dim, cfg.out_dim, model.dropout)
-        self.abundance_head = (AbundanceHead(dim, cfg.out_dim, cfg.data.token_limit)
+        self.abundance_head = (AbundanceHead(dim, cfg.out_dim,
+                                             n_count_features(model.count_features),
+                                             cfg.data.token_limit)
                                if cfg.abundance_head else None)
         self.scaling_column = scaling_column_index(cfg)
         self.output_scaling = None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from aam.config import FinetuneConfig, ModelConfig
+
 
 @dataclass(frozen=True)
 class Study:
@@ -49,9 +51,9 @@ class Preset:
     finetune_lr: float = 3e-3  # dev (fold 0's training subjects, age): 1e-3 R2 0.165, 3e-3 0.239
     weight_decay: float = 0.01
     dropout: float = 0.1
-    count_features: str = "log1p"
-    asv_norm: bool = True
-    abundance_head: bool = False
+    count_features: str = ModelConfig.count_features  # the library defaults unless overridden
+    asv_norm: bool = ModelConfig.asv_norm
+    abundance_head: bool = FinetuneConfig.abundance_head
     freeze_base: bool = False
     target_transform: str = "zscore"
     asv_sampling: str = "abundance"
@@ -62,7 +64,7 @@ class Preset:
     n_bootstrap: int = 2000
     device: str = "cpu"
     threads: int = 1
-    variants: tuple[str, ...] = ("aam", "aam-ensemble", "hybrid-rf")
+    variants: tuple[str, ...] = ("aam", "aam-ensemble", "hybrid-rf", "linear")
     studies: tuple[str, ...] = tuple(STUDIES)
     dev_fold: int | None = None  # recipe development on this outer fold's training subjects
     note: str = ""
