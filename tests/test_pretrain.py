@@ -65,7 +65,7 @@ def test_pretraining_sample_path_has_no_dropout_noise():
     model = PretrainModel(cfg).train()
     batch = make_batch()
     vectors = torch.randn(batch.unique_tokens.shape[0], 16)
-    first = model.encoder.encode_samples(vectors, batch)[1]
-    torch.testing.assert_close(model.encoder.encode_samples(vectors, batch)[1], first)
+    first = model.encoder.encode_samples(vectors, batch).sample_emb
+    torch.testing.assert_close(model.encoder.encode_samples(vectors, batch).sample_emb, first)
     tokens = batch.unique_tokens
     assert not torch.equal(model.encoder.encode_asvs(tokens), model.encoder.encode_asvs(tokens))

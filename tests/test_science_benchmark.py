@@ -30,7 +30,7 @@ def test_writes_a_row_per_study_and_variant(smoke):
     assert code == 0
     table = pd.read_csv(results / "science-smoke.tsv", sep="\t")
     assert set(table["study"]) == {"sleep-apnea-age", "sleep-apnea-exposure"}
-    assert set(table["variant"]) == {"aam", "aam-ensemble", "hybrid-rf"}
+    assert set(table["variant"]) == {"aam", "aam-ensemble", "hybrid-rf", "linear"}
     assert set(table["metric"]) == {"r2", "auc"}
     assert (table["ci_low"] <= table["diff"] + 1e-12).all()
     assert (table["diff"] <= table["ci_high"] + 1e-12).all()
@@ -56,3 +56,26 @@ def test_every_sample_predicted_once_by_the_fold_holding_its_subject_out(smoke):
             for name in ("train_samples.txt", "val_samples.txt"):
                 seen |= set((folder / name).read_text().split())
             assert seen and not seen & test, folder
+
+
+def test_classification_inner_validation_holds_both_classes(smoke):
+    """Early stopping on a validation side of one class picks a constant model; the inner split
+    of a classification study is stratified by the (subject-level) class."""
+    from aam.data.metadata import read_metadata
+
+    _, work, _ = smoke
+    meta = read_metadata(REPO.parent / "shared" / "data" / "sleep-apnea" / "metadata.tsv")
+    runs = sorted((work / "bench" / "sleep-apnea-exposure" / "aam").glob("fold~*/seed~0"))
+    assert runs
+    for run in runs:
+        val = (run / "val_samples.txt").read_text().split()
+        assert meta.loc[val, "exposure_type"].nunique() == 2, run
+
+
+def test_linear_reference_is_one_deterministic_fit(smoke):
+    _, _, results = smoke
+    pred = pd.read_csv(results / "science-smoke-predictions.tsv.gz", sep="\t",
+                       dtype={"sample_id": str})
+    linear = pred[(pred["study"] == "sleep-apnea-age") & (pred["variant"] == "linear")]
+    by_run = linear.pivot(index="sample_id", columns="run", values="prediction")
+    assert by_run.notna().all().all() and (by_run.nunique(axis=1) == 1).all()
