@@ -108,9 +108,9 @@ FINETUNE_OPTIONS = TRAINING_OPTIONS + [
         "count head predicting each ASV's relative abundance (--no-count-prediction: not built)"),
     opt("--count-penalty", "count_penalty", float, "weight of the count loss"),
     opt("--abundance-head", "abundance_head", bool,
-        "add a per-ASV term to the prediction: sum over the sample's ASVs of a(ASV) + "
-        "CLR abundance x b(ASV), a linear model over abundances with coefficients from each "
-        "ASV's vector"),
+        "add a per-ASV term to the prediction: the sum over the sample's ASVs of a(ASV) + "
+        "its count features x b(ASV), a linear model over abundances whose coefficients come "
+        "from each ASV's sequence (--no-abundance-head: not built)"),
     opt("--target-layers", "target_layers", int, "transformer layers of the target encoder"),
     opt("--categorical-columns", "data.categorical_columns", str,
         "comma-separated metadata columns fused into the model (default: prepare.json's)"),
