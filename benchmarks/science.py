@@ -129,10 +129,12 @@ def _write(args, settings, tables, predictions, seconds, wall: float) -> str:
                               if k != "note"),
         "selection": "grouped K-fold by subject (split seed 0); in each fold the training "
                      f"subjects are split again by subject ({settings.inner_val_fraction:.0%} "
-                     "to inner validation); pretraining (self-supervised, per fold, the two "
-                     "sleep-apnea targets share it) and fine-tuning train on inner-train and "
-                     "choose their epoch / stop early on inner validation; test subjects are "
-                     "predicted once. The forests fit on all training samples of the fold.",
+                     "to inner validation, stratified by the class for classification); "
+                     "pretraining (self-supervised, per fold; targets with the same inner "
+                     "split share it) and fine-tuning train on inner-train and choose their "
+                     "epoch / stop early on inner validation; test subjects are predicted "
+                     "once. The forests and the linear reference fit on all training samples "
+                     "of the fold.",
     }
     out = Path(args.results_dir)
     out.mkdir(parents=True, exist_ok=True)
