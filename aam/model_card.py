@@ -105,7 +105,8 @@ def model_card(summary: dict, info: dict, data_dir: str, run_dir: Path,
               "selection.", "",
               "## Settings", "",
               f"- fusion: {(cfg.get('fusion') or {}).get('name')}; frozen base: "
-              f"{cfg.get('freeze_base')}; pretrained encoder: "
+              f"{cfg.get('freeze_base')}; abundance head: {cfg.get('abundance_head')}; "
+              "pretrained encoder: "
               f"{encoder or 'none (trained from scratch)'}",
               f"- model: {cfg.get('model')}",
               f"- training: epochs {train.get('epochs')}, lr {train.get('lr')}, batch size "

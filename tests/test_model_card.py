@@ -38,6 +38,7 @@ def test_every_trained_model_gets_a_card(tmp_path, task):
     if task == "regression":
         assert "target transform: `zscore`" in card
     assert f"epoch {metrics['best_epoch']} of {metrics['epochs_run']}" in card
+    assert "abundance head: True" in card  # format 3 defaults; format-2 models say False
     assert f"aam {aam.__version__}, commit " in card
     assert re.search(r"commit ([0-9a-f]{40}|unknown)", card)
     primary = "r2" if task == "regression" else "balanced_accuracy"
