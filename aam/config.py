@@ -15,7 +15,9 @@ from aam.errors import InputError
 from aam.validate import check_finite, check_model_sizes, check_seed
 
 ASV_SAMPLING = ("first", "abundance", "random")
-COUNT_FEATURES = ("clr", "log1p", "log1p-clr", "log1p-cpm")  # how an ASV's count enters the sample encoder
+# How an ASV's count enters the sample encoder (aam.models.encoder.FEATURE_PARTS; a test keeps
+# the two equal without importing torch here).
+COUNT_FEATURES = ("clr", "log1p", "log1p-clr", "log1p-cpm")
 TASKS = ("regression", "classification")
 REGRESSION_LOSSES = ("mse", "mae", "huber")
 PARALLEL_CHOICES = ("auto", "none", "ddp", "fsdp", "dp")

@@ -158,3 +158,11 @@ def test_log1p_cpm_is_zero_at_a_zero_count():
     feats = count_features(counts, torch.ones(1, 3, dtype=torch.bool), "log1p-cpm")
     assert (feats[0, 0] == 0).all()
     assert (zero_count_features(feats, "log1p-cpm") == 0).all()
+
+
+def test_every_count_feature_kind_is_defined_where_it_is_computed():
+    from aam.config import COUNT_FEATURES
+    from aam.models.encoder import FEATURE_PARTS
+
+    assert set(COUNT_FEATURES) == set(FEATURE_PARTS)
+    assert all(parts[-1] == "relative" for parts in FEATURE_PARTS.values())

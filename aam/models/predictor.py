@@ -14,8 +14,8 @@ from aam.errors import InputError
 from aam.models.asv_cache import EncoderCache
 from aam.models.encoder import AAMEncoder, EncoderOutput, n_count_features
 from aam.models.fusion import build_fusion
-from aam.models.heads import (AbundanceHead, CategoryEmbeddings, CountHead, MaskedAttentionPool, OutputScaling,
-                              TargetEncoder, TargetHead)
+from aam.models.heads import (AbundanceHead, CategoryEmbeddings, CountHead, MaskedAttentionPool,
+                              OutputScaling, TargetEncoder, TargetHead)
 from aam.validate import load_error_reason
 
 log = logging.getLogger(__name__)
