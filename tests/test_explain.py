@@ -93,19 +93,26 @@ def test_attributions_of_one_occurrence_follow_its_abundance(trained):
     assert (got.per_sample["attribution"] != 0).mean() > 0.9
 
 
+def _first_samples(run: tuple[Path, Path], n: int):
+    """(the run's model, a batch of its prepared data's first ``n`` samples, category 0)."""
+    from aam.data.dataset import SampleDataset, make_loader
+
+    prepared, model_path = run
+    model, _ = load_predictor(model_path)
+    data = load_prepared(prepared)
+    columns = len(model.cfg.data.categorical_columns)
+    ds = SampleDataset(data, data.sample_ids[:n], model.cfg.data,
+                       cat_ids=np.zeros((n, columns), dtype=np.int64))
+    return model, next(iter(make_loader(ds, n, False, 0)))
+
+
 def test_the_abundance_heads_term_is_explained(trained):
     """The abundance head reads the same count features as the encoder, so integrated
     gradients see its term: the explained change f(x) - f(baseline) grows by exactly the head's
     own change between the observed and the baseline features."""
-    from aam.data.dataset import SampleDataset, make_loader
     from aam.explain.attribution import zero_count_features
 
-    prepared, model_path = trained("abundance-head")
-    model, _ = load_predictor(model_path)
-    data = load_prepared(prepared)
-    ds = SampleDataset(data, data.sample_ids[:4], model.cfg.data,
-                       cat_ids=np.zeros((4, 1), dtype=np.int64))
-    batch = next(iter(make_loader(ds, 4, False, 0)))
+    model, batch = _first_samples(trained("abundance-head"), 4)
     head = model.abundance_head.net[-1]
     with torch.no_grad():
         head.weight.zero_()
@@ -127,14 +134,8 @@ def test_the_abundance_heads_term_is_explained(trained):
 
 
 def test_occurrence_at_the_baseline_gets_zero_attribution(trained, root, monkeypatch):
-    prepared, model_path = trained("fusion-gmu")
-    model, payload = load_predictor(model_path)
-    from aam.data.dataset import SampleDataset, make_loader
     import aam.models.encoder as encoder
-    data = load_prepared(prepared)
-    ds = SampleDataset(data, data.sample_ids[:3], model.cfg.data,
-                       cat_ids=np.zeros((3, 2), dtype=np.int64))
-    batch = next(iter(make_loader(ds, 3, False, 0)))
+    model, batch = _first_samples(trained("fusion-gmu"), 3)
     features = encoder.count_features
 
     def at_baseline(counts, mask, kind):  # the first occurrence's features are the baseline (0)

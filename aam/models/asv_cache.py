@@ -68,7 +68,11 @@ class AsvVectorCache:
         if new.any():
             self._store(keys[new], encode(tokens[new.to(tokens.device)]))
         self.requested += len(keys)
-        return self.table[self.slot[keys].to(self.table.device)]
+        return self.lookup(keys)
+
+    def lookup(self, keys: Tensor) -> Tensor:
+        """Vectors [U, D] of ASVs already encoded (not counted as requests)."""
+        return self.table[self.slot[keys.cpu()].to(self.table.device)]
 
     def clear(self) -> None:
         """Forget every vector (after the encoder's weights or device changed)."""
@@ -160,15 +164,12 @@ class EncoderCache:
             part = self._parts.setdefault(device, _DeviceCache())
         with torch.no_grad():
             cached = self._from_samples(part, batch) if self.sample_level else None
+            if cached is not None:  # its ASVs were encoded when it was stored
+                cached.asv_vectors, cached.count_features = encoder.occurrence_inputs(
+                    part.asvs.lookup(batch.unique_asv_index), batch)
+                return cached
             vectors = part.asvs.vectors(batch.unique_asv_index, batch.unique_tokens.long(),
                                         encoder.encode_asvs)  # [U, D]
-            if cached is not None:  # the cheap per-occurrence inputs are recomputed
-                mask = batch.asv_mask
-                cached.asv_vectors = vectors[batch.asv_inverse] * mask.unsqueeze(-1).to(
-                    vectors.dtype)
-                cached.count_features = encoder.sample.count_input(batch.counts, mask).to(
-                    vectors.dtype)
-                return cached
             out = encoder.encode_samples(vectors, batch)
             if self.sample_level:
                 self._store_samples(part, batch, out.asv_emb, out.sample_emb)

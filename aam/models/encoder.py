@@ -220,13 +220,11 @@ class SampleEncoder(nn.Module):
         self.layers = TransformerStack(d, cfg.attention_heads, cfg.asv_layers, cfg.ff_mult,
                                        cfg.dropout, cfg.gradient_checkpointing)
 
-    def forward(self, asv_vectors: Tensor, counts: Tensor, mask: Tensor
-                ) -> tuple[Tensor, Tensor]:
-        """asv_vectors [B, S, D], counts [B, S], mask [B, S] -> (asv_emb [B, S, D], count
-        features [B, S, F])."""
-        features = self.count_input(counts, mask).to(asv_vectors.dtype)  # [B, S, F]
+    def forward(self, asv_vectors: Tensor, features: Tensor, mask: Tensor) -> Tensor:
+        """asv_vectors [B, S, D], count features [B, S, F] (``count_input``), mask [B, S]
+        -> asv_emb [B, S, D]."""
         x = asv_vectors + self.count_emb(features)
-        return self.layers(x * mask.unsqueeze(-1).to(x.dtype), mask), features
+        return self.layers(x * mask.unsqueeze(-1).to(x.dtype), mask)
 
 
 class AAMEncoder(nn.Module):
@@ -263,11 +261,18 @@ class AAMEncoder(nn.Module):
         nucleotide logits: ``asv_emb`` [B, S, D], ``sample_emb`` [B, D], ``count_features`` and
         the gathered ``asv_vectors`` [B, S, D]."""
         mask = batch.asv_mask
-        gathered = asv_vectors[batch.asv_inverse] * mask.unsqueeze(-1).to(asv_vectors.dtype)
-        asv_emb, features = self.sample(gathered, batch.counts, mask)  # [B, S, D], [B, S, F]
+        gathered, features = self.occurrence_inputs(asv_vectors, batch)
+        asv_emb = self.sample(gathered, features, mask)  # [B, S, D]
         pooled, _ = self.pool(self.sample_layers(asv_emb, mask), mask)  # [B, D]
         return EncoderOutput(asv_emb, pooled, mask, count_features=features,
                              asv_vectors=gathered)
+
+    def occurrence_inputs(self, asv_vectors: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
+        """ASV vectors [U, D] -> what each occurrence brings before context enters: its ASV
+        vector [B, S, D] and its count features [B, S, F] (both 0 at padding)."""
+        mask = batch.asv_mask
+        gathered = asv_vectors[batch.asv_inverse] * mask.unsqueeze(-1).to(asv_vectors.dtype)
+        return gathered, self.sample.count_input(batch.counts, mask).to(asv_vectors.dtype)
 
     def forward(self, batch: Batch, mask_rate: float = 0.0,
                 generator: torch.Generator | None = None) -> EncoderOutput:

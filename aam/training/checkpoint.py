@@ -19,10 +19,11 @@ from aam.errors import InputError
 from aam.validate import check_checkpoint_fields, check_model_sizes, check_tensor_sizes
 
 FORMAT_VERSION = 3
-# Settings that older formats did not record, with the behaviour their models were trained with
-# (format 2 turned the ASV batch norm on by default, format 3 the predictor's abundance head).
-FORMAT_1_MODEL = {"count_features": "log1p", "asv_norm": False}
-BEFORE_FORMAT_3_PREDICTOR = {"abundance_head": False}
+# Settings that older formats did not record, with the behaviour their models were trained with:
+# (formats before this one, checkpoint kind or None for any, config section or "" for the top
+# level, defaults). Format 2 turned the ASV batch norm on, format 3 the predictor's abundance head.
+UNRECORDED = ((2, None, "model", {"count_features": "log1p", "asv_norm": False}),
+              (3, "predictor", "", {"abundance_head": False}))
 KINDS = ("encoder", "predictor")
 REQUIRED_KEYS = ("format_version", "aam_version", "kind", "config", "model_state", "epoch",
                  "best_metric", "seed")
@@ -109,13 +110,12 @@ def load_checkpoint(path: str | Path, kind: str | None = None,
             f"({type(err).__name__}). Re-run the job that wrote it."
         ) from None
     _check_payload(payload, path, kind)
-    if payload["format_version"] == 1:
-        model = payload["config"].setdefault("model", {})
-        for key, value in FORMAT_1_MODEL.items():
-            model.setdefault(key, value)
-    if payload["format_version"] < 3 and payload["kind"] == "predictor":
-        for key, value in BEFORE_FORMAT_3_PREDICTOR.items():
-            payload["config"].setdefault(key, value)
+    for before, kind_, section, defaults in UNRECORDED:
+        if payload["format_version"] < before and kind_ in (None, payload["kind"]):
+            config = payload["config"]
+            target = config.setdefault(section, {}) if section else config
+            for key, value in defaults.items():
+                target.setdefault(key, value)
     return payload
 
 
