@@ -6,7 +6,9 @@
 #
 # STEPs: env, tests (pytest -m gpu: bf16 + resume on one GPU, DDP and FSDP under torchrun with
 # nccl, --parallel dp), bench (benchmarks/bench.py --device cuda on ibd-2538), science (the
-# real-data benchmark at the gpu preset), probe (one fold of the gpu preset, to size `science`).
+# real-data benchmark at the gpu preset, its studies side by side), probe (one fold of the gpu
+# preset, to size `science`). SCIENCE_ARGS are added to every science process (e.g.
+# "--prepared-root benchmarks/out/science/prepared").
 # Missing Python packages (biom-format, scikit-bio and their pure-Python needs) can be given as
 # wheels in .whl/ (see benchmarks/README.md); prepared ibd-2538 data is read from
 # benchmarks/out/ibd-2538 when it is there; DATA_ROOT names a folder holding sleep-apnea/ and
@@ -47,7 +49,22 @@ if step probe; then
         --results-dir "$out" --tag probe 2>&1 | tee "$out/probe.log" | tail -20
 fi
 if step science; then
-    timeout "${SCIENCE_LIMIT:-420}" python3 benchmarks/science.py --preset gpu \
-        ${SCIENCE_ARGS:-} ${DATA_ROOT:+--data-root $DATA_ROOT} --results-dir "$out" 2>&1 | tee "$out/science.log" | tail -30
+    # The studies side by side on the one GPU (ibd-2538, the largest, one process per seed), each
+    # process under SCIENCE_LIMIT seconds; each writes science-gpu-<part>.{md,tsv} and its log.
+    part() {
+        local name=$1; shift
+        timeout "${SCIENCE_LIMIT:-420}" python3 benchmarks/science.py --preset gpu --threads 3 \
+            "$@" ${SCIENCE_ARGS:-} ${DATA_ROOT:+--data-root $DATA_ROOT} --tag "$name" \
+            --work-dir "benchmarks/out/gpu-science/$name" --results-dir "$out" \
+            >"$out/science-$name.log" 2>&1
+        echo "science part $name: rc $?"
+    }
+    part age --studies sleep-apnea-age &
+    part exposure --studies sleep-apnea-exposure &
+    for seed in 0 1 2; do part "ibd-seed$seed" --studies ibd-2538-ibd --seeds "$seed" & done
+    wait
+    for name in age exposure ibd-seed0 ibd-seed1 ibd-seed2; do
+        cp "benchmarks/out/gpu-science/$name/science-gpu.log" "$out/epochs-$name.log" 2>/dev/null
+    done
 fi
 ls -la "$out"
