@@ -19,6 +19,7 @@ ASV_SAMPLING = ("first", "abundance", "random")
 # the two equal without importing torch here).
 COUNT_FEATURES = ("clr", "log1p", "log1p-clr", "log1p-cpm")
 TASKS = ("regression", "classification")
+HEAD_INITS = ("fit", "zero")
 REGRESSION_LOSSES = ("mse", "mae", "huber")
 PARALLEL_CHOICES = ("auto", "none", "ddp", "fsdp", "dp")
 
@@ -231,6 +232,7 @@ class FinetuneConfig:
     count_penalty: float = 0.1  # CLR count-loss weight (1.0 halved validation R2 on the simulator)
     target_layers: int = 1  # transformer layers of the target encoder
     abundance_head: bool = True  # additive per-ASV term, linear in the count features
+    abundance_head_init: str = "fit"  # fit: penalised linear fit before fine-tuning | zero
     categorical_lr: Optional[float] = None  # learning rate of category embeddings/fusion/scales
     val_prediction_passes: int = 1
     nucleotide_loss_weight: float = 0.0  # > 0 keeps the masked-nucleotide loss when the base trains
@@ -238,6 +240,7 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         _check_choice("task", self.task, TASKS)
+        _check_choice("abundance_head_init", self.abundance_head_init, HEAD_INITS)
         if self.task == "regression":
             _check_choice("loss", self.loss, REGRESSION_LOSSES)
         _check_positive("val_prediction_passes", self.val_prediction_passes)

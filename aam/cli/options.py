@@ -15,9 +15,10 @@ from typing import Any, Callable, Sequence
 import types
 import typing
 
-from aam.config import (ASV_SAMPLING, PARALLEL_CHOICES, REGRESSION_LOSSES, RUNTIME,
-                        TARGET_TRANSFORMS, TASKS, FinetuneConfig, PretrainConfig, deep_update,
-                        flag_of, flatten, load_yaml, merge, nest, settable_fields, to_dict)
+from aam.config import (ASV_SAMPLING, HEAD_INITS, PARALLEL_CHOICES, REGRESSION_LOSSES,
+                        RUNTIME, TARGET_TRANSFORMS, TASKS, FinetuneConfig, PretrainConfig,
+                        deep_update, flag_of, flatten, load_yaml, merge, nest, settable_fields,
+                        to_dict)
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,10 @@ FINETUNE_OPTIONS = TRAINING_OPTIONS + [
         "add a per-ASV term to the prediction: the sum over the sample's ASVs of a(ASV) + "
         "its count features x b(ASV), a linear model over abundances whose coefficients come "
         "from each ASV's sequence (--no-abundance-head: not built)"),
+    opt("--abundance-head-init", "abundance_head_init", str,
+        "start of the abundance head: fit (a ridge / L2-logistic fit of its last layer on the "
+        "training samples, the penalty chosen on the validation samples, before fine-tuning) "
+        "or zero", HEAD_INITS),
     opt("--target-layers", "target_layers", int, "transformer layers of the target encoder"),
     opt("--categorical-columns", "data.categorical_columns", str,
         "comma-separated metadata columns fused into the model (default: prepare.json's)"),

@@ -116,6 +116,34 @@ class AbundanceHead(nn.Module):
         terms = presence + (count_features.to(slopes.dtype).unsqueeze(-1) * slopes).sum(-2)
         return (terms * mask.unsqueeze(-1).to(terms.dtype)).sum(1) / self.budget
 
+    def design(self, asv_vectors: Tensor, count_features: Tensor, mask: Tensor) -> Tensor:
+        """The head's output is linear in its last layer: ``forward(...) == design(...) @ W``
+        with ``W`` from :meth:`output_matrix`. Returns [B, (1 + F) * (H + 1)]: per term ``j``
+        (presence, then each count feature) the sum over ASVs of ``w_j * [hidden, 1]`` / budget,
+        where ``w_0 = 1``, ``w_f = c_f`` and ``hidden`` is the MLP's last hidden layer [H]."""
+        hidden = self.net[:-1](asv_vectors)  # [B, S, H]
+        hidden = torch.cat([hidden, torch.ones_like(hidden[..., :1])], dim=-1)  # [B, S, H + 1]
+        ones = torch.ones_like(count_features[..., :1])
+        weights = torch.cat([ones, count_features], dim=-1).to(hidden.dtype)  # [B, S, 1 + F]
+        weights = weights * mask.unsqueeze(-1).to(hidden.dtype)
+        return torch.einsum("bsj,bsh->bjh", weights, hidden).flatten(1) / self.budget
+
+    def output_matrix(self) -> Tensor:
+        """The last layer as the [(1 + F) * (H + 1), out_dim] matrix that :meth:`design` meets."""
+        last = self.net[-1]
+        weight = last.weight.T.unflatten(-1, (1 + self.n_features, self.out_dim))  # [H, 1+F, K]
+        bias = last.bias.unflatten(-1, (1 + self.n_features, self.out_dim))  # [1+F, K]
+        return torch.cat([weight.transpose(0, 1), bias.unsqueeze(1)], dim=1).flatten(0, 1)
+
+    @torch.no_grad()
+    def set_output_matrix(self, matrix: Tensor) -> None:
+        """Load the last layer from a [(1 + F) * (H + 1), out_dim] matrix (inverse of
+        :meth:`output_matrix`)."""
+        last = self.net[-1]
+        blocks = matrix.to(last.weight).unflatten(0, (1 + self.n_features, -1))  # [1+F, H+1, K]
+        last.weight.copy_(blocks[:, :-1, :].permute(0, 2, 1).flatten(0, 1))
+        last.bias.copy_(blocks[:, -1, :].flatten())
+
 
 class TargetEncoder(nn.Module):
     """Transformer layers across the ASVs of a sample (padding masked) for the target path.

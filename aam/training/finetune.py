@@ -30,6 +30,7 @@ from aam.training.finetune_callbacks import FinetuneTensorBoard
 from aam.training.finetune_data import (build_setup, encoder_model_config, random_split,
                                         resolve_sizes)
 from aam.training.finetune_objective import FinetuneObjective
+from aam.training.head_fit import fit_abundance_head
 from aam.training.loop import fit
 from aam.training.resume import adopt_derived, check_resume
 from aam.training.seeding import seed_everything
@@ -156,6 +157,10 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
     tensorboard = FinetuneTensorBoard(out / "tensorboard", cfg)
     callbacks = [ResumeCheckpoints(checkpoints, resume, paths.resume_from), checkpoints,
                  EarlyStopping(cfg.train.patience), tensorboard]
+    head_fit = None
+    if model.abundance_head is not None and cfg.abundance_head_init == "fit" and resume is None:
+        head_fit = fit_abundance_head(model.to(ctx.device), train_loader, val_loader,
+                                      objective.target_loss, ctx.device, ctx)
     result = fit(model, objective, train_loader, val_loader, cfg.train, callbacks,
                  param_groups=parameter_groups(model, cfg), resume=resume, dist=ctx)
     if model.encoder_cache is not None:
@@ -174,7 +179,8 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
                "epochs_run": result.epochs_run, "history": _history(result.history),
                "seed": seed, "fold": paths.fold, "wall_time_s": time.perf_counter() - start,
                "train_samples_per_s": result.train_samples_per_s,
-               "world_size": ctx.world_size, "config": to_dict(cfg)}
+               "world_size": ctx.world_size, "config": to_dict(cfg),
+               "abundance_head_fit": head_fit.to_dict() if head_fit else None}
     write_metrics(out / "metrics.json", summary)
     write_model_card(out, summary, data.info, str(paths.data_dir), paths.pretrained_encoder)
     tensorboard.write_summary(objective, summary)

@@ -69,13 +69,15 @@ class FinetuneObjective:
         self.attention_map: Optional[np.ndarray] = None  # [heads, tokens], see _one_pass
 
     def target_loss(self, prediction: Tensor, target: Tensor) -> Tensor:
-        """Loss of ``prediction`` [B, out_dim] against ``target`` [B] (model scale)."""
+        """Loss of ``prediction`` [B, out_dim] against ``target`` [B] (model scale), in float32
+        (float64 when ``prediction`` is float64)."""
+        dtype = torch.float64 if prediction.dtype == torch.float64 else torch.float32
         if self.classes:
             weight = None
             if self.class_weight is not None:
-                weight = self.class_weight.to(prediction.device)
-            return F.cross_entropy(prediction.float(), target.long(), weight=weight)
-        return REGRESSION_LOSSES[self.cfg.loss](prediction[:, 0].float(), target.float())
+                weight = self.class_weight.to(prediction.device, dtype)
+            return F.cross_entropy(prediction.to(dtype), target.long(), weight=weight)
+        return REGRESSION_LOSSES[self.cfg.loss](prediction[:, 0].to(dtype), target.to(dtype))
 
     def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, float]]:
         """Training loss: target loss + count_penalty * count loss (+ nucleotide loss)."""

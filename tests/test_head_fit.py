@@ -1,0 +1,120 @@
+"""The abundance head's fitted start: the head is linear in its last layer, the fit finds a
+planted linear signal, the penalty is chosen on validation samples, and `aam train` records it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from aam.config import DataConfig, FusionConfig
+from aam.models.predictor import Predictor
+from aam.training.finetune import FinetunePaths, run_finetune
+from aam.training.head_fit import PENALTIES, fit_abundance_head
+from finetune_fixtures import make_prepared, tiny_finetune_cfg
+from test_predictor import tiny_batch, tiny_cfg
+
+
+def _model(out_dim: int = 1) -> Predictor:
+    torch.manual_seed(0)
+    cfg = tiny_cfg(abundance_head=True, out_dim=out_dim, data=DataConfig(),
+                   fusion=FusionConfig())
+    return Predictor(cfg).eval()
+
+
+def _batches(n: int, seed: int) -> list:
+    return [dataclasses.replace(tiny_batch(8, 6, seed=seed + i), cat_ids=None) for i in range(n)]
+
+
+@torch.no_grad()
+def _head_parts(model, batch):
+    enc = model(batch).encoder
+    head = model.abundance_head
+    return head, enc, head.design(enc.asv_vectors, enc.count_features, enc.asv_mask)
+
+
+def test_the_head_is_its_design_times_its_output_matrix():
+    model = _model(out_dim=3)
+    torch.nn.init.normal_(model.abundance_head.net[-1].weight)
+    torch.nn.init.normal_(model.abundance_head.net[-1].bias)
+    head, enc, design = _head_parts(model, _batches(1, 0)[0])
+    with torch.no_grad():
+        direct = head(enc.asv_vectors, enc.count_features, enc.asv_mask)
+        matrix = head.output_matrix()
+        torch.testing.assert_close(design @ matrix, direct, rtol=1e-4, atol=1e-5)
+        head.set_output_matrix(torch.zeros_like(matrix))
+        assert not head(enc.asv_vectors, enc.count_features, enc.asv_mask).any()
+        head.set_output_matrix(matrix)  # the inverse of output_matrix
+        torch.testing.assert_close(head.output_matrix(), matrix)
+
+
+def _plant(model, batches, truth: torch.Tensor, classes: bool) -> list:
+    """Targets = the model's prediction without the head + the design times ``truth``."""
+    out = []
+    for batch in batches:
+        _, _, design = _head_parts(model, batch)
+        with torch.no_grad():
+            signal = (model(batch).prediction + design @ truth)
+        target = signal.argmax(-1).float() if classes else signal[:, 0]
+        out.append(dataclasses.replace(batch, target=target))
+    return out
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_the_fit_finds_a_planted_linear_signal_and_sets_the_model(task):
+    classes = task == "classification"
+    model = _model(out_dim=2 if classes else 1)
+    k = model.cfg.out_dim
+    head = model.abundance_head
+    width = head.output_matrix().shape[0]
+    truth = torch.randn(width, k, generator=torch.Generator().manual_seed(1)) * 3.0
+    train = _plant(model, _batches(40, 0), truth, classes)
+    val = _plant(model, _batches(10, 1000), truth, classes)
+
+    def loss(pred, target):
+        if classes:
+            return torch.nn.functional.cross_entropy(pred, target.long())
+        return torch.nn.functional.mse_loss(pred[:, 0], target.to(pred.dtype))
+
+    fit = fit_abundance_head(model, train, val, loss, torch.device("cpu"))
+    assert fit.penalty in PENALTIES and (fit.n_train, fit.n_val) == (320, 80)
+    assert fit.val_loss < 0.5 * fit.val_loss_before
+    with torch.no_grad():  # the model now predicts what the fit reported
+        preds = torch.cat([model(b).prediction for b in val]).double()
+        target = torch.cat([b.target for b in val])
+        assert float(loss(preds, target)) == pytest.approx(fit.val_loss, rel=1e-3, abs=1e-4)
+
+
+def test_without_signal_the_strongest_penalty_keeps_the_head_near_zero():
+    model = _model()
+    train = [dataclasses.replace(b, target=torch.randn(8, generator=torch.Generator()
+                                                        .manual_seed(i)))
+             for i, b in enumerate(_batches(10, 0))]
+    val = [dataclasses.replace(b, target=torch.randn(8, generator=torch.Generator()
+                                                      .manual_seed(100 + i)))
+           for i, b in enumerate(_batches(5, 500))]
+    fit = fit_abundance_head(model, train, val, lambda p, t: torch.nn.functional.mse_loss(
+        p[:, 0], t.to(p.dtype)), torch.device("cpu"))
+    assert fit.penalty >= 1.0  # noise: the validation samples choose a strong penalty
+    assert fit.val_loss <= fit.val_loss_before + 0.05
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    return make_prepared(tmp_path_factory.mktemp("head-fit"))
+
+
+def test_aam_train_fits_the_head_by_default_and_records_it(prepared, tmp_path):
+    cfg = tiny_finetune_cfg(columns=(), epochs=1, abundance_head=True)
+    run_finetune(cfg, FinetunePaths(prepared, tmp_path / "fit"))
+    saved = json.loads((tmp_path / "fit" / "metrics.json").read_text())
+    record = saved["abundance_head_fit"]
+    assert record["penalty"] in PENALTIES and record["n_train"] + record["n_val"] == 32
+    assert saved["config"]["abundance_head_init"] == "fit"
+
+    zero = dataclasses.replace(cfg, abundance_head_init="zero")
+    run_finetune(zero, FinetunePaths(prepared, tmp_path / "zero"))
+    assert json.loads((tmp_path / "zero" / "metrics.json").read_text())[
+        "abundance_head_fit"] is None
