@@ -233,6 +233,8 @@ class FinetuneConfig:
     target_layers: int = 1  # transformer layers of the target encoder
     abundance_head: bool = True  # additive per-ASV term, linear in the count features
     abundance_head_init: str = "fit"  # fit: penalised linear fit before fine-tuning | zero
+    abundance_head_width: int = 512  # hidden units of the head's MLP (0: 4 x embedding dim)
+    group_by: str = ""  # metadata column of the subject: the head fit's CV keeps subjects whole
     categorical_lr: Optional[float] = None  # learning rate of category embeddings/fusion/scales
     val_prediction_passes: int = 1
     nucleotide_loss_weight: float = 0.0  # > 0 keeps the masked-nucleotide loss when the base trains
@@ -246,6 +248,7 @@ class FinetuneConfig:
         _check_positive("val_prediction_passes", self.val_prediction_passes)
         _check_positive("out_dim", self.out_dim)
         _check_positive("target_layers", self.target_layers, allow_zero=True)
+        _check_positive("abundance_head_width", self.abundance_head_width, allow_zero=True)
         if self.categorical_lr is not None:
             _check_positive("categorical_lr", self.categorical_lr)
         _check_positive("count_penalty", self.count_penalty, allow_zero=True)

@@ -66,12 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count-features", help="log1p | clr (model.count_features)")
     p.add_argument("--asv-norm", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--abundance-head", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--abundance-head-init", help="fit | zero (finetune.abundance_head_init)")
     p.add_argument("--target-transform")
     p.add_argument("--dev-fold", type=int,
                    help="recipe development: benchmark only the training subjects of this "
                         "outer fold (its test subjects are never read); writes *-dev.* files")
     p.add_argument("--tag", default="", help="suffix of the result files (e.g. an ablation)")
     p.add_argument("--freeze-base", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--inner-rotation", action=argparse.BooleanOptionalAction, default=None,
+                   help="seed r of an ensemble validates on inner grouped fold r of the "
+                        "training subjects (default: one inner holdout for every seed)")
     add_common_flags(p)
     return p
 
@@ -82,7 +86,8 @@ def _settings(args):
         "attention_layers", "token_limit", "pretrain_epochs", "finetune_epochs",
         "finetune_patience", "batch_size", "finetune_lr", "pretrain_lr", "weight_decay",
         "dropout", "asv_sampling", "freeze_base", "target_transform", "dev_fold",
-        "count_features", "asv_norm", "abundance_head")}
+        "count_features", "asv_norm", "abundance_head", "abundance_head_init",
+        "inner_rotation")}
     return preset(args.preset, **overrides)
 
 

@@ -103,3 +103,17 @@ def test_format_2_predictor_loads_without_the_abundance_head(tmp_path):
     save_checkpoint(tmp_path / "model.pt", payload)
     loaded = load_checkpoint(tmp_path / "model.pt", "predictor")
     assert from_dict(FinetuneConfig, loaded["config"]).abundance_head is False
+
+
+def test_format_3_predictor_loads_with_the_narrow_unfitted_head(tmp_path):
+    """Format-3 heads had 4 x embedding-dim hidden units and were not fitted."""
+    from aam.config import FinetuneConfig, from_dict
+
+    payload = make_payload("predictor", to_dict(FinetuneConfig(model=TINY)), {}, epoch=1,
+                           best_metric=0.0, seed=0)
+    payload["format_version"] = 3
+    for key in ("abundance_head_width", "abundance_head_init"):
+        del payload["config"][key]
+    save_checkpoint(tmp_path / "model.pt", payload)
+    cfg = from_dict(FinetuneConfig, load_checkpoint(tmp_path / "model.pt", "predictor")["config"])
+    assert (cfg.abundance_head_width, cfg.abundance_head_init) == (0, "zero")

@@ -97,8 +97,27 @@ def test_without_signal_the_strongest_penalty_keeps_the_head_near_zero():
            for i, b in enumerate(_batches(5, 500))]
     fit = fit_abundance_head(model, train, val, lambda p, t: torch.nn.functional.mse_loss(
         p[:, 0], t.to(p.dtype)), torch.device("cpu"))
-    assert fit.penalty >= 1.0  # noise: the validation samples choose a strong penalty
+    assert fit.chosen_by == "validation samples"  # no groups given
+    assert fit.penalty >= 100.0  # noise: the validation samples choose a strong penalty
     assert fit.val_loss <= fit.val_loss_before + 0.05
+
+
+def test_with_subjects_the_penalty_is_chosen_by_grouped_cv_of_the_training_samples():
+    """Each subject's samples share one label drawn at random (no signal across subjects):
+    cross-validation that keeps subjects whole sees that and chooses a strong penalty."""
+    model = _model()
+    batches = _batches(12, 0)
+    gen = torch.Generator().manual_seed(3)
+    per_subject = torch.randn(12, generator=gen)
+    train = [dataclasses.replace(b, target=per_subject[i].repeat(8),
+                                 sample_ids=[f"b{i}s{j}" for j in range(8)])
+             for i, b in enumerate(batches)]
+    groups = {s: s.split("s")[0] for b in train for s in b.sample_ids}  # subject = batch
+    val = _batches(2, 900)
+    fit = fit_abundance_head(model, train, val, lambda p, t: torch.nn.functional.mse_loss(
+        p[:, 0], t.to(p.dtype)), torch.device("cpu"), groups=groups)
+    assert fit.chosen_by == "grouped 5-fold CV of the training samples"
+    assert fit.penalty >= 100.0
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +132,43 @@ def test_aam_train_fits_the_head_by_default_and_records_it(prepared, tmp_path):
     record = saved["abundance_head_fit"]
     assert record["penalty"] in PENALTIES and record["n_train"] + record["n_val"] == 32
     assert saved["config"]["abundance_head_init"] == "fit"
+    assert saved["history"][0]["epoch"] == 0  # the fitted start is a candidate for best.pt
 
     zero = dataclasses.replace(cfg, abundance_head_init="zero")
     run_finetune(zero, FinetunePaths(prepared, tmp_path / "zero"))
     assert json.loads((tmp_path / "zero" / "metrics.json").read_text())[
         "abundance_head_fit"] is None
+
+
+def test_group_by_names_a_missing_column(prepared, tmp_path):
+    from aam.errors import InputError
+
+    cfg = tiny_finetune_cfg(columns=(), epochs=1, abundance_head=True, group_by="nope")
+    with pytest.raises(InputError, match="--group-by column 'nope' is not in the prepared"):
+        run_finetune(cfg, FinetunePaths(prepared, tmp_path / "bad"))
+    assert not (tmp_path / "bad" / "model.pt").exists()
+
+
+def test_group_by_subject_is_used_for_the_penalty(prepared, tmp_path):
+    cfg = tiny_finetune_cfg(columns=(), epochs=1, abundance_head=True, group_by="subject")
+    run_finetune(cfg, FinetunePaths(prepared, tmp_path / "cv"))
+    record = json.loads((tmp_path / "cv" / "metrics.json").read_text())["abundance_head_fit"]
+    assert record["chosen_by"].startswith("grouped")
+
+
+def test_fine_tuning_keeps_the_asv_vectors_a_function_of_the_sequence():
+    """In training mode the encoder's ASV batch norm keeps its pretraining statistics: an ASV's
+    vector (what the fitted head reads) does not depend on the other ASVs of its batch."""
+    model = _model()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    model.train()
+    tokens = _batches(1, 0)[0].unique_tokens.long()
+    before = model.encoder.asv_norm.norm.running_mean.clone()
+    with torch.no_grad():
+        alone = model.encoder.encode_asvs(tokens[:3])
+        together = model.encoder.encode_asvs(tokens)[:3]
+    assert not model.encoder.asv_norm.training
+    torch.testing.assert_close(model.encoder.asv_norm.norm.running_mean, before)
+    torch.testing.assert_close(alone, together)

@@ -93,6 +93,18 @@ def test_early_stopping_stops_after_patience():
     assert result.epochs_run == 3 and result.stopped_early and result.best_epoch == 1
 
 
+def test_validate_start_makes_the_starting_weights_a_candidate():
+    """When no epoch of training beats the start on validation, the start is the best."""
+    batch = make_batch()
+    objective = PretrainObjective(0.0, 0.0)
+    losses = iter([0.5, 1.0, 1.0, 1.0])
+    objective.evaluate = lambda model, loader: {"val_loss": next(losses)}
+    result = fit(PretrainModel(CFG), objective, [batch], [batch], _train_cfg(epochs=3),
+                 validate_start=True)
+    assert [h["epoch"] for h in result.history] == [0, 1, 2, 3]
+    assert result.best_epoch == 0 and result.epochs_run == 3
+
+
 class _Poison(Callback):
     """Makes every later loss NaN once ``after`` epochs are done (a diverging run)."""
 

@@ -114,8 +114,13 @@ FINETUNE_OPTIONS = TRAINING_OPTIONS + [
         "from each ASV's sequence (--no-abundance-head: not built)"),
     opt("--abundance-head-init", "abundance_head_init", str,
         "start of the abundance head: fit (a ridge / L2-logistic fit of its last layer on the "
-        "training samples, the penalty chosen on the validation samples, before fine-tuning) "
-        "or zero", HEAD_INITS),
+        "training samples before fine-tuning, the penalty chosen as --group-by says) or zero", HEAD_INITS),
+    opt("--abundance-head-width", "abundance_head_width", int,
+        "hidden units of the abundance head (0: 4 x the embedding dim)"),
+    opt("--group-by", "group_by", str,
+        "metadata column of the subject (e.g. host_subject_id): the abundance head's fit "
+        "chooses its penalty by cross-validation that keeps each subject's samples together "
+        "(without it: on the validation samples)"),
     opt("--target-layers", "target_layers", int, "transformer layers of the target encoder"),
     opt("--categorical-columns", "data.categorical_columns", str,
         "comma-separated metadata columns fused into the model (default: prepare.json's)"),

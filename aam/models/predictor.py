@@ -80,7 +80,7 @@ class Predictor(nn.Module):
         self.head = TargetHead(dim, cfg.out_dim, model.dropout)
         self.abundance_head = (AbundanceHead(dim, cfg.out_dim,
                                              n_count_features(model.count_features),
-                                             cfg.data.token_limit)
+                                             cfg.data.token_limit, cfg.abundance_head_width)
                                if cfg.abundance_head else None)
         self.scaling_column = scaling_column_index(cfg)
         self.output_scaling = None
@@ -100,10 +100,15 @@ class Predictor(nn.Module):
             self.encoder_cache.clear()
 
     def train(self, mode: bool = True) -> "Predictor":
-        """Like ``nn.Module.train``, but a frozen encoder stays in eval mode (no dropout)."""
+        """Like ``nn.Module.train``, but a frozen encoder stays in eval mode (no dropout), and
+        the encoder's ASV norm always uses its pretraining statistics: in training mode batch
+        norm would standardise each ASV by the other ASVs of its batch and move the running
+        statistics, so an ASV's vector (which the abundance head reads) would drift with the
+        batches instead of depending on its sequence only."""
         super().train(mode)
         if self.cfg.freeze_base:
             self.encoder.eval()
+        self.encoder.asv_norm.eval()
         return self
 
     def encode(self, batch: Batch, mask_rate: float = 0.0) -> EncoderOutput:

@@ -15,6 +15,7 @@ from typing import Optional
 
 from aam.atomic import write_lines, write_text
 from aam.config import FinetuneConfig, dump_yaml, to_dict
+from aam.data.metadata import is_missing
 from aam.data.prepared import PreparedData, load_prepared
 from aam.data.sample_ids import read_sample_lists
 from aam.data.targets import transform_from_dict
@@ -160,9 +161,12 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
     head_fit = None
     if model.abundance_head is not None and cfg.abundance_head_init == "fit" and resume is None:
         head_fit = fit_abundance_head(model.to(ctx.device), train_loader, val_loader,
-                                      objective.target_loss, ctx.device, ctx)
+                                      objective.target_loss, ctx.device, ctx,
+                                      groups=subject_groups(data, cfg.group_by, train_ids))
+        model.abundance_head.requires_grad_(False)  # the fitted linear model stays as fitted
     result = fit(model, objective, train_loader, val_loader, cfg.train, callbacks,
-                 param_groups=parameter_groups(model, cfg), resume=resume, dist=ctx)
+                 param_groups=parameter_groups(model, cfg), resume=resume, dist=ctx,
+                 validate_start=head_fit is not None)
     if model.encoder_cache is not None:
         log.info("frozen base: %s", model.encoder_cache.summary())
     barrier(ctx)  # rank 0 has written best.pt before anyone reads it
@@ -188,6 +192,29 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
              " ".join(f"{k}={v:.4g}" for k, v in _metric_values(objective).items()
                       if v is not None))
     return summary
+
+
+def subject_groups(data: PreparedData, column: str, sample_ids: list[str]) -> Optional[dict]:
+    """Sample -> subject from metadata ``column`` (None when no column is given).
+
+    Raises
+    ------
+    InputError
+        When the column is missing or empty for a training sample.
+    """
+    if not column:
+        return None
+    meta = data.metadata
+    if column not in meta.columns:
+        raise InputError(f"--group-by column '{column}' is not in the prepared metadata "
+                         f"(columns: {', '.join(map(str, meta.columns))}); name the subject "
+                         "column, or leave --group-by out.")
+    values = meta.loc[sample_ids, column]
+    missing = list(values.index[is_missing(values).to_numpy()])
+    if missing:
+        raise InputError(f"--group-by column '{column}' is empty for sample '{missing[0]}' "
+                         f"({len(missing)} training samples in all); fill it in the metadata.")
+    return {s: str(v) for s, v in values.items()}
 
 
 def _history(history: list) -> list:

@@ -28,9 +28,10 @@ from aam.training.distributed import DistContext
 
 log = logging.getLogger(__name__)
 
-# L2 penalties tried, strongest first (each fit starts from the previous one), per feature on
-# standardised features, relative to the mean loss per sample.
-PENALTIES = tuple(10.0 ** (2 - k / 2) for k in range(13))  # 1e2 .. 1e-4
+# L2 penalties tried, on the sum of the per-sample losses over centred features divided by one
+# common scale (so each feature keeps its own spread: standardising every column made rare
+# features as loud as common ones, and the fits extrapolated wildly on new subjects).
+PENALTIES = tuple(10.0 ** (k / 2) for k in range(-6, 13))  # 1e-3 .. 1e6
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class HeadFit:
     """Outcome of :func:`fit_abundance_head` (recorded in ``metrics.json``)."""
 
     penalty: float
+    chosen_by: str  # "grouped 5-fold CV of the training samples" or "validation samples"
+    cv_loss: float
     val_loss: float
     val_loss_before: float
     n_train: int
@@ -52,9 +55,15 @@ class HeadFit:
 class _Design:
     """Head features, the rest of the model's prediction and the target of some samples."""
 
+    ids: list
     features: Tensor  # [N, P]
     offset: Tensor  # [N, K]
     target: Tensor  # [N]
+
+    def rows(self, index) -> "_Design":
+        index = torch.as_tensor(index, dtype=torch.long)
+        return _Design([self.ids[i] for i in index.tolist()], self.features[index],
+                       self.offset[index], self.target[index])
 
 
 @torch.no_grad()
@@ -70,23 +79,58 @@ def _design(model, loader: Iterable, device: torch.device, dist: DistContext) ->
         features.append(head.design(enc.asv_vectors, enc.count_features, enc.asv_mask).double())
         offsets.append((out.prediction - own).double())
         targets.append(batch.target)
-    _, (x, offset, y) = gather_samples(ids, [torch.cat(features), torch.cat(offsets),
-                                             torch.cat(targets)], dist)
-    return _Design(x, offset, y)
+    ids, (x, offset, y) = gather_samples(ids, [torch.cat(features), torch.cat(offsets),
+                                               torch.cat(targets)], dist)
+    return _Design(list(ids), x.cpu(), offset.cpu(), y.cpu())
 
 
-def _standardise(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Column means and scales of ``x``; constant columns get an infinite scale (weight 0)."""
-    mean, sd = x.mean(0), x.std(0)
-    sd = torch.where(sd > 1e-8 * sd.max().clamp_min(1e-30), sd, torch.full_like(sd, math.inf))
-    return mean, sd
+class _Solver:
+    """Penalised linear fits of ``offset + x @ weight + bias`` to the target."""
+
+    def __init__(self, train: _Design, loss_fn: Callable, classification: bool) -> None:
+        self.mean = train.features.mean(0)
+        spread = (train.features - self.mean).pow(2).mean(0).mean().sqrt()
+        self.scale = float(spread) if float(spread) > 0 else 1.0
+        self.train, self.loss_fn, self.classification = train, loss_fn, classification
+
+    def z(self, design: _Design) -> Tensor:
+        return (design.features - self.mean) / self.scale
+
+    def fits(self, penalties) -> list[tuple[Tensor, Tensor]]:
+        """(weight [P, K], bias [K]) for each penalty, on the standardised-by-one-scale
+        features."""
+        z, off, y = self.z(self.train), self.train.offset, self.train.target
+        if not self.classification:  # ridge in closed form, one SVD for every penalty
+            residual = y.double() - off[:, 0]
+            centre = residual.mean()
+            u, s, vt = torch.linalg.svd(z - z.mean(0), full_matrices=False)
+            proj = u.T @ (residual - centre)
+            out = []
+            for penalty in penalties:
+                w = vt.T @ (s / (s * s + penalty) * proj)
+                out.append((w.unsqueeze(1), (centre - z.mean(0) @ w).reshape(1)))
+            return out
+        k = off.shape[1]
+        weight = torch.zeros(z.shape[1], k, dtype=torch.float64, requires_grad=True)
+        bias = torch.zeros(k, dtype=torch.float64, requires_grad=True)
+        out = []
+        for penalty in sorted(penalties, reverse=True):  # strongest first: warm starts
+            _lbfgs(z, off, y, self.loss_fn, penalty / len(y), weight, bias)
+            out.append((weight.detach().clone(), bias.detach().clone()))
+        order = sorted(range(len(penalties)), key=lambda i: -penalties[i])
+        return [out[order.index(i)] for i in range(len(penalties))]
+
+    def loss(self, design: _Design, weight: Tensor, bias: Tensor) -> float:
+        with torch.no_grad():
+            pred = design.offset + self.z(design) @ weight + bias
+            return float(self.loss_fn(pred, design.target))
 
 
-def _fit(z: Tensor, offset: Tensor, target: Tensor, loss_fn: Callable, penalty: float,
-         weight: Tensor, bias: Tensor) -> None:
+def _lbfgs(z: Tensor, offset: Tensor, target: Tensor, loss_fn: Callable, penalty: float,
+           weight: Tensor, bias: Tensor) -> None:
     """Minimise ``loss_fn(offset + z @ weight + bias, target) + penalty * |weight|^2`` in place
-    (L-BFGS, float64)."""
-    opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=500, tolerance_grad=1e-9,
+    (``loss_fn`` is a mean over samples, hence ``penalty`` per sample)."""
+    opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=300, tolerance_grad=1e-9,
                             tolerance_change=1e-12, history_size=20,
                             line_search_fn="strong_wolfe")
 
@@ -96,14 +140,35 @@ def _fit(z: Tensor, offset: Tensor, target: Tensor, loss_fn: Callable, penalty: 
         loss.backward()
         return loss
 
-    opt.step(closure)
+    with torch.enable_grad():
+        opt.step(closure)
+
+
+def _cv_losses(train: _Design, groups: dict, loss_fn: Callable, classification: bool,
+               folds: int) -> list[float]:
+    """Mean held-out loss of each penalty over grouped folds of the training samples."""
+    from aam.data.splits import SplitConfig, split_samples
+
+    labels = [groups[s] for s in train.ids]
+    position = {s: i for i, s in enumerate(train.ids)}
+    totals = torch.zeros(len(PENALTIES), dtype=torch.float64)
+    for fold in split_samples(train.ids, SplitConfig(folds=folds, seed=0), labels):
+        inside = train.rows([position[s] for s in fold.train])
+        held = train.rows([position[s] for s in fold.val])
+        solver = _Solver(inside, loss_fn, classification)
+        for i, (w, b) in enumerate(solver.fits(PENALTIES)):
+            totals[i] += solver.loss(held, w, b) * len(held.ids)
+    return (totals / len(train.ids)).tolist()
 
 
 def fit_abundance_head(model, train_loader: Iterable, val_loader: Iterable,
                        loss_fn: Callable[[Tensor, Tensor], Tensor], device: torch.device,
-                       dist: DistContext | None = None) -> HeadFit:
-    """Fit the last layer of ``model.abundance_head`` on the training samples, the L2 penalty
-    chosen on the validation samples, and fold the intercept into the target head's bias.
+                       dist: DistContext | None = None, groups: dict | None = None) -> HeadFit:
+    """Fit the last layer of ``model.abundance_head`` on the training samples and fold the
+    intercept into the target head's bias.
+
+    The penalty is chosen by grouped 5-fold cross-validation of the training samples when
+    ``groups`` (sample -> subject) is given, else on the validation samples.
 
     Parameters
     ----------
@@ -114,6 +179,11 @@ def fit_abundance_head(model, train_loader: Iterable, val_loader: Iterable,
         Under torchrun each rank's share; the rows are gathered, so every rank fits the same.
     loss_fn : callable
         ``(prediction [N, K], target [N]) -> mean loss``: the fine-tuning target loss.
+    groups : dict, optional
+        Subject of every training sample.
+
+    A prediction of one value is fitted by ridge regression in closed form; class logits
+    (``out_dim`` > 1) by L2-penalised logistic regression (L-BFGS).
     """
     dist = dist or DistContext()
     was_training = model.training
@@ -121,40 +191,34 @@ def fit_abundance_head(model, train_loader: Iterable, val_loader: Iterable,
     train = _design(model, train_loader, device, dist)
     val = _design(model, val_loader, device, dist)
     model.train(was_training)
-
-    def loss64(pred: Tensor, target: Tensor) -> Tensor:
-        return loss_fn(pred, target).double()
-
-    mean, sd = _standardise(train.features)
-    z_train, z_val = (train.features - mean) / sd, (val.features - mean) / sd
-    k = train.offset.shape[1]
-    weight = torch.zeros(z_train.shape[1], k, dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros(k, dtype=torch.float64, requires_grad=True)
-    with torch.no_grad():
-        before = float(loss64(val.offset, val.target))
-    best = (math.inf, None, None, None)
-    for penalty in PENALTIES:
-        with torch.enable_grad():
-            _fit(z_train, train.offset, train.target, loss64, penalty, weight, bias)
-        with torch.no_grad():
-            val_loss = float(loss64(val.offset + z_val @ weight + bias, val.target))
-        if val_loss < best[0]:
-            best = (val_loss, penalty, weight.detach().clone(), bias.detach().clone())
-    val_loss, penalty, weight, bias = best
-    if weight is None:  # every fit diverged: keep the zero start
+    n_groups = len({groups[s] for s in train.ids}) if groups else 0
+    classification = train.offset.shape[1] > 1
+    solver = _Solver(train, loss_fn, classification)
+    fits = solver.fits(PENALTIES)
+    val_losses = [solver.loss(val, w, b) for w, b in fits]
+    before = float(loss_fn(val.offset, val.target))
+    if n_groups >= 3:
+        k = min(5, n_groups)
+        cv = _cv_losses(train, groups, loss_fn, classification, k)
+        chosen_by = f"grouped {k}-fold CV of the training samples"
+    else:
+        cv, chosen_by = val_losses, "validation samples"
+    best = min(range(len(PENALTIES)), key=lambda i: (not math.isfinite(cv[i]), cv[i]))
+    if not math.isfinite(cv[best]):
         log.warning("the abundance head's fitted start failed (non-finite loss); it starts at 0")
-        return HeadFit(math.nan, before, before, len(train.target), len(val.target),
-                       z_train.shape[1])
-    matrix = weight / sd.unsqueeze(1)  # [P, K] on the unstandardised features
-    intercept = bias - (mean.unsqueeze(0) @ matrix).squeeze(0)  # [K]
+        return HeadFit(math.nan, chosen_by, math.nan, before, before, len(train.ids),
+                       len(val.ids), train.features.shape[1])
+    weight, bias = fits[best]
+    matrix = weight / solver.scale  # [P, K] on the raw design features
+    intercept = bias - (solver.mean.unsqueeze(0) @ matrix).squeeze(0)  # [K]
     model.abundance_head.set_output_matrix(matrix)
     with torch.no_grad():
         model.head.net[-1].bias.add_(intercept.to(model.head.net[-1].bias))
-    fit = HeadFit(penalty, val_loss, before, len(train.target), len(val.target),
-                  z_train.shape[1])
+    fit = HeadFit(PENALTIES[best], chosen_by, cv[best], val_losses[best], before,
+                  len(train.ids), len(val.ids), train.features.shape[1])
     log.info("abundance head: fitted start on %d training samples (%d features), L2 penalty "
-             "%.3g chosen on %d validation samples: val loss %.4g (%.4g before the fit)",
-             fit.n_train, fit.n_features, penalty, fit.n_val, val_loss, before)
+             "%.3g chosen by %s: val loss %.4g (%.4g before the fit)", fit.n_train,
+             fit.n_features, fit.penalty, chosen_by, fit.val_loss, before)
     return fit
 
 

@@ -78,7 +78,7 @@ class FitResult:
     def train_samples_per_s(self) -> float | None:
         """Median training throughput of the epochs after the first (which warms up), over
         all processes; validation and checkpoints excluded."""
-        rates = [row["samples_per_s"] for row in self.history]
+        rates = [row["samples_per_s"] for row in self.history if row["epoch"] > 0]
         rates = rates[1:] or rates
         return float(statistics.median(rates)) if rates else None
 
@@ -90,7 +90,8 @@ class TrainingDiverged(InputError):
 def fit(model: nn.Module, objective, train_loader: Iterable, val_loader: Iterable,
         cfg: TrainConfig, callbacks: Sequence[Callback] = (), param_groups=None,
         resume: dict | None = None, device: torch.device | None = None,
-        is_main: bool = True, dist: DistContext | None = None) -> FitResult:
+        is_main: bool = True, dist: DistContext | None = None,
+        validate_start: bool = False) -> FitResult:
     """Train ``model`` for ``cfg.epochs`` epochs with AdamW, warmup + cosine and clipping.
 
     Parameters
@@ -118,6 +119,9 @@ def fit(model: nn.Module, objective, train_loader: Iterable, val_loader: Iterabl
         False on non-zero ranks (callbacks skip writing files); ``dist`` sets it too.
     dist : DistContext, optional
         From ``distributed_session``; default: one process.
+    validate_start : bool
+        Evaluate the starting weights as epoch 0 (a fresh run only), so the best checkpoint can
+        be the start itself when no epoch of training beats it on validation.
 
     Returns
     -------
@@ -151,6 +155,13 @@ def fit(model: nn.Module, objective, train_loader: Iterable, val_loader: Iterabl
         _apply_resume(state, resume)
     for cb in callbacks:
         cb.on_fit_start(state)
+    if validate_start and resume is None:  # epoch 0: the starting weights are a candidate too
+        set_epoch = getattr(getattr(val_loader, "dataset", None), "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(0)
+        _validate(state, val_loader, 0, 0.0, 0)
+        for cb in callbacks:
+            cb.on_epoch_end(state)
     start, samples = time.perf_counter(), 0
     while state.epoch < cfg.epochs and not state.stop:
         samples += _run_epoch(state, train_loader, val_loader)
@@ -237,6 +248,13 @@ def _run_epoch(state: TrainState, train_loader, val_loader) -> int:
     n_samples = int(totals.pop(_N))
     state.train_logs = {k: totals[k] / max(n_samples, 1) for k in sums}
     seconds = time.perf_counter() - start
+    _validate(state, val_loader, epoch, seconds, n_samples)
+    return n_samples
+
+
+def _validate(state: TrainState, val_loader, epoch: int, seconds: float, n_samples: int) -> None:
+    """Evaluate after ``epoch`` (0: the starting weights), track the best and log one line."""
+    cfg = state.cfg
     state.model.eval()
     evaluating = eval_module(state.model, state.dist, state.eval_copy)
     with torch.no_grad(), _autocast(state), evaluating as module:
@@ -254,7 +272,6 @@ def _run_epoch(state: TrainState, train_loader, val_loader) -> int:
     log.info("epoch %d/%d train %s | %s | lr %.3g | %.1f samples/s | %.1f s%s", epoch,
              cfg.epochs, _fmt(state.train_logs), _fmt(state.val_logs), lr,
              record["samples_per_s"], seconds, " *" if state.is_best else "")
-    return n_samples
 
 
 _N = "\0n_samples"

@@ -80,12 +80,23 @@ def outer_folds(data: PreparedData, study: Study, preset: Preset):
 
 
 def inner_split(train_ids: list[str], subject_of: dict, fold: int, preset: Preset,
-                class_of: dict | None = None):
-    """Grouped holdout of a fold's training subjects: (inner-train, inner-validation);
-    stratified by ``class_of`` (a subject-level class) so validation holds every class."""
-    cfg = SplitConfig(val_fraction=preset.inner_val_fraction, seed=fold)
+                class_of: dict | None = None, member: int = 0):
+    """Grouped split of a fold's training subjects: (inner-train, inner-validation);
+    stratified by ``class_of`` (a subject-level class) so validation holds every class.
+
+    With ``preset.inner_rotation`` the training subjects are cut into ``1 / inner_val_fraction``
+    grouped folds and ensemble member ``member`` validates on fold ``member`` (so the members
+    of an ensemble validate on different subjects and, together, train on every one);
+    otherwise every member uses the same holdout.
+    """
     strata = [class_of[s] for s in train_ids] if class_of is not None else None
-    inner = split_samples(train_ids, cfg, [subject_of[s] for s in train_ids], strata)[0]
+    groups = [subject_of[s] for s in train_ids]
+    if preset.inner_rotation:
+        n = max(2, round(1 / preset.inner_val_fraction))
+        inner = split_samples(train_ids, SplitConfig(folds=n, seed=fold), groups, strata)
+        return inner[member % n].train, inner[member % n].val
+    cfg = SplitConfig(val_fraction=preset.inner_val_fraction, seed=fold)
+    inner = split_samples(train_ids, cfg, groups, strata)[0]
     return inner.train, inner.val
 
 
@@ -155,7 +166,8 @@ def finetune_and_predict(data_dir: Path, data: PreparedData, out: Path, study: S
         train=_train(preset, preset.finetune_epochs, preset.finetune_patience,
                      preset.finetune_lr, seed=seed),
         task=study.task, target_column=study.target, freeze_base=preset.freeze_base,
-        abundance_head=preset.abundance_head)
+        abundance_head=preset.abundance_head, abundance_head_init=preset.abundance_head_init,
+        group_by=study.group_by)
     run_finetune(cfg, FinetunePaths(data_dir, out, train_file, val_file,
                                     pretrained_encoder=encoder, fold=out.parent.name))
     model, payload = load_predictor(out / "model.pt")
@@ -247,27 +259,37 @@ def run_study(study: Study, data_dir: Path, work: Path, preset: Preset,
         test_idx = np.array([index[s] for s in test])
         train_idx = np.array([index[s] for s in train])
         result.fold_of[test_idx] = k
-        inner_train, inner_val = inner_split(train, subject_of, k, preset,
-                                             dict(zip(ids, raw)) if classes else None)
-        log.info("%s fold %d: %d train samples (%d inner-train, %d inner-val), %d test; "
-                 "%d/%d/%d subjects", study.name, k, len(train), len(inner_train),
-                 len(inner_val), len(test), len({subject_of[s] for s in inner_train}),
-                 len({subject_of[s] for s in inner_val}), len({subject_of[s] for s in test}))
-        encoder = None
-        if _needs_encoder(preset):
-            cache_key = (study.pretrain_key or study.name, k, tuple(inner_train), tuple(inner_val))
+        class_of = dict(zip(ids, raw)) if classes else None
+
+        def member_inputs(member: int):
+            """Inner split and pretrained encoder of ensemble member ``member``."""
+            inner_train, inner_val = inner_split(train, subject_of, k, preset, class_of, member)
+            log.info("%s fold %d member %d: %d train samples (%d inner-train, %d inner-val), "
+                     "%d test; %d/%d/%d subjects", study.name, k, member, len(train),
+                     len(inner_train), len(inner_val), len(test),
+                     len({subject_of[s] for s in inner_train}),
+                     len({subject_of[s] for s in inner_val}), len({subject_of[s] for s in test}))
+            if not _needs_encoder(preset):
+                return inner_train, inner_val, None
+            # one pretraining per fold, on member 0's split (self-supervised: the other
+            # members' validation subjects are among its unlabelled inputs, never test subjects)
+            pre_train, pre_val = ((inner_train, inner_val) if member == 0 else
+                                  inner_split(train, subject_of, k, preset, class_of, 0))
+            key = study.pretrain_key or study.name
+            cache_key = (key, k, tuple(pre_train), tuple(pre_val))
             if cache_key not in encoders:
-                pdir = work / _tag(preset) / f"pretrain-{study.pretrain_key or study.name}" \
-                    / f"fold~{k}"
-                encoders[cache_key] = pretrain_fold(data_dir, pdir, inner_train, inner_val, k,
-                                                    preset)
-            encoder = encoders[cache_key]
+                encoders[cache_key] = pretrain_fold(data_dir, work / _tag(preset) /
+                                                    f"pretrain-{key}" / f"fold~{k}", pre_train,
+                                                    pre_val, k, preset)
+            return inner_train, inner_val, encoders[cache_key]
+
         if "hybrid-rf" in runs:
-            emb = sample_embeddings(encoder, data, ids, preset)
+            emb = sample_embeddings(member_inputs(0)[2], data, ids, preset)
         if "linear" in runs:  # deterministic: one fit serves every seed's row
             runs["linear"][:, test_idx] = _linear(clr, train_idx, test_idx, actual, subjects,
                                                   study.task)
         for r, seed in enumerate(preset.seeds):
+            inner_train, inner_val, encoder = member_inputs(r)
             runs["rf"][r, test_idx] = _rf(rel, train_idx, test_idx, actual, study.task, seed,
                                           preset)
             if "hybrid-rf" in runs:

@@ -54,12 +54,14 @@ class Preset:
     count_features: str = ModelConfig.count_features  # the library defaults unless overridden
     asv_norm: bool = ModelConfig.asv_norm
     abundance_head: bool = FinetuneConfig.abundance_head
+    abundance_head_init: str = FinetuneConfig.abundance_head_init
     freeze_base: bool = False
     target_transform: str = "zscore"
     asv_sampling: str = "abundance"
     folds: int = 5
     seeds: tuple[int, ...] = (0, 1, 2)
     inner_val_fraction: float = 0.2
+    inner_rotation: bool = False  # seed r validates on inner fold r (ensembles see every subject)
     rf_trees: int = 500
     n_bootstrap: int = 2000
     device: str = "cpu"
