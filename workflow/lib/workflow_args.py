@@ -104,6 +104,8 @@ def train_flags(row, config):
     opts = {
         "task": prepare["task"],
         "categorical_columns": prepare["categorical_columns"],
+        # the split's subjects: the abundance head's fit cross-validates by them
+        "group_by": config.get("split", {}).get("group_by") or "",
     }
     opts.update(config["model"])
     opts.update(config["finetune"])
