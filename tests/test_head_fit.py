@@ -172,3 +172,18 @@ def test_fine_tuning_keeps_the_asv_vectors_a_function_of_the_sequence():
     assert not model.encoder.asv_norm.training
     torch.testing.assert_close(model.encoder.asv_norm.norm.running_mean, before)
     torch.testing.assert_close(alone, together)
+
+
+def test_a_new_encoders_asv_norm_gets_the_training_asvs_statistics():
+    """Without a pretrained encoder the norm's statistics are set from the distinct ASVs of the
+    training samples (each ASV once, however many batches hold it), then kept."""
+    from aam.training.head_fit import calibrate_asv_norm
+
+    model = _model()
+    batches = _batches(3, 0)  # the same 7 unique ASV rows in every batch
+    calibrate_asv_norm(model, batches, torch.device("cpu"))
+    with torch.no_grad():
+        raw = model.encoder.nucleotide(batches[0].unique_tokens.long())[0]
+    norm = model.encoder.asv_norm.norm
+    torch.testing.assert_close(norm.running_mean, raw.mean(0))
+    torch.testing.assert_close(norm.running_var, raw.var(0))

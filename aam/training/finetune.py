@@ -31,7 +31,7 @@ from aam.training.finetune_callbacks import FinetuneTensorBoard
 from aam.training.finetune_data import (build_setup, encoder_model_config, random_split,
                                         resolve_sizes)
 from aam.training.finetune_objective import FinetuneObjective
-from aam.training.head_fit import fit_abundance_head
+from aam.training.head_fit import calibrate_asv_norm, fit_abundance_head
 from aam.training.loop import fit
 from aam.training.resume import adopt_derived, check_resume
 from aam.training.seeding import seed_everything
@@ -158,6 +158,8 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
     tensorboard = FinetuneTensorBoard(out / "tensorboard", cfg)
     callbacks = [ResumeCheckpoints(checkpoints, resume, paths.resume_from), checkpoints,
                  EarlyStopping(cfg.train.patience), tensorboard]
+    if encoder is None and resume is None:
+        calibrate_asv_norm(model.to(ctx.device), train_loader, ctx.device)
     head_fit = None
     if model.abundance_head is not None and cfg.abundance_head_init == "fit" and resume is None:
         head_fit = fit_abundance_head(model.to(ctx.device), train_loader, val_loader,

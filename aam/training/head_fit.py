@@ -222,4 +222,37 @@ def fit_abundance_head(model, train_loader: Iterable, val_loader: Iterable,
     return fit
 
 
-__all__ = ["HeadFit", "PENALTIES", "fit_abundance_head"]
+@torch.no_grad()
+def calibrate_asv_norm(model, loader: Iterable, device: torch.device) -> None:
+    """Set the encoder's ASV batch-norm statistics to the mean and variance of the vectors of
+    every distinct ASV in ``loader``'s samples.
+
+    Fine-tuning keeps those statistics fixed (:meth:`aam.models.predictor.Predictor.train`); a
+    pretrained encoder brings its own, a new one has only the initial 0 and 1, which leave the
+    nucleotide encoder's nearly parallel vectors unstandardised. Under torchrun each rank sees its
+    share of the samples; the statistics are then its share's.
+    """
+    from aam.models.encoder import ASVNorm
+
+    norm = model.encoder.asv_norm
+    if not isinstance(norm, ASVNorm):
+        return
+    was_training = model.training
+    model.eval()
+    vectors = {}
+    for batch in loader:
+        batch = batch.to(device)
+        raw = model.encoder.nucleotide(batch.unique_tokens.long())[0]  # [U, D] before the norm
+        for index, row in zip(batch.unique_asv_index.tolist(), raw):
+            vectors[index] = row
+    model.train(was_training)
+    if len(vectors) < 2:
+        return
+    stacked = torch.stack(list(vectors.values())).float()
+    norm.norm.running_mean.copy_(stacked.mean(0))
+    norm.norm.running_var.copy_(stacked.var(0))
+    log.info("ASV norm: statistics of the %d distinct training ASVs (no pretrained encoder)",
+             len(vectors))
+
+
+__all__ = ["HeadFit", "PENALTIES", "calibrate_asv_norm", "fit_abundance_head"]
