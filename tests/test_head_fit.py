@@ -180,7 +180,7 @@ def test_a_new_encoders_asv_norm_gets_the_training_asvs_statistics():
     from aam.training.head_fit import calibrate_asv_norm
 
     model = _model()
-    batches = _batches(3, 0)  # the same 7 unique ASV rows in every batch
+    batches = _batches(1, 0) * 3  # the same 7 distinct ASVs in every batch
     calibrate_asv_norm(model, batches, torch.device("cpu"))
     with torch.no_grad():
         raw = model.encoder.nucleotide(batches[0].unique_tokens.long())[0]
