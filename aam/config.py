@@ -20,6 +20,7 @@ ASV_SAMPLING = ("first", "abundance", "random")
 COUNT_FEATURES = ("clr", "log1p", "log1p-clr", "log1p-cpm")
 TASKS = ("regression", "classification")
 HEAD_INITS = ("fit", "zero")
+HEAD_FEATURES = ("fourier", "mlp")
 REGRESSION_LOSSES = ("mse", "mae", "huber")
 PARALLEL_CHOICES = ("auto", "none", "ddp", "fsdp", "dp")
 
@@ -233,7 +234,8 @@ class FinetuneConfig:
     target_layers: int = 1  # transformer layers of the target encoder
     abundance_head: bool = True  # additive per-ASV term, linear in the count features
     abundance_head_init: str = "fit"  # fit: penalised linear fit before fine-tuning | zero
-    abundance_head_width: int = 512  # hidden units of the head's MLP (0: 4 x embedding dim)
+    abundance_head_width: int = 512  # hidden units of the head (0: 4 x embedding dim)
+    abundance_head_features: str = "fourier"  # fourier: random Fourier features | mlp: GELU
     group_by: str = ""  # metadata column of the subject: the head fit's CV keeps subjects whole
     categorical_lr: Optional[float] = None  # learning rate of category embeddings/fusion/scales
     val_prediction_passes: int = 1
@@ -243,6 +245,7 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         _check_choice("task", self.task, TASKS)
         _check_choice("abundance_head_init", self.abundance_head_init, HEAD_INITS)
+        _check_choice("abundance_head_features", self.abundance_head_features, HEAD_FEATURES)
         if self.task == "regression":
             _check_choice("loss", self.loss, REGRESSION_LOSSES)
         _check_positive("val_prediction_passes", self.val_prediction_passes)

@@ -112,8 +112,9 @@ def test_format_3_predictor_loads_with_the_narrow_unfitted_head(tmp_path):
     payload = make_payload("predictor", to_dict(FinetuneConfig(model=TINY)), {}, epoch=1,
                            best_metric=0.0, seed=0)
     payload["format_version"] = 3
-    for key in ("abundance_head_width", "abundance_head_init"):
+    for key in ("abundance_head_width", "abundance_head_init", "abundance_head_features"):
         del payload["config"][key]
     save_checkpoint(tmp_path / "model.pt", payload)
     cfg = from_dict(FinetuneConfig, load_checkpoint(tmp_path / "model.pt", "predictor")["config"])
-    assert (cfg.abundance_head_width, cfg.abundance_head_init) == (0, "zero")
+    assert (cfg.abundance_head_width, cfg.abundance_head_init,
+            cfg.abundance_head_features) == (0, "zero", "mlp")

@@ -69,7 +69,9 @@ def test_the_fit_finds_a_planted_linear_signal_and_sets_the_model(task):
     k = model.cfg.out_dim
     head = model.abundance_head
     width = head.output_matrix().shape[0]
-    truth = torch.randn(width, k, generator=torch.Generator().manual_seed(1)) * 3.0
+    hidden = width // (1 + head.n_features)  # H + 1 columns per term
+    truth = torch.zeros(width, k)  # the number of ASVs and their total first count feature
+    truth[hidden - 1, -1], truth[2 * hidden - 1, -1] = 30.0, 60.0
     train = _plant(model, _batches(40, 0), truth, classes)
     val = _plant(model, _batches(10, 1000), truth, classes)
 

@@ -15,10 +15,10 @@ from typing import Any, Callable, Sequence
 import types
 import typing
 
-from aam.config import (ASV_SAMPLING, HEAD_INITS, PARALLEL_CHOICES, REGRESSION_LOSSES,
-                        RUNTIME, TARGET_TRANSFORMS, TASKS, FinetuneConfig, PretrainConfig,
-                        deep_update, flag_of, flatten, load_yaml, merge, nest, settable_fields,
-                        to_dict)
+from aam.config import (ASV_SAMPLING, HEAD_FEATURES, HEAD_INITS, PARALLEL_CHOICES,
+                        REGRESSION_LOSSES, RUNTIME, TARGET_TRANSFORMS, TASKS, FinetuneConfig,
+                        PretrainConfig, deep_update, flag_of, flatten, load_yaml, merge, nest,
+                        settable_fields, to_dict)
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,10 @@ FINETUNE_OPTIONS = TRAINING_OPTIONS + [
         "training samples before fine-tuning, the penalty chosen as --group-by says) or zero", HEAD_INITS),
     opt("--abundance-head-width", "abundance_head_width", int,
         "hidden units of the abundance head (0: 4 x the embedding dim)"),
+    opt("--abundance-head-features", "abundance_head_features", str,
+        "hidden layer of the abundance head: fourier (random Fourier features of the ASV "
+        "vectors: the fit is kernel ridge over sequences) or mlp (GELU, the format-3 head)",
+        HEAD_FEATURES),
     opt("--group-by", "group_by", str,
         "metadata column of the subject (e.g. host_subject_id): the abundance head's fit "
         "chooses its penalty by cross-validation that keeps each subject's samples together "

@@ -80,7 +80,8 @@ class Predictor(nn.Module):
         self.head = TargetHead(dim, cfg.out_dim, model.dropout)
         self.abundance_head = (AbundanceHead(dim, cfg.out_dim,
                                              n_count_features(model.count_features),
-                                             cfg.data.token_limit, cfg.abundance_head_width)
+                                             cfg.data.token_limit, cfg.abundance_head_width,
+                                             cfg.abundance_head_features)
                                if cfg.abundance_head else None)
         self.scaling_column = scaling_column_index(cfg)
         self.output_scaling = None

@@ -22,10 +22,12 @@ FORMAT_VERSION = 4
 # Settings that older formats did not record, with the behaviour their models were trained with:
 # (formats before this one, checkpoint kind or None for any, config section or "" for the top
 # level, defaults). Format 2 turned the ASV batch norm on, format 3 the predictor's abundance head,
-# format 4 fitted that head before fine-tuning and widened it (width 0: 4 x embedding dim).
+# format 4 fitted that head before fine-tuning on random Fourier features, 512 wide (before:
+# a GELU layer of 4 x embedding dim).
 UNRECORDED = ((2, None, "model", {"count_features": "log1p", "asv_norm": False}),
               (3, "predictor", "", {"abundance_head": False}),
-              (4, "predictor", "", {"abundance_head_init": "zero", "abundance_head_width": 0}))
+              (4, "predictor", "", {"abundance_head_init": "zero", "abundance_head_width": 0,
+                                    "abundance_head_features": "mlp"}))
 KINDS = ("encoder", "predictor")
 REQUIRED_KEYS = ("format_version", "aam_version", "kind", "config", "model_state", "epoch",
                  "best_metric", "seed")
