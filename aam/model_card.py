@@ -102,10 +102,12 @@ def model_card(summary: dict, info: dict, data_dir: str, run_dir: Path,
               f"{summary.get('epochs_run')} run: the lowest validation loss of the target "
               f"(patience {train.get('patience')}; seed {summary.get('seed')}, fold "
               f"{summary.get('fold')}). Test samples were never seen during training or "
-              "selection.", "",
+              "selection." + _head_fit_note(summary.get("abundance_head_fit")), "",
               "## Settings", "",
               f"- fusion: {(cfg.get('fusion') or {}).get('name')}; frozen base: "
-              f"{cfg.get('freeze_base')}; abundance head: {cfg.get('abundance_head')}; "
+              f"{cfg.get('freeze_base')}; abundance head: {cfg.get('abundance_head')} "
+              f"({cfg.get('abundance_head_features')} features, start: "
+              f"{cfg.get('abundance_head_init')}); "
               "pretrained encoder: "
               f"{encoder or 'none (trained from scratch)'}",
               f"- model: {cfg.get('model')}",
@@ -128,3 +130,12 @@ def write_model_card(run_dir: str | Path, summary: dict, info: dict, data_dir: s
 
 
 __all__ = ["bootstrap_intervals", "git_commit", "model_card", "write_model_card"]
+
+
+def _head_fit_note(fit: dict | None) -> str:
+    """A sentence on the abundance head's fitted start (empty when it was not fitted)."""
+    if not fit:
+        return ""
+    return (f" Epoch 0 is the fitted start: the abundance head's last layer fitted in closed "
+            f"form on the {fit['n_train']} training samples, its L2 penalty "
+            f"{fit['penalty']:.3g} chosen by {fit['chosen_by']}.")

@@ -38,7 +38,11 @@ def test_every_trained_model_gets_a_card(tmp_path, task):
     if task == "regression":
         assert "target transform: `zscore`" in card
     assert f"epoch {metrics['best_epoch']} of {metrics['epochs_run']}" in card
-    assert "abundance head: True" in card  # format 3 defaults; format-2 models say False
+    assert "abundance head: True (fourier features, start: fit)" in card  # format-4 defaults
+    fit = metrics["abundance_head_fit"]
+    assert (f"Epoch 0 is the fitted start: the abundance head's last layer fitted in closed form "
+            f"on the {fit['n_train']} training samples, its L2 penalty {fit['penalty']:.3g} "
+            f"chosen by validation samples.") in card
     assert f"aam {aam.__version__}, commit " in card
     assert re.search(r"commit ([0-9a-f]{40}|unknown)", card)
     primary = "r2" if task == "regression" else "balanced_accuracy"

@@ -99,7 +99,9 @@ def selection_note(runs, baseline: str) -> list[str]:
     if not leaked:
         return ["", f"Model selection: each of the {checked} fine-tuned runs chose its best "
                     "epoch (and stopped early) on validation samples disjoint from the test "
-                    "samples it is scored on."]
+                    "samples it is scored on (epoch 0: the abundance head's fitted start, its "
+                    "penalty chosen by cross-validation over training subjects, or on the "
+                    "validation samples without group_by)."]
     return ["", f"Caution: in {leaked} of {checked} fine-tuned runs the validation samples that "
                 "chose the best epoch are also the scored test samples (split test_fraction 0 "
                 "with inner_val_fraction 0), so those scores are optimistic."]
