@@ -159,13 +159,14 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
     callbacks = [ResumeCheckpoints(checkpoints, resume, paths.resume_from), checkpoints,
                  EarlyStopping(cfg.train.patience), tensorboard]
     if encoder is None and resume is None:
-        calibrate_asv_norm(model.to(ctx.device), train_loader, ctx.device)
-    head_fit = None
-    if model.abundance_head is not None and cfg.abundance_head_init == "fit" and resume is None:
+        calibrate_asv_norm(model.to(ctx.device), train_loader, ctx.device, ctx)
+    head_fit, fitted = None, model.abundance_head is not None and cfg.abundance_head_init == "fit"
+    if fitted and resume is None:
         head_fit = fit_abundance_head(model.to(ctx.device), train_loader, val_loader,
                                       objective.target_loss, ctx.device, ctx,
                                       groups=subject_groups(data, cfg.group_by, train_ids))
-        model.abundance_head.requires_grad_(False)  # the fitted linear model stays as fitted
+    if fitted:  # the fitted linear model stays as fitted (a resumed run too)
+        model.abundance_head.requires_grad_(False)
     result = fit(model, objective, train_loader, val_loader, cfg.train, callbacks,
                  param_groups=parameter_groups(model, cfg), resume=resume, dist=ctx,
                  validate_start=head_fit is not None)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from aam.training.dist_data import gather_samples
-from aam.training.distributed import DistContext
+from aam.training.distributed import DistContext, gather_objects
 
 log = logging.getLogger(__name__)
 
@@ -223,14 +223,15 @@ def fit_abundance_head(model, train_loader: Iterable, val_loader: Iterable,
 
 
 @torch.no_grad()
-def calibrate_asv_norm(model, loader: Iterable, device: torch.device) -> None:
+def calibrate_asv_norm(model, loader: Iterable, device: torch.device,
+                       dist: DistContext | None = None) -> None:
     """Set the encoder's ASV batch-norm statistics to the mean and variance of the vectors of
     every distinct ASV in ``loader``'s samples.
 
     Fine-tuning keeps those statistics fixed (:meth:`aam.models.predictor.Predictor.train`); a
     pretrained encoder brings its own, a new one has only the initial 0 and 1, which leave the
-    nucleotide encoder's nearly parallel vectors unstandardised. Under torchrun each rank sees its
-    share of the samples; the statistics are then its share's.
+    nucleotide encoder's nearly parallel vectors unstandardised. Under torchrun every rank's
+    vectors are gathered first, so all ranks get the statistics of all training ASVs.
     """
     from aam.models.encoder import ASVNorm
 
@@ -243,14 +244,16 @@ def calibrate_asv_norm(model, loader: Iterable, device: torch.device) -> None:
     for batch in loader:
         batch = batch.to(device)
         raw = model.encoder.nucleotide(batch.unique_tokens.long())[0]  # [U, D] before the norm
-        for index, row in zip(batch.unique_asv_index.tolist(), raw):
+        for index, row in zip(batch.unique_asv_index.tolist(), raw.float().cpu()):
             vectors[index] = row
     model.train(was_training)
+    for part in gather_objects(vectors, dist or DistContext()):
+        vectors.update(part)
     if len(vectors) < 2:
         return
-    stacked = torch.stack(list(vectors.values())).float()
-    norm.norm.running_mean.copy_(stacked.mean(0))
-    norm.norm.running_var.copy_(stacked.var(0))
+    stacked = torch.stack([vectors[i] for i in sorted(vectors)])  # one order on every rank
+    norm.norm.running_mean.copy_(stacked.mean(0).to(norm.norm.running_mean))
+    norm.norm.running_var.copy_(stacked.var(0).to(norm.norm.running_var))
     log.info("ASV norm: statistics of the %d distinct training ASVs (no pretrained encoder)",
              len(vectors))
 
