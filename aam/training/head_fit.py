@@ -2,15 +2,19 @@
 
 The abundance head (:class:`aam.models.heads.AbundanceHead`) is linear in its last layer, so
 with the pretrained encoder and the head's hidden layer fixed, its best last layer for the
-training samples is a ridge (regression) or L2-logistic (classification) fit over
-:meth:`~aam.models.heads.AbundanceHead.design` features. Fitting it first and then fine-tuning
-everything is "linear probing, then fine-tuning" (Kumar et al. 2022, *Fine-Tuning can Distort
-Pretrained Features*): gradient steps start from the fitted linear model instead of from zero,
-which on a few hundred samples they do not reach within the epochs early stopping allows.
+training samples is a ridge (regression; least squares whatever ``loss`` says) or L2-logistic
+(classification) fit over :meth:`~aam.models.heads.AbundanceHead.design` features. With random
+Fourier features that is kernel ridge regression over the ASV vectors. Fitting it first is
+"linear probing, then fine-tuning" (Kumar et al. 2022, *Fine-Tuning can Distort Pretrained
+Features*): on a few hundred samples, gradient steps from zero stop (early) long before the
+fitted linear model.
 
-The penalty is chosen on the validation samples (the ones early stopping reads; never test
-samples); the fit itself sees only training samples. The rest of the model's prediction at
-initialisation is kept as an offset, so the fitted head predicts what the other heads miss.
+The penalty is chosen by grouped cross-validation over the training samples' subjects when
+their subjects are known (``aam train --group-by``), else on the validation samples (the ones
+early stopping reads); never on test samples. The fit itself sees only training samples. The
+rest of the model's prediction at initialisation is kept as an offset, so the fitted head
+predicts what the other heads miss. The fitted head then stays fixed while fine-tuning, and the
+fitted start is epoch 0 of best-epoch selection.
 """
 
 from __future__ import annotations
