@@ -151,11 +151,14 @@ def test_group_by_names_a_missing_column(prepared, tmp_path):
     assert not (tmp_path / "bad" / "model.pt").exists()
 
 
-def test_group_by_subject_is_used_for_the_penalty(prepared, tmp_path):
+def test_group_by_subject_is_used_for_the_penalty(prepared, tmp_path, caplog):
     cfg = tiny_finetune_cfg(columns=(), epochs=1, abundance_head=True, group_by="subject")
     run_finetune(cfg, FinetunePaths(prepared, tmp_path / "cv"))
     record = json.loads((tmp_path / "cv" / "metrics.json").read_text())["abundance_head_fit"]
     assert record["chosen_by"].startswith("grouped")
+    assert "give --group-by" not in caplog.text
+    run_finetune(dataclasses.replace(cfg, group_by=""), FinetunePaths(prepared, tmp_path / "v"))
+    assert "give --group-by SUBJECT_COLUMN" in caplog.text  # without it, the user is told
 
 
 def test_fine_tuning_keeps_the_asv_vectors_a_function_of_the_sequence():

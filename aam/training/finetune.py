@@ -162,6 +162,10 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
         calibrate_asv_norm(model.to(ctx.device), train_loader, ctx.device, ctx)
     head_fit, fitted = None, model.abundance_head is not None and cfg.abundance_head_init == "fit"
     if fitted and resume is None:
+        if not cfg.group_by:
+            log.warning("the abundance head's penalty is chosen on the %d validation samples; "
+                        "when samples come in subjects (repeated sampling), give --group-by "
+                        "SUBJECT_COLUMN so it is cross-validated by subject", len(val_ids))
         head_fit = fit_abundance_head(model.to(ctx.device), train_loader, val_loader,
                                       objective.target_loss, ctx.device, ctx,
                                       groups=subject_groups(data, cfg.group_by, train_ids))
