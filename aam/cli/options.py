@@ -114,7 +114,8 @@ FINETUNE_OPTIONS = TRAINING_OPTIONS + [
         "from each ASV's sequence (--no-abundance-head: not built)"),
     opt("--abundance-head-init", "abundance_head_init", str,
         "start of the abundance head: fit (a ridge / L2-logistic fit of its last layer on the "
-        "training samples before fine-tuning, the penalty chosen as --group-by says) or zero", HEAD_INITS),
+        "training samples before fine-tuning, the penalty chosen as --group-by says) or zero",
+        HEAD_INITS),
     opt("--abundance-head-width", "abundance_head_width", int,
         "hidden units of the abundance head (0: 4 x the embedding dim)"),
     opt("--abundance-head-features", "abundance_head_features", str,

@@ -93,6 +93,21 @@ def check_columns(metadata: pd.DataFrame, columns, source: str, what: str = "col
                          f"Available columns: {available}.")
 
 
+def column_labels(values: pd.Series, role: str, source: str) -> pd.Series:
+    """A grouping column's values as stripped strings (e.g. the subject of each sample).
+
+    Raises
+    ------
+    InputError
+        When any sample has no value.
+    """
+    missing = values.index[is_missing(values)]
+    if len(missing):
+        raise InputError(f"{role} column {values.name!r} in {source} has no value for "
+                         f"{first_items(missing)} samples. Fill it in or drop those samples.")
+    return values.astype(str).str.strip()
+
+
 def usable_target(metadata: pd.DataFrame, column: str, task: str, source: str) -> pd.Series:
     """Boolean mask over ``metadata`` rows: True where the target is present (and numeric).
 

@@ -269,7 +269,7 @@ def split_metadata(metadata: pd.DataFrame, cfg: SplitConfig,
         The group or stratify column is missing (listing the available columns) or has missing
         values; plus everything :func:`split_samples` raises.
     """
-    from aam.data.metadata import check_columns, is_missing
+    from aam.data.metadata import check_columns, column_labels
 
     columns = {"group": cfg.group_by, "stratify": cfg.stratify_by}
     values = {}
@@ -277,11 +277,7 @@ def split_metadata(metadata: pd.DataFrame, cfg: SplitConfig,
         if not column:
             continue
         check_columns(metadata, [column], source, what=f"{role} column")
-        missing = metadata.index[is_missing(metadata[column])]
-        if len(missing):
-            raise InputError(f"{role} column {column!r} in {source} has no value for "
-                             f"{first_items(missing)} samples. Fill it in or drop those samples.")
-        values[role] = metadata[column].astype(str).str.strip().to_numpy()
+        values[role] = column_labels(metadata[column], role, source).to_numpy()
     return split_samples(list(metadata.index), cfg, groups=values.get("group"),
                          strata=values.get("stratify"))
 

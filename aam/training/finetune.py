@@ -15,7 +15,7 @@ from typing import Optional
 
 from aam.atomic import write_lines, write_text
 from aam.config import FinetuneConfig, dump_yaml, to_dict
-from aam.data.metadata import is_missing
+from aam.data.metadata import column_labels
 from aam.data.prepared import PreparedData, load_prepared
 from aam.data.sample_ids import read_sample_lists
 from aam.data.targets import transform_from_dict
@@ -216,12 +216,8 @@ def subject_groups(data: PreparedData, column: str, sample_ids: list[str]) -> Op
         raise InputError(f"--group-by column '{column}' is not in the prepared metadata "
                          f"(columns: {', '.join(map(str, meta.columns))}); name the subject "
                          "column, or leave --group-by out.")
-    values = meta.loc[sample_ids, column]
-    missing = list(values.index[is_missing(values).to_numpy()])
-    if missing:
-        raise InputError(f"--group-by column '{column}' is empty for sample '{missing[0]}' "
-                         f"({len(missing)} training samples in all); fill it in the metadata.")
-    return {s: str(v) for s, v in values.items()}
+    labels = column_labels(meta.loc[sample_ids, column], "--group-by", "the prepared metadata")
+    return labels.to_dict()
 
 
 def _history(history: list) -> list:

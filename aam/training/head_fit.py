@@ -117,12 +117,11 @@ class _Solver:
         k = off.shape[1]
         weight = torch.zeros(z.shape[1], k, dtype=torch.float64, requires_grad=True)
         bias = torch.zeros(k, dtype=torch.float64, requires_grad=True)
-        out = []
-        for penalty in sorted(penalties, reverse=True):  # strongest first: warm starts
-            _lbfgs(z, off, y, self.loss_fn, penalty / len(y), weight, bias)
-            out.append((weight.detach().clone(), bias.detach().clone()))
-        order = sorted(range(len(penalties)), key=lambda i: -penalties[i])
-        return [out[order.index(i)] for i in range(len(penalties))]
+        out = {}
+        for i in sorted(range(len(penalties)), key=lambda i: -penalties[i]):  # strongest first:
+            _lbfgs(z, off, y, self.loss_fn, penalties[i] / len(y), weight, bias)  # warm starts
+            out[i] = (weight.detach().clone(), bias.detach().clone())
+        return [out[i] for i in range(len(penalties))]
 
     def loss(self, design: _Design, weight: Tensor, bias: Tensor) -> float:
         with torch.no_grad():

@@ -156,9 +156,6 @@ def fit(model: nn.Module, objective, train_loader: Iterable, val_loader: Iterabl
     for cb in callbacks:
         cb.on_fit_start(state)
     if validate_start and resume is None:  # epoch 0: the starting weights are a candidate too
-        set_epoch = getattr(getattr(val_loader, "dataset", None), "set_epoch", None)
-        if set_epoch is not None:
-            set_epoch(0)
         _validate(state, val_loader, 0, 0.0, 0)
         for cb in callbacks:
             cb.on_epoch_end(state)
@@ -239,9 +236,6 @@ def _prepare_epoch(loader, seed: int, epoch: int) -> None:
 def _run_epoch(state: TrainState, train_loader, val_loader) -> int:
     cfg, epoch = state.cfg, state.epoch + 1
     _prepare_epoch(train_loader, cfg.seed, epoch)
-    set_epoch = getattr(getattr(val_loader, "dataset", None), "set_epoch", None)
-    if set_epoch is not None:  # random ASV draws of validation differ per epoch too
-        set_epoch(epoch)
     start = time.perf_counter()
     sums, n_samples = _train_one_epoch(state, train_loader, epoch)
     totals = all_reduce_sums({**sums, _N: n_samples}, state.dist)  # sums and counts, then divide
@@ -255,6 +249,9 @@ def _run_epoch(state: TrainState, train_loader, val_loader) -> int:
 def _validate(state: TrainState, val_loader, epoch: int, seconds: float, n_samples: int) -> None:
     """Evaluate after ``epoch`` (0: the starting weights), track the best and log one line."""
     cfg = state.cfg
+    set_epoch = getattr(getattr(val_loader, "dataset", None), "set_epoch", None)
+    if set_epoch is not None:  # random ASV draws of validation differ per epoch too
+        set_epoch(epoch)
     state.model.eval()
     evaluating = eval_module(state.model, state.dist, state.eval_copy)
     with torch.no_grad(), _autocast(state), evaluating as module:
