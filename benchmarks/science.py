@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--freeze-base", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--inner-rotation", action=argparse.BooleanOptionalAction, default=None,
                    help="seed r of an ensemble validates on inner grouped fold r of the "
-                        "training subjects (default: one inner holdout for every seed)")
+                        "training subjects (default; --no-inner-rotation: one inner holdout "
+                        "for every seed)")
     add_common_flags(p)
     return p
 
@@ -134,12 +135,15 @@ def _write(args, settings, tables, predictions, seconds, wall: float) -> str:
                               if k != "note"),
         "selection": "grouped K-fold by subject (split seed 0); in each fold the training "
                      f"subjects are split again by subject ({settings.inner_val_fraction:.0%} "
-                     "to inner validation, stratified by the class for classification); "
-                     "pretraining (self-supervised, per fold; targets with the same inner "
-                     "split share it) and fine-tuning train on inner-train and choose their "
-                     "epoch / stop early on inner validation; test subjects are predicted "
-                     "once. The forests and the linear reference fit on all training samples "
-                     "of the fold.",
+                     "to inner validation, stratified by the class for classification"
+                     + ("; seed r validates on the r-th such inner fold, so the seeds of an "
+                        "ensemble validate on different subjects" if settings.inner_rotation
+                        else "; the same for every seed") +
+                     "); pretraining (self-supervised, one per fold on seed 0's inner split; "
+                     "targets with the same inner split share it) and fine-tuning train on "
+                     "inner-train and choose their epoch / stop early on inner validation; "
+                     "test subjects are predicted once. The forests and the linear reference "
+                     "fit on all training samples of the fold.",
     }
     out = Path(args.results_dir)
     out.mkdir(parents=True, exist_ok=True)

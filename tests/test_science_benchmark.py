@@ -79,3 +79,32 @@ def test_linear_reference_is_one_deterministic_fit(smoke):
     linear = pred[(pred["study"] == "sleep-apnea-age") & (pred["variant"] == "linear")]
     by_run = linear.pivot(index="sample_id", columns="run", values="prediction")
     assert by_run.notna().all().all() and (by_run.nunique(axis=1) == 1).all()
+
+
+def test_inner_rotation_gives_ensemble_members_disjoint_validation_subjects():
+    """With rotation (the default) the members of an ensemble validate on different subjects,
+    every validation side holds both classes, and a study whose rarest class has too few
+    subjects for the folds falls back to fewer folds instead of failing."""
+    from aam_science.runner import inner_split
+    from aam_science.settings import preset
+
+    subjects = [f"s{i}" for i in range(12) for _ in range(3)]  # 12 subjects, 3 samples each
+    ids = [f"x{i}" for i in range(len(subjects))]
+    subject_of = dict(zip(ids, subjects))
+    class_of = {s: int(subject_of[s][1:]) % 2 for s in ids}  # 6 subjects per class
+    settings = preset("cpu")
+    assert settings.inner_rotation
+    vals = []
+    for member in range(3):
+        train, val = inner_split(ids, subject_of, 0, settings, class_of, member)
+        assert set(train).isdisjoint(val) and set(train) | set(val) == set(ids)
+        assert {class_of[s] for s in val} == {0, 1}
+        vals.append({subject_of[s] for s in val})
+    assert all(a.isdisjoint(b) for i, a in enumerate(vals) for b in vals[i + 1:])
+    rare = {s: int(subject_of[s][1:]) < 3 for s in ids}  # only 3 subjects in one class
+    sides = [inner_split(ids, subject_of, 0, settings, rare, m)[1] for m in range(3)]
+    assert all({rare[s] for s in val} == {False, True} for val in sides)
+    assert len({frozenset(v) for v in sides}) == 3
+    held = inner_split(ids, subject_of, 0, preset("cpu", inner_rotation=False), class_of, 1)[1]
+    assert held == inner_split(ids, subject_of, 0, preset("cpu", inner_rotation=False),
+                               class_of, 0)[1]

@@ -85,14 +85,21 @@ def inner_split(train_ids: list[str], subject_of: dict, fold: int, preset: Prese
     stratified by ``class_of`` (a subject-level class) so validation holds every class.
 
     With ``preset.inner_rotation`` the training subjects are cut into ``1 / inner_val_fraction``
-    grouped folds and ensemble member ``member`` validates on fold ``member`` (so the members
-    of an ensemble validate on different subjects and, together, train on every one);
-    otherwise every member uses the same holdout.
+    grouped folds (fewer when the rarest class has fewer subjects) and ensemble member
+    ``member`` validates on fold ``member`` (so the members of an ensemble validate on different
+    subjects and, together, train on every one); otherwise every member uses the same holdout.
     """
     strata = [class_of[s] for s in train_ids] if class_of is not None else None
     groups = [subject_of[s] for s in train_ids]
-    if preset.inner_rotation:
-        n = max(2, round(1 / preset.inner_val_fraction))
+    # rotation needs every class in every inner fold: at most as many folds as the rarest
+    # class has subjects (small studies and the smoke preset fall back to fewer folds)
+    n = round(1 / preset.inner_val_fraction)
+    if strata is not None:
+        subjects_per_class: dict = {}
+        for subject, cls in set(zip(groups, strata)):
+            subjects_per_class[cls] = subjects_per_class.get(cls, 0) + 1
+        n = min(n, *subjects_per_class.values())
+    if preset.inner_rotation and n >= 2:
         inner = split_samples(train_ids, SplitConfig(folds=n, seed=fold), groups, strata)
         return inner[member % n].train, inner[member % n].val
     cfg = SplitConfig(val_fraction=preset.inner_val_fraction, seed=fold)
