@@ -236,6 +236,8 @@ class FinetuneConfig:
     abundance_head_init: str = "fit"  # fit: penalised linear fit before fine-tuning | zero
     abundance_head_width: int = 512  # hidden units of the head (0: 4 x embedding dim)
     abundance_head_features: str = "fourier"  # fourier: random Fourier features | mlp: GELU
+    # when the fitted start is the best epoch: refit the head on training + validation samples
+    abundance_head_refit: bool = True
     group_by: str = ""  # metadata column of the subject: the head fit's CV keeps subjects whole
     categorical_lr: Optional[float] = None  # learning rate of category embeddings/fusion/scales
     val_prediction_passes: int = 1

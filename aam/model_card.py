@@ -102,7 +102,8 @@ def model_card(summary: dict, info: dict, data_dir: str, run_dir: Path,
               f"{summary.get('epochs_run')} run: the lowest validation loss of the target "
               f"(patience {train.get('patience')}; seed {summary.get('seed')}, fold "
               f"{summary.get('fold')}). Test samples were never seen during training or "
-              "selection." + _head_fit_note(summary.get("abundance_head_fit")), "",
+              "selection." + _head_fit_note(summary.get("abundance_head_fit"),
+                                            summary.get("abundance_head_refit")), "",
               "## Settings", "",
               f"- fusion: {(cfg.get('fusion') or {}).get('name')}; frozen base: "
               f"{cfg.get('freeze_base')}; abundance head: {cfg.get('abundance_head')} "
@@ -132,10 +133,17 @@ def write_model_card(run_dir: str | Path, summary: dict, info: dict, data_dir: s
 __all__ = ["bootstrap_intervals", "git_commit", "model_card", "write_model_card"]
 
 
-def _head_fit_note(fit: dict | None) -> str:
-    """A sentence on the abundance head's fitted start (empty when it was not fitted)."""
+def _head_fit_note(fit: dict | None, refit: dict | None = None) -> str:
+    """Sentences on the abundance head's fitted start and its refit (empty when it was not
+    fitted)."""
     if not fit:
         return ""
-    return (f" Epoch 0 is the fitted start: the abundance head's last layer fitted in closed "
+    note = (f" Epoch 0 is the fitted start: the abundance head's last layer fitted in closed "
             f"form on the {fit['n_train']} training samples, its L2 penalty "
             f"{fit['penalty']:.3g} chosen by {fit['chosen_by']}.")
+    if refit:
+        note += (f" The fitted start was the best epoch, so model.pt's head was then fitted "
+                 f"again on all {refit['n_train']} training + validation samples (penalty "
+                 f"{refit['penalty']:.3g}, chosen by {refit['chosen_by']}); the validation "
+                 "metrics above are those of the selected model, before that refit.")
+    return note

@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--asv-norm", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--abundance-head", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--abundance-head-init", help="fit | zero (finetune.abundance_head_init)")
+    p.add_argument("--abundance-head-refit", action=argparse.BooleanOptionalAction, default=None,
+                   help="refit the head on inner-train + inner-validation when the fitted "
+                        "start is the best epoch (finetune.abundance_head_refit)")
     p.add_argument("--target-transform")
     p.add_argument("--dev-fold", type=int,
                    help="recipe development: benchmark only the training subjects of this "
@@ -88,7 +91,7 @@ def _settings(args):
         "finetune_patience", "batch_size", "finetune_lr", "pretrain_lr", "weight_decay",
         "dropout", "asv_sampling", "freeze_base", "target_transform", "dev_fold",
         "count_features", "asv_norm", "abundance_head", "abundance_head_init",
-        "inner_rotation")}
+        "abundance_head_refit", "inner_rotation")}
     return preset(args.preset, **overrides)
 
 

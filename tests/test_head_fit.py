@@ -161,6 +161,50 @@ def test_group_by_subject_is_used_for_the_penalty(prepared, tmp_path, caplog):
     assert "give --group-by SUBJECT_COLUMN" in caplog.text  # without it, the user is told
 
 
+def _head_state(path):
+    from aam.training.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path, "predictor")["model_state"]
+    return ({k: v for k, v in state.items() if k.startswith("abundance_head.net.2")},
+            {k: v for k, v in state.items() if not k.startswith(("abundance_head.net.2",
+                                                                  "head.net.4.bias"))})
+
+
+def test_a_winning_fitted_start_is_refitted_on_training_and_validation_samples(prepared,
+                                                                               tmp_path):
+    """When validation keeps the fitted start (epoch 0; lr ~0 here so no epoch beats it),
+    model.pt's head is fitted again on every training and validation sample, its penalty
+    cross-validated by subject; checkpoints/best.pt and the validation metrics stay those of
+    the selected model. Without --group-by (no held-out choice of the penalty left) or with
+    --no-abundance-head-refit, model.pt is best.pt."""
+    cfg = tiny_finetune_cfg(columns=(), epochs=1, abundance_head=True, group_by="subject",
+                            lr=1e-30)
+    out = tmp_path / "refit"
+    run_finetune(cfg, FinetunePaths(prepared, out))
+    saved = json.loads((out / "metrics.json").read_text())
+    first, refit = saved["abundance_head_fit"], saved["abundance_head_refit"]
+    assert saved["best_epoch"] == 0
+    assert refit["n_train"] == first["n_train"] + first["n_val"] == 32
+    assert refit["chosen_by"].startswith("grouped")
+    assert saved["val_loss"] == pytest.approx(saved["history"][0]["val_loss"])
+    assert ("model.pt's head was then fitted again on all 32 training + validation samples"
+            in (out / "model-card.md").read_text())
+    (best_head, best_rest), (final_head, final_rest) = (_head_state(out / "checkpoints" /
+                                                                    "best.pt"),
+                                                        _head_state(out / "model.pt"))
+    assert any(not torch.equal(best_head[k], final_head[k]) for k in best_head)
+    assert all(torch.equal(best_rest[k], final_rest[k]) for k in best_rest)
+
+    for name, variant in (("no-groups", dataclasses.replace(cfg, group_by="")),
+                          ("off", dataclasses.replace(cfg, abundance_head_refit=False))):
+        run_finetune(variant, FinetunePaths(prepared, tmp_path / name))
+        assert json.loads((tmp_path / name / "metrics.json").read_text())[
+            "abundance_head_refit"] is None
+        kept, final = (_head_state(tmp_path / name / "checkpoints" / "best.pt")[0],
+                       _head_state(tmp_path / name / "model.pt")[0])
+        assert all(torch.equal(kept[k], final[k]) for k in kept)
+
+
 def test_fine_tuning_keeps_the_asv_vectors_a_function_of_the_sequence():
     """In training mode the encoder's ASV batch norm keeps its pretraining statistics: an ASV's
     vector (what the fitted head reads) does not depend on the other ASVs of its batch."""

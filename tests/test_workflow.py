@@ -128,6 +128,13 @@ def test_flag_helpers_map_config_and_ablation_cells_to_aam_flags(monkeypatch):
     row = {"fusion": "gmu", "freeze": "false", "transform": "none", "pretrained": "true"}
     assert train_flags(row, config) == ("--task regression --embedding-dim 16 --target-transform "
                                         "none --categorical-fusion gmu --no-freeze-base")
+    # validation on the test side (test_fraction 0, no inner split): the abundance head must
+    # not be refitted on validation samples, which are the scored ones
+    same = {**config, "split": {**split, "folds": 5, "test_fraction": 0, "group_by": "subject"}}
+    assert train_flags(row, same).startswith("--task regression --group-by subject "
+                                             "--no-abundance-head-refit --embedding-dim 16")
+    inner = {**config, "split": {**same["split"], "inner_val_fraction": 0.2}}
+    assert "refit" not in train_flags(row, inner)
 
 
 def test_default_config_plans_the_whole_pipeline_locally(workdir):

@@ -116,6 +116,10 @@ FINETUNE_OPTIONS = TRAINING_OPTIONS + [
         "start of the abundance head: fit (a ridge / L2-logistic fit of its last layer on the "
         "training samples before fine-tuning, the penalty chosen as --group-by says) or zero",
         HEAD_INITS),
+    opt("--abundance-head-refit", "abundance_head_refit", bool,
+        "when the fitted start is the best epoch (chosen on the validation samples), refit "
+        "the head on training + validation samples for model.pt, the penalty cross-validated "
+        "again; the reported validation metrics stay those of the model selection"),
     opt("--abundance-head-width", "abundance_head_width", int,
         "hidden units of the abundance head (0: 4 x the embedding dim)"),
     opt("--abundance-head-features", "abundance_head_features", str,

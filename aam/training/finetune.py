@@ -31,7 +31,8 @@ from aam.training.finetune_callbacks import FinetuneTensorBoard
 from aam.training.finetune_data import (build_setup, encoder_model_config, random_split,
                                         resolve_sizes)
 from aam.training.finetune_objective import FinetuneObjective
-from aam.training.head_fit import calibrate_asv_norm, fit_abundance_head
+from aam.training.head_fit import (calibrate_asv_norm, fit_abundance_head,
+                                     refit_abundance_head)
 from aam.training.loop import fit
 from aam.training.resume import adopt_derived, check_resume
 from aam.training.seeding import seed_everything
@@ -181,6 +182,14 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
     model = predictor_from_checkpoint(best).to(ctx.device)  # a plain module (FSDP shards)
     setup.val_set.set_epoch(int(best.get("epoch", 0)))  # the best epoch's validation draws
     metrics = objective.evaluate(model, val_loader)  # every rank: predictions are gathered
+    refit = None
+    if fitted and cfg.abundance_head_refit and best.get("best_epoch") == 0:
+        refit = refit_abundance_head(model, train_loader, val_loader, objective.target_loss,
+                                     ctx.device, ctx, subject_groups(data, cfg.group_by,
+                                                                     train_ids + val_ids))
+        if refit is not None:
+            best = {**best, "model_state": {k: v.detach().cpu()
+                                            for k, v in model.state_dict().items()}}
     if not ctx.is_main:
         return {"val_loss": metrics["val_loss"]}
     _write_val_predictions(out / "val_predictions.tsv", objective, setup.classes)
@@ -191,7 +200,8 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
                "seed": seed, "fold": paths.fold, "wall_time_s": time.perf_counter() - start,
                "train_samples_per_s": result.train_samples_per_s,
                "world_size": ctx.world_size, "config": to_dict(cfg),
-               "abundance_head_fit": head_fit.to_dict() if head_fit else None}
+               "abundance_head_fit": head_fit.to_dict() if head_fit else None,
+               "abundance_head_refit": refit.to_dict() if refit else None}
     write_metrics(out / "metrics.json", summary)
     write_model_card(out, summary, data.info, str(paths.data_dir), paths.pretrained_encoder)
     tensorboard.write_summary(objective, summary)

@@ -225,6 +225,45 @@ def fit_abundance_head(model, train_loader: Iterable, val_loader: Iterable,
     return fit
 
 
+class _Chained:
+    """Iterate several loaders one after the other (each pass re-iterates them)."""
+
+    def __init__(self, *loaders: Iterable) -> None:
+        self.loaders = loaders
+
+    def __iter__(self):
+        for loader in self.loaders:
+            yield from loader
+
+
+def refit_abundance_head(model, train_loader: Iterable, val_loader: Iterable,
+                         loss_fn: Callable[[Tensor, Tensor], Tensor], device: torch.device,
+                         dist: DistContext | None = None,
+                         groups: dict | None = None) -> HeadFit | None:
+    """After model selection chose the fitted start (epoch 0): fit the head again on the
+    training and the validation samples together, the penalty cross-validated by subject over
+    all of them, the way a model chosen by validation is refitted on all its data. Validation
+    has done its job (the epoch); the fit now uses every subject the fold may train on (the
+    inner validation holds a fifth of them), and never a test sample.
+
+    ``model`` is the best checkpoint's predictor, whose head already holds the first fit (the
+    new fit replaces it: the rest of the model is again the offset). Without ``groups`` (no
+    ``--group-by``) or with fewer than 3 subjects there is no held-out choice of the penalty
+    left, so the head is kept and None returned.
+    """
+    if not groups or len(set(groups.values())) < 3:
+        log.info("abundance head: kept the fit of the training samples (a refit with the "
+                 "validation samples needs --group-by to choose its penalty)")
+        return None
+    # the new fit replaces the head's last layer; the first fit's intercept, folded into the
+    # target head's bias, is part of the offset and absorbed by the new (free) intercept
+    fit = fit_abundance_head(model, _Chained(train_loader, val_loader), val_loader, loss_fn,
+                             device, dist, groups)
+    log.info("abundance head: refitted on the %d training + validation samples (the fitted "
+             "start was the best epoch)", fit.n_train)
+    return fit
+
+
 @torch.no_grad()
 def calibrate_asv_norm(model, loader: Iterable, device: torch.device,
                        dist: DistContext | None = None) -> None:
@@ -261,4 +300,5 @@ def calibrate_asv_norm(model, loader: Iterable, device: torch.device,
              len(vectors))
 
 
-__all__ = ["HeadFit", "PENALTIES", "calibrate_asv_norm", "fit_abundance_head"]
+__all__ = ["HeadFit", "PENALTIES", "calibrate_asv_norm", "fit_abundance_head",
+           "refit_abundance_head"]

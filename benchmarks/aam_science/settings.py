@@ -55,6 +55,7 @@ class Preset:
     asv_norm: bool = ModelConfig.asv_norm
     abundance_head: bool = FinetuneConfig.abundance_head
     abundance_head_init: str = FinetuneConfig.abundance_head_init
+    abundance_head_refit: bool = FinetuneConfig.abundance_head_refit
     freeze_base: bool = False
     target_transform: str = "zscore"
     asv_sampling: str = "abundance"

@@ -101,12 +101,17 @@ def ablation_column_key(column):
 def train_flags(row, config):
     """Every `aam train` option of one ablation row except paths, seed and fold."""
     prepare = config["prepare"]
+    split = config.get("split", {})
     opts = {
         "task": prepare["task"],
         "categorical_columns": prepare["categorical_columns"],
         # the split's subjects: the abundance head's fit cross-validates by them
-        "group_by": config.get("split", {}).get("group_by") or "",
+        "group_by": split.get("group_by") or "",
     }
+    if split and split.get("test_fraction") == 0 and not split.get("inner_val_fraction"):
+        # validation is the test side: the head's refit on training + validation samples
+        # would fit the scored samples
+        opts["abundance_head_refit"] = False
     opts.update(config["model"])
     opts.update(config["finetune"])
     for column, value in row.items():
