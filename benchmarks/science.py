@@ -144,8 +144,11 @@ def _write(args, settings, tables, predictions, seconds, wall: float) -> str:
                         else "; the same for every seed") +
                      "); pretraining (self-supervised, one per fold on seed 0's inner split; "
                      "targets with the same inner split share it) and fine-tuning train on "
-                     "inner-train and choose their epoch / stop early on inner validation; "
-                     "test subjects are predicted once. The forests and the linear reference "
+                     "inner-train and choose their epoch / stop early on inner validation"
+                     + ("; when the fitted start (epoch 0) wins, the abundance head is fitted "
+                        "again on inner-train + inner-validation" if settings.abundance_head_refit
+                        else "") +
+                     "; test subjects are predicted once. The forests and the linear reference "
                      "fit on all training samples of the fold.",
     }
     out = Path(args.results_dir)
