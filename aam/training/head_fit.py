@@ -259,6 +259,8 @@ def refit_abundance_head(model, train_loader: Iterable, val_loader: Iterable,
     # target head's bias, is part of the offset and absorbed by the new (free) intercept
     fit = fit_abundance_head(model, _Chained(train_loader, val_loader), val_loader, loss_fn,
                              device, dist, groups)
+    if not math.isfinite(fit.penalty):  # the failed fit left the head as it was
+        return None
     log.info("abundance head: refitted on the %d training + validation samples (the fitted "
              "start was the best epoch)", fit.n_train)
     return fit
