@@ -176,6 +176,8 @@ def test_config_file_keys_count_as_given_on_resume(tmp_path):
     assert (cfg.train.lr, cfg.model.embedding_dim, cfg.target_column) == (0.001, 16, "ph")
     assert cfg.train.parallel == "auto"  # where a run executes is never inherited
     assert resume("train:\n  lr: 0.001\n", "--lr", "0.0002").train.lr == 0.0002  # flags win
+    # the head's refit acts after selection: a resumed run may turn it off (or on)
+    assert resume("", "--no-abundance-head-refit").abundance_head_refit is False
     with pytest.raises(InputError, match=r"^model.embedding_dim 8 \(--config\) differs from 16 "
                                          r"in the checkpoint"):
         resume("model:\n  embedding_dim: 8\n  attention_heads: 2\n")

@@ -33,6 +33,7 @@ SCHEDULE = frozenset({
     "train.grad_accum_steps", "train.patience", "train.bf16", "train.compile",
     "data.batch_size", "data.num_workers", "model.gradient_checkpointing",
     "categorical_lr", "val_prediction_passes",
+    "abundance_head_refit",  # what model.pt is after selection, not the trained model
 })
 RUNTIME = _RUNTIME | {"train.distributed"}  # the old name of train.parallel
 
