@@ -14,6 +14,7 @@ import hashlib
 import logging
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,17 +92,13 @@ def inner_split(train_ids: list[str], subject_of: dict, fold: int, preset: Prese
     """
     strata = [class_of[s] for s in train_ids] if class_of is not None else None
     groups = [subject_of[s] for s in train_ids]
-    # rotation needs every class in every inner fold: at most as many folds as the rarest
-    # class has subjects (small studies and the smoke preset fall back to fewer folds)
-    n = round(1 / preset.inner_val_fraction)
-    if strata is not None:
-        subjects_per_class: dict = {}
-        for subject, cls in set(zip(groups, strata)):
-            subjects_per_class[cls] = subjects_per_class.get(cls, 0) + 1
-        n = min(n, *subjects_per_class.values())
-    if preset.inner_rotation and n >= 2:
-        inner = split_samples(train_ids, SplitConfig(folds=n, seed=fold), groups, strata)
-        return inner[member % n].train, inner[member % n].val
+    if preset.inner_rotation:
+        n = round(1 / preset.inner_val_fraction)
+        if strata is not None:  # every class in every inner fold: at most its subject count
+            n = min(n, *Counter(cls for _, cls in set(zip(groups, strata))).values())
+        if n >= 2:
+            inner = split_samples(train_ids, SplitConfig(folds=n, seed=fold), groups, strata)
+            return inner[member % n].train, inner[member % n].val
     cfg = SplitConfig(val_fraction=preset.inner_val_fraction, seed=fold)
     inner = split_samples(train_ids, cfg, groups, strata)[0]
     return inner.train, inner.val
