@@ -238,6 +238,9 @@ class FinetuneConfig:
     abundance_head_features: str = "fourier"  # fourier: random Fourier features | mlp: GELU
     # when the fitted start is the best epoch: refit the head on training + validation samples
     abundance_head_refit: bool = True
+    # a fine-tuned epoch replaces the fitted start only when its validation loss is lower by
+    # more than this many standard errors of the per-subject difference (0: lowest loss wins)
+    selection_se: float = 1.0
     group_by: str = ""  # metadata column of the subject: the head fit's CV keeps subjects whole
     categorical_lr: Optional[float] = None  # learning rate of category embeddings/fusion/scales
     val_prediction_passes: int = 1
@@ -257,6 +260,7 @@ class FinetuneConfig:
         if self.categorical_lr is not None:
             _check_positive("categorical_lr", self.categorical_lr)
         _check_positive("count_penalty", self.count_penalty, allow_zero=True)
+        _check_positive("selection_se", self.selection_se, allow_zero=True)
         _check_positive("nucleotide_loss_weight", self.nucleotide_loss_weight, allow_zero=True)
         if not 0.0 <= self.nucleotide_mask_rate < 1.0:
             raise InputError(

@@ -103,7 +103,10 @@ def model_card(summary: dict, info: dict, data_dir: str, run_dir: Path,
               f"(patience {train.get('patience')}; seed {summary.get('seed')}, fold "
               f"{summary.get('fold')}). Test samples were never seen during training or "
               "selection." + _head_fit_note(summary.get("abundance_head_fit"),
-                                            summary.get("abundance_head_refit")), "",
+                                            summary.get("abundance_head_refit"),
+                                            cfg.get("selection_se"),
+                                            "subject" if cfg.get("group_by") else "sample"),
+              "",
               "## Settings", "",
               f"- fusion: {(cfg.get('fusion') or {}).get('name')}; frozen base: "
               f"{cfg.get('freeze_base')}; abundance head: {cfg.get('abundance_head')} "
@@ -133,14 +136,19 @@ def write_model_card(run_dir: str | Path, summary: dict, info: dict, data_dir: s
 __all__ = ["bootstrap_intervals", "git_commit", "model_card", "write_model_card"]
 
 
-def _head_fit_note(fit: dict | None, refit: dict | None = None) -> str:
-    """Sentences on the abundance head's fitted start and its refit (empty when it was not
-    fitted)."""
+def _head_fit_note(fit: dict | None, refit: dict | None = None,
+                   margin: float | None = None, unit: str = "subject") -> str:
+    """Sentences on the abundance head's fitted start, the margin a fine-tuned epoch had to
+    clear, and the refit (empty when the head was not fitted)."""
     if not fit:
         return ""
     note = (f" Epoch 0 is the fitted start: the abundance head's last layer fitted in closed "
             f"form on the {fit['n_train']} training samples, its L2 penalty "
             f"{fit['penalty']:.3g} chosen by {fit['chosen_by']}.")
+    if margin:
+        note += (f" A fine-tuned epoch could replace it only with a validation loss lower by "
+                 f"more than {margin:g} standard error of the per-{unit} difference "
+                 "(`selection_loss`).")
     if refit:
         note += (f" The fitted start was the best epoch, so model.pt's head was then fitted "
                  f"again on all {refit['n_train']} training + validation samples (penalty "

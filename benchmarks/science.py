@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--abundance-head-refit", action=argparse.BooleanOptionalAction, default=None,
                    help="refit the head on inner-train + inner-validation when the fitted "
                         "start is the best epoch (finetune.abundance_head_refit)")
+    p.add_argument("--selection-se", type=float,
+                   help="a fine-tuned epoch must beat the fitted start by this many standard "
+                        "errors of the per-subject validation-loss difference "
+                        "(finetune.selection_se; 0: lowest validation loss)")
     p.add_argument("--target-transform")
     p.add_argument("--dev-fold", type=int,
                    help="recipe development: benchmark only the training subjects of this "
@@ -91,7 +95,7 @@ def _settings(args):
         "finetune_patience", "batch_size", "finetune_lr", "pretrain_lr", "weight_decay",
         "dropout", "asv_sampling", "freeze_base", "target_transform", "dev_fold",
         "count_features", "asv_norm", "abundance_head", "abundance_head_init",
-        "abundance_head_refit", "inner_rotation")}
+        "abundance_head_refit", "selection_se", "inner_rotation")}
     return preset(args.preset, **overrides)
 
 
@@ -145,6 +149,9 @@ def _write(args, settings, tables, predictions, seconds, wall: float) -> str:
                      "); pretraining (self-supervised, one per fold on seed 0's inner split; "
                      "targets with the same inner split share it) and fine-tuning train on "
                      "inner-train and choose their epoch / stop early on inner validation"
+                     + (f" (a fine-tuned epoch must beat the fitted start by "
+                        f"{settings.selection_se:g} standard error of the per-subject "
+                        "validation-loss difference)" if settings.selection_se else "")
                      + ("; when the fitted start (epoch 0) wins, the abundance head is fitted "
                         "again on inner-train + inner-validation" if settings.abundance_head_refit
                         else "") +

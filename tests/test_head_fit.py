@@ -236,3 +236,60 @@ def test_a_new_encoders_asv_norm_gets_the_training_asvs_statistics():
     norm = model.encoder.asv_norm.norm
     torch.testing.assert_close(norm.running_mean, raw.mean(0))
     torch.testing.assert_close(norm.running_var, raw.var(0))
+
+
+def test_a_fine_tuned_epoch_must_beat_the_fitted_start_by_a_standard_error():
+    """The paired per-subject difference: a lower mean loss carried by one lucky subject does
+    not clear the margin; the same mean gain spread over every subject does."""
+    from aam.training.finetune_objective import paired_standard_error, unit_losses
+
+    units = {"a1": "A", "a2": "A", "b1": "B", "c1": "C", "d1": "D"}
+    start = unit_losses(["a1", "a2", "b1", "c1", "d1"], [1.0, 3.0, 1.0, 1.0, 1.0], units)
+    assert start == {"A": 2.0, "B": 1.0, "C": 1.0, "D": 1.0}  # samples of a subject averaged
+    lucky = {"A": 0.0, "B": 1.2, "C": 1.2, "D": 1.2}  # mean gain 0.35, all of it from A
+    steady = {"A": 1.65, "B": 0.65, "C": 0.65, "D": 0.65}  # the same mean gain everywhere
+    gain = 0.35
+    assert paired_standard_error(lucky, start) > gain
+    assert paired_standard_error(steady, start) == pytest.approx(0.0, abs=1e-12)
+    assert paired_standard_error({"A": 0.5}, start) == 0.0  # one unit: no error to estimate
+
+
+def test_the_selection_margin_keeps_the_fitted_start_and_survives_a_resume(prepared, tmp_path):
+    """With a fitted head, every validation after the start reports a selection_loss (val_loss
+    plus selection_se standard errors of its per-subject difference to the start) and the best
+    epoch is chosen on it; the start's per-subject losses travel in the checkpoints, so a
+    resumed run keeps the same reference. --selection-se 0 selects on val_loss alone."""
+    from aam.data.prepared import load_prepared
+    from aam.training.checkpoint import load_checkpoint
+
+    cfg = tiny_finetune_cfg(columns=(), epochs=3, abundance_head=True, group_by="subject",
+                            lr=3e-2)
+    plain = tmp_path / "plain"
+    run_finetune(dataclasses.replace(cfg, selection_se=0.0), FinetunePaths(prepared, plain))
+    history = json.loads((plain / "metrics.json").read_text())["history"]
+    assert not any("selection_loss" in row for row in history)
+    assert json.loads((plain / "metrics.json").read_text())["best_epoch"] == min(
+        history, key=lambda row: row["val_loss"])["epoch"]
+
+    strict = tmp_path / "strict"
+    run_finetune(dataclasses.replace(cfg, selection_se=1e6), FinetunePaths(prepared, strict))
+    saved = json.loads((strict / "metrics.json").read_text())
+    assert saved["best_epoch"] == 0
+    start, *later = saved["history"]
+    assert start["selection_loss"] == pytest.approx(start["val_loss"])
+    assert all(row["selection_loss"] > row["val_loss"] + 1.0 for row in later)
+    assert ("lower by more than 1e+06 standard error of the per-subject difference"
+            in (strict / "model-card.md").read_text())
+    reference = load_checkpoint(strict / "checkpoints" / "last.pt", "predictor")[
+        "selection_reference"]
+    val_ids = (strict / "val_samples.txt").read_text().split()
+    assert set(reference) == set(load_prepared(prepared).metadata.loc[val_ids, "subject"])
+
+    resumed = tmp_path / "resumed"
+    run_finetune(dataclasses.replace(cfg, selection_se=1e6, train=dataclasses.replace(
+        cfg.train, epochs=4)), FinetunePaths(prepared, resumed,
+                                             resume_from=strict / "checkpoints" / "last.pt"))
+    after = json.loads((resumed / "metrics.json").read_text())
+    assert after["best_epoch"] == 0
+    assert after["history"][-1]["epoch"] == 4 and after["history"][-1]["selection_loss"] > (
+        after["history"][-1]["val_loss"] + 1.0)

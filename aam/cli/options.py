@@ -120,6 +120,11 @@ FINETUNE_OPTIONS = TRAINING_OPTIONS + [
         "when the fitted start is the best epoch (chosen on the validation samples), refit "
         "the head on training + validation samples for model.pt, the penalty cross-validated "
         "again; the reported validation metrics stay those of the model selection"),
+    opt("--selection-se", "selection_se", float,
+        "with a fitted abundance head, a fine-tuned epoch is chosen over the fitted start only "
+        "when its validation loss is lower by more than this many standard errors of the "
+        "paired per-subject (--group-by, else per-sample) difference; 0: the lowest "
+        "validation loss wins"),
     opt("--abundance-head-width", "abundance_head_width", int,
         "hidden units of the abundance head (0: 4 x the embedding dim)"),
     opt("--abundance-head-features", "abundance_head_features", str,

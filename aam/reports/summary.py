@@ -101,7 +101,9 @@ def selection_note(runs, baseline: str) -> list[str]:
                     "epoch (and stopped early) on validation samples disjoint from the test "
                     "samples it is scored on (epoch 0: the abundance head's fitted start, its "
                     "penalty chosen by cross-validation over training subjects, or on the "
-                    "validation samples without group_by; when epoch 0 won, the head was "
+                    "validation samples without group_by; a fine-tuned epoch replaced it only "
+                    "when its validation loss was lower by more than selection_se standard "
+                    "errors of the per-subject difference; when epoch 0 won, the head was "
                     "refitted on the training + validation samples, never on test samples)."]
     return ["", f"Caution: in {leaked} of {checked} fine-tuned runs the validation samples that "
                 "chose the best epoch are also the scored test samples (split test_fraction 0 "

@@ -149,12 +149,16 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
         write_lines(out / "val_samples.txt", val_ids)
         write_text(out / "config.resolved.yaml", dump_yaml(cfg))
     objective = FinetuneObjective(cfg, setup.transform, setup.classes, setup.groups,
-                                  setup.actual, setup.class_weight, dist=ctx)
+                                  setup.actual, setup.class_weight, dist=ctx,
+                                  units=subject_groups(data, cfg.group_by, val_ids))
     seed = cfg.train.seed
     train_loader, val_loader = build_loaders(setup.train_set, setup.val_set, cfg.data, seed, ctx)
     extras = {"target_transform": setup.transform.to_dict() if setup.transform else None,
               "categorical_vocab": setup.vocab, "classes": setup.classes,
-              "task": cfg.task, "target_column": cfg.target_column}
+              "task": cfg.task, "target_column": cfg.target_column,
+              # the fitted start's per-subject validation losses, filled at epoch 0 (the
+              # same dict object, so every checkpoint carries it; a resumed run reads it)
+              "selection_reference": objective.reference}
     checkpoints = CheckpointCallback(out / "checkpoints", "predictor", to_dict(cfg), seed, extras)
     tensorboard = FinetuneTensorBoard(out / "tensorboard", cfg)
     callbacks = [ResumeCheckpoints(checkpoints, resume, paths.resume_from), checkpoints,
@@ -172,6 +176,10 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
                                       groups=subject_groups(data, cfg.group_by, train_ids))
     if fitted:  # the fitted linear model stays as fitted (a resumed run too)
         model.abundance_head.requires_grad_(False)
+    if head_fit is not None:  # the fitted start is the reference a fine-tuned epoch must beat
+        objective.set_reference()
+    elif resume is not None:
+        objective.reference.update(resume.get("selection_reference") or {})
     result = fit(model, objective, train_loader, val_loader, cfg.train, callbacks,
                  param_groups=parameter_groups(model, cfg), resume=resume, dist=ctx,
                  validate_start=head_fit is not None)

@@ -50,12 +50,25 @@ class FinetuneObjective:
     dist : DistContext, optional
         Under torchrun each rank predicts its validation shard; the rows are gathered (each
         sample once) before aggregating, so every rank returns the one-process result.
+    units : dict[str, str], optional
+        Validation sample -> subject, the unit of the paired comparison with the reference
+        (default: each sample is its own unit).
+
+    Attributes
+    ----------
+    reference : dict[str, float]
+        Per-unit validation losses of the reference model (the fitted start), filled by the
+        evaluation after :meth:`set_reference` and kept in the checkpoints (a resumed run
+        reads it back). While it is filled and ``cfg.selection_se`` > 0, ``evaluate`` also
+        returns ``selection_loss``: the validation loss plus ``selection_se`` standard errors
+        of its per-unit difference to the reference, the loss the training loop selects on.
     """
 
     def __init__(self, cfg: FinetuneConfig, transform: Optional[TargetTransform],
                  classes: Optional[Sequence[str]], groups: dict, actual: dict,
                  class_weight: Optional[Tensor] = None,
-                 dist: Optional[DistContext] = None) -> None:
+                 dist: Optional[DistContext] = None,
+                 units: Optional[dict] = None) -> None:
         self.cfg = cfg
         self.transform = transform
         self.classes = list(classes) if classes else None
@@ -66,6 +79,9 @@ class FinetuneObjective:
         train_base = not cfg.freeze_base and cfg.nucleotide_loss_weight > 0
         self.mask_rate = cfg.nucleotide_mask_rate if train_base else 0.0
         self.last: Optional[Predictions] = None
+        self.units = units or {}
+        self.reference: dict[str, float] = {}
+        self._take_reference = False
         self.attention_map: Optional[np.ndarray] = None  # [heads, tokens], see _one_pass
 
     def target_loss(self, prediction: Tensor, target: Tensor) -> Tensor:
@@ -97,6 +113,11 @@ class FinetuneObjective:
         logs.update(fusion_statistics(out.extras))
         return total, logs
 
+    def set_reference(self) -> None:
+        """The next evaluation is the reference (the fitted start) of later selection losses."""
+        self.reference.clear()
+        self._take_reference = True
+
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader) -> dict[str, float]:
         """Target validation loss (``val_loss``) and original-scale metrics.
@@ -117,16 +138,30 @@ class FinetuneObjective:
         if self.classes:
             probs = torch.softmax(raw.float(), dim=-1)  # [P, N, K]
             mean_prob = probs.mean(0)
-            val_loss = F.nll_loss(torch.log(mean_prob.clamp_min(1e-12)), target.long())
+            losses = F.nll_loss(torch.log(mean_prob.clamp_min(1e-12)), target.long(),
+                                reduction="none")
             actual = np.asarray([self.actual[s] for s in ids])
             result = from_passes(ids, probs.numpy(), actual, self.classes)
         else:
-            val_loss = REGRESSION_LOSSES[self.cfg.loss](raw[..., 0].mean(0), target.float())
+            losses = REGRESSION_LOSSES[self.cfg.loss](raw[..., 0].mean(0), target.float(),
+                                                      reduction="none")
             result = self._regression_result(ids, raw[..., 0].numpy())
         self.last = result
-        out = {"val_loss": float(val_loss)}
+        out = {"val_loss": float(losses.mean())}
+        out.update(self._selection(ids, losses.double().numpy(), out["val_loss"]))
         out.update({k: float(v) for k, v in result.metric_values().items() if v is not None})
         return out
+
+    def _selection(self, ids: list[str], losses: np.ndarray, val_loss: float) -> dict:
+        """``selection_loss`` against the reference ({} without one, or with selection_se 0)."""
+        per_unit = unit_losses(ids, losses, self.units)
+        if self._take_reference:
+            self.reference.update(per_unit)
+            self._take_reference = False
+        if not self.reference or self.cfg.selection_se <= 0:
+            return {}
+        return {"selection_loss": val_loss + self.cfg.selection_se
+                * paired_standard_error(per_unit, self.reference)}
 
     def _one_pass(self, model: nn.Module, loader, pass_index: int = 0
                   ) -> tuple[list[str], Tensor, Tensor]:
@@ -205,6 +240,21 @@ class AttentionMap:
             return None
         total = sum(p[0] for p in parts)
         return (total / max(sum(p[1] for p in parts), 1)).numpy()
+
+
+def unit_losses(ids: Sequence[str], losses: np.ndarray, units: dict) -> dict[str, float]:
+    """Mean loss of each unit (``units[sample]``, the sample itself when it has none)."""
+    per_unit: dict[str, list] = {}
+    for sample, loss in zip(ids, losses):
+        per_unit.setdefault(units.get(sample, sample), []).append(float(loss))
+    return {unit: float(np.mean(v)) for unit, v in per_unit.items()}
+
+
+def paired_standard_error(losses: dict[str, float], reference: dict[str, float]) -> float:
+    """Standard error of the mean per-unit difference ``losses - reference`` over the units
+    both have (0 with fewer than two)."""
+    diff = np.asarray([loss - reference[u] for u, loss in losses.items() if u in reference])
+    return float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
 
 
 def attention_figure(weights: np.ndarray, columns: Sequence[str]):

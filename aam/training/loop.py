@@ -5,7 +5,7 @@ validation metrics, and *callbacks* write checkpoints, TensorBoard and stop earl
 
 An objective has ``loss(model, batch) -> (loss_tensor, logs: dict[str, float])`` and
 ``evaluate(model, loader) -> dict[str, float]`` with a ``"val_loss"`` key (lower is better; it
-selects the best epoch). ``evaluate`` runs under ``torch.no_grad()`` and ``model.eval()``.
+selects the best epoch unless a ``"selection_loss"`` key is there to select on instead). ``evaluate`` runs under ``torch.no_grad()`` and ``model.eval()``.
 """
 
 from __future__ import annotations
@@ -257,10 +257,11 @@ def _validate(state: TrainState, val_loader, epoch: int, seconds: float, n_sampl
     with torch.no_grad(), _autocast(state), evaluating as module:
         state.val_logs = dict(state.objective.evaluate(module, val_loader))
     state.epoch = epoch
-    val_loss = float(state.val_logs["val_loss"])
-    state.is_best = val_loss < state.best_metric
+    # an objective may select on a loss other than val_loss (e.g. one with a margin)
+    loss = float(state.val_logs.get("selection_loss", state.val_logs["val_loss"]))
+    state.is_best = loss < state.best_metric
     if state.is_best:
-        state.best_metric, state.best_epoch = val_loss, epoch
+        state.best_metric, state.best_epoch = loss, epoch
     lr = state.optimizer.param_groups[0]["lr"]
     record = {"epoch": epoch, **{f"train_{k}": v for k, v in state.train_logs.items()},
               **state.val_logs, "lr": lr, "seconds": seconds,

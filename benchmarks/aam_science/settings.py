@@ -56,6 +56,7 @@ class Preset:
     abundance_head: bool = FinetuneConfig.abundance_head
     abundance_head_init: str = FinetuneConfig.abundance_head_init
     abundance_head_refit: bool = FinetuneConfig.abundance_head_refit
+    selection_se: float = FinetuneConfig.selection_se
     freeze_base: bool = False
     target_transform: str = "zscore"
     asv_sampling: str = "abundance"
