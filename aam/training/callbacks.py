@@ -119,15 +119,17 @@ class ResumeCheckpoints(Callback):
 
 
 class EarlyStopping(Callback):
-    """Stop when validation loss has not improved for ``patience`` epochs (0 = never)."""
+    """Stop when the selection loss (``val_loss``, or the objective's ``selection_loss``) has
+    not improved for ``patience`` epochs (0 = never)."""
 
     def __init__(self, patience: int) -> None:
         self.patience = patience
 
     def on_epoch_end(self, state: "TrainState") -> None:
         if self.patience and state.epoch - state.best_epoch >= self.patience:
-            log.info("early stopping: no improvement in val_loss for %d epochs (best %.4g at "
-                     "epoch %d)", self.patience, state.best_metric, state.best_epoch)
+            log.info("early stopping: no improvement in the selection loss for %d epochs "
+                     "(best %.4g at epoch %d)", self.patience, state.best_metric,
+                     state.best_epoch)
             state.stop = True
 
 

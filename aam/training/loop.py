@@ -211,7 +211,7 @@ def _apply_resume(state: TrainState, payload: dict) -> None:
     state.best_epoch = int(payload.get("best_epoch", state.epoch))
     if payload.get("rng_state") is not None:
         set_rng_state(payload["rng_state"])
-    log.info("resuming after epoch %d (best val_loss %.4g at epoch %d)", state.epoch,
+    log.info("resuming after epoch %d (best selection loss %.4g at epoch %d)", state.epoch,
              state.best_metric, state.best_epoch)
 
 
