@@ -1,5 +1,6 @@
 """aam compare on fabricated results trees: table, verdicts, determinism, bad paths, run lists."""
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -197,3 +198,18 @@ def test_summary_says_whether_test_samples_chose_the_best_epoch(tmp_path):
                                png=False, figures=False))
     assert "in 1 of 1 fine-tuned runs the validation samples" in (
         tmp_path / "leaky" / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("margin, words", [
+    (1.0, "lower by more than 1 standard error of the per-subject difference"),
+    (0.0, "the lowest validation loss chose between it and the fine-tuned epochs")])
+def test_summary_states_the_margin_a_fine_tuned_epoch_had_to_clear(tmp_path, margin, words):
+    fabricate(tmp_path / "runs", folds=1, seeds=(0,))
+    run = tmp_path / "runs" / "finetune" / ABLATION / "fold~0" / "seed~0"
+    (run / "val_samples.txt").write_text("inner-a\ninner-b\n")
+    saved = json.loads((run / "metrics.json").read_text())
+    saved.update(abundance_head_fit={"penalty": 1.0}, config={"selection_se": margin})
+    (run / "metrics.json").write_text(json.dumps(saved))
+    write_report(CompareConfig(str(tmp_path / "runs"), str(tmp_path / "out"), n_bootstrap=20,
+                               png=False, figures=False))
+    assert words in (tmp_path / "out" / "summary.md").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,8 +86,9 @@ def verdict(row: pd.Series, metric: str, baseline: str = "rf") -> str:
 
 def selection_note(runs, baseline: str) -> list[str]:
     """How the models' best epochs were chosen, checked from each run's ``val_samples.txt``
-    against the samples it is scored on."""
+    against the samples it is scored on, and its ``metrics.json`` (the selection margin)."""
     checked = leaked = 0
+    margins = set()
     for run in runs:
         val = run.path.parent / "val_samples.txt"
         if run.model == baseline or not val.is_file():
@@ -94,6 +96,7 @@ def selection_note(runs, baseline: str) -> list[str]:
         checked += 1
         chosen_on = set(val.read_text(encoding="utf-8").split())
         leaked += bool(chosen_on & set(run.predictions["sample_id"].astype(str)))
+        margins |= _selection_margin(run.path.parent / "metrics.json")
     if not checked:
         return []
     if not leaked:
@@ -101,13 +104,32 @@ def selection_note(runs, baseline: str) -> list[str]:
                     "epoch (and stopped early) on validation samples disjoint from the test "
                     "samples it is scored on (epoch 0: the abundance head's fitted start, its "
                     "penalty chosen by cross-validation over training subjects, or on the "
-                    "validation samples without group_by; a fine-tuned epoch replaced it only "
-                    "when its validation loss was lower by more than selection_se standard "
-                    "errors of the per-subject difference; when epoch 0 won, the head was "
-                    "refitted on the training + validation samples, never on test samples)."]
+                    "validation samples without group_by; " + _margin_words(margins) + "; "
+                    "when epoch 0 won, the head was refitted on the training + validation "
+                    "samples, never on test samples)."]
     return ["", f"Caution: in {leaked} of {checked} fine-tuned runs the validation samples that "
                 "chose the best epoch are also the scored test samples (split test_fraction 0 "
                 "with inner_val_fraction 0), so those scores are optimistic."]
+
+
+def _selection_margin(metrics_file: Path) -> set:
+    """{selection_se} of a run whose abundance head was fitted ({} otherwise or unreadable)."""
+    try:
+        saved = json.loads(metrics_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(saved, dict) or not saved.get("abundance_head_fit"):
+        return set()
+    return {float((saved.get("config") or {}).get("selection_se") or 0.0)}
+
+
+def _margin_words(margins: set) -> str:
+    """How a fine-tuned epoch could replace the fitted start, for the runs' margins."""
+    if margins == {0.0} or not margins:
+        return "the lowest validation loss chose between it and the fine-tuned epochs"
+    shown = " or ".join(f"{m:g}" for m in sorted(margins))
+    return (f"a fine-tuned epoch replaced it only when its validation loss was lower by more "
+            f"than {shown} standard error of the per-subject difference (selection_se)")
 
 
 def summary_markdown(table: pd.DataFrame, task: str, baseline: str, n_bootstrap: int,
