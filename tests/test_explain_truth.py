@@ -63,7 +63,7 @@ def test_attributions_rank_the_signal_asvs_first(tmp_path: Path, record_property
     """The default model as the workflow trains it (the abundance head fitted with its penalty
     cross-validated by subject: --group-by subject; epoch 0 wins, so it is refitted on the
     training + validation samples). Measured here: signal-ASV AUROC 0.951 (0.946 before the
-    refit), validation R2 0.559. Without --group-by (penalty chosen on the 26 validation samples) the
+    refit; the same with the selection margin), validation R2 0.559. Without --group-by (penalty chosen on the 26 validation samples) the
     fit is looser and the ranking worse (0.632, R2 0.634); the same head learned from zero
     (--abundance-head-init zero) 1.000 (R2 0.556); the format-2 model (log1p, no head) 0.843."""
     truth = _truth_run(tmp_path, ["--samples", "128", "--asvs", "40", "--seq-length", "100",
@@ -82,7 +82,8 @@ def test_signal_asvs_at_the_simulator_defaults(tmp_path: Path, record_property):
     encoder reached validation R2 0.002).
 
     This checks the attribution method on the format-2 model (log1p count features, no
-    abundance head): signal-ASV AUROC 0.856, forest 0.874. The format-3 defaults (log1p-clr
+    abundance head): signal-ASV AUROC 0.841, forest 0.874 (0.856 when first measured; 0.841
+    at 1b7f1c4 and after). The format-3 defaults (log1p-clr
     features + abundance head) predict better here (validation R2 0.197 against 0.172) but
     rank the signal ASVs lower (AUROC 0.759); docs/science.md reports it."""
     truth = _truth_run(tmp_path, [], epochs=60, token_limit=128, count_features="log1p",
