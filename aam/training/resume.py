@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from aam.config import (DERIVED, RUNTIME as _RUNTIME, flag_of, flatten, from_dict, merge, nest,
                         to_dict)
