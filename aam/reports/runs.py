@@ -37,6 +37,7 @@ class Run:
     predictions: pd.DataFrame
     metrics: dict = field(default_factory=dict)  # recomputed from the predictions
     target: str = "target"
+    meta: dict = field(default_factory=dict)  # the run's metrics.json ({} without one)
 
 
 def parse_run_path(relative: Path, baseline: str = "rf") -> tuple[str, dict, int | None, int | None]:
@@ -170,7 +171,7 @@ def _read_run(path: Path, model: str, params: dict, fold: int | None, seed: int 
     meta = read_metrics(meta_path) if meta_path.is_file() else {}
     target = (meta.get("config") or {}).get("metadata_column") or meta.get("target", "target")
     return Run(model, params, fold, seed, path, frame, metrics_from_predictions(frame),
-               str(target))
+               str(target), meta)
 
 
 def _order(value):

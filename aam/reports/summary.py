@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +95,7 @@ def selection_note(runs, baseline: str) -> list[str]:
         checked += 1
         chosen_on = set(val.read_text(encoding="utf-8").split())
         leaked += bool(chosen_on & set(run.predictions["sample_id"].astype(str)))
-        margins |= _selection_margin(run.path.parent / "metrics.json")
+        margins |= _selection_margin(run.meta)
     if not checked:
         return []
     if not leaked:
@@ -112,15 +111,11 @@ def selection_note(runs, baseline: str) -> list[str]:
                 "with inner_val_fraction 0), so those scores are optimistic."]
 
 
-def _selection_margin(metrics_file: Path) -> set:
-    """{selection_se} of a run whose abundance head was fitted ({} otherwise or unreadable)."""
-    try:
-        saved = json.loads(metrics_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+def _selection_margin(meta: dict) -> set:
+    """{selection_se} of a run whose abundance head was fitted (from its metrics.json)."""
+    if not meta.get("abundance_head_fit"):
         return set()
-    if not isinstance(saved, dict) or not saved.get("abundance_head_fit"):
-        return set()
-    return {float((saved.get("config") or {}).get("selection_se") or 0.0)}
+    return {float((meta.get("config") or {}).get("selection_se") or 0.0)}
 
 
 def _margin_words(margins: set) -> str:

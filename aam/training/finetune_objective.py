@@ -154,12 +154,12 @@ class FinetuneObjective:
 
     def _selection(self, ids: list[str], losses: np.ndarray, val_loss: float) -> dict:
         """``selection_loss`` against the reference ({} without one, or with selection_se 0)."""
+        if self.cfg.selection_se <= 0 or not (self.reference or self._take_reference):
+            return {}
         per_unit = unit_losses(ids, losses, self.units)
         if self._take_reference:
             self.reference.update(per_unit)
             self._take_reference = False
-        if not self.reference or self.cfg.selection_se <= 0:
-            return {}
         return {"selection_loss": val_loss + self.cfg.selection_se
                 * paired_standard_error(per_unit, self.reference)}
 

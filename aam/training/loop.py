@@ -5,7 +5,8 @@ validation metrics, and *callbacks* write checkpoints, TensorBoard and stop earl
 
 An objective has ``loss(model, batch) -> (loss_tensor, logs: dict[str, float])`` and
 ``evaluate(model, loader) -> dict[str, float]`` with a ``"val_loss"`` key (lower is better; it
-selects the best epoch unless a ``"selection_loss"`` key is there to select on instead). ``evaluate`` runs under ``torch.no_grad()`` and ``model.eval()``.
+selects the best epoch unless a ``"selection_loss"`` key is there to select on instead).
+``evaluate`` runs under ``torch.no_grad()`` and ``model.eval()``.
 """
 
 from __future__ import annotations
