@@ -1,14 +1,15 @@
 """Random-forest baseline on the same prepared table and sample lists as AAM.
 
 Features are the relative abundances of the prepared ASV table (rows of the count matrix divided by
-the sample's depth); the forest is fit on the train samples and evaluated on the evaluation list.
+the sample's depth), plus one-hot categorical metadata when ``categorical_columns`` are given; the
+forest is fit on the train samples and evaluated on the evaluation list.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import scipy.sparse as sp
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from aam.atomic import atomic_path
+from aam.baselines.features import category_features
 from aam.data.sample_ids import check_known
 from aam.data.taxonomy import read_taxonomy, taxa_by_sequence  # noqa: F401  (re-exported)
 from aam.data.targets import encode_classes, fit_classes, parse_regression_target
@@ -40,6 +42,7 @@ class RFConfig:
     random_seed: int = 0
     n_jobs: int = -1
     top_features: int = 100  # rows of the importance table
+    categorical_columns: tuple[str, ...] = ()  # one-hot metadata appended to the features
 
     def __post_init__(self) -> None:
         if self.task is not None and self.task not in TASKS:
@@ -69,6 +72,8 @@ class RFResult:
     n_train: int
     wall_seconds: float
     config: dict
+    category_importance: dict = field(default_factory=dict)  # "column=category" -> importance
+    details: dict = field(default_factory=dict)  # fitted settings for metrics.json (e.g. alpha)
 
 
 def relative_abundance(counts: sp.spmatrix) -> sp.csr_matrix:
@@ -149,8 +154,10 @@ def fit_random_forest(data, train_ids, eval_ids, cfg: RFConfig, taxonomy=None) -
     eval_ids = present_samples(eval_ids, data.sample_ids, "the evaluation list")
     row = {s: i for i, s in enumerate(data.sample_ids)}
     features = relative_abundance(data.counts)
-    x_train = features[[row[s] for s in train_ids]]
-    x_eval = features[[row[s] for s in eval_ids]]
+    cat_train, cat_eval, cat_names = category_features(data.metadata, cfg.categorical_columns,
+                                                       train_ids, eval_ids)
+    x_train = sp.hstack([features[[row[s] for s in train_ids]], cat_train], format="csr")
+    x_eval = sp.hstack([features[[row[s] for s in eval_ids]], cat_eval], format="csr")
     y_train, y_eval, classes = target_values(data.metadata, cfg.metadata_column, train_ids,
                                              eval_ids, task)
     model_cls = RandomForestClassifier if task == "classification" else RandomForestRegressor
@@ -169,9 +176,12 @@ def fit_random_forest(data, train_ids, eval_ids, cfg: RFConfig, taxonomy=None) -
         column_of = {str(c): k for k, c in enumerate(model.classes_)}
         for cls in classes:
             frame[f"prob_{cls}"] = proba[:, column_of[cls]]
-    importances = feature_importances(model.feature_importances_, data.sequences,
+    n_asvs = len(data.sequences)
+    importances = feature_importances(model.feature_importances_[:n_asvs], data.sequences,
                                       cfg.top_features, taxonomy)
-    return RFResult(task, frame, importances, classes, len(train_ids), wall, asdict(cfg))
+    by_category = dict(zip(cat_names, map(float, model.feature_importances_[n_asvs:])))
+    return RFResult(task, frame, importances, classes, len(train_ids), wall, asdict(cfg),
+                    by_category)
 
 
 def feature_importances(importance, sequences, top: int, taxonomy=None) -> pd.DataFrame:
@@ -184,27 +194,33 @@ def feature_importances(importance, sequences, top: int, taxonomy=None) -> pd.Da
     return frame
 
 
-def write_rf_outputs(result: RFResult, output: str | Path, fold: int | None = None) -> dict:
+def write_rf_outputs(result: RFResult, output: str | Path, fold: int | None = None,
+                     model: str = "rf", label: str = "random forest") -> dict:
     """Write ``predictions.tsv`` at ``output`` and, beside it, ``metrics.json``,
-    ``feature_importance.tsv`` and a figure (``predicted_vs_actual.svg`` or
-    ``confusion_matrix.svg``, each with a PNG twin). Returns the metrics dict."""
+    ``feature_importance.tsv`` (ASVs only; categorical features' importances go to
+    ``metrics.json`` as ``category_importance``) and a figure (``predicted_vs_actual.svg`` or
+    ``confusion_matrix.svg``, each with a PNG twin). ``model`` names the baseline in
+    ``metrics.json`` and ``label`` in the figure. Returns the metrics dict."""
     output = Path(output)
     out_dir = output.parent
     frame = result.predictions
     proba = frame[[f"prob_{c}" for c in result.classes]].to_numpy() if result.classes else None
     write_predictions(output, frame["sample_id"], frame["prediction"], actual=frame["actual"],
                       proba=proba, classes=result.classes or None)
-    metrics = {**metrics_from_predictions(frame), "model": "rf",
+    metrics = {**metrics_from_predictions(frame), "model": model,
                "seed": result.config["random_seed"], "fold": fold, "n_train": result.n_train,
-               "wall_seconds": round(result.wall_seconds, 3), "config": result.config}
+               "wall_seconds": round(result.wall_seconds, 3), **result.details,
+               "config": result.config}
+    if result.category_importance:
+        metrics["category_importance"] = result.category_importance
     write_metrics(out_dir / "metrics.json", metrics)
     with atomic_path(out_dir / "feature_importance.tsv") as tmp:
         result.importances.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     column = result.config["metadata_column"]
     if result.task == "classification":
-        fig = plots.confusion({"random forest": frame}, result.classes)
+        fig = plots.confusion({label: frame}, result.classes)
         plots.save_figure(fig, out_dir / "confusion_matrix.svg")
     else:
-        fig = plots.predicted_vs_actual({"random forest": frame}, column)
+        fig = plots.predicted_vs_actual({label: frame}, column)
         plots.save_figure(fig, out_dir / "predicted_vs_actual.svg")
     return metrics

@@ -14,13 +14,14 @@ COMMANDS = {
     "predict": ("aam.cli.predict", "Predict a target for samples with a trained model."),
     "explain": ("aam.cli.explain", "Which ASVs drive a model's predictions (attributions)."),
     "rf-baseline": ("aam.cli.rf_baseline", "Random-forest baseline on the same splits."),
-    "compare": ("aam.cli.compare", "Compare every model against the random forest."),
+    "linear-baseline": ("aam.cli.linear", "Ridge / L2-logistic baseline on CLR abundances."),
+    "compare": ("aam.cli.compare", "Compare every model against the forest and linear baselines."),
 }
 
 
 def _usage() -> str:
     lines = ["usage: aam <command> [options]", "", "commands:"]
-    lines += [f"  {name:<12} {text}" for name, (_, text) in COMMANDS.items()]
+    lines += [f"  {name:<16} {text}" for name, (_, text) in COMMANDS.items()]
     lines += ["", "Run 'aam <command> --help' for a command's options."]
     return "\n".join(lines)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,23 +217,16 @@ def _rf(features, train_idx, test_idx, y, task: str, seed: int, preset: Preset) 
 
 def _linear(clr, train_idx, test_idx, y, groups, task: str) -> np.ndarray:
     """Ridge regression / L2 logistic regression on CLR abundances, the strength of the L2
-    penalty chosen by grouped 5-fold CV over the training subjects only."""
-    from sklearn.linear_model import LogisticRegressionCV, RidgeCV
-    from sklearn.model_selection import GroupKFold
+    penalty chosen by grouped 5-fold CV over the training subjects only (the library's
+    :func:`aam.baselines.linear.fit_linear`, which ``aam linear-baseline`` runs)."""
+    from aam.baselines.linear import cv_splits, fit_linear
 
-    n_splits = min(5, len(np.unique(groups[train_idx])))
-    splits = list(GroupKFold(n_splits).split(train_idx, groups=groups[train_idx]))
-    x, target = clr[train_idx], y[train_idx]
+    splits = cv_splits(len(train_idx), task, groups=groups[train_idx])
+    model = fit_linear(clr[train_idx], y[train_idx], task, splits)
     if task == "classification":
-        model = LogisticRegressionCV(Cs=np.logspace(-4, 2, 13), cv=splits, max_iter=2000,
-                                     scoring="neg_log_loss")
-        with warnings.catch_warnings():  # scikit-learn 1.9 announces new defaults
-            warnings.simplefilter("ignore", FutureWarning)
-            model.fit(x, target)
         proba = np.zeros((len(test_idx), int(y.max()) + 1))
         proba[:, model.classes_] = model.predict_proba(clr[test_idx])
         return proba
-    model = RidgeCV(alphas=np.logspace(-2, 5, 29), cv=splits).fit(x, target)
     return model.predict(clr[test_idx])
 
 
@@ -335,10 +327,11 @@ def _relative_abundance(data: PreparedData) -> np.ndarray:
     return relative_abundance(data.counts).toarray()
 
 
-def _clr(data: PreparedData, pseudocount: float = 0.5) -> np.ndarray:
-    """CLR of every sample over the whole table (``pseudocount`` added to every count)."""
-    logs = np.log(data.counts.toarray() + pseudocount)
-    return logs - logs.mean(axis=1, keepdims=True)
+def _clr(data: PreparedData) -> np.ndarray:
+    """CLR of every sample over the whole table (the library's pseudocount, 0.5)."""
+    from aam.baselines.features import clr_abundance
+
+    return clr_abundance(data.counts)
 
 
 def _scores(pred, classes: list[str] | None) -> np.ndarray:

@@ -1,0 +1,80 @@
+"""Flags and sample lists shared by ``aam rf-baseline`` and ``aam linear-baseline``.
+
+A baseline trains on every ``--train-samples`` list (the workflow passes the fold's training and,
+when AAM's fitted head is refitted on them, validation samples: a baseline has no epoch to
+select) and predicts ``--test-samples``. ``--val-samples`` is the old name of ``--test-samples``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from aam.data.sample_ids import read_sample_lists
+from aam.data.taxonomy import TAXONOMY_FILE, read_taxonomy
+from aam.errors import InputError
+
+log = logging.getLogger("aam")
+
+
+def add_baseline_flags(parser: argparse.ArgumentParser) -> None:
+    """Data, sample lists, output, task, categorical columns, importances, fold."""
+    parser.add_argument("--data-dir", required=True, help="folder written by aam prepare")
+    parser.add_argument("--metadata-column", required=True, help="target column")
+    parser.add_argument("--train-samples", required=True, nargs="+", metavar="FILE",
+                        help="training sample list(s); with several (e.g. train_samples.txt "
+                             "val_samples.txt) the model trains on all of them")
+    parser.add_argument("--test-samples", metavar="FILE",
+                        help="the sample list to predict and score (e.g. test_samples.txt)")
+    parser.add_argument("--val-samples", metavar="FILE",
+                        help="old name of --test-samples: the list predicted, not trained on")
+    parser.add_argument("--output", required=True,
+                        help="predictions.tsv; metrics.json, feature_importance.tsv and a "
+                             "figure are written beside it")
+    parser.add_argument("--task", choices=("regression", "classification"),
+                        help="default: the task recorded by aam prepare")
+    parser.add_argument("--categorical-columns", default="",
+                        help="metadata columns appended one-hot to the features (comma-"
+                             "separated, e.g. the categorical columns AAM fuses)")
+    parser.add_argument("--random-seed", type=int, default=0)
+    parser.add_argument("--top-features", type=int, default=100,
+                        help="ASVs in feature_importance.tsv (default 100)")
+    parser.add_argument("--taxonomy", help="QIIME 2 taxonomy TSV or .qza (Feature ID, Taxon); "
+                                           "default: the taxonomy aam prepare stored, if any")
+    parser.add_argument("--fold", type=int, help="fold number recorded in metrics.json")
+
+
+def baseline_samples(args: argparse.Namespace, known) -> tuple[list[str], list[str], str]:
+    """(training IDs, predicted IDs, predicted list's path) from the flags.
+
+    Raises
+    ------
+    InputError
+        No list to predict, two different predicted lists, or lists that overlap or name
+        samples the table lacks.
+    """
+    test = args.test_samples or args.val_samples
+    if args.test_samples and args.val_samples and args.test_samples != args.val_samples:
+        raise InputError(f"--test-samples {args.test_samples} and --val-samples "
+                         f"{args.val_samples} both name the list to predict; give one "
+                         "(--test-samples; list validation samples under --train-samples).")
+    if not test:
+        raise InputError("give the samples to predict with --test-samples FILE.")
+    roles = {("--train-samples" if i == 0 else f"--train-samples ({i + 1})"): path
+             for i, path in enumerate(args.train_samples)}
+    lists = read_sample_lists({**roles, "--test-samples": test}, known)
+    train = [s for role in roles for s in lists[role]]
+    return train, lists["--test-samples"], test
+
+
+def taxonomy_of(args: argparse.Namespace):
+    """The ``--taxonomy`` file's taxa, else the taxonomy ``aam prepare`` stored, else None."""
+    stored = Path(args.data_dir) / TAXONOMY_FILE
+    path = args.taxonomy or (stored if stored.is_file() else None)
+    return read_taxonomy(path) if path else None
+
+
+def log_metrics(name: str, metrics: dict, source: str) -> None:
+    shown = {k: metrics[k] for k in ("r2", "mae", "rmse", "accuracy", "auc") if k in metrics}
+    log.info("%s on %d samples of %s: %s", name, metrics["n"], source, shown)
