@@ -2,7 +2,9 @@
 
 Writes ``predictions.tsv`` (original target scale) and, when the samples' target is known, a
 ``metrics.json`` beside it (``predict_metrics.json`` when writing into the training run's folder,
-whose ``metrics.json`` belongs to ``aam train``).
+whose ``metrics.json`` belongs to ``aam train``). With ``--permutation-check`` it also writes
+``permutation.json``: how much the metric and the predictions move when each categorical column
+is shuffled across the samples (a model they do not move is "metadata inert").
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from aam.cli.common import Outputs, add_common_flags, add_model_input_flags, run
 from aam.inference import PredictConfig, PredictPaths, metrics_path, run_predict
+from aam.permutation import PermutationConfig, run_permutation_check
 
 log = logging.getLogger("aam")
 
@@ -37,6 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: the model's training seed)")
     parser.add_argument("--no-asv-cache", dest="cache_asvs", action="store_false",
                         help="encode ASVs again in every batch and pass instead of reusing them")
+    parser.add_argument("--permutation-check", action="store_true",
+                        help="also write permutation.json beside --output: shuffle each "
+                             "categorical column across the samples and report the change of "
+                             "the metric and of the predictions")
+    parser.add_argument("--permutation-repeats", type=int, default=3,
+                        help="shuffles per column, averaged (default 3)")
+    parser.add_argument("--permutation-seed", type=int, default=0,
+                        help="seed of the shuffles (default 0)")
     add_common_flags(parser)
     return parser
 
@@ -47,7 +58,11 @@ def _body(args: argparse.Namespace) -> int:
                         device=args.device, seed=args.seed, cache_asvs=args.cache_asvs)
     paths = PredictPaths(model=args.model, data_dir=args.data_dir, output=args.output,
                          samples=args.samples, metadata=args.metadata, metrics=args.metrics)
+    check = (PermutationConfig(args.permutation_repeats, args.permutation_seed)
+             if args.permutation_check else None)  # checked before predicting
     metrics = run_predict(cfg, paths)
+    if check is not None:
+        run_permutation_check(cfg, paths, check)
     if metrics is not None:
         shown = {k: metrics[k] for k in ("r2", "mae", "rmse", "accuracy", "auc")
                  if metrics.get(k) is not None}
