@@ -63,6 +63,8 @@ def test_without_categorical_columns_no_fusion_is_built():
 
 
 def test_freeze_base_keeps_encoder_deterministic_and_categorical_params_get_gradients():
+    """The target head's zero last layer gets gradients at once; after one step of it the
+    category embeddings and the fusion do too."""
     model = Predictor(tiny_cfg(freeze_base=True)).train()
     assert not model.encoder.training
     assert all(not p.requires_grad for p in model.encoder.parameters())
@@ -70,6 +72,12 @@ def test_freeze_base_keeps_encoder_deterministic_and_categorical_params_get_grad
     a, b = model(batch), model(batch)
     torch.testing.assert_close(a.encoder.asv_emb, b.encoder.asv_emb)
     a.prediction.sum().backward()
+    last = model.head.net[-1].weight
+    assert last.grad.abs().sum() > 0
+    with torch.no_grad():
+        last -= 0.1 * last.grad
+    model.zero_grad()
+    model(batch).prediction.sum().backward()
     cat_params = [p for m in model.categorical_modules() for p in m.parameters()]
     assert cat_params and all(p.grad is not None for p in cat_params)
     assert sum(p.grad.abs().sum() for p in cat_params) > 0

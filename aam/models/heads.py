@@ -1,10 +1,12 @@
 """Fine-tuning building blocks: masked attention pooling, category embeddings, count head,
-target encoder and head, and per-category output scaling."""
+target encoder and head, the abundance head and the category main effects (the fitted linear
+start), and per-category output scaling."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -91,6 +93,17 @@ def count_loss(pred_clr: Tensor, counts: Tensor, mask: Tensor) -> Tensor:
 # On the development subjects of sleep-apnea age (fit only, 512 features): scale 1 R2 0.561,
 # 3 0.686, 10 0.693, 30 0.611; GELU features (PyTorch's initialisation x 3) 0.589.
 RFF_SCALE = 10.0
+# The abundance head draws its hidden layer from its own generator, seeded from the run seed and
+# this stream number: the same seed gives the same features (and so the same fitted start)
+# whatever fusion, categorical columns or other modules are built around it.
+HEAD_STREAM = 0xAB0
+
+
+def head_generator(seed: int) -> torch.Generator:
+    """The abundance head's own random stream for run seed ``seed`` (independent of the global
+    torch stream, from which the rest of the model is drawn)."""
+    state = np.random.SeedSequence([int(seed) % 2 ** 32, HEAD_STREAM]).generate_state(2)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 class CosineFeatures(nn.Module):
@@ -112,11 +125,12 @@ class AbundanceHead(nn.Module):
     sequence; attention pooling averages and cannot sum. ``budget`` (the token limit) keeps the
     output's scale independent of how many ASVs the samples hold. Zero-initialised output;
     ``aam train`` then fits the last layer in closed form (:mod:`aam.training.head_fit`) unless
-    ``abundance_head_init`` is ``zero``. ``width``: hidden units (0: ``4 * dim``).
+    ``abundance_head_init`` is ``zero``. ``width``: hidden units (0: ``4 * dim``). ``seed``: the
+    hidden layer comes from :func:`head_generator` of it, not from the global torch stream.
     """
 
     def __init__(self, dim: int, out_dim: int, n_features: int, budget: int,
-                 width: int = 0, features: str = "fourier") -> None:
+                 width: int = 0, features: str = "fourier", seed: int = 0) -> None:
         super().__init__()
         self.out_dim, self.n_features = out_dim, n_features
         width = width or 4 * dim
@@ -124,9 +138,16 @@ class AbundanceHead(nn.Module):
         self.net = nn.Sequential(nn.Linear(dim, width), hidden,
                                  nn.Linear(width, (1 + n_features) * out_dim))
         self.budget = float(budget)
-        if features == "fourier":
-            nn.init.normal_(self.net[0].weight, std=RFF_SCALE / math.sqrt(dim))
-            nn.init.uniform_(self.net[0].bias, 0.0, 2.0 * math.pi)
+        generator = head_generator(seed)
+        first = self.net[0]
+        with torch.no_grad():
+            if features == "fourier":
+                first.weight.normal_(0.0, RFF_SCALE / math.sqrt(dim), generator=generator)
+                first.bias.uniform_(0.0, 2.0 * math.pi, generator=generator)
+            else:  # nn.Linear's default bounds, from the head's own stream
+                bound = 1.0 / math.sqrt(dim)
+                first.weight.uniform_(-bound, bound, generator=generator)
+                first.bias.uniform_(-bound, bound, generator=generator)
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
@@ -192,7 +213,11 @@ class TargetHead(nn.Module):
     """Maps the fused sample vector and the encoder's sample embedding to the prediction.
 
     The encoder's ``sample_emb`` (the representation UniFrac pretraining trained) is read
-    alongside the fused vector so pretraining can help the target.
+    alongside the fused vector so pretraining can help the target. The last layer starts at
+    zero (weight and bias), so an untrained transformer path adds exactly nothing: the first
+    prediction is the fitted linear start (abundance head + category effects), and the path
+    learns the residual. The last layer gets gradients from the first step (its input is not
+    zero); the layers before it from the second.
     """
 
     def __init__(self, dim: int, out_dim: int, dropout: float) -> None:
@@ -201,10 +226,72 @@ class TargetHead(nn.Module):
             nn.LayerNorm(2 * dim), nn.Linear(2 * dim, dim), nn.GELU(), nn.Dropout(dropout),
             nn.Linear(dim, out_dim),
         )
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, fused: Tensor, sample_emb: Tensor) -> Tensor:
         """``fused`` [B, D], ``sample_emb`` [B, D] -> prediction [B, out_dim]."""
         return self.net(torch.cat([fused, sample_emb], dim=-1))
+
+
+class CategoryEffects(nn.Module):
+    """Main effects of the categorical columns: ``sum_j table_j[c_j]`` [B, out_dim], one value
+    per category and output, added to the prediction beside the abundance head.
+
+    Zero-initialised; ``aam train`` fits the tables in the same penalised linear fit as the
+    abundance head's last layer (:mod:`aam.training.head_fit`, over the one-hot columns of
+    :meth:`design`), so the fitted start uses the metadata. Row 0 of every table (the reserved
+    "unseen or missing" category) is no column of the fit and stays 0 (``padding_idx``: no
+    gradient either): an unseen category gets no effect, which with every level seen in the
+    fit is the unweighted mean of the level effects (ridge splits a full one-hot block that
+    way).
+
+    Parameters
+    ----------
+    cardinalities : tuple of int
+        Categories per column, including the reserved index 0.
+    out_dim : int
+    """
+
+    def __init__(self, cardinalities: tuple[int, ...], out_dim: int) -> None:
+        super().__init__()
+        self.cardinalities = tuple(int(n) for n in cardinalities)
+        self.tables = nn.ModuleList(nn.Embedding(n, out_dim, padding_idx=0)
+                                    for n in self.cardinalities)
+        for table in self.tables:
+            nn.init.zeros_(table.weight)
+
+    def forward(self, cat_ids: Tensor) -> Tensor:
+        """``cat_ids`` LongTensor [B, C] -> summed effects [B, out_dim]."""
+        return sum(table(cat_ids[:, i]) for i, table in enumerate(self.tables))
+
+    def design(self, cat_ids: Tensor) -> Tensor:
+        """One-hot columns of categories 1..K-1 of every column: [B, sum_j (K_j - 1)], so that
+        ``forward(cat_ids) == design(cat_ids) @ output_matrix()``."""
+        blocks = [nn.functional.one_hot(cat_ids[:, i].long(), n)[:, 1:]
+                  for i, n in enumerate(self.cardinalities)]
+        return torch.cat(blocks, dim=1).float()
+
+    def output_matrix(self) -> Tensor:
+        """The tables without their row 0, stacked: [sum_j (K_j - 1), out_dim]."""
+        return torch.cat([table.weight[1:] for table in self.tables], dim=0)
+
+    @torch.no_grad()
+    def set_output_matrix(self, matrix: Tensor) -> None:
+        """Load the tables from a :meth:`output_matrix`-shaped matrix (row 0 stays 0)."""
+        start = 0
+        for table, n in zip(self.tables, self.cardinalities):
+            table.weight[1:].copy_(matrix[start:start + n - 1].to(table.weight))
+            table.weight[0].zero_()
+            start += n - 1
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # a predictor saved before these effects existed has none of their keys: it was the
+        # model with zero effects, and loads as that
+        if not any(key.startswith(prefix) for key in state_dict):
+            for name, value in self.state_dict().items():
+                state_dict[prefix + name] = torch.zeros_like(value)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class OutputScaling(nn.Module):

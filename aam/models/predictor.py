@@ -14,8 +14,8 @@ from aam.errors import InputError
 from aam.models.asv_cache import EncoderCache
 from aam.models.encoder import AAMEncoder, EncoderOutput, n_count_features
 from aam.models.fusion import build_fusion
-from aam.models.heads import (AbundanceHead, CategoryEmbeddings, CountHead, MaskedAttentionPool,
-                              OutputScaling, TargetEncoder, TargetHead)
+from aam.models.heads import (AbundanceHead, CategoryEffects, CategoryEmbeddings, CountHead,
+                              MaskedAttentionPool, OutputScaling, TargetEncoder, TargetHead)
 from aam.validate import load_error_reason
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,15 @@ class PredictorOutput:
 
 
 class Predictor(nn.Module):
-    """Encoder (optionally frozen) -> target encoder -> fusion with categories -> target head.
+    """Encoder (optionally frozen) -> target encoder -> fusion with categories -> target head,
+    plus the linear start: the abundance head and the category main effects.
+
+    The prediction is ``target head + abundance head + category effects`` (then the optional
+    per-category output scaling, the identity at first). The target head's last layer starts
+    at zero, so before fine-tuning the prediction is exactly the linear start, which
+    ``aam train`` fits in closed form; the transformer path then learns what it misses
+    (interactions). The abundance head's random features come from its own generator seeded
+    with ``train.seed``, so they do not depend on the fusion or categorical settings.
 
     Parameters
     ----------
@@ -81,8 +89,10 @@ class Predictor(nn.Module):
         self.abundance_head = (AbundanceHead(dim, cfg.out_dim,
                                              n_count_features(model.count_features),
                                              cfg.data.token_limit, cfg.abundance_head_width,
-                                             cfg.abundance_head_features)
+                                             cfg.abundance_head_features, seed=cfg.train.seed)
                                if cfg.abundance_head else None)
+        self.category_effects = (CategoryEffects(cfg.fusion.cardinalities, cfg.out_dim)
+                                 if cfg.abundance_head and columns else None)
         self.scaling_column = scaling_column_index(cfg)
         self.output_scaling = None
         if self.scaling_column is not None:
@@ -122,6 +132,12 @@ class Predictor(nn.Module):
             return self.encoder_cache.encode(self.encoder, batch)
         return self.encoder(batch, mask_rate=0.0 if frozen else mask_rate)
 
+    def linear_start(self) -> list[nn.Module]:
+        """The modules of the fitted linear start (abundance head, category effects): fitted
+        in closed form before fine-tuning (:mod:`aam.training.head_fit`), then kept fixed."""
+        names = ("abundance_head", "category_effects")
+        return [getattr(self, n) for n in names if getattr(self, n, None) is not None]
+
     def categorical_modules(self) -> list[nn.Module]:
         """Category embeddings, fusion and output scaling (trained at ``categorical_lr``)."""
         names = ("category_embeddings", "fusion", "output_scaling")
@@ -157,10 +173,12 @@ class Predictor(nn.Module):
             pooled, extras = fused.pooled, fused.extras
         else:
             pooled = self.pool(hidden, asv_mask)  # [B, D]
-        prediction = self.head(pooled, enc.sample_emb)  # [B, out_dim]
+        prediction = self.head(pooled, enc.sample_emb)  # [B, out_dim]; 0 before training
         if self.abundance_head is not None:
             prediction = prediction + self.abundance_head(enc.asv_vectors, enc.count_features,
                                                           asv_mask)
+        if self.category_effects is not None:
+            prediction = prediction + self.category_effects(batch.cat_ids)
         if self.output_scaling is not None:
             prediction = self.output_scaling(prediction, batch.cat_ids[:, self.scaling_column])
         return PredictorOutput(prediction, count_pred, enc, extras)

@@ -174,8 +174,9 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
         head_fit = fit_abundance_head(model.to(ctx.device), train_loader, val_loader,
                                       objective.target_loss, ctx.device, ctx,
                                       groups=subject_groups(data, cfg.group_by, train_ids))
-    if fitted:  # the fitted linear model stays as fitted (a resumed run too)
-        model.abundance_head.requires_grad_(False)
+    if fitted:  # the fitted linear start stays as fitted (a resumed run too)
+        for module in model.linear_start():
+            module.requires_grad_(False)
     if head_fit is not None:  # the fitted start is the reference a fine-tuned epoch must beat
         objective.set_reference()
     elif resume is not None:

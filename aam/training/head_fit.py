@@ -9,12 +9,18 @@ Fourier features that is kernel ridge regression over the ASV vectors. Fitting i
 Features*): on a few hundred samples, gradient steps from zero stop (early) long before the
 fitted linear model.
 
+With categorical columns the same fit (same penalty) also holds their main effects
+(:class:`aam.models.heads.CategoryEffects`): one-hot columns of each column's categories,
+weighted as one block as loud as the head's features together (see :class:`_Solver`), so the
+fitted start uses the metadata and the fusion path only has to learn what is left
+(interactions).
+
 The penalty is chosen by grouped cross-validation over the training samples' subjects when
 their subjects are known (``aam train --group-by``), else on the validation samples (the ones
 early stopping reads); never on test samples. The fit itself sees only training samples. The
-rest of the model's prediction at initialisation is kept as an offset, so the fitted head
-predicts what the other heads miss. The fitted head then stays fixed while fine-tuning, and the
-fitted start is epoch 0 of best-epoch selection.
+rest of the model's prediction is kept as an offset (exactly 0 at initialisation: the target
+head's last layer starts at zero), so the fitted start predicts what the other heads miss. The
+fitted start then stays fixed while fine-tuning, and it is epoch 0 of best-epoch selection.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ class HeadFit:
     n_train: int
     n_val: int
     n_features: int
+    n_category_features: int = 0  # one-hot columns of the categorical main effects
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,45 +67,72 @@ class _Design:
     """Head features, the rest of the model's prediction and the target of some samples."""
 
     ids: list
-    features: Tensor  # [N, P]
+    features: Tensor  # [N, P] abundance head
+    categories: Tensor  # [N, Q] one-hot categories (Q = 0 without categorical columns)
     offset: Tensor  # [N, K]
     target: Tensor  # [N]
 
     def rows(self, index) -> "_Design":
         index = torch.as_tensor(index, dtype=torch.long)
         return _Design([self.ids[i] for i in index.tolist()], self.features[index],
-                       self.offset[index], self.target[index])
+                       self.categories[index], self.offset[index], self.target[index])
 
 
 @torch.no_grad()
 def _design(model, loader: Iterable, device: torch.device, dist: DistContext) -> _Design:
-    head = model.abundance_head
-    ids, features, offsets, targets = [], [], [], []
+    head, effects = model.abundance_head, getattr(model, "category_effects", None)
+    ids, features, categories, offsets, targets = [], [], [], [], []
     for batch in loader:
         batch = batch.to(device)
         out = model(batch)
         enc = out.encoder
         own = head(enc.asv_vectors, enc.count_features, enc.asv_mask)
+        if effects is not None:
+            own = own + effects(batch.cat_ids)
+            categories.append(effects.design(batch.cat_ids).double())
+        else:
+            categories.append(torch.zeros(len(batch.sample_ids), 0, dtype=torch.float64,
+                                          device=own.device))
         ids += list(batch.sample_ids)
         features.append(head.design(enc.asv_vectors, enc.count_features, enc.asv_mask).double())
         offsets.append((out.prediction - own).double())
         targets.append(batch.target)
-    ids, (x, offset, y) = gather_samples(ids, [torch.cat(features), torch.cat(offsets),
-                                               torch.cat(targets)], dist)
-    return _Design(list(ids), x.cpu(), offset.cpu(), y.cpu())
+    ids, (x, c, offset, y) = gather_samples(ids, [torch.cat(features), torch.cat(categories),
+                                                  torch.cat(offsets), torch.cat(targets)], dist)
+    return _Design(list(ids), x.cpu(), c.cpu(), offset.cpu(), y.cpu())
 
 
 class _Solver:
-    """Penalised linear fits of ``offset + x @ weight + bias`` to the target."""
+    """Penalised linear fits of ``offset + z @ weight + bias`` to the target.
+
+    ``z`` is the head's features, centred and divided by one common scale (their mean spread,
+    so the block's variances sum to its number of columns ``P``), then the centred one-hot
+    categories times one factor that makes their variances sum to ``P`` too: in kernel terms the
+    fit is kernel ridge over the sum of a sequence kernel and a metadata kernel of equal weight.
+    The metadata kernel has rank (number of categories), so each of its directions is far
+    louder than any one direction of the head's features and the main effects are shrunk much
+    less than the head's terms at the same penalty.
+    """
 
     def __init__(self, train: _Design, loss_fn: Callable, classification: bool) -> None:
         self.mean = train.features.mean(0)
         spread = (train.features - self.mean).pow(2).mean(0).mean().sqrt()
         self.scale = float(spread) if float(spread) > 0 else 1.0
+        self.cat_mean = train.categories.mean(0)
+        variance = float((train.categories - self.cat_mean).pow(2).mean(0).sum())
+        self.cat_factor = math.sqrt(train.features.shape[1] / variance) if variance > 0 else 1.0
         self.train, self.loss_fn, self.classification = train, loss_fn, classification
 
     def z(self, design: _Design) -> Tensor:
-        return (design.features - self.mean) / self.scale
+        return torch.cat([(design.features - self.mean) / self.scale,
+                          (design.categories - self.cat_mean) * self.cat_factor], dim=1)
+
+    def raw(self, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(head matrix [P, K], category matrix [Q, K], intercept [K]) on the raw features."""
+        p = self.mean.shape[0]
+        head, cats = weight[:p] / self.scale, weight[p:] * self.cat_factor
+        intercept = bias - self.mean @ head - self.cat_mean @ cats
+        return head, cats, intercept
 
     def fits(self, penalties) -> list[tuple[Tensor, Tensor]]:
         """(weight [P, K], bias [K]) for each penalty, on the standardised-by-one-scale
@@ -167,8 +201,9 @@ def _cv_losses(train: _Design, groups: dict, loss_fn: Callable, classification: 
 def fit_abundance_head(model, train_loader: Iterable, val_loader: Iterable,
                        loss_fn: Callable[[Tensor, Tensor], Tensor], device: torch.device,
                        dist: DistContext | None = None, groups: dict | None = None) -> HeadFit:
-    """Fit the last layer of ``model.abundance_head`` on the training samples and fold the
-    intercept into the target head's bias.
+    """Fit the last layer of ``model.abundance_head`` and, with categorical columns, the
+    ``model.category_effects`` tables on the training samples in one penalised fit, and fold
+    the intercept into the target head's bias.
 
     The penalty is chosen by grouped 5-fold cross-validation of the training samples when
     ``groups`` (sample -> subject) is given, else on the validation samples.
@@ -176,8 +211,9 @@ def fit_abundance_head(model, train_loader: Iterable, val_loader: Iterable,
     Parameters
     ----------
     model : Predictor
-        At initialisation (the abundance head's output zero, output scaling the identity);
-        on ``device``.
+        On ``device``, its output scaling the identity. Whatever else it predicts (the
+        target head: 0 at initialisation) is the offset of the fit; the head's and the
+        category effects' current values are replaced.
     train_loader, val_loader : DataLoader
         Under torchrun each rank's share; the rows are gathered, so every rank fits the same.
     loss_fn : callable
@@ -207,21 +243,22 @@ def fit_abundance_head(model, train_loader: Iterable, val_loader: Iterable,
     else:
         cv, chosen_by = val_losses, "validation samples"
     best = min(range(len(PENALTIES)), key=lambda i: (not math.isfinite(cv[i]), cv[i]))
+    n_features, n_categories = train.features.shape[1], train.categories.shape[1]
     if not math.isfinite(cv[best]):
         log.warning("the abundance head's fitted start failed (non-finite loss); it starts at 0")
         return HeadFit(math.nan, chosen_by, math.nan, before, before, len(train.ids),
-                       len(val.ids), train.features.shape[1])
-    weight, bias = fits[best]
-    matrix = weight / solver.scale  # [P, K] on the raw design features
-    intercept = bias - (solver.mean.unsqueeze(0) @ matrix).squeeze(0)  # [K]
-    model.abundance_head.set_output_matrix(matrix)
+                       len(val.ids), n_features, n_categories)
+    head_matrix, cat_matrix, intercept = solver.raw(*fits[best])
+    model.abundance_head.set_output_matrix(head_matrix)
+    if n_categories:
+        model.category_effects.set_output_matrix(cat_matrix)
     with torch.no_grad():
         model.head.net[-1].bias.add_(intercept.to(model.head.net[-1].bias))
     fit = HeadFit(PENALTIES[best], chosen_by, cv[best], val_losses[best], before,
-                  len(train.ids), len(val.ids), train.features.shape[1])
-    log.info("abundance head: fitted start on %d training samples (%d features), L2 penalty "
-             "%.3g chosen by %s: val loss %.4g (%.4g before the fit)", fit.n_train,
-             fit.n_features, fit.penalty, chosen_by, fit.val_loss, before)
+                  len(train.ids), len(val.ids), n_features, n_categories)
+    log.info("abundance head: fitted start on %d training samples (%d features, %d category "
+             "columns), L2 penalty %.3g chosen by %s: val loss %.4g (%.4g before the fit)",
+             fit.n_train, n_features, n_categories, fit.penalty, chosen_by, fit.val_loss, before)
     return fit
 
 
@@ -255,8 +292,9 @@ def refit_abundance_head(model, train_loader: Iterable, val_loader: Iterable,
         log.info("abundance head: kept the fit of the training samples (a refit with the "
                  "validation samples needs --group-by to choose its penalty)")
         return None
-    # the new fit replaces the head's last layer; the first fit's intercept, folded into the
-    # target head's bias, is part of the offset and absorbed by the new (free) intercept
+    # the new fit replaces the head's last layer and the category effects; the first fit's
+    # intercept, folded into the target head's bias, is part of the offset and absorbed by the
+    # new (free) intercept
     fit = fit_abundance_head(model, _Chained(train_loader, val_loader), val_loader, loss_fn,
                              device, dist, groups)
     if not math.isfinite(fit.penalty):  # the failed fit left the head as it was
