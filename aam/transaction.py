@@ -11,6 +11,12 @@ Checkpoints are the exception: ``checkpoints/`` is written straight into the out
 staging folder links to it), so a run that fails or is killed after its first checkpoint can be
 resumed with ``--resume-from <output>/checkpoints/last.pt``; the error says so.
 
+A command replaces only what aam wrote: every output folder keeps a record of the names aam
+commands wrote into it (``.aam-outputs.json``). An entry that exists but is not in that record
+(a user's file or folder) is never replaced or removed: the command stops with one line naming
+it before anything is moved. The commit is all-or-nothing: replaced entries are first moved
+aside, then the new ones moved in; if any step fails, the old entries are put back.
+
 The output folder is locked for the whole transaction (:mod:`aam.lock`). Leftovers of a killed
 run (its staging folder, ``.*.tmp`` files of interrupted atomic writes, folders swapped out by
 an interrupted commit) are removed by the next run into the same folder, with a warning naming
@@ -20,6 +26,7 @@ them.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -30,12 +37,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from aam.atomic import write_json
 from aam.errors import InputError
 from aam.lock import folder_lock
 
 log = logging.getLogger(__name__)
 
 STAGING_NAME = ".aam-staging"
+#: The record of the names aam commands wrote into an output folder.
+MANIFEST_NAME = ".aam-outputs.json"
 #: Files written last on commit (removed first): their presence means the folder is complete.
 MARKERS = ("prepare.json", "metrics.json", "splits.json", "predict_metrics.json")
 #: Temporary files of :func:`aam.atomic.atomic_path`: ``.<name>.<random>.tmp``.
@@ -46,30 +56,43 @@ _OLD = re.compile(r"^\..+\.old-[0-9a-f]{8}$")
 
 @dataclass
 class Transaction:
-    """An open transaction: write into ``staging``; ``target`` is the real output folder."""
+    """An open transaction: write into ``staging``; ``target`` is the real output folder.
+
+    ``written`` holds the names aam commands wrote into ``target`` (its manifest): only those
+    may be replaced or removed.
+    """
 
     target: Path
     staging: Path
     durable: tuple[str, ...] = ()
     owned: tuple[str, ...] = ()
     created: list[Path] = field(default_factory=list)
+    written: set[str] = field(default_factory=set)
 
     def commit(self) -> None:
-        """Move every staged entry into ``target`` (markers last), replacing older ones."""
+        """Move every staged entry into ``target`` (markers last), replacing older ones that
+        aam wrote; all of it, or nothing when a step fails.
+
+        Raises
+        ------
+        InputError
+            A staged name exists in ``target`` but aam did not write it (nothing is moved).
+        """
         for name in self.durable:
             link = self.staging / name
             if link.is_symlink():
                 link.unlink()
         entries = sorted(self.staging.iterdir(), key=lambda p: (p.name in MARKERS, p.name))
-        for name in MARKERS:
-            if (self.staging / name).exists():
-                (self.target / name).unlink(missing_ok=True)
         produced = {p.name for p in entries}
-        for name in self.owned:
-            if name not in produced:
-                _remove(self.target / name)
         for entry in entries:
-            _move_into(entry, self.target / entry.name)
+            check_replaceable(self.target / entry.name, self.written, entry.is_dir())
+        stale = [self.target / n for n in self.owned if n not in produced and n in self.written]
+        self.written |= produced
+        self.written -= {p.name for p in stale}
+        write_manifest(self.target, self.written)
+        replaced = [self.target / p.name for p in entries] + stale
+        replaced.sort(key=lambda p: p.name not in MARKERS)  # markers aside first
+        _swap_in(entries, replaced, self.target)
         shutil.rmtree(self.staging, ignore_errors=True)
 
     def abort(self) -> None:
@@ -80,9 +103,64 @@ class Transaction:
         return [p for name in self.durable for p in (self.target / name).glob("last.pt")]
 
 
+def read_manifest(folder: Path) -> set[str]:
+    """The names aam commands wrote into ``folder`` (empty when it has no record)."""
+    try:
+        names = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))["written"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    return {n for n in names if isinstance(n, str) and n and "/" not in n}
+
+
+def write_manifest(folder: Path, names: set[str]) -> None:
+    write_json(folder / MANIFEST_NAME, {"written": sorted(names)})
+
+
+def check_replaceable(dest: Path, written: set[str], is_dir: bool = False) -> None:
+    """Refuse when ``dest`` exists but aam did not write it (a user's file or folder), or when
+    it is a folder where aam writes a file (or the reverse)."""
+    if not (dest.exists() or dest.is_symlink()):
+        return
+    kind = "folder" if dest.is_dir() and not dest.is_symlink() else "file"
+    if dest.name not in written:
+        raise InputError(f"{dest} already exists and was not written by aam; it is left as it "
+                         "is. Move it away or choose another output path.")
+    if (kind == "folder") != is_dir:
+        raise InputError(f"{dest} is a {kind}, but aam writes a "
+                         f"{'folder' if is_dir else 'file'} there; it is left as it is. Move "
+                         "it away or choose another output path.")
+
+
+def _swap_in(entries: list[Path], replaced: list[Path], target: Path) -> None:
+    """Move ``replaced`` aside, then ``entries`` into ``target``; undo everything on failure."""
+    aside: list[tuple[Path, Path]] = []
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for dest in replaced:
+            if dest.exists() or dest.is_symlink():
+                old = target / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
+                os.replace(dest, old)
+                aside.append((dest, old))
+        for entry in entries:
+            dest = target / entry.name
+            os.replace(entry, dest)
+            moved.append((entry, dest))
+    except BaseException:
+        for entry, dest in reversed(moved):
+            with contextlib.suppress(OSError):
+                os.replace(dest, entry)
+        for dest, old in reversed(aside):
+            with contextlib.suppress(OSError):
+                os.replace(old, dest)
+        raise
+    for _, old in aside:
+        _remove(old)
+
+
 @contextlib.contextmanager
 def output_transaction(target: str | os.PathLike, durable: Sequence[str] = (),
-                       owned: Sequence[str] = ()) -> Iterator[Transaction]:
+                       owned: Sequence[str] = (), files: Sequence[str] = ()
+                       ) -> Iterator[Transaction]:
     """Lock ``target``, clean leftovers of killed runs, and yield a :class:`Transaction` whose
     ``staging`` folder the command writes into; committed when the block ends without error.
 
@@ -90,37 +168,68 @@ def output_transaction(target: str | os.PathLike, durable: Sequence[str] = (),
     ----------
     durable : names of sub-folders written straight into ``target`` (``checkpoints``)
     owned : names the command owns in ``target``: removed on commit when this run did not
-        write them (e.g. ``unifrac.h5`` of an earlier ``aam prepare`` with a tree)
+        write them (e.g. ``taxonomy.tsv`` of an earlier ``aam prepare`` with a taxonomy), and
+        only when aam wrote them
+    files : names of files the command will write, checked before it starts
 
     Raises
     ------
     InputError
-        ``target`` or a parent is an existing file, or another run holds its lock.
+        ``target`` or a parent is an existing file, another run holds its lock, or a name the
+        command writes holds something aam did not write.
     """
     target = Path(os.path.abspath(target))
     _check_folder_path(target)
     created = _make_folders(target)
+    recorded = (target / MANIFEST_NAME).exists()
     try:
         with folder_lock(target):
+            written = read_manifest(target)
+            for name in files:
+                check_replaceable(target / name, written)
+            for name in durable:
+                check_replaceable(target / name, written, is_dir=True)
             staging = target / STAGING_NAME
-            _clean_leftovers(target, staging)
+            _clean_leftovers(target, staging, written)
             staging.mkdir()
-            tx = Transaction(target, staging, tuple(durable), tuple(owned), created)
+            tx = Transaction(target, staging, tuple(durable), tuple(owned), created, written)
             try:
                 _link_durable(tx)
                 yield tx
+                tx.commit()
             except BaseException:
                 kept = tx.kept_checkpoints()
                 tx.abort()
                 if kept:
                     _say_where(kept[0])
                 raise
-            tx.commit()
     except BaseException:
-        for folder in reversed(created):
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only when empty: kept checkpoints stay
+        _remove_empty(created)  # only when empty: kept checkpoints stay
+        _forget_removed(target, durable, recorded)
+        _remove_empty(created)  # the output folder too, once its manifest is gone
         raise
+
+
+def _remove_empty(created: list[Path]) -> None:
+    for folder in reversed(created):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _forget_removed(target: Path, durable: Sequence[str], recorded: bool) -> None:
+    """After a failed run, drop from the manifest the durable folders it created and removed
+    again (empty), so the folder is as it was; the manifest goes when it had no record before."""
+    if not target.is_dir():
+        return
+    written = read_manifest(target)
+    kept = {n for n in written if n not in durable or (target / n).exists()}
+    with contextlib.suppress(OSError):
+        if kept == written:
+            return
+        if kept or recorded:
+            write_manifest(target, kept)
+        else:
+            (target / MANIFEST_NAME).unlink()
 
 
 def _say_where(checkpoint: Path) -> None:
@@ -168,18 +277,33 @@ def _link_durable(tx: Transaction) -> None:
         if not real.exists():
             real.mkdir()
             tx.created.append(real)
+        if name not in tx.written:
+            tx.written.add(name)  # recorded now: a failed run's checkpoints are aam's to resume
+            write_manifest(tx.target, tx.written)
         os.symlink(os.path.join("..", name), tx.staging / name, target_is_directory=True)
 
 
-def _clean_leftovers(target: Path, staging: Path) -> None:
-    """Remove what a killed run left: its staging folder and interrupted atomic writes."""
+def _clean_leftovers(target: Path, staging: Path, written: set[str]) -> None:
+    """Remove what a killed run left: its staging folder, entries an interrupted commit moved
+    aside, and interrupted atomic writes inside folders aam wrote (never a user's files)."""
     stale = [staging] if staging.exists() or staging.is_symlink() else []
-    stale += [p for p in target.glob(".*.old-*") if _OLD.match(p.name)]
-    stale += [p for p in _walk(target, depth=3) if _ATOMIC_TMP.match(p.name)]
+    stale += [p for p in target.glob(".*.old-*")
+              if _OLD.match(p.name) and p.name[1:].rsplit(".old-", 1)[0] in written]
+    stale += [p for p in target.glob(".*.tmp") if _ATOMIC_TMP.match(p.name)
+              and _tmp_of(p.name) in written | {MANIFEST_NAME}]
+    for name in sorted(written):
+        folder = target / name
+        if folder.is_dir() and not folder.is_symlink():
+            stale += [p for p in _walk(folder, depth=2) if _ATOMIC_TMP.match(p.name)]
     for path in stale:
         size = _size(path)
         _remove(path)
         log.warning("removed %s (%d bytes) left by an interrupted run", path, size)
+
+
+def _tmp_of(name: str) -> str:
+    """The file an atomic write's temporary ``.<name>.<random>.tmp`` was for."""
+    return name[1:-len(".tmp")].rsplit(".", 1)[0]
 
 
 def _walk(folder: Path, depth: int) -> list[Path]:
@@ -205,14 +329,3 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
-
-
-def _move_into(entry: Path, dest: Path) -> None:
-    """Rename ``entry`` onto ``dest``; an existing folder is swapped out first."""
-    if dest.is_dir() and not dest.is_symlink():
-        old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(dest, old)
-        os.replace(entry, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(entry, dest)

@@ -123,7 +123,8 @@ def test_unseen_category_is_named_and_treated_as_missing(trained, root, tmp_path
         run_predict(PredictConfig(device="cpu"), paths)
     assert "'category'" in caplog.text and "site-never-seen" in caplog.text
     a = read_predictions(tmp_path / "a.tsv")
-    b = _predict(prepared, run, tmp_path / "b.tsv", "--metadata", str(tmp_path / "missing.tsv"))
+    b = _predict(prepared, run, tmp_path / "b" / "b.tsv", "--metadata",
+                 str(tmp_path / "missing.tsv"))  # beside a.tsv's metrics.json, not on it
     assert a.loc[a.sample_id == first, "prediction"].item() == pytest.approx(
         b.loc[b.sample_id == first, "prediction"].item(), rel=1e-6)
 

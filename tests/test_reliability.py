@@ -22,7 +22,7 @@ import torch
 from aam.cli.__main__ import main as aam_main
 from aam.data import biom_io
 from aam.lock import folder_lock, lock_path
-from aam.transaction import STAGING_NAME
+from aam.transaction import MANIFEST_NAME, STAGING_NAME
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parents[1]
@@ -109,7 +109,8 @@ def test_disk_full_during_train_keeps_the_checkpoints_and_says_where(w, tmp_path
     assert f"Checkpoints kept: --resume-from {out / 'checkpoints' / 'last.pt'}" in last
     assert f"while writing {out / 'model.pt'}." in last
     after = _snapshot(out)
-    assert {k: v for k, v in after.items() if not k.startswith("checkpoints")} == before
+    ours = ("checkpoints", MANIFEST_NAME)  # kept for the resume, and the record of them
+    assert {k: v for k, v in after.items() if not k.startswith(ours)} == before
     monkeypatch.setattr(torch, "save", ORIGINAL_TORCH_SAVE)
     assert aam_main(["train", "--data-dir", str(prep), "--output-dir", str(out), "--epochs", "2",
                      *TINY, "--resume-from", str(out / "checkpoints" / "last.pt")]) == 0
@@ -215,8 +216,8 @@ def test_kill_9_in_prepare_write_phase_then_a_clean_rerun(tmp_path, capsys):
     assert aam_main(_prepare_argv(out)) == 0
     err = capsys.readouterr().err
     assert "left by an interrupted run" in err and "taking over the lock" in err
-    assert sorted(p.name for p in out.iterdir()) == ["metadata.tsv", "prepare.json",
-                                                     "table.biom", "unifrac.h5"]
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST_NAME, "metadata.tsv",
+                                                     "prepare.json", "table.biom", "unifrac.h5"]
 
 
 # --- one writer per folder ----------------------------------------------------------------
@@ -314,7 +315,8 @@ def test_divergence_leaves_no_outputs_but_the_resumable_checkpoints(w, tmp_path,
     assert "training diverged" in last and STAGING_NAME not in last
     assert str(out / "checkpoints" / "last.pt") in last
     after = _snapshot(out)
-    assert {k: v for k, v in after.items() if not k.startswith("checkpoints")} == before
+    ours = ("checkpoints", MANIFEST_NAME)  # kept for the resume, and the record of them
+    assert {k: v for k, v in after.items() if not k.startswith(ours)} == before
     assert "checkpoints/last.pt" in after
 
 
@@ -323,10 +325,13 @@ def test_leftovers_of_an_older_killed_run_are_removed_and_reported(tmp_path, cap
 
     out = tmp_path / "run"
     (out / "checkpoints").mkdir(parents=True)
+    (out / MANIFEST_NAME).write_text('{"written": ["checkpoints", "table.biom"]}')
     (out / "checkpoints" / ".last.pt.k3x9q2z1.tmp").write_bytes(b"half")
     (out / ".table.biom.ab12cd34.tmp").write_bytes(b"half")
     (out / "notes.tmp").write_text("not ours: kept\n")
+    (out / ".notes.txt.ab12cd34.tmp").write_text("a user's, named like ours: kept\n")
     with output_transaction(out) as tx:
         (tx.staging / "new.txt").write_text("new\n")
-    assert sorted(p.name for p in out.rglob("*")) == ["checkpoints", "new.txt", "notes.tmp"]
+    assert sorted(p.name for p in out.rglob("*")) == [
+        MANIFEST_NAME, ".notes.txt.ab12cd34.tmp", "checkpoints", "new.txt", "notes.tmp"]
     assert caplog.text.count("left by an interrupted run") == 2

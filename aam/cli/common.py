@@ -46,8 +46,10 @@ class Outputs:
 
     ``arg`` is the parsed argument holding the output folder (or, with ``is_file``, an output
     file whose folder is the transaction's); ``also`` names other file arguments written into
-    the same folder; ``durable`` and ``owned`` are passed to the transaction; ``defaults`` fills
-    in derived paths from the real output path before it is redirected to the staging folder.
+    the same folder; ``durable`` and ``owned`` are passed to the transaction; ``writes`` names
+    outputs checked before the command runs (a user's file there stops it at once, not after
+    hours of training); ``defaults`` fills in derived paths from the real output path before
+    it is redirected to the staging folder.
     """
 
     arg: str
@@ -55,6 +57,7 @@ class Outputs:
     also: tuple[str, ...] = ()
     durable: tuple[str, ...] = ()
     owned: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
     defaults: Optional[Callable[[argparse.Namespace], None]] = None
 
 
@@ -144,13 +147,36 @@ def _transaction(args: argparse.Namespace, outputs: Optional[Outputs]):
     path = Path(path)
     folder = path.parent if outputs.is_file else path
     args._output_folder = folder  # named by disk errors that carry no file name
-    with output_transaction(folder, outputs.durable, outputs.owned) as tx:
+    files = _output_files(args, outputs, path, folder)
+    with output_transaction(folder, outputs.durable, outputs.owned, files) as tx:
         setattr(args, outputs.arg, _staged(path, folder, tx.staging))
         for name in outputs.also:
             value = getattr(args, name, None)
             if value is not None:
                 setattr(args, name, _staged(Path(value), folder, tx.staging))
         yield tx
+
+
+def _output_files(args: argparse.Namespace, outputs: Outputs, path: Path,
+                  folder: Path) -> list[str]:
+    """The file names a file-writing command will write into ``folder`` (checked before it runs:
+    a user's file or folder there is never replaced)."""
+    if not outputs.is_file:
+        return [*outputs.owned, *outputs.writes]
+    flag = "--" + outputs.arg.replace("_", "-")
+    if path.is_dir():
+        raise InputError(f"{flag} {path} is an existing folder; it is left as it is. Give a "
+                         f"file path inside it, e.g. {path / 'predictions.tsv'}.")
+    names = [path.name]
+    for name in outputs.also:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if Path(os.path.abspath(value)).parent != Path(os.path.abspath(folder)):
+            raise InputError(f"--{name.replace('_', '-')} {value} must be in the folder of "
+                             f"{flag} ({folder}); give a path there.")
+        names.append(Path(value).name)
+    return names
 
 
 def _staged(path: Path, folder: Path, staging: Path):

@@ -39,7 +39,8 @@ def _body(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     return run(_body, build_parser(), argv,
-               Outputs("output_dir", durable=("checkpoints",)))
+               Outputs("output_dir", durable=("checkpoints",),
+                       writes=("encoder.pt", "metrics.json", "config.resolved.yaml")))
 
 
 if __name__ == "__main__":

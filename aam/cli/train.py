@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -44,10 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _from_prepared(args: argparse.Namespace) -> dict:
     """Default target column, task and categorical columns from prepare.json (not on resume;
     a --config YAML and flags override them)."""
+    from aam.data.prepared import read_prepare_info
+
     path = args.data_dir / "prepare.json"
     if args.resume_from or not path.is_file():
         return {}
-    info = json.loads(path.read_text(encoding="utf-8"))
+    info = read_prepare_info(path)
     inferred: dict = {}
     if info.get("target_column"):
         inferred["target_column"] = info["target_column"]
@@ -82,7 +83,8 @@ def _body(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     return run(_body, build_parser(), argv,
-               Outputs("output_dir", durable=("checkpoints",)))
+               Outputs("output_dir", durable=("checkpoints",),
+                       writes=("model.pt", "metrics.json", "config.resolved.yaml")))
 
 
 if __name__ == "__main__":
