@@ -1,7 +1,10 @@
 """``aam compare``: compare the models of a results tree (every run, or a listed subset) with the
-random-forest baseline.
+random-forest baseline and the linear baseline.
 
-Writes comparison.tsv, runs.tsv, summary.md, report_section.rst and figures (SVG + PNG).
+Writes comparison.tsv, runs.tsv, summary.md, report_section.rst and figures (SVG + PNG). Per
+model: a verdict against each baseline, how its epoch was selected, and the metadata permutation
+check of its runs (``permutation.json`` from ``aam predict --permutation-check``); a fusion whose
+metadata moves nothing is marked metadata inert and not ranked.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from aam.baselines.features import parse_columns
 from aam.cli.common import Outputs, add_common_flags, run
 from aam.reports.summary import CompareConfig, write_report
 
@@ -32,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", required=True, help="where the report files go")
     parser.add_argument("--baseline", default="rf",
                         help="path segment of the baseline runs (default rf)")
+    parser.add_argument("--other-baselines", default="linear",
+                        help="comma-separated path segments of further baselines compared with "
+                             "every model (default linear; '' for none); skipped when they have "
+                             "no runs")
     parser.add_argument("--n-bootstrap", type=int, default=2000,
                         help="paired bootstrap replicates for the 95%% CI (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
@@ -47,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _body(args: argparse.Namespace) -> int:
     cfg = CompareConfig(results_dir=args.results_dir, output_dir=args.output_dir,
                         baseline=args.baseline, n_bootstrap=args.n_bootstrap, seed=args.seed,
+                        other_baselines=parse_columns(args.other_baselines),
                         png=not args.no_png, figures=not args.no_figures,
                         run_list=args.run_list, labels=args.labels,
                         figures_dir=args.figures_dir)

@@ -1,7 +1,8 @@
-"""Compare each model of a set of runs with the random-forest baseline.
+"""Compare each model of a set of runs with the random-forest baseline (and further baselines,
+such as the linear model).
 
 Metrics are recomputed from the predictions, so every model is scored the same way; differences
-to the baseline are paired on the same held-out samples (see :mod:`aam.reports.runs` for which
+to a baseline are paired on the same held-out samples (see :mod:`aam.reports.runs` for which
 runs are read and how they are named).
 """
 
@@ -68,13 +69,15 @@ def pair_with_baseline(run: Run, rf: Run, task: str) -> PairedRun:
 
 
 def comparison_table(runs: list[Run], baseline: str = "rf", n_bootstrap: int = 2000,
-                     seed: int = 0) -> pd.DataFrame:
+                     seed: int = 0, others: tuple[str, ...] = ()) -> pd.DataFrame:
     """Per model: mean and sd of each metric over runs and the paired bootstrap difference to RF.
 
     Columns: model, n_runs, n_folds, n_seeds, n_samples, then per metric ``<m>_mean``, ``<m>_sd``,
-    ``<m>_diff``, ``<m>_ci_low``, ``<m>_ci_high``. Rows: best primary metric (R² or balanced
-    accuracy) first; the RF row has empty differences. The bootstrap of each model is seeded from
-    ``seed`` and the model name, so the table is reproducible.
+    ``<m>_diff``, ``<m>_ci_low``, ``<m>_ci_high``; for each further baseline ``b`` of ``others``
+    that has runs, ``<m>_diff_vs_<b>``, ``<m>_ci_low_vs_<b>``, ``<m>_ci_high_vs_<b>`` (empty for
+    the baselines). Rows: best primary metric (R² or balanced accuracy) first; the RF row has
+    empty differences. The bootstrap of each model is seeded from ``seed`` and the model name
+    (and the further baseline's), so the table is reproducible.
     """
     task = runs[0].metrics["task"]
     names = metric_names(task)
@@ -92,6 +95,15 @@ def comparison_table(runs: list[Run], baseline: str = "rf", n_bootstrap: int = 2
             row[f"{m}_mean"] = np.nanmean(values) if np.any(~np.isnan(values)) else np.nan
             row[f"{m}_sd"] = np.nanstd(values, ddof=1) if np.sum(~np.isnan(values)) > 1 else np.nan
         row.update(_differences(own, rf_runs, model, baseline, task, n_bootstrap, seed))
+        for other in others:
+            other_runs = [r for r in runs if r.model == other]
+            if not other_runs:
+                continue
+            # a baseline's row has no difference to the further baselines
+            name = model if model in (baseline, *others) else other
+            diffs = _differences(own, other_runs, model, name, task, n_bootstrap,
+                                 [seed, zlib.crc32(other.encode("utf-8"))])
+            row.update({f"{key}_vs_{other}": value for key, value in diffs.items()})
         rows.append(row)
     table = pd.DataFrame(rows)
     primary = f"{PRIMARY[task]}_mean"
@@ -115,7 +127,7 @@ def _differences(own, rf_runs, model, baseline, task, n_bootstrap, seed) -> dict
                     baseline, first_items(unpaired))
     if not pairs:
         return empty
-    rng_seed = [seed, zlib.crc32(model.encode("utf-8"))]
+    rng_seed = [*np.atleast_1d(seed).tolist(), zlib.crc32(model.encode("utf-8"))]
     result = paired_bootstrap(pairs, task, n_bootstrap, seed=rng_seed)
     return {f"{m}_{k}": (np.nan if v is None else v)
             for m, stats in result.items() for k, v in stats.items()}

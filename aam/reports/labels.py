@@ -16,6 +16,7 @@ import pandas as pd
 from aam.errors import InputError
 
 BASELINE_LABEL = "random forest"
+OTHER_BASELINE_LABELS = {"linear": "linear (CLR)"}  # further baselines' run folders -> labels
 ALIASES = {"categorical-fusion": "fusion", "freeze-base": "freeze", "asv-sampling": "sampling",
            "count-prediction": "counts", "target-transform": "transform"}  # flag -> short column
 # (column, value) -> words; a pair listed with None is a default and left out of the label.
@@ -33,7 +34,7 @@ def derive_label(model: str, params: dict, baseline: str = "rf") -> str:
     if model == baseline:
         return BASELINE_LABEL
     if not params:
-        return model
+        return OTHER_BASELINE_LABELS.get(model, model)
     params = {ALIASES.get(k, k): v for k, v in params.items()}
     words = [params["fusion"]] if "fusion" in params else []
     for key, value in params.items():

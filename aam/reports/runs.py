@@ -40,11 +40,13 @@ class Run:
     meta: dict = field(default_factory=dict)  # the run's metrics.json ({} without one)
 
 
-def parse_run_path(relative: Path, baseline: str = "rf") -> tuple[str, dict, int | None, int | None]:
+def parse_run_path(relative: Path, baseline: str | tuple[str, ...] = "rf"
+                   ) -> tuple[str, dict, int | None, int | None]:
     """Model name, ablation parameters, fold and seed from a run folder's relative path.
 
-    Plain segments (``finetune``) are ignored; ``fold~K``/``seed~S`` give the split and seed; the
-    ``baseline`` segment marks the RF; other segments must be ``key~value`` pairs joined by ``_``.
+    Plain segments (``finetune``) are ignored; ``fold~K``/``seed~S`` give the split and seed; a
+    ``baseline`` segment (one name, or several such as ``("rf", "linear")``) names a baseline;
+    other segments must be ``key~value`` pairs joined by ``_``.
 
     Raises
     ------
@@ -52,9 +54,10 @@ def parse_run_path(relative: Path, baseline: str = "rf") -> tuple[str, dict, int
         A segment is not parseable or the path names no model.
     """
     model, params, fold, seed, ablation = None, {}, None, None, []
+    baselines = (baseline,) if isinstance(baseline, str) else tuple(baseline)
     for part in relative.parts:
-        if part == baseline:
-            model = baseline
+        if part in baselines:
+            model = part
         elif part.startswith(("fold~", "seed~")):
             key, _, value = part.partition("~")
             if not value.isdigit():
@@ -69,8 +72,8 @@ def parse_run_path(relative: Path, baseline: str = "rf") -> tuple[str, dict, int
             ablation.append(part)
     model = model or "/".join(ablation) or None
     if model is None:
-        raise InputError(f"{relative} names no model: expected {baseline}/ or an ablation "
-                         "segment such as fusion~gmu.")
+        raise InputError(f"{relative} names no model: expected {'/ or '.join(baselines)}/ or an "
+                         "ablation segment such as fusion~gmu.")
     return model, params, fold, seed
 
 
@@ -113,7 +116,7 @@ def read_run_list(path: str | Path) -> list[Path]:
     return files
 
 
-def discover_runs(results_dir: str | Path, baseline: str = "rf",
+def discover_runs(results_dir: str | Path, baseline: str | tuple[str, ...] = "rf",
                   listed: list[Path] | None = None) -> list[Run]:
     """Every ``predictions.tsv`` under ``results_dir``, or only the ``listed`` ones, as runs.
 

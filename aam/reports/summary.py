@@ -12,8 +12,10 @@ from aam.atomic import atomic_path, write_text
 from aam.errors import InputError
 from aam.metrics import HIGHER_IS_BETTER, metric_names
 from aam.reports import plots
+from aam.reports.columns import add_report_columns, verdict_word
 from aam.reports.compare import PRIMARY, comparison_table, runs_table
 from aam.reports.explanations import explain_markdown, explain_table
+from aam.permutation import INERT_THRESHOLD
 from aam.reports.labels import model_labels, read_labels
 from aam.reports.runs import discover_runs, read_run_list
 
@@ -27,6 +29,7 @@ class CompareConfig:
     results_dir: str
     output_dir: str
     baseline: str = "rf"
+    other_baselines: tuple[str, ...] = ("linear",)  # compared too; absent runs are skipped
     n_bootstrap: int = 2000
     seed: int = 0
     png: bool = True  # a PNG twin of every SVG
@@ -38,6 +41,13 @@ class CompareConfig:
     def __post_init__(self) -> None:
         if self.n_bootstrap < 1:
             raise InputError(f"n_bootstrap must be >= 1, got {self.n_bootstrap}.")
+        if self.baseline in self.other_baselines:
+            raise InputError(f"{self.baseline} is the baseline and one of the other baselines "
+                             f"({', '.join(self.other_baselines)}); name it once.")
+
+    @property
+    def baselines(self) -> tuple[str, ...]:
+        return (self.baseline, *self.other_baselines)
 
 
 # The figures `aam compare` can draw, one list: a metric figure per metric of the task (skipped
@@ -56,16 +66,35 @@ def _fmt(value) -> str:
     return "n/a" if value is None or pd.isna(value) else f"{value:.3f}"
 
 
-def verdict(row: pd.Series, metric: str, baseline: str = "rf") -> str:
+def verdict(row: pd.Series, metric: str, baseline: str = "rf",
+            others: tuple[str, ...] = ()) -> str:
     """One sentence: does the model beat, match or trail the baseline on ``metric``?
 
     Uses the paired bootstrap interval of the difference: an interval above 0 (below 0 for error
-    metrics) beats the baseline; one that includes 0 is indistinguishable.
+    metrics) beats the baseline; one that includes 0 is indistinguishable. The comparison with
+    each further baseline of ``others`` follows in a clause; their own rows say "(a baseline)".
     """
     label = plots.METRIC_LABELS.get(metric, metric)
     runs = f"over {row['n_folds']} fold(s) x {row['n_seeds']} seed(s)"
     diff, low, high = (row.get(f"{metric}_{k}") for k in ("diff", "ci_low", "ci_high"))
     name = f"**{row.get('label', row['model'])}**"
+    if row["model"] in others:
+        name += " (a baseline)"
+    clauses = "".join(_other_clause(row, metric, o) for o in others if row["model"] != o
+                      and row["model"] != baseline)
+    return _versus(row, metric, baseline, label, runs, diff, low, high, name)[:-1] + clauses + "."
+
+
+def _other_clause(row: pd.Series, metric: str, other: str) -> str:
+    """``; vs linear: no clear difference (+0.010, 95% CI [-0.02, 0.04])`` ("" without runs)."""
+    diff, low, high = (row.get(f"{metric}_{k}_vs_{other}") for k in ("diff", "ci_low", "ci_high"))
+    word = verdict_word(diff, low, high, metric)
+    if not word:
+        return ""
+    return f"; vs {other}: {word} ({diff:+.3f}, 95% CI [{_fmt(low)}, {_fmt(high)}])"
+
+
+def _versus(row, metric, baseline, label, runs, diff, low, high, name) -> str:
     if row["model"] == baseline:
         return (f"{name} (the baseline) reaches {label} {_fmt(row[f'{metric}_mean'])} "
                 f"(sd {_fmt(row[f'{metric}_sd'])}) {runs}.")
@@ -128,24 +157,60 @@ def _margin_words(margins: set) -> str:
 
 
 def summary_markdown(table: pd.DataFrame, task: str, baseline: str, n_bootstrap: int,
-                     selection: list[str] = ()) -> str:
-    """``summary.md``: the verdict per model (best first) and the main metrics per model."""
+                     selection: list[str] = (), others: tuple[str, ...] = ()) -> str:
+    """``summary.md``: the verdict per model (best first; metadata-inert fusions apart, not
+    ranked) and the main metrics, verdicts, selection and metadata permutation per model."""
     primary = PRIMARY[task]
+    others = tuple(o for o in others if f"vs_{o}" in table)
+    inert = _inert(table)
+    also = "".join(f" (and to the {o} baseline)" for o in others)
     lines = [f"# Model comparison ({task})", "",
              f"Models ranked by mean {plots.METRIC_LABELS[primary]} on held-out samples; "
-             f"differences to {baseline.upper()} are paired on the same samples with "
+             f"differences to {baseline.upper()}{also} are paired on the same samples with "
              f"{n_bootstrap} bootstrap replicates (95% CI).", ""]
-    lines += [f"- {verdict(row, primary, baseline)}" for _, row in table.iterrows()]
+    lines += [f"- {verdict(row, primary, baseline, others)}"
+              for _, row in table[~inert].iterrows()]
+    if inert.any():
+        unit = "target SD" if task == "regression" else "probability"
+        lines += ["", "Metadata inert, not ranked against other fusions: shuffling their "
+                      "categorical columns across the test samples moved their predictions by "
+                      f"less than {INERT_THRESHOLD} {unit}, so their fusion made no "
+                      "difference (they are the sequence-only model):", ""]
+        lines += [f"- metadata inert: {verdict(row, primary, baseline, others)}"
+                  for _, row in table[inert].iterrows()]
     lines += _no_signal_warning(table, task)
     lines += list(selection)
-    lines += ["", "| model | runs | " + " | ".join(plots.METRIC_LABELS[m] for m in
-                                                      metric_names(task)) + " |",
-              "|---|---|" + "---|" * len(metric_names(task))]
-    for _, row in table.iterrows():
-        cells = [f"{_fmt(row[f'{m}_mean'])} ± {_fmt(row[f'{m}_sd'])}" for m in metric_names(task)]
-        lines.append(f"| {row.get('label', row['model'])} | {row['n_runs']} | "
-                     + " | ".join(cells) + " |")
+    lines += [""] + _metrics_table(table, task, baseline, others)
     return "\n".join(lines) + "\n"
+
+
+def _inert(table: pd.DataFrame) -> pd.Series:
+    if "metadata_inert" not in table:
+        return pd.Series(False, index=table.index)
+    return table["metadata_inert"].fillna(False).astype(bool)
+
+
+def _metrics_table(table: pd.DataFrame, task: str, baseline: str, others) -> list[str]:
+    """The markdown table: rank, model, runs, metrics, verdicts, selection, permutation."""
+    names = metric_names(task)
+    verdicts = [f"vs_{b}" for b in (baseline, *others) if f"vs_{b}" in table]
+    extra = [c for c in ("selection", "metadata_permutation") if c in table]
+    heads = (["rank", "model", "runs"] + [plots.METRIC_LABELS[m] for m in names]
+             + [f"vs {BASELINE_WORDS.get(c[3:], c[3:])}" for c in verdicts]
+             + [EXTRA_HEADS[c] for c in extra])
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    for _, row in table.iterrows():
+        rank = row.get("rank")
+        cells = ["" if rank is None or pd.isna(rank) else str(int(rank)),
+                 str(row.get("label", row["model"])), str(row["n_runs"])]
+        cells += [f"{_fmt(row[f'{m}_mean'])} ± {_fmt(row[f'{m}_sd'])}" for m in names]
+        cells += [str(row[c]) if isinstance(row[c], str) else "" for c in verdicts + extra]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+BASELINE_WORDS = {"rf": "forest", "linear": "linear"}
+EXTRA_HEADS = {"selection": "selection (epoch)", "metadata_permutation": "metadata permutation"}
 
 
 def _no_signal_warning(table: pd.DataFrame, task: str) -> list[str]:
@@ -167,8 +232,10 @@ def report_section(table: pd.DataFrame, task: str, baseline: str) -> str:
             f"({task}). Rows of comparison.tsv give the mean and sd of each metric over folds "
             "and seeds and the paired bootstrap 95% CI of the difference to the baseline on the "
             "same held-out samples.", ""]
-    for _, row in table.iterrows():
-        text.append("* " + verdict(row, primary, baseline).replace("**", "*"))
+    inert = _inert(table)
+    for i, row in table.iterrows():
+        words = verdict(row, primary, baseline).replace("**", "*")
+        text.append("* " + ("metadata inert (not ranked): " if inert[i] else "") + words)
     return "\n".join(text) + "\n"
 
 
@@ -189,12 +256,14 @@ def write_report(cfg: CompareConfig) -> pd.DataFrame:
         The comparison table (one row per model, best first).
     """
     listed = read_run_list(cfg.run_list) if cfg.run_list else None
-    runs = discover_runs(cfg.results_dir, cfg.baseline, listed)
+    runs = discover_runs(cfg.results_dir, cfg.baselines, listed)
     task = runs[0].metrics["task"]
     log.info("comparing %d runs of %d models (%s)", len(runs), len({r.model for r in runs}), task)
-    table = comparison_table(runs, cfg.baseline, cfg.n_bootstrap, cfg.seed)
+    table = comparison_table(runs, cfg.baseline, cfg.n_bootstrap, cfg.seed, cfg.other_baselines)
     labels = model_labels(runs, read_labels(cfg.labels) if cfg.labels else None, cfg.baseline)
     table.insert(1, "label", table["model"].map(labels))
+    table = add_report_columns(table, runs, cfg.baselines, PRIMARY[task],
+                               plots.METRIC_LABELS[PRIMARY[task]])
     explained = explain_table(runs, labels, cfg.baseline)
     out = Path(cfg.output_dir)
     _write_table(table, out / "comparison.tsv")
@@ -211,7 +280,8 @@ def write_report(cfg: CompareConfig) -> pd.DataFrame:
         figures.mkdir(parents=True, exist_ok=True)
         _write_figures(table, pooled, task, target, figures, cfg.png)
     write_text(out / "summary.md", summary_markdown(table, task, cfg.baseline, cfg.n_bootstrap,
-                                                    selection_note(runs, cfg.baseline))
+                                                    selection_note(runs, cfg.baseline),
+                                                    cfg.other_baselines)
                + "".join(line + "\n" for line in explain_markdown(explained)))
     write_text(out / "report_section.rst", report_section(table, task, cfg.baseline))
     return table
