@@ -20,7 +20,8 @@ from aam.data.biom_io import FeatureTable, read_table, write_table
 from aam.data.fasta import read_fasta, resolve_sequences
 from aam.data.filtering import DropLog, depth_mask, rarefy, sample_depths
 from aam.data.metadata import check_columns, read_metadata, usable_target
-from aam.data.taxonomy import TAXONOMY_FILE, read_taxonomy, taxa_by_sequence, write_taxonomy
+from aam.data.taxonomy import (TAXONOMY_FILE, check_taxonomy_ids, read_taxonomy, taxa_by_sequence,
+                               write_taxonomy)
 from aam.data.unifrac import (align_distance_matrix, match_tree_tips, read_distance_matrix,
                               read_tree, write_unifrac)
 from aam.errors import InputError, first_items
@@ -95,6 +96,8 @@ def prepare(cfg: PrepareConfig) -> dict:
     drops = DropLog()
     columns, sequences, tips = _select_asvs(table, rep_seqs, tree, cfg, drops)
     table_ids = {seq: table.feature_ids[c] for c, seq in zip(columns, sequences)}
+    if taxonomy is not None:  # before the distances: a foreign taxonomy fails fast
+        check_taxonomy_ids(taxonomy, sequences, str(cfg.table), table.feature_ids)
     rows = _select_samples(table, metadata, columns, cfg, drops)
     counts, sequences, tips = _merge_duplicates(table.counts[rows][:, columns], sequences, tips,
                                                 drops)

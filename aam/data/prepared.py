@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from aam.config import TASKS
 from aam.data.metadata import is_missing
 from aam.data.sample_ids import read_sample_list  # noqa: F401  (the one sample-list reader)
 from aam.data.unifrac import read_unifrac
-from aam.errors import InputError, first_items
+from aam.errors import InputError, first_items, short_text
 
 
 @dataclass
@@ -68,7 +69,8 @@ def load_prepared(data_dir: str | Path) -> PreparedData:
     FileNotFoundError
         ``data_dir`` or one of its required files does not exist.
     InputError
-        The files disagree (metadata or UniFrac IDs differ from the table's samples).
+        The files disagree (metadata or UniFrac IDs differ from the table's samples), or
+        ``prepare.json`` is not the summary ``aam prepare`` writes.
     """
     data_dir = Path(data_dir)
     for name in ("table.biom", "metadata.tsv", "prepare.json"):
@@ -93,8 +95,53 @@ def load_prepared(data_dir: str | Path) -> PreparedData:
             raise InputError(f"{data_dir / 'unifrac.h5'} IDs are not the table's samples in "
                              "table order. Re-run `aam prepare`.")
         unifrac = matrix
-    info = json.loads((data_dir / "prepare.json").read_text(encoding="utf-8"))
+    info = read_prepare_info(data_dir / "prepare.json")
     return PreparedData(sample_ids, sequences, counts, metadata, unifrac, info)
+
+
+def read_prepare_info(path: str | Path) -> dict:
+    """The ``prepare.json`` summary, checked where other commands read it.
+
+    ``target_column`` (text), ``task`` (regression or classification), ``categorical_columns``
+    (a list of text) and ``inputs`` (an object) are checked when present.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    InputError
+        The file is not UTF-8 JSON (truncated or garbled), not an object, or one of the checked
+        fields has the wrong type.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"prepared file not found: {path} (run `aam prepare "
+                                "--output-dir` first)")
+    rerun = "Rerun `aam prepare` to write it again."
+    try:
+        info = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path} is not UTF-8 text (byte {err.start}): it is garbled. "
+                         f"{rerun}") from None
+    except ValueError as err:  # json.JSONDecodeError, or numbers too long to convert
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"{path} is truncated or not valid JSON ({reason}). {rerun}") from None
+    except RecursionError:
+        raise InputError(f"{path} is nested too deeply to be the summary aam prepare writes. "
+                         f"{rerun}") from None
+    if not isinstance(info, dict):
+        raise InputError(f"{path} holds a JSON {type(info).__name__}, not the object aam prepare "
+                         f"writes. {rerun}")
+    checks = {"target_column": (lambda v: isinstance(v, str), "text"),
+              "task": (lambda v: v in TASKS, f"one of {', '.join(TASKS)}"),
+              "categorical_columns": (lambda v: isinstance(v, list)
+                                      and all(isinstance(c, str) for c in v), "a list of text"),
+              "inputs": (lambda v: isinstance(v, dict), "an object")}
+    for key, (ok, expected) in checks.items():
+        if info.get(key) is not None and not ok(info[key]):
+            raise InputError(f"{path}: field '{key}' must be {expected}, got "
+                             f"{short_text(repr(info[key]), 40)}. {rerun}")
+    return info
 
 
 def _read_biom_hdf5(path: Path) -> tuple[list[str], list[str], sp.csr_matrix]:

@@ -1,13 +1,15 @@
 """Taxonomy: QIIME 2 ``taxonomy.tsv`` or a ``FeatureData[Taxonomy]`` ``.qza``, keyed by sequence.
 
 Feature IDs may be the ASV sequences or their MD5 digests (QIIME 2's hashed IDs, e.g. DADA2's
-default); :func:`taxa_by_sequence` resolves both to the prepared table's sequences.
+default); :func:`taxa_by_sequence` resolves both to the prepared table's sequences and
+:func:`check_taxonomy_ids` warns about (or refuses) IDs that are not features of the data.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -15,7 +17,9 @@ import pandas as pd
 
 from aam.atomic import atomic_path
 from aam.data.qza import read_text_input
-from aam.errors import InputError
+from aam.errors import InputError, short_text
+
+log = logging.getLogger(__name__)
 
 TAXONOMY_FILE = "taxonomy.tsv"  # name of the copy `aam prepare --taxonomy` stores
 
@@ -28,12 +32,16 @@ def feature_md5(sequence: str) -> str:
 def read_taxonomy(path: str | Path) -> pd.Series:
     """Taxon by feature ID from a taxonomy TSV or ``.qza`` (``Feature ID`` and ``Taxon`` columns).
 
+    Surrounding whitespace of the IDs is stripped; IDs are compared case-insensitively (as
+    :func:`taxa_by_sequence` looks them up).
+
     Raises
     ------
     FileNotFoundError
         ``path`` does not exist.
     InputError
-        The file lacks the two columns (naming what it has) or is not a taxonomy artifact.
+        The file lacks the two columns (naming what it has), is not a taxonomy artifact, has no
+        rows, an empty Feature ID or a Feature ID listed twice (naming it and its lines).
     """
     text = read_text_input(path, "taxonomy", ".tsv", "FeatureData[Taxonomy]")
     try:
@@ -48,7 +56,82 @@ def read_taxonomy(path: str | Path) -> pd.Series:
         raise InputError(f"{path} lacks column(s) {', '.join(missing)} (found "
                          f"{', '.join(map(str, frame.columns[:5])) or 'none'}). Give a QIIME 2 "
                          "taxonomy (taxonomy.tsv or FeatureData[Taxonomy] .qza).")
-    return frame.set_index("Feature ID")["Taxon"]
+    if isinstance(frame["Feature ID"], pd.DataFrame) or isinstance(frame["Taxon"], pd.DataFrame):
+        raise InputError(f"{path} has the Feature ID or Taxon column more than once. Keep one "
+                         "of each.")
+    if frame.empty:
+        raise InputError(f"{path} has no taxonomy rows (only a header). Give the taxonomy of "
+                         "this table's features.")
+    ids = frame["Feature ID"].astype(str).str.strip()
+    lines = pd.Series(frame.index + 2, index=frame.index)  # file line (the header is line 1)
+    empty = ids == ""
+    if empty.any():
+        raise InputError(f"{path} line {int(lines[empty].iloc[0])} has an empty Feature ID. Give "
+                         "every row the feature's ID (its sequence or MD5 hash).")
+    folded = ids.str.upper()
+    repeated = folded.duplicated(keep=False)
+    if repeated.any():
+        first = folded[repeated].iloc[0]
+        where = ", ".join(map(str, lines[folded == first].tolist()[:5]))
+        n_repeated = folded[repeated].nunique()
+        others = f"; {n_repeated - 1} more IDs are repeated" if n_repeated > 1 else ""
+        raise InputError(f"{path} lists Feature ID {_short(ids[folded == first].iloc[0])} more "
+                         f"than once (lines {where}{others}). Keep one row per feature.")
+    taxa = pd.Series(frame["Taxon"].astype(str).to_numpy(), index=pd.Index(ids.to_numpy(),
+                                                                           name="Feature ID"),
+                     name="Taxon")
+    taxa.attrs["source"] = str(path)
+    return taxa
+
+
+def check_taxonomy_ids(taxonomy: pd.Series, sequences: Iterable[str], data: str,
+                       feature_ids: Iterable[str] = ()) -> int:
+    """Count the taxonomy's Feature IDs that are features of the data; warn about the others.
+
+    An ID matches an ASV when it is the sequence, the MD5 digest of the sequence or one of
+    ``feature_ids`` (the table's own IDs), case-insensitively.
+
+    Parameters
+    ----------
+    taxonomy : Series
+        From :func:`read_taxonomy` (its ``attrs["source"]`` names the file in messages).
+    sequences : iterable of str
+        The data's ASV sequences.
+    data : str
+        What the data is, for messages (the table or prepared folder).
+    feature_ids : iterable of str, optional
+        Further IDs that count as features (the input table's IDs).
+
+    Returns
+    -------
+    int
+        Feature IDs of the taxonomy that match.
+
+    Raises
+    ------
+    InputError
+        None of the taxonomy's Feature IDs matches (it belongs to another data set).
+    """
+    known = set()
+    for seq in sequences:
+        known.update((str(seq).upper(), feature_md5(str(seq)).upper()))
+    known.update(str(fid).upper() for fid in feature_ids)
+    foreign = [fid for fid in taxonomy.index if str(fid).upper() not in known]
+    source = taxonomy.attrs.get("source", "the taxonomy")
+    if len(foreign) == len(taxonomy):
+        raise InputError(f"none of the {len(taxonomy)} Feature IDs in {source} is a feature of "
+                         f"{data} (first: {', '.join(_short(f) for f in foreign[:2])}). Pass the "
+                         "taxonomy of this table (IDs: the ASV sequences or their MD5 hashes).")
+    if foreign:
+        log.warning("%d of %d Feature IDs in %s are not features of %s and are ignored "
+                    "(first: %s); check that the taxonomy belongs to this table",
+                    len(foreign), len(taxonomy), source, data,
+                    ", ".join(_short(f) for f in foreign[:3]))
+    return len(taxonomy) - len(foreign)
+
+
+def _short(feature_id) -> str:
+    return short_text(feature_id, 32)  # MD5 IDs stay whole, sequences are cut to 32
 
 
 def taxa_by_sequence(taxonomy: pd.Series, sequences: Iterable[str],
@@ -78,5 +161,5 @@ def short_taxon(taxon: str, levels: int = 2) -> str:
     return "; ".join(named[-levels:]) if named else "unassigned"
 
 
-__all__ = ["TAXONOMY_FILE", "feature_md5", "read_taxonomy", "short_taxon", "taxa_by_sequence",
-           "write_taxonomy"]
+__all__ = ["TAXONOMY_FILE", "check_taxonomy_ids", "feature_md5", "read_taxonomy", "short_taxon",
+           "taxa_by_sequence", "write_taxonomy"]

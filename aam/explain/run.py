@@ -27,14 +27,17 @@ from aam.atomic import atomic_path, write_json
 from aam.config import ASV_SAMPLING
 from aam.data.prepared import PreparedData, load_prepared
 from aam.data.sample_ids import read_sample_lists
-from aam.data.taxonomy import TAXONOMY_FILE, read_taxonomy, taxa_by_sequence
+from aam.data.taxonomy import TAXONOMY_FILE, check_taxonomy_ids, read_taxonomy, taxa_by_sequence
+from aam.data.tokens import longest
 from aam.errors import InputError
 from aam.explain.collect import Collected, collect, completeness
 from aam.explain.figure import attribution_figure
+from aam.explain.importances import read_rf_importances, shared_importances
 from aam.explain.tables import aggregate, rank_agreement
 from aam.explain.truth import signal_sequences, truth_aurocs
-from aam.inference import load_predictor
+from aam.models.predictor import Predictor, predictor_from_checkpoint
 from aam.reports.plots import save_figure
+from aam.training.checkpoint import load_checkpoint
 from aam.training.device import resolve_device
 
 log = logging.getLogger(__name__)
@@ -84,34 +87,67 @@ class Explanation:
     summary: dict
     metadata: pd.DataFrame  # of the explained samples
     columns: list[str]  # the model's categorical columns
+    rf: Optional[pd.Series] = None  # the forest's importance by sequence (shared ASVs only)
 
 
 def _taxa(paths: ExplainPaths, data: PreparedData) -> Optional[pd.Series]:
     path = paths.taxonomy
     if path is None and (Path(paths.data_dir) / TAXONOMY_FILE).is_file():
         path = Path(paths.data_dir) / TAXONOMY_FILE
-    return None if path is None else taxa_by_sequence(read_taxonomy(path), data.sequences)
+    if path is None:
+        return None
+    taxonomy = read_taxonomy(path)
+    check_taxonomy_ids(taxonomy, data.sequences, f"the prepared data in {paths.data_dir}")
+    return taxa_by_sequence(taxonomy, data.sequences)
 
 
-def read_rf_importances(path: str | Path) -> pd.Series:
-    """Importance by sequence from ``aam rf-baseline``'s ``feature_importance.tsv``."""
-    frame = pd.read_csv(path, sep="\t", dtype={"sequence": str})
-    if not {"sequence", "importance"} <= set(frame.columns):
-        raise InputError(f"{path} lacks the sequence/importance columns of aam rf-baseline's "
-                         "feature_importance.tsv; pass that file as --rf-importances.")
-    return frame.set_index("sequence")["importance"].astype(float)
+def load_model(path: str | Path) -> tuple[Predictor, dict]:
+    """The trained predictor of a ``model.pt`` and its checkpoint (see
+    :func:`aam.inference.load_predictor`; the messages name ``aam explain``).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    InputError
+        An encoder checkpoint, a corrupt file, or weights that do not fit the config.
+    """
+    payload = load_checkpoint(path)
+    if payload["kind"] != "predictor":
+        raise InputError(f"{path} is an {payload['kind']} checkpoint (aam pretrain writes "
+                         "encoder.pt); aam explain needs a trained model: pass the model.pt "
+                         "written by aam train.")
+    return predictor_from_checkpoint(payload, str(path)), payload
+
+
+def _warn_truncation(model: Predictor, data: PreparedData) -> None:
+    """Longer ASVs than the model read are cut to its ``max_bp`` (as aam train warns)."""
+    max_bp = int(model.cfg.data.max_bp or model.cfg.model.max_bp)
+    data_bp = longest(data.sequences)
+    if data_bp > max_bp:
+        log.warning("ASVs up to %d nt are truncated to the model's max_bp %d", data_bp, max_bp)
 
 
 def explain(cfg: ExplainConfig, paths: ExplainPaths) -> Explanation:
-    """Load the model and data, attribute, aggregate (no files written)."""
+    """Load the model and data, attribute, aggregate (no files written).
+
+    Every input file is read and checked before the attributions are computed.
+    """
     start = time.perf_counter()
-    model, payload = load_predictor(paths.model)
+    model, payload = load_model(paths.model)
     data = load_prepared(paths.data_dir)
     ids = data.sample_ids
     if paths.samples is not None:
         ids = read_sample_lists({"--samples": paths.samples}, data.sample_ids)["--samples"]
         data = data.subset(ids, source=str(paths.samples))
+    where = f"the prepared data in {paths.data_dir}"
     taxa = _taxa(paths, data)
+    rf = overlap = None
+    if paths.rf_importances is not None:
+        rf, overlap = shared_importances(read_rf_importances(paths.rf_importances),
+                                         data.sequences, paths.rf_importances, where)
+    signal = signal_sequences(paths.truth) if paths.truth is not None else None
+    _warn_truncation(model, data)
     classes = payload.get("classes") if model.cfg.task == "classification" else None
     got = collect(model, payload, data, ids, data.metadata, cfg.steps, cfg.batch_size,
                   cfg.asv_sampling, resolve_device(cfg.device))
@@ -124,21 +160,21 @@ def explain(cfg: ExplainConfig, paths: ExplainPaths) -> Explanation:
                                 "model scale (after the target transform)"),
                "completeness": completeness(got.samples), "fusion_diagnostics": got.extras,
                "config": asdict(cfg), "model": str(paths.model), "taxonomy": taxa is not None}
-    aam, rf = table.set_index("sequence")["mean_abs_attribution"], None
-    if paths.rf_importances is not None:
-        rf = read_rf_importances(paths.rf_importances)
+    aam = table.set_index("sequence")["mean_abs_attribution"]
+    if rf is not None:
+        summary["rf_importances"] = {"path": str(paths.rf_importances), **overlap}
         summary["rank_agreement_with_rf"] = rank_agreement(aam, rf)
         table["rf_importance"] = table["sequence"].map(rf)
         table["rf_rank"] = table["sequence"].map(rf.rank(ascending=False, method="min"))
-    if paths.truth is not None:
-        summary["truth"] = truth_aurocs(data.sequences, signal_sequences(paths.truth), aam, rf)
+    if signal is not None:
+        summary["truth"] = truth_aurocs(data.sequences, signal, aam, rf, str(paths.truth), where)
         log.info("known truth: signal-ASV AUROC %s", ", ".join(
             f"{k[:-6]} {v:.3f}" for k, v in summary["truth"].items() if k.endswith("_auroc")))
     summary["wall_seconds"] = round(time.perf_counter() - start, 3)
     log.info("explained %d samples: completeness gap max %.3g (relative %.3g)", len(ids),
              summary["completeness"]["max_abs_gap"], summary["completeness"]["max_relative_gap"])
     return Explanation(table, got, summary, data.metadata,
-                       list(model.cfg.data.categorical_columns))
+                       list(model.cfg.data.categorical_columns), rf)
 
 
 def cross_attention_by_level(got: Collected, meta: pd.DataFrame, table: pd.DataFrame,
@@ -179,8 +215,7 @@ def write_explanation(result: Explanation, paths: ExplainPaths, cfg: ExplainConf
                                      cfg.top or len(result.table))
     if cross is not None:
         _tsv(cross, out / "cross_attention.tsv")
-    rf = read_rf_importances(paths.rf_importances) if paths.rf_importances else None
-    save_figure(attribution_figure(result.table, rf, title=f"top ASVs for "
+    save_figure(attribution_figure(result.table, result.rf, title=f"top ASVs for "
                                    f"{result.summary['target']} (AAM)"), out / "attributions.svg")
     write_json(out / "explain.json", result.summary)
 
@@ -197,5 +232,5 @@ def run_explain(cfg: ExplainConfig, paths: ExplainPaths) -> Explanation:
     return result
 
 
-__all__ = ["ExplainConfig", "ExplainPaths", "Explanation", "explain", "read_rf_importances",
-           "run_explain", "write_explanation"]
+__all__ = ["ExplainConfig", "ExplainPaths", "Explanation", "explain", "load_model",
+           "read_rf_importances", "run_explain", "write_explanation"]
