@@ -65,13 +65,15 @@ def _check_positive(name: str, value, allow_zero: bool = False) -> None:
 class DataConfig:
     """How samples become model inputs."""
 
-    token_limit: int = 256  # most ASVs per sample fed to the model
-    asv_sampling: str = "first"  # first | abundance | random: which ASVs when a sample has more
+    # The recipe's defaults, shared by `aam`, the workflow (its schema defaults are checked
+    # against these) and the benchmark's presets (tests/test_recipe_defaults.py).
+    token_limit: int = 128  # most ASVs per sample fed to the model
+    asv_sampling: str = "abundance"  # first | abundance | random: which ASVs when a sample has more
     max_bp: int = 0  # nucleotides per ASV; 0 = the longest ASV in the prepared table
     batch_size: int = 8
     num_workers: int = 0  # DataLoader worker processes
     val_fraction: float = 0.2  # used only when no sample lists are given
-    target_transform: str = "none"
+    target_transform: str = "zscore"  # regression targets only; classes are never transformed
     normalize_by: tuple[str, ...] = ()  # category columns for zscore-category
     categorical_columns: tuple[str, ...] = ()
 

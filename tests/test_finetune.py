@@ -124,7 +124,7 @@ def test_val_prediction_passes_without_random_sampling_warns(prepared, tmp_path,
     cfg = tiny_finetune_cfg("add", epochs=1, val_prediction_passes=3)
     with caplog.at_level(logging.WARNING):
         run_finetune(cfg, FinetunePaths(prepared, tmp_path))
-    assert "--val-prediction-passes 3 does nothing with --asv-sampling first" in caplog.text
+    assert "--val-prediction-passes 3 does nothing with --asv-sampling abundance" in caplog.text
     assert "std" not in pd.read_csv(tmp_path / "val_predictions.tsv", sep="\t").columns
 
 

@@ -18,6 +18,7 @@ from aam.config import FinetuneConfig, dump_yaml, to_dict
 from aam.data.metadata import column_labels
 from aam.data.prepared import PreparedData, load_prepared
 from aam.data.sample_ids import read_sample_lists
+from aam.data.splits import SplitConfig, split_samples
 from aam.data.targets import transform_from_dict
 from aam.errors import InputError
 from aam.model_card import write_model_card
@@ -88,10 +89,30 @@ def _split(cfg: FinetuneConfig, data: PreparedData, paths: FinetunePaths):
         raise InputError("give both --train-samples and --val-samples, or neither (then "
                          "the prepared samples are split with --val-fraction).")
     if paths.train_samples is None:
-        return random_split(data.sample_ids, cfg.data.val_fraction, cfg.train.seed)
+        return _split_prepared(cfg, data)
     lists = read_sample_lists({"--train-samples": paths.train_samples,
                                "--val-samples": paths.val_samples}, data.sample_ids)
     return lists["--train-samples"], lists["--val-samples"]
+
+
+def _split_prepared(cfg: FinetuneConfig, data: PreparedData) -> tuple[list[str], list[str]]:
+    """Split the prepared samples (no sample lists given): by ``group_by``'s subjects, so no
+    subject is on both sides; without it at random, with a loud warning."""
+    ids = list(data.sample_ids)
+    if not cfg.group_by:
+        log.warning("NO SUBJECT GROUPING: without --group-by and without --train-samples / "
+                    "--val-samples the %d prepared samples are split at random, so samples of "
+                    "one subject can land on both sides and the validation score (which picks "
+                    "the epoch and the head's penalty) is optimistic. Give --group-by "
+                    "SUBJECT_COLUMN, or sample lists from `aam split --group-by`.", len(ids))
+        return random_split(ids, cfg.data.val_fraction, cfg.train.seed)
+    groups = subject_groups(data, cfg.group_by, ids)
+    split = SplitConfig(val_fraction=cfg.data.val_fraction, seed=cfg.train.seed)
+    fold = split_samples(ids, split, groups=[groups[s] for s in ids])[0]
+    log.info("split the prepared samples by --group-by %s: %d training and %d validation "
+             "samples of %d and %d subjects", cfg.group_by, len(fold.train), len(fold.val),
+             len({groups[s] for s in fold.train}), len({groups[s] for s in fold.val}))
+    return sorted(fold.train), sorted(fold.val)
 
 
 def _model_config(cfg: FinetuneConfig, paths: FinetunePaths, resume: Optional[dict]):

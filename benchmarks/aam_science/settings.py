@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from aam.config import FinetuneConfig, ModelConfig
+from aam.config import DataConfig, FinetuneConfig, ModelConfig
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class Preset:
     embedding_dim: int = 32
     attention_heads: int = 4
     attention_layers: int = 1
-    token_limit: int = 128
+    token_limit: int = DataConfig.token_limit  # the recipe's defaults, shared with `aam train`
     batch_size: int = 16
     pretrain_epochs: int = 20
     pretrain_patience: int = 5
@@ -58,8 +58,8 @@ class Preset:
     abundance_head_refit: bool = FinetuneConfig.abundance_head_refit
     selection_se: float = FinetuneConfig.selection_se
     freeze_base: bool = False
-    target_transform: str = "zscore"
-    asv_sampling: str = "abundance"
+    target_transform: str = DataConfig.target_transform
+    asv_sampling: str = DataConfig.asv_sampling
     folds: int = 5
     seeds: tuple[int, ...] = (0, 1, 2)
     inner_val_fraction: float = 0.2
