@@ -40,13 +40,15 @@ FAKE_AAM = textwrap.dedent(
     if command == "split":
         names = [f"fold~{{k}}/{{side}}_samples.txt" for k in range(int(value("--folds", 1)))
                  for side in ("train", "val", "test")]
-    elif command in ("predict", "rf-baseline"):
+    elif command in ("predict", "rf-baseline", "linear-baseline"):
         out = Path(value("--output"))
         names = [out.name] + (["metrics.json", "feature_importance.tsv"]
-                              if command == "rf-baseline" else [])
+                              if command.endswith("baseline") else [])
+        names += ["permutation.json"] if "--permutation-check" in args else []
     else:
         names = FILES[command]
-    folder = out.parent if command in ("predict", "rf-baseline") else Path(value("--output-dir"))
+    folder = (out.parent if command in ("predict", "rf-baseline", "linear-baseline")
+              else Path(value("--output-dir")))
     for name in names:
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,8 +147,21 @@ def test_default_config_plans_the_whole_pipeline_locally(workdir):
     assert re.search(r"^Shell command: aam train --data-dir", block, re.MULTILINE)
     assert job_counts(result.stdout) == {
         "simulate": 1, "prepare": 1, "make_splits": 1, "pretrain": 1, "rf_baseline": 1,
-        "finetune": 2, "predict": 2, "explain": 2, "compare_models": 1, "all": 1,
+        "linear_baseline": 1, "finetune": 2, "predict": 2, "explain": 2, "compare_models": 1,
+        "all": 1,
     }
+    # the baselines train on train + val (what AAM's refitted head sees) and get the metadata
+    for rule in ("rf_baseline", "linear_baseline"):
+        block = job_blocks(result.stdout, rule)[0]
+        assert ("--train-samples 'results/splits/fold~0/train_samples.txt' "
+                "'results/splits/fold~0/val_samples.txt' --test-samples "
+                "results/splits/fold~0/test_samples.txt") in block
+        assert "--categorical-columns category" in block
+    assert "--group-by subject" in job_blocks(result.stdout, "linear_baseline")[0]
+    assert all("--permutation-check" in b for b in job_blocks(result.stdout, "predict"))
+    compare = job_blocks(result.stdout, "compare_models")[0]
+    assert "results/linear/fold~0/seed~0/predictions.tsv" in compare
+    assert "permutation.json" in compare
 
 
 def test_test_config_trains_one_row_from_scratch(workdir):
@@ -182,6 +197,35 @@ def test_label_column_names_rows_in_the_report_but_not_the_folders(workdir, tmp_
     assert "'fusion~concat_freeze~false\tbaseline concat'" in compare
     assert "fusion~gmu_freeze~true\t" not in compare  # unlabelled: aam compare derives it
     assert "--labels results/report/labels.tsv" in compare
+
+
+@pytest.mark.parametrize("table", ["fusion\tfreeze\nconcat\tfalse\ngmu\tfalse\n",
+                                   "fusion\tcross-attn-heads\ncross-attention\t2\n"])
+def test_fusion_rows_without_categorical_columns_stop_before_any_job(workdir, tmp_path, table):
+    (tmp_path / "ablations.tsv").write_text(table)
+    none = override(workdir, "no-categories", "prepare: {categorical_columns: []}")
+    result = snakemake("-n", "--configfile", none, "--config",
+                       f"ablations={tmp_path / 'ablations.tsv'}", workdir=workdir)
+    assert result.returncode != 0
+    line = next(x for x in result.stdout.splitlines() if "prepare.categorical_columns" in x)
+    assert ("compares 2 fusions (concat, gmu)" in line if "gmu" in table
+            else "fusion-specific column(s) cross-attn-heads" in line)
+    assert not (workdir / "results").exists() and "Job stats" not in result.stdout
+
+
+def test_without_categorical_columns_one_fusion_plans_no_permutation_check(workdir, tmp_path):
+    (tmp_path / "ablations.tsv").write_text("fusion\tfreeze\nconcat\tfalse\nconcat\ttrue\n")
+    none = override(workdir, "no-categories", "prepare: {categorical_columns: []}\n"
+                                              "split: {test_fraction: 0, folds: 3, "
+                                              "inner_val_fraction: 0}")
+    result = snakemake("-n", "-p", "--configfile", none, "--config",
+                       f"ablations={tmp_path / 'ablations.tsv'}", workdir=workdir)
+    assert result.returncode == 0, result.stdout
+    assert all("--permutation-check" not in b for b in job_blocks(result.stdout, "predict"))
+    # validation is the test side: the baselines train on the training samples only
+    shell = re.search(r"^Shell command: (.*)$", job_blocks(result.stdout, "linear_baseline")[0],
+                      re.MULTILINE)[1]
+    assert "val_samples" not in shell and "--categorical-columns" not in shell
 
 
 def test_ablation_value_with_underscore_is_rejected(workdir):
@@ -290,7 +334,8 @@ def test_removed_ablation_row_leaves_the_comparison(finished_run, tmp_path):
     assert job_counts(result.stdout) == {"compare_models": 1, "all": 1}
     listed = (workdir / "results" / "report" / "run_list.txt").read_text().splitlines()
     assert listed == ["results/finetune/fusion~concat_freeze~false/fold~0/seed~0/predictions.tsv",
-                      "results/rf/fold~0/seed~0/predictions.tsv"]
+                      "results/rf/fold~0/seed~0/predictions.tsv",
+                      "results/linear/fold~0/seed~0/predictions.tsv"]
     # the removed row's results stay on disk; only the run list decides what is compared
     assert (workdir / "results" / "finetune" / "fusion~cross-attention_freeze~false").is_dir()
 

@@ -121,10 +121,38 @@ def train_flags(row, config):
     return cli_flags(opts)
 
 
-def predict_flags(row, predict):
-    """`aam predict` options: the config's, with the row's ASV sampling."""
+def predict_flags(row, predict, permutation_check=False):
+    """`aam predict` options: the config's, with the row's ASV sampling (and the metadata
+    permutation check when the models have categorical columns)."""
     sampling = next((v for k, v in row.items() if ablation_column_key(k) == "asv_sampling"), "")
-    return cli_flags({**predict, "asv_sampling": sampling})
+    check = {"permutation_check": True} if permutation_check else {}
+    return cli_flags({**predict, "asv_sampling": sampling, **check})
+
+
+def baseline_trains_on_val(config):
+    """True when the baselines train on the training + validation samples: AAM's fitted head is
+    refitted on them (abundance_head_refit, on by default) unless validation is the test side.
+    A baseline has no epoch to select, so it has no use for held-back validation samples."""
+    split = config.get("split", {})
+    if split.get("test_fraction") == 0 and not split.get("inner_val_fraction"):
+        return False  # validation is the test side
+    return config.get("finetune", {}).get("abundance_head_refit", True) is not False
+
+
+def baseline_train_lists(input, config):
+    """The `--train-samples` files of a baseline job: train, plus val when AAM sees it."""
+    lists = [input.train] + ([input.val] if baseline_trains_on_val(config) else [])
+    return shlex.join(lists)
+
+
+def baseline_flags(config, section):
+    """`aam rf-baseline` / `aam linear-baseline` options: task, the categorical columns AAM
+    fuses (one-hot), the split's subjects (linear: its penalty's CV) and the config section."""
+    prepare = config["prepare"]
+    opts = {"task": prepare["task"], "categorical_columns": prepare["categorical_columns"]}
+    if section == "linear":
+        opts["group_by"] = config.get("split", {}).get("group_by") or ""
+    return cli_flags({**opts, **config.get(section, {})})
 
 
 def launcher(command, multi_gpu="ddp"):
@@ -147,7 +175,8 @@ def verdict_label(wildcards, output):
         verdicts = [
             line[2:].strip().replace("**", "") for line in fh if line.startswith("- ")
         ]
-    models = [line for line in verdicts if "(the baseline)" not in line]
+    models = [line for line in verdicts
+              if "(the baseline)" not in line and "(a baseline)" not in line]
     return {"file": "summary", "verdict": (models or verdicts or ["no verdict"])[0]}
 
 

@@ -67,6 +67,34 @@ def check_ablation_rows(table, path, pretrain_enabled):
             )
 
 
+# `aam train` settings (config-key spelling) that only act on categorical metadata.
+FUSION_SETTINGS = ("categorical_fusion", "category_dim", "cross_attn_heads",
+                   "perceiver_num_latents", "perceiver_num_layers", "conditional_output_scaling",
+                   "categorical_lr")
+
+
+def check_fusion_rows(table, path, categorical_columns):
+    """Raise WorkflowError when the table compares fusions (several fusion values, or a
+    fusion-specific column) but no categorical column is fused: every such row would be the
+    same sequence-only model, and the report would rank noise."""
+    from workflow_args import ablation_column_key
+
+    keys = {column: ablation_column_key(column) for column in table.columns}
+    if categorical_columns or "categorical_columns" in keys.values():
+        return
+    fusions = sorted({v for c, k in keys.items() if k == "categorical_fusion"
+                      for v in table[c] if v})
+    specific = [c for c, k in keys.items() if k in FUSION_SETTINGS[1:] and (table[c] != "").any()]
+    if len(fusions) > 1 or specific:
+        what = (f"compares {len(fusions)} fusions ({', '.join(fusions)})" if len(fusions) > 1
+                else f"sets the fusion-specific column(s) {', '.join(specific)}")
+        raise WorkflowError(
+            f"{path} {what} but prepare.categorical_columns is empty, so no metadata is fused "
+            "and those rows are the same model; set prepare.categorical_columns or drop the "
+            "fusion rows."
+        )
+
+
 def split_labels(table):
     """(settings table without the optional `label` column, {row index: label}); the label is
     a display name only, so it is no part of the Paramspace folder name."""

@@ -14,6 +14,8 @@ from snakemake.utils import Paramspace, validate
 sys.path.insert(0, os.path.join(workflow.basedir, "lib"))
 
 from workflow_args import (
+    baseline_flags,
+    baseline_train_lists,
     cli_flags,
     input_files,
     optional_file_flags,
@@ -31,6 +33,7 @@ from workflow_checks import (
     check_aam_flags,
     check_ablation_rows,
     check_config,
+    check_fusion_rows,
     check_software,
     read_ablation_table,
     split_labels,
@@ -44,10 +47,16 @@ ABLATIONS = read_ablation_table(config["ablations"])
 validate(ABLATIONS, "../schemas/ablations.schema.yaml")
 ABLATIONS, LABELS = split_labels(ABLATIONS)
 check_ablation_rows(ABLATIONS, config["ablations"], config["pretrain"]["enabled"])
+check_fusion_rows(
+    ABLATIONS, config["ablations"], config["prepare"]["categorical_columns"]
+)
 check_aam_flags(config, ABLATIONS)
 PARAMSPACE = Paramspace(ABLATIONS, filename_params="*", single_wildcard="ablation")
 FOLDS = list(range(config["split"]["folds"])) if config["split"]["folds"] >= 2 else [0]
 SEEDS = config["seeds"]
+# the models fuse metadata: predict checks how much shuffling it moves them (permutation.json)
+PERMUTATION_CHECK = bool(config["prepare"]["categorical_columns"])
+BASELINES = ["rf"] + (["linear"] if config["linear"]["enabled"] else [])
 AAM_ENV = "../envs/aam.yaml"  # software of every rule, with --use-conda
 # The post-deploy script of AAM_ENV installs aam from this repository (the folder above workflow/).
 os.environ.setdefault("AAM_SOURCE", os.path.dirname(workflow.basedir))
@@ -84,18 +93,31 @@ def finetune_inputs(wildcards):
     return inputs
 
 
-def run_outputs(name):
-    """`name` of every fine-tuned model and random forest: what the comparison reads."""
-    finetune = expand(
+def finetune_outputs(name):
+    """`name` of every fine-tuned model."""
+    return expand(
         f"results/finetune/{{ablation}}/fold~{{fold}}/seed~{{seed}}/{name}",
         ablation=PARAMSPACE.instance_patterns,
         fold=FOLDS,
         seed=SEEDS,
     )
-    rf = expand(
-        f"results/rf/fold~{{fold}}/seed~{{seed}}/{name}", fold=FOLDS, seed=SEEDS
+
+
+def run_outputs(name):
+    """`name` of every fine-tuned model and baseline (forest, linear): what the comparison
+    reads."""
+    baselines = expand(
+        f"results/{{baseline}}/fold~{{fold}}/seed~{{seed}}/{name}",
+        baseline=BASELINES,
+        fold=FOLDS,
+        seed=SEEDS,
     )
-    return finetune + rf
+    return finetune_outputs(name) + baselines
+
+
+def permutation_outputs():
+    """permutation.json of every fine-tuned model (none without categorical columns)."""
+    return finetune_outputs("permutation.json") if PERMUTATION_CHECK else []
 
 
 def explain_outputs():

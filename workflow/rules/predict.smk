@@ -5,6 +5,12 @@ rule predict:
         samples="results/splits/fold~{fold}/test_samples.txt",
     output:
         predictions="results/finetune/{ablation}/fold~{fold}/seed~{seed}/predictions.tsv",
+        # with categorical columns: how much shuffling them moves the predictions
+        permutation=(
+            ["results/finetune/{ablation}/fold~{fold}/seed~{seed}/permutation.json"]
+            if PERMUTATION_CHECK
+            else []
+        ),
     log:
         "logs/predict/{ablation}/fold~{fold}/seed~{seed}.log",
     benchmark:
@@ -17,7 +23,7 @@ rule predict:
     params:
         data_dir=lambda wildcards, input: os.path.dirname(input.info),
         flags=lambda wildcards: predict_flags(
-            ablation_row(wildcards), config["predict"]
+            ablation_row(wildcards), config["predict"], PERMUTATION_CHECK
         ),
     shell:
         "aam predict --model {input.model} --data-dir {params.data_dir} "

@@ -3,6 +3,7 @@ rule compare_models:
         predictions=run_outputs("predictions.tsv"),
         metrics=run_outputs("metrics.json"),
         explanations=explain_outputs(),
+        permutations=permutation_outputs(),
     output:
         run_list="results/report/run_list.txt",
         table=report(
