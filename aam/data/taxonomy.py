@@ -120,8 +120,8 @@ def check_taxonomy_ids(taxonomy: pd.Series, sequences: Iterable[str], data: str,
     source = taxonomy.attrs.get("source", "the taxonomy")
     if len(foreign) == len(taxonomy):
         raise InputError(f"none of the {len(taxonomy)} Feature IDs in {source} is a feature of "
-                         f"{data} (first: {', '.join(_short(f) for f in foreign[:2])}). Pass the "
-                         "taxonomy of this table (IDs: the ASV sequences or their MD5 hashes).")
+                         f"{data} (first: {short_text(foreign[0])}). Use this table's taxonomy "
+                         "(IDs: the sequences or their MD5 hashes).")
     if foreign:
         log.warning("%d of %d Feature IDs in %s are not features of %s and are ignored "
                     "(first: %s); check that the taxonomy belongs to this table",

@@ -113,8 +113,7 @@ def shared_importances(importances: pd.Series, sequences: list[str], path: str |
     overlap = {"n_asvs": len(importances), "n_shared": len(keep)}
     if not keep:
         raise InputError(f"none of the {len(importances)} ASVs in {path} is an ASV of {data}: "
-                         "the forest was fitted on another data set. Pass the "
-                         "feature_importance.tsv of aam rf-baseline run on the same prepared "
+                         "the forest was fitted on other data. Run aam rf-baseline on this "
                          "folder.")
     if len(keep) < len(importances):
         level = logging.WARNING if len(keep) < SMALL_OVERLAP * len(importances) else logging.INFO

@@ -97,7 +97,7 @@ def _taxa(paths: ExplainPaths, data: PreparedData) -> Optional[pd.Series]:
     if path is None:
         return None
     taxonomy = read_taxonomy(path)
-    check_taxonomy_ids(taxonomy, data.sequences, f"the prepared data in {paths.data_dir}")
+    check_taxonomy_ids(taxonomy, data.sequences, str(paths.data_dir))
     return taxa_by_sequence(taxonomy, data.sequences)
 
 
@@ -140,7 +140,7 @@ def explain(cfg: ExplainConfig, paths: ExplainPaths) -> Explanation:
     if paths.samples is not None:
         ids = read_sample_lists({"--samples": paths.samples}, data.sample_ids)["--samples"]
         data = data.subset(ids, source=str(paths.samples))
-    where = f"the prepared data in {paths.data_dir}"
+    where = str(paths.data_dir)
     taxa = _taxa(paths, data)
     rf = overlap = None
     if paths.rf_importances is not None:

@@ -107,8 +107,8 @@ def truth_aurocs(sequences: list[str], signal: set[str], aam: pd.Series,
     result = {"n_asvs": len(upper), "n_signal": len(present)}
     if not present:
         raise InputError(f"none of the {len(signal)} signal ASVs of {source} is an ASV of {data}"
-                         ": the truth belongs to another simulation. Prepare the table.biom "
-                         "simulated with it.")
+                         " (the truth of another simulation?). Prepare the table.biom beside "
+                         "it.")
     if len(present) == len(set(upper)):
         raise InputError(f"every ASV of {data} is a signal ASV of {source}; the AUROC needs ASVs "
                          "without signal too. Prepare the whole simulated table.")
