@@ -56,9 +56,6 @@ def read_taxonomy(path: str | Path) -> pd.Series:
         raise InputError(f"{path} lacks column(s) {', '.join(missing)} (found "
                          f"{', '.join(map(str, frame.columns[:5])) or 'none'}). Give a QIIME 2 "
                          "taxonomy (taxonomy.tsv or FeatureData[Taxonomy] .qza).")
-    if isinstance(frame["Feature ID"], pd.DataFrame) or isinstance(frame["Taxon"], pd.DataFrame):
-        raise InputError(f"{path} has the Feature ID or Taxon column more than once. Keep one "
-                         "of each.")
     if frame.empty:
         raise InputError(f"{path} has no taxonomy rows (only a header). Give the taxonomy of "
                          "this table's features.")

@@ -50,9 +50,6 @@ def read_rf_importances(path: str | Path) -> pd.Series:
     if not {"sequence", "importance"} <= set(frame.columns):
         raise InputError(f"{path} lacks the sequence/importance columns of aam rf-baseline's "
                          "feature_importance.tsv; pass that file as --rf-importances.")
-    if isinstance(frame["sequence"], pd.DataFrame) or isinstance(frame["importance"],
-                                                                 pd.DataFrame):
-        raise InputError(f"{path} has the sequence or importance column more than once. {_FIX}.")
     if frame.empty:
         raise InputError(f"{path} has no rows (only a header). {_FIX} for this data.")
     line = frame.index.to_numpy() + 2  # file line of each row (the header is line 1)
