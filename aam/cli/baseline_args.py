@@ -28,7 +28,8 @@ def add_baseline_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-samples", metavar="FILE",
                         help="the sample list to predict and score (e.g. test_samples.txt)")
     parser.add_argument("--val-samples", metavar="FILE",
-                        help="old name of --test-samples: the list predicted, not trained on")
+                        help="old name of --test-samples (which wins when both are given): the "
+                             "list predicted, not trained on")
     parser.add_argument("--output", required=True,
                         help="predictions.tsv; metrics.json, feature_importance.tsv and a "
                              "figure are written beside it")
@@ -51,21 +52,21 @@ def baseline_samples(args: argparse.Namespace, known) -> tuple[list[str], list[s
     Raises
     ------
     InputError
-        No list to predict, two different predicted lists, or lists that overlap or name
-        samples the table lacks.
+        No list to predict, or lists that overlap or name samples the table lacks.
     """
     test = args.test_samples or args.val_samples
     if args.test_samples and args.val_samples and args.test_samples != args.val_samples:
-        raise InputError(f"--test-samples {args.test_samples} and --val-samples "
-                         f"{args.val_samples} both name the list to predict; give one "
-                         "(--test-samples; list validation samples under --train-samples).")
+        log.warning("--test-samples %s is predicted; --val-samples %s (its old name) is "
+                    "ignored. To train on validation samples, list them under --train-samples.",
+                    args.test_samples, args.val_samples)
     if not test:
         raise InputError("give the samples to predict with --test-samples FILE.")
     roles = {("--train-samples" if i == 0 else f"--train-samples ({i + 1})"): path
              for i, path in enumerate(args.train_samples)}
-    lists = read_sample_lists({**roles, "--test-samples": test}, known)
-    train = [s for role in roles for s in lists[role]]
-    return train, lists["--test-samples"], test
+    role = "--test-samples" if args.test_samples else "--val-samples"  # as the user named it
+    lists = read_sample_lists({**roles, role: test}, known)
+    train = [s for name in roles for s in lists[name]]
+    return train, lists[role], test
 
 
 def taxonomy_of(args: argparse.Namespace):
