@@ -2,7 +2,6 @@
 column moves a model that uses it and leaves an inert one in place; permutation.json."""
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd

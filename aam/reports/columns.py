@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
 
 import numpy as np
 import pandas as pd
 
-from aam.metrics import HIGHER_IS_BETTER
+from aam.metrics import HIGHER_IS_BETTER, metric_names
 from aam.permutation import INERT_THRESHOLD, PERMUTATION_FILE
 
 log = logging.getLogger(__name__)
@@ -114,7 +113,30 @@ def add_report_columns(table: pd.DataFrame, runs, baselines: tuple[str, ...], me
     return result[["rank"] + [c for c in result.columns if c != "rank"]]
 
 
-def count_inert(table: pd.DataFrame) -> Counter:
-    """How many rows are metadata inert / checked (for the summary's note)."""
-    inert = table["metadata_inert"].dropna()
-    return Counter(inert=int(inert.astype(bool).sum()), checked=len(inert))
+def metrics_table(table: pd.DataFrame, task: str, baseline: str, others) -> list[str]:
+    """The markdown table: rank, model, runs, metrics, verdicts, selection, permutation."""
+    from aam.reports.plots import METRIC_LABELS
+
+    names = metric_names(task)
+    verdicts = [f"vs_{b}" for b in (baseline, *others) if f"vs_{b}" in table]
+    extra = [c for c in ("selection", "metadata_permutation") if c in table]
+    heads = (["rank", "model", "runs"] + [METRIC_LABELS[m] for m in names]
+             + [f"vs {BASELINE_WORDS.get(c[3:], c[3:])}" for c in verdicts]
+             + [EXTRA_HEADS[c] for c in extra])
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    for _, row in table.iterrows():
+        rank = row.get("rank")
+        cells = ["" if rank is None or pd.isna(rank) else str(int(rank)),
+                 str(row.get("label", row["model"])), str(row["n_runs"])]
+        cells += [f"{_fmt3(row[f'{m}_mean'])} ± {_fmt3(row[f'{m}_sd'])}" for m in names]
+        cells += [str(row[c]) if isinstance(row[c], str) else "" for c in verdicts + extra]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+BASELINE_WORDS = {"rf": "forest", "linear": "linear"}
+EXTRA_HEADS = {"selection": "selection (epoch)", "metadata_permutation": "metadata permutation"}
+
+
+def _fmt3(value) -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{value:.3f}"

@@ -12,7 +12,7 @@ from aam.atomic import atomic_path, write_text
 from aam.errors import InputError
 from aam.metrics import HIGHER_IS_BETTER, metric_names
 from aam.reports import plots
-from aam.reports.columns import add_report_columns, verdict_word
+from aam.reports.columns import add_report_columns, metrics_table, verdict_word
 from aam.reports.compare import PRIMARY, comparison_table, runs_table
 from aam.reports.explanations import explain_markdown, explain_table
 from aam.permutation import INERT_THRESHOLD
@@ -180,7 +180,7 @@ def summary_markdown(table: pd.DataFrame, task: str, baseline: str, n_bootstrap:
                   for _, row in table[inert].iterrows()]
     lines += _no_signal_warning(table, task)
     lines += list(selection)
-    lines += [""] + _metrics_table(table, task, baseline, others)
+    lines += [""] + metrics_table(table, task, baseline, others)
     return "\n".join(lines) + "\n"
 
 
@@ -188,29 +188,6 @@ def _inert(table: pd.DataFrame) -> pd.Series:
     if "metadata_inert" not in table:
         return pd.Series(False, index=table.index)
     return table["metadata_inert"].fillna(False).astype(bool)
-
-
-def _metrics_table(table: pd.DataFrame, task: str, baseline: str, others) -> list[str]:
-    """The markdown table: rank, model, runs, metrics, verdicts, selection, permutation."""
-    names = metric_names(task)
-    verdicts = [f"vs_{b}" for b in (baseline, *others) if f"vs_{b}" in table]
-    extra = [c for c in ("selection", "metadata_permutation") if c in table]
-    heads = (["rank", "model", "runs"] + [plots.METRIC_LABELS[m] for m in names]
-             + [f"vs {BASELINE_WORDS.get(c[3:], c[3:])}" for c in verdicts]
-             + [EXTRA_HEADS[c] for c in extra])
-    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
-    for _, row in table.iterrows():
-        rank = row.get("rank")
-        cells = ["" if rank is None or pd.isna(rank) else str(int(rank)),
-                 str(row.get("label", row["model"])), str(row["n_runs"])]
-        cells += [f"{_fmt(row[f'{m}_mean'])} ± {_fmt(row[f'{m}_sd'])}" for m in names]
-        cells += [str(row[c]) if isinstance(row[c], str) else "" for c in verdicts + extra]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-
-BASELINE_WORDS = {"rf": "forest", "linear": "linear"}
-EXTRA_HEADS = {"selection": "selection (epoch)", "metadata_permutation": "metadata permutation"}
 
 
 def _no_signal_warning(table: pd.DataFrame, task: str) -> list[str]:
