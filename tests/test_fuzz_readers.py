@@ -9,7 +9,9 @@ CI runs the ``ci`` profile of tests/conftest.py (fixed seed, 40 examples per rea
 from __future__ import annotations
 
 import io
+import json
 import math
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -24,10 +26,13 @@ from aam.config import FinetuneConfig, load_yaml
 from aam.data.biom_io import FeatureTable, read_table
 from aam.data.fasta import read_fasta
 from aam.data.metadata import read_metadata
+from aam.data.prepared import read_prepare_info
 from aam.data.sample_ids import read_sample_list
 from aam.data.taxonomy import read_taxonomy
 from aam.data.unifrac import read_distance_matrix, read_tree
 from aam.errors import InputError
+from aam.explain.importances import read_rf_importances
+from aam.explain.truth import signal_sequences
 from aam.training.checkpoint import load_checkpoint
 
 DATA = Path(__file__).parent / "data"
@@ -61,11 +66,12 @@ def _inputs(*seeds: Path):
     return st.one_of(st.binary(max_size=512), *mutations)
 
 
-def _text_inputs(*seeds: Path):
-    """Like :func:`_inputs`, plus text mutations (line edits) that keep the file UTF-8."""
+def _text_inputs(*seeds: Path, extra: tuple[bytes, ...] = ()):
+    """Like :func:`_inputs`, plus text mutations (line edits) that keep the file UTF-8;
+    ``extra`` are further valid files given as bytes."""
     lines = st.lists(st.text(st.characters(blacklist_categories=("Cs",)), max_size=40),
                      max_size=8).map(lambda ls: "\n".join(ls).encode())
-    return st.one_of(_inputs(*seeds), lines)
+    return st.one_of(_inputs(*seeds), lines, *(_mutated(seed) for seed in extra))
 
 
 def _read(suffix: str, payload: bytes, reader):
@@ -164,12 +170,81 @@ def test_yaml_config_reader(payload):
         assert math.isfinite(cfg.train.lr) and cfg.count_penalty >= 0
 
 
-@given(_text_inputs())
+TINY_FEATURES = read_table(DATA / "tiny-table.biom").feature_ids
+TAXONOMY_SEED = ("Feature ID\tTaxon\tConfidence\n#q2:types\tcategorical\tnumeric\n" + "".join(
+    f"{fid}\tk__Bacteria; f__F{i % 3}\t0.9\n" for i, fid in enumerate(TINY_FEATURES))).encode()
+
+
+@given(_text_inputs(extra=(TAXONOMY_SEED,)))
 def test_taxonomy_reader(payload):
     taxa = _read(".tsv", payload, read_taxonomy)
-    if taxa is not None:  # parsed: taxon strings keyed by feature ID
-        assert isinstance(taxa, pd.Series) and taxa.index.name == "Feature ID"
+    if taxa is not None:  # parsed: taxon strings keyed by unique, stripped feature IDs
+        assert isinstance(taxa, pd.Series) and taxa.index.name == "Feature ID" and len(taxa)
         assert all(isinstance(t, str) for t in taxa)
+        ids = [str(i) for i in taxa.index]
+        assert all(i and i == i.strip() for i in ids)
+        assert len({i.upper() for i in ids}) == len(ids)
+
+
+RF_SEED = ("sequence\timportance\ttaxon\n" + "".join(
+    f"{s}\t{0.5 / (i + 1):.6g}\tk__B\n" for i, s in enumerate(TINY_FEATURES))).encode()
+
+
+@given(_text_inputs(extra=(RF_SEED,)))
+def test_rf_importances_reader(payload):
+    got = _read(".tsv", payload, read_rf_importances)
+    if got is not None:  # finite importances keyed by unique, stripped upper-case sequences
+        assert len(got) and np.isfinite(got.to_numpy(float)).all()
+        assert got.index.is_unique
+        assert all(s and s == s.strip().upper() for s in got.index)
+
+
+TRUTH_SEED = json.dumps({"clades": [{"name": "clade-0", "asv_index": [0, 3, 5]},
+                                    {"name": "clade-1", "asv_index": [7, 8]}]},
+                        indent=2).encode()
+
+
+@given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode) | _mutated(TRUTH_SEED))
+def test_truth_reader(payload):
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(DATA / "tiny-table.biom", Path(tmp) / "table.biom")
+        try:
+            signal = _read_at(Path(tmp) / "truth.json", payload, signal_sequences)
+        except InputError as err:
+            assert str(err).strip()
+            return
+    assert signal and len(signal) < len(TINY_FEATURES)
+    assert signal <= {s.upper() for s in TINY_FEATURES}
+
+
+def _read_at(path: Path, payload: bytes, reader):
+    path.write_bytes(payload)
+    return reader(path)
+
+
+@pytest.fixture(scope="module")
+def prepare_json_bytes(tmp_path_factory) -> bytes:
+    from aam.cli.__main__ import main as aam_main
+
+    root = tmp_path_factory.mktemp("prepare-json")
+    assert aam_main(["prepare", "--table", str(DATA / "tiny-table.biom"), "--metadata",
+                     str(DATA / "tiny-metadata.tsv"), "--metadata-column", "ph",
+                     "--categorical-columns", "body_site", "--output-dir", str(root)]) == 0
+    return (root / "prepare.json").read_bytes()
+
+
+def test_prepare_json_reader(prepare_json_bytes):
+    @given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode)
+           | _mutated(prepare_json_bytes))
+    def check(payload):
+        info = _read(".json", payload, read_prepare_info)
+        if info is not None:
+            assert isinstance(info, dict)
+            assert info.get("task") in (None, "regression", "classification")
+            assert isinstance(info.get("target_column") or "", str)
+            assert all(isinstance(c, str) for c in info.get("categorical_columns") or [])
+
+    check()
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ def test_same_seed_gives_identical_files_and_other_seed_differs(tmp_path):
     for name in ("a", "b"):
         write_simulation(simulate(cfg), tmp_path / name)
     write_simulation(simulate(SimulationConfig(n_samples=20, n_asvs=30, seed=8)), tmp_path / "c")
-    for name in ("metadata.tsv", "tree.nwk", "truth.json"):
+    for name in ("metadata.tsv", "tree.nwk", "truth.json", "taxonomy.tsv"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
         assert (tmp_path / "a" / name).read_bytes() != (tmp_path / "c" / name).read_bytes()
     table_a, table_b = (biom.load_table(str(tmp_path / n / "table.biom")) for n in "ab")
@@ -144,10 +144,51 @@ def test_invalid_sizes_are_input_errors():
         SimulationConfig(seq_length=90)
 
 
-def test_cli_writes_the_four_files_and_rejects_bad_sizes(tmp_path, capsys):
+def test_cli_writes_the_five_files_and_rejects_bad_sizes(tmp_path, capsys):
     assert main(["--output-dir", str(tmp_path), "--samples", "12", "--asvs", "20"]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "metadata.tsv", "table.biom", "tree.nwk", "truth.json"]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
+        "metadata.tsv", "table.biom", "taxonomy.tsv", "tree.nwk", "truth.json"]
     assert main(["--output-dir", str(tmp_path / "x"), "--samples", "3"]) == 2
     assert "n_samples (--samples) must be >= 8, got 3" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_taxonomy_names_the_signal_clades_and_background_subtrees(written):
+    """taxonomy.tsv: one row per table ASV (same IDs, same order); the signal clades of
+    truth.json are p__signal; f__clade-<c>; the rest are background subtrees of the tree, each
+    a clade without signal ASVs (its tips' lowest common ancestor holds no other tip)."""
+    from aam.data.taxonomy import read_taxonomy
+
+    table = biom.load_table(str(written / "table.biom"))
+    taxa = read_taxonomy(written / "taxonomy.tsv")
+    assert list(taxa.index) == list(table.ids(axis="observation"))
+    truth = json.loads((written / "truth.json").read_text())
+    names = list(taxa.index)
+    for c, clade in enumerate(truth["clades"]):
+        members = {names[i] for i in clade["asv_index"]}
+        assert clade["name"] == f"clade-{c}"
+        assert set(taxa[taxa == f"k__Simulated; p__signal; f__clade-{c}"].index) == members
+    background = taxa[~taxa.str.contains("p__signal")]
+    assert len(background) == len(names) - sum(c["n_asvs"] for c in truth["clades"])
+    assert background.str.fullmatch(r"k__Simulated; p__background; f__background-\d+").all()
+    tree = TreeNode.read(str(written / "tree.nwk"))
+    for taxon, group in background.groupby(background):
+        tips = set(group.index)
+        node = tree.lca(list(tips))
+        under = {node.name} if node.is_tip() else {t.name for t in node.tips()}
+        assert under == tips, taxon  # a whole subtree
+        assert len(tips) <= max(4, len(names) // 8)
+
+
+def test_prepare_reads_the_simulated_taxonomy(written, tmp_path):
+    from aam.cli.__main__ import main as aam_main
+
+    out = tmp_path / "prepared"
+    assert aam_main(["prepare", "--table", str(written / "table.biom"), "--metadata",
+                     str(written / "metadata.tsv"), "--metadata-column", "target",
+                     "--taxonomy", str(written / "taxonomy.tsv"), "--output-dir", str(out)]) == 0
+    info = json.loads((out / "prepare.json").read_text())["taxonomy"]
+    assert info["n_assigned"] == info["n_asvs"] == 60
+    stored = pd.read_csv(out / "taxonomy.tsv", sep="\t")
+    assert stored["Taxon"].str.contains("p__signal; f__clade-0").sum() == len(
+        json.loads((written / "truth.json").read_text())["clades"][0]["asv_index"])

@@ -1,4 +1,5 @@
-"""``aam simulate``: write the embedded simulated dataset (table, metadata, tree, truth)."""
+"""``aam simulate``: write the embedded simulated dataset (table, metadata, tree, truth,
+taxonomy)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = SimulationConfig()
     parser = argparse.ArgumentParser(
         prog="aam simulate",
-        description="Write DIR/{table.biom, metadata.tsv, tree.nwk, truth.json}: a simulated 16S "
-                    "dataset whose numeric 'target' depends on clade abundances, the 'category' "
-                    "column and their interaction; 'subject' groups samples.")
+        description="Write DIR/{table.biom, metadata.tsv, tree.nwk, truth.json, taxonomy.tsv}: a "
+                    "simulated 16S dataset whose numeric 'target' depends on clade abundances, "
+                    "the 'category' column and their interaction; 'subject' groups samples. "
+                    "taxonomy.tsv names each ASV's signal clade (p__signal; f__clade-<c>, as in "
+                    "truth.json) or background subtree (aam prepare --taxonomy reads it).")
     parser.add_argument("--output-dir", required=True, help="folder to write the files into")
     parser.add_argument("--samples", type=int, default=defaults.n_samples,
                         help=f"number of samples (default {defaults.n_samples})")

@@ -1,6 +1,7 @@
 """The embedded simulated dataset: a random phylogeny, ASV sequences evolved along it,
 Dirichlet-multinomial counts and a target driven by clade abundances, a category and their
-interaction. ``aam simulate`` writes it; the default pipeline and many tests run on it.
+interaction. ``aam simulate`` writes it, with a taxonomy naming the signal clades and
+background subtrees of the tree; the default pipeline and many tests run on it.
 """
 
 from __future__ import annotations
@@ -8,11 +9,13 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 
 from aam.atomic import atomic_path, write_json, write_text
+from aam.data.taxonomy import TAXONOMY_FILE, write_taxonomy
 from aam.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -22,6 +25,7 @@ CLADE_COEFFICIENT_RANGE = (0.8, 1.2)  # |effect| of one SD of clade log abundanc
 INTERACTION_SPREAD = 0.8  # per-category clade-0 slope offsets run from -spread to +spread
 CATEGORY_SPREAD = 1.0  # category main effects run from -spread to +spread
 CLADE_SHIFT = 2.0  # log-abundance shift of every clade ASV per SD of the clade latent
+BACKGROUND_FRACTION = 8  # background taxa: subtrees of at most n_asvs / 8 tips (and >= 4)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class SimulatedData:
     metadata: pd.DataFrame  # index sample_id; columns target, category, subject, batch
     newick: str  # rooted binary tree, tips named by sequence
     truth: dict  # ground truth (see ``simulate``)
+    taxonomy: Optional[pd.Series] = None  # taxon by sequence (see ``simulated_taxonomy``)
 
 
 def _coalescent_tree(n: int, height: float, rng: np.random.Generator):
@@ -153,6 +158,46 @@ def _choose_clades(children, n, n_clades, rng) -> list[np.ndarray]:
                 return chosen
     raise InputError(f"Cannot place {n_clades} disjoint clades in a tree of {n} ASVs; "
                      "raise --asvs or lower n_clades.")
+
+
+def simulated_taxonomy(children: np.ndarray, clades: list[np.ndarray],
+                       sequences: list[str]) -> pd.Series:
+    """Taxon of each ASV from the tree: the signal clades, and background subtrees.
+
+    A signal clade's ASVs get ``k__Simulated; p__signal; f__clade-<c>`` (the names of
+    ``truth.json``). The other ASVs are split into the largest subtrees that hold no signal ASV
+    and at most ``max(4, n_asvs // BACKGROUND_FRACTION)`` tips, numbered in tree order:
+    ``k__Simulated; p__background; f__background-<k>``. No random draws: the other outputs of a
+    seed stay the same.
+
+    Returns
+    -------
+    Series
+        Taxon by sequence, in table order.
+    """
+    n = len(sequences)
+    taxa = [""] * n
+    for c, tips in enumerate(clades):
+        for tip in tips:
+            taxa[tip] = f"k__Simulated; p__signal; f__clade-{c}"
+    tip_sets = _tip_sets(children, n)
+    signal = np.zeros(n, dtype=bool)
+    signal[np.concatenate(clades)] = True
+    limit = max(4, n // BACKGROUND_FRACTION)
+    groups: list[np.ndarray] = []
+    stack = [2 * n - 2]  # the root; children are visited left before right
+    while stack:
+        node = stack.pop()
+        tips = np.array([node]) if node < n else tip_sets[node - n]
+        if not signal[tips].any() and len(tips) <= limit:
+            groups.append(tips)
+        elif node >= n:
+            stack.extend(reversed(children[node - n].tolist()))
+    width = len(str(len(groups)))
+    for k, tips in enumerate(groups):
+        for tip in tips:
+            taxa[tip] = f"k__Simulated; p__background; f__background-{k + 1:0{width}d}"
+    return pd.Series(taxa, index=pd.Index(sequences, name="Feature ID"), name="Taxon")
 
 
 def _newick(children, branch, tips: list[str]) -> str:
@@ -238,7 +283,8 @@ def simulate(cfg: SimulationConfig) -> SimulatedData:
         ``counts`` int64 [n_samples, n_asvs]; ``metadata`` with ``target`` (float),
         ``category`` (``site-a``...), ``subject`` (grouping column; category is constant within a
         subject) and ``batch`` (``run-1``/``run-2``, a nuisance without effect on the target);
-        ``truth`` holds the clades, coefficients and per-sample noise-free target.
+        ``truth`` holds the clades, coefficients and per-sample noise-free target;
+        ``taxonomy`` names each ASV's signal clade or background subtree.
 
     Raises
     ------
@@ -262,7 +308,8 @@ def simulate(cfg: SimulationConfig) -> SimulatedData:
         index=pd.Index(sample_ids, name="sample_id"))
     truth = _truth(cfg, sample_ids, categories, clades, effects, dm_params)
     return SimulatedData(sample_ids, sequences, counts, metadata,
-                         _newick(children, branch, sequences), truth)
+                         _newick(children, branch, sequences), truth,
+                         simulated_taxonomy(children, clades, sequences))
 
 
 def _truth(cfg, sample_ids, categories, clades, effects, dm_params) -> dict:
@@ -298,8 +345,9 @@ def _truth(cfg, sample_ids, categories, clades, effects, dm_params) -> dict:
 
 
 def write_simulation(data: SimulatedData, output_dir: str | Path) -> dict[str, Path]:
-    """Write ``table.biom`` (BIOM 2.1 HDF5, ASV IDs = sequences), ``metadata.tsv``, ``tree.nwk``
-    and ``truth.json`` into ``output_dir``, each atomically; returns the paths by name.
+    """Write ``table.biom`` (BIOM 2.1 HDF5, ASV IDs = sequences), ``metadata.tsv``, ``tree.nwk``,
+    ``truth.json`` and ``taxonomy.tsv`` (QIIME 2 ``Feature ID``/``Taxon``, keyed by the table's
+    IDs) into ``output_dir``, each atomically; returns the paths by name.
     """
     import biom
     import h5py
@@ -314,6 +362,9 @@ def write_simulation(data: SimulatedData, output_dir: str | Path) -> dict[str, P
     write_text(paths["metadata.tsv"], data.metadata.to_csv(sep="\t", lineterminator="\n"))
     write_text(paths["tree.nwk"], data.newick + "\n")
     write_json(paths["truth.json"], data.truth)
+    if data.taxonomy is not None:
+        paths[TAXONOMY_FILE] = out / TAXONOMY_FILE
+        write_taxonomy(paths[TAXONOMY_FILE], data.taxonomy)
     log.info("simulated %d samples x %d ASVs into %s", len(data.sample_ids),
              len(data.sequences), out)
     return paths

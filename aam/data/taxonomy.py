@@ -49,6 +49,9 @@ def read_taxonomy(path: str | Path) -> pd.Series:
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise InputError(f"{path} is not a readable taxonomy TSV ({str(err).splitlines()[0]}). "
                          "Export it with `qiime tools export`.") from None
+    if not isinstance(frame.index, pd.RangeIndex):  # pandas took the extra fields as an index
+        raise InputError(f"{path}: line 2 has more tab-separated fields than the header. Give "
+                         "every row the header's fields (Feature ID, Taxon, ...).")
     if len(frame.columns):
         frame = frame[~frame.iloc[:, 0].astype(str).str.startswith("#q2:")]
     missing = [c for c in ("Feature ID", "Taxon") if c not in frame.columns]

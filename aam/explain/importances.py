@@ -47,6 +47,9 @@ def read_rf_importances(path: str | Path) -> pd.Series:
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise InputError(f"{path} is not a readable TSV ({str(err).splitlines()[0]}). "
                          f"{_FIX}.") from None
+    if not isinstance(frame.index, pd.RangeIndex):  # pandas took the extra fields as an index
+        raise InputError(f"{path}: line 2 has more tab-separated fields than the header. "
+                         f"{_FIX}.")
     if not {"sequence", "importance"} <= set(frame.columns):
         raise InputError(f"{path} lacks the sequence/importance columns of aam rf-baseline's "
                          "feature_importance.tsv; pass that file as --rf-importances.")
