@@ -27,8 +27,9 @@ PARALLEL_CHOICES = ("auto", "none", "ddp", "fsdp", "dp")
 
 # Values derived from the data (set before the model is built; no flag, never compared on resume).
 DERIVED = frozenset({"data.max_bp", "model.max_bp", "fusion.cardinalities", "out_dim"})
-# Where a run executes: its own flags (--device, --parallel); a resumed run never inherits them.
-RUNTIME = frozenset({"train.device", "train.parallel"})
+# Where and how long a run executes: its own flags (--device, --parallel, --stop-after-minutes);
+# a resumed run never inherits them.
+RUNTIME = frozenset({"train.device", "train.parallel", "train.stop_after_minutes"})
 
 # Config fields whose command-line flag is not ``--`` + the field name with dashes.
 FLAG_NAMES = {"fusion.name": "--categorical-fusion", "target_column": "--metadata-column"}
@@ -174,6 +175,7 @@ class TrainConfig:
     bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     compile: bool = False  # torch.compile the model
     parallel: str = "auto"  # auto | none | ddp | fsdp | dp (--parallel)
+    stop_after_minutes: float = 0.0  # stop as on SIGTERM after this long (0 = no limit)
 
     RENAMED: typing.ClassVar[dict] = {"distributed": "parallel"}  # old config keys still read
 
@@ -184,6 +186,7 @@ class TrainConfig:
         _check_positive("patience", self.patience, allow_zero=True)
         _check_positive("grad_clip", self.grad_clip, allow_zero=True)
         _check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        _check_positive("stop_after_minutes", self.stop_after_minutes, allow_zero=True)
         check_seed(self.seed, "seed")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise InputError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}.")

@@ -117,11 +117,13 @@ def write_manifest(folder: Path, names: set[str]) -> None:
 
 
 def check_replaceable(dest: Path, written: set[str], is_dir: bool = False) -> None:
-    """Refuse when ``dest`` exists but aam did not write it (a user's file or folder), or when
-    it is a folder where aam writes a file (or the reverse)."""
+    """Refuse when ``dest`` exists but aam did not write it (a user's file, or a folder holding
+    files), or when it is a folder where aam writes a file (or the reverse)."""
     if not (dest.exists() or dest.is_symlink()):
         return
     kind = "folder" if dest.is_dir() and not dest.is_symlink() else "file"
+    if kind == "folder" and is_dir and _holds_no_files(dest):
+        return  # nothing to lose: e.g. the empty folders Snakemake makes for a job's outputs
     if dest.name not in written:
         raise InputError(f"{dest} already exists and was not written by aam; it is left as it "
                          "is. Move it away or choose another output path.")
@@ -129,6 +131,10 @@ def check_replaceable(dest: Path, written: set[str], is_dir: bool = False) -> No
         raise InputError(f"{dest} is a {kind}, but aam writes a "
                          f"{'folder' if is_dir else 'file'} there; it is left as it is. Move "
                          "it away or choose another output path.")
+
+
+def _holds_no_files(folder: Path) -> bool:
+    return not any(p.is_symlink() or not p.is_dir() for p in folder.rglob("*"))
 
 
 def _swap_in(entries: list[Path], replaced: list[Path], target: Path) -> None:

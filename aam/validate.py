@@ -270,7 +270,7 @@ def check_checkpoint_fields(payload: dict, source: str) -> None:
         return InputError(f"{source}: checkpoint field {field!r} must be {what}, got {shown!r}. "
                           "Use a checkpoint written by aam.")
 
-    for name in ("epoch", "global_step", "best_epoch"):
+    for name in ("epoch", "global_step", "best_epoch", "resume_batch"):
         value = payload.get(name, 0)
         if value is None and name != "epoch":
             continue

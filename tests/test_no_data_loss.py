@@ -172,3 +172,13 @@ def test_a_failed_commit_puts_the_old_outputs_back(tmp_path, monkeypatch):
     monkeypatch.undo()
     left = {p.name: p.read_text() for p in out.iterdir() if p.name != MANIFEST_NAME}
     assert left == {n: f"old {n}\n" for n in names}
+
+
+def test_an_empty_folder_named_like_an_output_folder_is_replaced(tmp_path):
+    """Snakemake makes the folders of a job's outputs before the job runs: nothing to lose."""
+    out = tmp_path / "splits"
+    (out / "fold~0").mkdir(parents=True)
+    with output_transaction(out) as tx:
+        (tx.staging / "fold~0").mkdir()
+        (tx.staging / "fold~0" / "train_samples.txt").write_text("a\n")
+    assert (out / "fold~0" / "train_samples.txt").read_text() == "a\n"

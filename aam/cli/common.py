@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from aam.errors import InputError
+from aam.training.preemption import EXIT_PREEMPTED, Preempted
 from aam.transaction import STAGING_NAME, output_transaction
 from aam.validate import check_namespace
 
@@ -90,6 +91,9 @@ def run(body: Callable[[argparse.Namespace], int | None], parser: argparse.Argum
         check_namespace(args)  # no NaN/inf in any float flag
         with _transaction(args, outputs):
             code = body(args)
+    except Preempted as err:
+        print(f"{parser.prog}: stopped: {err}", file=sys.stderr)
+        return EXIT_PREEMPTED
     except KeyboardInterrupt as err:
         kept = getattr(err, "resume_from", None)
         note = f" Resume with --resume-from {kept}" if kept else ""
@@ -110,6 +114,20 @@ def run(body: Callable[[argparse.Namespace], int | None], parser: argparse.Argum
         print(f"{parser.prog}: error: {line}", file=sys.stderr)
         return 2
     return int(code or 0)
+
+
+def continue_preempted(args: argparse.Namespace) -> None:
+    """Without ``--resume-from``, continue from the output folder's checkpoint when a preempted
+    run of this command left it (the same command, run again, picks up where it stopped)."""
+    from aam.training.preemption import preempted_checkpoint
+
+    folder = getattr(args, "_output_folder", None)
+    if args.resume_from is not None or folder is None:
+        return
+    last = preempted_checkpoint(Path(folder))
+    if last is not None:
+        log.info("continuing the preempted run from %s", last)
+        args.resume_from = last
 
 
 def _one_line(err: Exception, output: Optional[Path] = None) -> str:

@@ -63,6 +63,10 @@ TRAINING_OPTIONS = [
         "stop after this many epochs without a better validation loss (0 = never)"),
     opt("--seed", "train.seed", int, "seed of Python, NumPy, torch, shuffling and masks"),
     opt("--device", "train.device", str, "auto (cuda if available), cpu, cuda or cuda:N"),
+    opt("--stop-after-minutes", "train.stop_after_minutes", float,
+        "stop cleanly this many minutes after the start, as on SIGTERM: a resumable checkpoint, "
+        "exit code 75, and the same command continues (0 = no limit; the workflow sets it from "
+        "a job's runtime)"),
     opt("--compile", "train.compile", bool, "torch.compile the model"),
     opt("--bf16", "train.bf16", bool, "bf16 autocast on CUDA (always off on CPU)"),
     opt("--embedding-dim", "model.embedding_dim", int, "model width D"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from aam.cli.common import Outputs, add_common_flags, run
+from aam.cli.common import Outputs, add_common_flags, continue_preempted, run
 from aam.cli.options import (PRETRAIN_OPTIONS, add_run_flags, add_training_flags,
                              build_training_config)
 from aam.config import PretrainConfig
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _body(args: argparse.Namespace) -> int:
     from aam.training.pretrain import PretrainPaths, run_pretrain
 
+    continue_preempted(args)
     cfg = build_training_config(PretrainConfig, args, PRETRAIN_OPTIONS, args.config)
     paths = PretrainPaths(args.data_dir, args.output_dir, args.train_samples, args.val_samples,
                           args.resume_from)

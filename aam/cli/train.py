@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from aam.cli.categorical_help import help_text
-from aam.cli.common import Outputs, add_common_flags, run
+from aam.cli.common import Outputs, add_common_flags, continue_preempted, run
 from aam.cli.options import (FINETUNE_OPTIONS, add_run_flags, add_training_flags,
                              build_training_config)
 from aam.config import FinetuneConfig, load_yaml
@@ -72,6 +72,7 @@ def _warn_ignored(args: argparse.Namespace, cfg: FinetuneConfig) -> None:
 def _body(args: argparse.Namespace) -> int:
     from aam.training.finetune import FinetunePaths, run_finetune
 
+    continue_preempted(args)
     cfg = build_training_config(FinetuneConfig, args, FINETUNE_OPTIONS, args.config,
                                 inferred=_from_prepared(args))
     _warn_ignored(args, cfg)

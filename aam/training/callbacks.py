@@ -65,9 +65,19 @@ class CheckpointCallback(Callback):
             self.kind, self.config, full_state_dict(state.model, state.dist),
             optimizer_state=optimizer_state_dict(state.model, state.optimizer, state.dist),
             scheduler_state=state.scheduler.state_dict(), epoch=state.epoch,
-            best_metric=state.best_metric, seed=self.seed, rng_state=get_rng_state(),
+            best_metric=state.best_metric, seed=self.seed,
+            rng_state=state.resume_rng if state.resume_batch else get_rng_state(),
             best_epoch=state.best_epoch, global_step=state.global_step, **self.extras,
+            **_position(state),
         )
+
+    def on_preempt(self, state: "TrainState") -> None:
+        """A stop signal: write ``last.pt`` at the current step, marked as preempted so the
+        same command continues from it (:func:`aam.training.preemption.preempted_checkpoint`)."""
+        payload = self.payload(state)  # every rank: FSDP gathers the full state
+        if state.is_main:
+            save_checkpoint(self.directory / "last.pt", {**payload, "preempted": True})
+        state.last_checkpoint = (self.directory / "last.pt", state.epoch)
 
     def on_fit_start(self, state: "TrainState") -> None:
         last = self.directory / "last.pt"
@@ -85,6 +95,15 @@ class CheckpointCallback(Callback):
             if state.is_best:
                 save_checkpoint(self.directory / "best.pt", payload)
         state.last_checkpoint = (self.directory / "last.pt", state.epoch)
+
+
+def _position(state: "TrainState") -> dict:
+    """Where inside the next epoch a preempted run stopped (nothing at an epoch's end); the RNG
+    state of that moment is the payload's ``rng_state`` then."""
+    if not state.resume_batch:
+        return {}
+    return {"resume_batch": state.resume_batch, "partial_samples": state.partial_samples,
+            "partial_sums": {k: float(v) for k, v in state.partial_sums.items()}}
 
 
 class ResumeCheckpoints(Callback):
@@ -105,6 +124,8 @@ class ResumeCheckpoints(Callback):
         payload = self.checkpoints.payload(state)  # every rank: FSDP gathers the full state
         if not state.is_main:
             return
+        if self.resume.get("preempted"):  # still the preempted state until the next epoch ends
+            payload["preempted"] = True
         directory = self.checkpoints.directory
         save_checkpoint(directory / "last.pt", payload)
         old_best = self.resume_from.parent / "best.pt" if self.resume_from else None

@@ -26,13 +26,14 @@ from tqdm import tqdm
 
 from aam.config import TrainConfig
 from aam.errors import InputError
+from aam.training import preemption
 from aam.training.callbacks import Callback
 from aam.training.device import resolve_device
 from aam.training.distributed import (DistContext, all_reduce_sums, any_rank, clip_gradients,
                                       eval_module, evaluation_copy, load_optimizer_state,
                                       no_sync, parallel_loss, unwrap, wrap_model)
 from aam.training.schedule import build_optimizer, warmup_cosine
-from aam.training.seeding import seed_everything, set_rng_state
+from aam.training.seeding import get_rng_state, seed_everything, set_rng_state
 from aam.validate import load_error_reason
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,12 @@ class TrainState:
     dist: DistContext = field(default_factory=DistContext)
     last_checkpoint: tuple | None = None  # (path, epoch) of the newest last.pt, set by callbacks
     eval_copy: nn.Module | None = None  # FSDP: the plain module validation runs on
+    # position inside epoch ``epoch + 1`` (batches done, their summed logs, their samples):
+    # non-zero only between a preemption and the end of the epoch it interrupted
+    resume_batch: int = 0
+    partial_sums: dict = field(default_factory=dict)
+    partial_samples: int = 0
+    resume_rng: dict | None = None  # RNG state at that position (restored after skipping)
 
 
 @dataclass
@@ -161,10 +168,18 @@ def fit(model: nn.Module, objective, train_loader: Iterable, val_loader: Iterabl
         for cb in callbacks:
             cb.on_epoch_end(state)
     start, samples = time.perf_counter(), 0
-    while state.epoch < cfg.epochs and not state.stop:
-        samples += _run_epoch(state, train_loader, val_loader)
-        for cb in callbacks:
-            cb.on_epoch_end(state)
+    with preemption.watch():
+        while state.epoch < cfg.epochs and not state.stop:
+            try:
+                samples += _run_epoch(state, train_loader, val_loader)
+            except _StopRequested as stop:
+                raise _preempted(state, callbacks, stop.reason) from None
+            for cb in callbacks:
+                cb.on_epoch_end(state)
+            reason = preemption.requested(cfg.stop_after_minutes)  # e.g. during validation
+            if any_rank(reason is not None, state.dist) and state.epoch < cfg.epochs and \
+                    not state.stop:
+                raise _preempted(state, callbacks, reason or "another process's stop request")
     for cb in callbacks:
         cb.on_fit_end(state)
     wall = time.perf_counter() - start
@@ -207,13 +222,20 @@ def _apply_resume(state: TrainState, payload: dict) -> None:
         group["lr"] = lr * scheduler.lr_lambdas[i](scheduler.last_epoch)
     state.epoch = int(payload["epoch"])
     state.global_step = int(payload.get("global_step", 0))
+    state.resume_batch = int(payload.get("resume_batch", 0))
+    if state.resume_batch:
+        state.partial_sums = dict(payload.get("partial_sums") or {})
+        state.partial_samples = int(payload.get("partial_samples", 0))
+        state.resume_rng = payload.get("rng_state")
     best = payload.get("best_metric")
     state.best_metric = math.inf if best is None else float(best)
     state.best_epoch = int(payload.get("best_epoch", state.epoch))
     if payload.get("rng_state") is not None:
         set_rng_state(payload["rng_state"])
-    log.info("resuming after epoch %d (best selection loss %.4g at epoch %d)", state.epoch,
-             state.best_metric, state.best_epoch)
+    within = (f", inside epoch {state.epoch + 1} after batch {state.resume_batch}"
+              if state.resume_batch else "")
+    log.info("resuming after epoch %d%s (best selection loss %.4g at epoch %d)", state.epoch,
+             within, state.best_metric, state.best_epoch)
 
 
 def _autocast(state: TrainState):
@@ -276,13 +298,36 @@ def _validate(state: TrainState, val_loader, epoch: int, seconds: float, n_sampl
 _N = "\0n_samples"
 
 
+class _StopRequested(Exception):
+    """A stop was asked for; raised at a step boundary (every rank agrees on it)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _preempted(state: TrainState, callbacks, reason: str) -> preemption.Preempted:
+    """Write the resumable mid-epoch checkpoint (callbacks' ``on_preempt``) and say where."""
+    for cb in callbacks:
+        hook = getattr(cb, "on_preempt", None)
+        if hook is not None:
+            hook(state)
+    path = state.last_checkpoint[0] if state.last_checkpoint else None
+    log.warning("stopped in epoch %d after batch %d of it (step %d)", state.epoch + 1,
+                state.resume_batch, state.global_step)
+    return preemption.Preempted(reason, path, state.epoch + 1, state.resume_batch)
+
+
 def _train_one_epoch(state: TrainState, loader, epoch: int) -> tuple[dict, int]:
     cfg, model, optimizer = state.cfg, state.model, state.optimizer
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    sums: dict[str, float] = defaultdict(float)
-    n_samples, n_batches = 0, len(loader)
+    sums: dict[str, float] = defaultdict(float, state.partial_sums)
+    n_samples, n_batches, skip = state.partial_samples, len(loader), state.resume_batch
     for i, batch in enumerate(tqdm(loader, desc=f"epoch {epoch}", disable=None, leave=False)):
+        if i < skip:  # done before a preemption: the same batches (same seeds), not trained again
+            if i + 1 == skip and state.resume_rng is not None:
+                set_rng_state(state.resume_rng)  # dropout etc. continue where they stopped
+            continue
         batch = batch.to(state.device)
         stepping = (i + 1) % cfg.grad_accum_steps == 0 or i + 1 == n_batches
         with no_sync(model, skip=not stepping):
@@ -301,6 +346,14 @@ def _train_one_epoch(state: TrainState, loader, epoch: int) -> tuple[dict, int]:
             state.scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             state.global_step += 1
+            preemption.test_hook(state.global_step)
+            reason = preemption.requested(cfg.stop_after_minutes)
+            if any_rank(reason is not None, state.dist) and i + 1 < n_batches:
+                state.resume_batch, state.partial_samples = i + 1, n_samples
+                state.partial_sums, state.resume_rng = dict(sums), get_rng_state()
+                raise _StopRequested(reason or "another process's stop request")
+    state.resume_batch, state.partial_sums, state.partial_samples = 0, {}, 0
+    state.resume_rng = None
     return sums, n_samples
 
 

@@ -157,16 +157,32 @@ def baseline_flags(config, section):
 
 def launcher(command, multi_gpu="ddp"):
     """A params function: `aam <command>`, or torchrun over every GPU of the job when it holds
-    more than one (one process per GPU; `multi_gpu` is the `--parallel` strategy: ddp or fsdp)."""
+    more than one (one process per GPU; `multi_gpu` is the `--parallel` strategy: ddp or fsdp).
+    A job with a `runtime` (minutes; cluster profiles) stops itself before it: see stop_flag."""
 
     def launch(wildcards, resources):
         gpus = int(resources.get("gpu", 0) or 0)
+        stop = stop_flag(resources.get("runtime"))
         if gpus > 1:
             return (f"torchrun --standalone --nproc_per_node={gpus} -m aam.cli {command} "
-                    f"--parallel {multi_gpu}")
-        return f"aam {command}"
+                    f"--parallel {multi_gpu}{stop}")
+        return f"aam {command}{stop}"
 
     return launch
+
+
+def stop_flag(runtime_minutes):
+    """` --stop-after-minutes M` that ends training cleanly before a job's time limit (a
+    resumable checkpoint and exit 75; the retried job continues from it): 10% of the runtime,
+    at least 5 and at most 30 minutes, are left for writing it. Empty without a runtime."""
+    try:
+        runtime = float(runtime_minutes or 0)
+    except (TypeError, ValueError):
+        return ""
+    if runtime <= 0:
+        return ""
+    margin = min(max(0.1 * runtime, 5.0), 30.0)
+    return f" --stop-after-minutes {max(runtime - margin, 1.0):g}"
 
 
 def verdict_label(wildcards, output):
