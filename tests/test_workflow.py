@@ -245,8 +245,9 @@ def test_four_gpus_start_four_torchrun_processes(workdir, rule, command):
     block = job_blocks(result.stdout, rule)[0]
     assert resources_of(block)["gpu"] == 4
     launcher = re.search(r"^Shell command: (.*?) --data-dir", block, re.MULTILINE)[1]
+    # the job's runtime (the profile's default 60 minutes) leaves 6 minutes to stop cleanly
     assert launcher == (f"torchrun --standalone --nproc_per_node=4 -m aam.cli {command} "
-                        "--parallel ddp")
+                        "--parallel ddp --stop-after-minutes 54")
 
 
 def test_multi_gpu_fsdp_in_the_config_launches_torchrun_with_fsdp(workdir):
@@ -256,11 +257,13 @@ def test_multi_gpu_fsdp_in_the_config_launches_torchrun_with_fsdp(workdir):
     assert result.returncode == 0, result.stdout
     shell = re.search(r"^Shell command: (.*)$", job_blocks(result.stdout, "finetune")[0],
                       re.MULTILINE)[1]
-    assert shell.startswith("torchrun --standalone --nproc_per_node=2 -m aam.cli train --parallel fsdp ")
+    assert shell.startswith("torchrun --standalone --nproc_per_node=2 -m aam.cli train --parallel fsdp "
+                            "--stop-after-minutes 330 ")  # runtime 360
     assert "--multi-gpu" not in shell
     pretrain = re.search(r"^Shell command: (.*)$", job_blocks(result.stdout, "pretrain")[0],
                          re.MULTILINE)[1]
-    assert pretrain.startswith("aam pretrain --data-dir") and "--parallel" not in pretrain
+    assert pretrain.startswith("aam pretrain --stop-after-minutes 690 --data-dir")  # runtime 720
+    assert "--parallel" not in pretrain
 
 
 class _Resources(dict):
@@ -275,7 +278,8 @@ def test_slurm_sbatch_line_requests_gpus_without_task_geometry(workdir):
     assert result.returncode == 0, result.stdout
     block = job_blocks(result.stdout, "finetune")[0]
     launcher = re.search(r"^Shell command: (.*?) --data-dir", block, re.MULTILINE)[1]
-    assert launcher == "torchrun --standalone --nproc_per_node=2 -m aam.cli train --parallel ddp"
+    assert launcher == ("torchrun --standalone --nproc_per_node=2 -m aam.cli train --parallel ddp "
+                        "--stop-after-minutes 330")  # stops itself 30 minutes before -t 360
     resources = _Resources(resources_of(block))
     assert "tasks" not in resources and "tasks_per_gpu" not in resources
     job = SimpleNamespace(resources=resources, threads=16, name="finetune")
