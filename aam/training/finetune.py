@@ -24,6 +24,7 @@ from aam.errors import InputError
 from aam.model_card import write_model_card
 from aam.models.predictor import Predictor, load_encoder_state, predictor_from_checkpoint
 from aam.predictions import write_metrics, write_predictions
+from aam.provenance import check_same_inputs, provenance
 from aam.training.callbacks import CheckpointCallback, EarlyStopping, ResumeCheckpoints
 from aam.training.checkpoint import load_checkpoint, save_checkpoint
 from aam.training.dist_data import build_loaders
@@ -156,6 +157,9 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
     resume = load_checkpoint(paths.resume_from, "predictor") if paths.resume_from else None
     cfg, encoder = _model_config(cfg, paths, resume)
     train_ids, val_ids = _split(cfg, data, paths)
+    inputs = provenance(data, train_ids, val_ids, paths.data_dir, cfg.target_column)
+    if resume is not None:
+        check_same_inputs(resume.get("provenance"), inputs, paths.resume_from)
     cfg = resolve_sizes(cfg, data, pretrained=resume is not None or encoder is not None)
     setup = build_setup(cfg, data, train_ids, val_ids, **_reused(resume))
     cfg = setup.cfg
@@ -176,7 +180,7 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
     train_loader, val_loader = build_loaders(setup.train_set, setup.val_set, cfg.data, seed, ctx)
     extras = {"target_transform": setup.transform.to_dict() if setup.transform else None,
               "categorical_vocab": setup.vocab, "classes": setup.classes,
-              "task": cfg.task, "target_column": cfg.target_column,
+              "task": cfg.task, "target_column": cfg.target_column, "provenance": inputs,
               # the fitted start's per-subject validation losses, filled at epoch 0 (the
               # same dict object, so every checkpoint carries it; a resumed run reads it)
               "selection_reference": objective.reference}

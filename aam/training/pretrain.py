@@ -22,6 +22,7 @@ from aam.config import PretrainConfig, dump_yaml, to_dict
 from aam.data.sample_ids import read_sample_lists
 from aam.data.tokens import longest
 from aam.errors import InputError
+from aam.provenance import check_same_inputs, provenance
 from aam.training.callbacks import (CheckpointCallback, EarlyStopping, ResumeCheckpoints,
                                     TensorBoardCallback)
 from aam.training.checkpoint import load_checkpoint, save_checkpoint
@@ -83,7 +84,9 @@ def _pretrain(cfg: PretrainConfig, paths: PretrainPaths, ctx: DistContext) -> di
     data = load_prepared(paths.data_dir)
     train_ids, val_ids = _split(data.sample_ids, paths, cfg.data.val_fraction, cfg.train.seed)
     resume = _load_resume(paths.resume_from, cfg)
+    inputs = provenance(data, train_ids, val_ids, paths.data_dir)
     if resume is not None:
+        check_same_inputs(resume.get("provenance"), inputs, paths.resume_from)
         cfg = adopt_derived(cfg, resume)
     max_bp = cfg.data.max_bp or longest(data.sequences)
     cfg = replace(cfg, data=replace(cfg.data, max_bp=max_bp),
@@ -104,7 +107,8 @@ def _pretrain(cfg: PretrainConfig, paths: PretrainPaths, ctx: DistContext) -> di
     model.always_uses_all_parameters = cfg.nucleotide_mask_rate > 0
     objective = PretrainObjective(cfg.nucleotide_mask_rate, cfg.nucleotide_loss_weight,
                                   unifrac=data.unifrac, seed=seed, dist=ctx)
-    ckpt = CheckpointCallback(out / "checkpoints", "encoder", to_dict(cfg), seed)
+    ckpt = CheckpointCallback(out / "checkpoints", "encoder", to_dict(cfg), seed,
+                              {"provenance": inputs})
     callbacks = [ResumeCheckpoints(ckpt, resume, paths.resume_from), ckpt,
                  EarlyStopping(cfg.train.patience), TensorBoardCallback(out / "tensorboard")]
     log.info("pretraining on %d samples, validating on %d; %d parameters; batch %d per process "
