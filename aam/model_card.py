@@ -145,6 +145,10 @@ def _head_fit_note(fit: dict | None, refit: dict | None = None,
     note = (f" Epoch 0 is the fitted start: the abundance head's last layer fitted in closed "
             f"form on the {fit['n_train']} training samples, its L2 penalty "
             f"{fit['penalty']:.3g} chosen by {fit['chosen_by']}.")
+    if fit.get("n_category_features"):
+        note += (f" The same fit holds the main effects of the categorical columns "
+                 f"({fit['n_category_features']} one-hot columns); the fusion path learns what "
+                 "is left.")
     if margin:
         note += (f" A fine-tuned epoch could replace it only with a validation loss lower by "
                  f"more than {margin:g} standard error of the per-{unit} difference "

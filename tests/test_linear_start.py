@@ -211,6 +211,8 @@ def test_aam_train_fits_keeps_and_refits_the_category_effects(prepared, tmp_path
         "category"])
     assert saved["abundance_head_fit"]["n_category_features"] == n_categories
     assert saved["best_epoch"] == 0 and saved["abundance_head_refit"] is not None
+    assert (f"The same fit holds the main effects of the categorical columns ({n_categories} "
+            "one-hot columns)") in (out / "model-card.md").read_text()
     key = "category_effects.tables.0.weight"
     best = load_checkpoint(out / "checkpoints" / "best.pt", "predictor")["model_state"][key]
     final = load_checkpoint(out / "model.pt", "predictor")["model_state"][key]
