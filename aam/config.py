@@ -55,6 +55,13 @@ def _check_choice(name: str, value: str, choices) -> None:
         raise InputError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
 
 
+def _check_range(name: str, value, high, why: str) -> None:
+    """Finite, and at most ``high``: a value a model can train with (``why`` says so)."""
+    check_finite(value, name)
+    if value > high:
+        raise InputError(f"{name} must be at most {high:g}, got {value:g} ({why}).")
+
+
 def _check_positive(name: str, value, allow_zero: bool = False) -> None:
     check_finite(value, name)
     if value < 0 or (value == 0 and not allow_zero):
@@ -81,6 +88,9 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check_positive("token_limit", self.token_limit)
         _check_positive("batch_size", self.batch_size)
+        _check_range("token_limit", self.token_limit, 100_000, "ASVs per sample the model "
+                     "reads; 16S samples hold hundreds to a few thousand")
+        _check_range("batch_size", self.batch_size, 1_000_000, "samples per batch")
         _check_positive("max_bp", self.max_bp, allow_zero=True)
         _check_positive("num_workers", self.num_workers, allow_zero=True)
         _check_choice("asv_sampling", self.asv_sampling, ASV_SAMPLING)
@@ -187,6 +197,14 @@ class TrainConfig:
         _check_positive("grad_clip", self.grad_clip, allow_zero=True)
         _check_positive("weight_decay", self.weight_decay, allow_zero=True)
         _check_positive("stop_after_minutes", self.stop_after_minutes, allow_zero=True)
+        _check_range("lr", self.lr, 1.0, "typical values are 1e-4 to 3e-3; training "
+                     "diverges well below 1")
+        _check_range("weight_decay", self.weight_decay, 1.0, "AdamW's decoupled decay "
+                     "shrinks every weight by lr x weight_decay per step; typical values are 0 "
+                     "to 0.1")
+        _check_range("epochs", self.epochs, 100_000, "choose a number of passes over the data")
+        _check_range("grad_accum_steps", self.grad_accum_steps, 10_000, "one optimiser step "
+                     "per this many batches")
         check_seed(self.seed, "seed")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise InputError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}.")
@@ -264,6 +282,8 @@ class FinetuneConfig:
         _check_positive("abundance_head_width", self.abundance_head_width, allow_zero=True)
         if self.categorical_lr is not None:
             _check_positive("categorical_lr", self.categorical_lr)
+            _check_range("categorical_lr", self.categorical_lr, 1.0, "typical values are "
+                         "1e-4 to 1e-2; training diverges well below 1")
         _check_positive("count_penalty", self.count_penalty, allow_zero=True)
         _check_positive("selection_se", self.selection_se, allow_zero=True)
         _check_positive("nucleotide_loss_weight", self.nucleotide_loss_weight, allow_zero=True)

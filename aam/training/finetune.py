@@ -155,6 +155,8 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
     out = Path(paths.output_dir)
     data = load_prepared(paths.data_dir)
     resume = load_checkpoint(paths.resume_from, "predictor") if paths.resume_from else None
+    if resume is not None:
+        resume["loaded_from"] = str(paths.resume_from)  # named by the loop's checks
     cfg, encoder = _model_config(cfg, paths, resume)
     train_ids, val_ids = _split(cfg, data, paths)
     inputs = provenance(data, train_ids, val_ids, paths.data_dir, cfg.target_column)

@@ -32,6 +32,7 @@ from aam.training.device import resolve_device
 from aam.training.distributed import (DistContext, all_reduce_sums, any_rank, clip_gradients,
                                       eval_module, evaluation_copy, load_optimizer_state,
                                       no_sync, parallel_loss, unwrap, wrap_model)
+from aam.training.resume import check_optimizer_state
 from aam.training.schedule import build_optimizer, warmup_cosine
 from aam.training.seeding import get_rng_state, seed_everything, set_rng_state
 from aam.validate import load_error_reason
@@ -212,6 +213,8 @@ def _apply_resume(state: TrainState, payload: dict) -> None:
     """
     configured = [(g["initial_lr"], g["weight_decay"]) for g in state.optimizer.param_groups]
     if payload.get("optimizer_state") is not None:
+        check_optimizer_state(unwrap(state.model), state.optimizer, payload["optimizer_state"],
+                              payload.get("loaded_from", "the checkpoint"))
         load_optimizer_state(state.model, state.optimizer, payload["optimizer_state"])
     if payload.get("scheduler_state") is not None:
         state.scheduler.load_state_dict(payload["scheduler_state"])

@@ -156,6 +156,7 @@ def _load_resume(path: Optional[Path], cfg: PretrainConfig) -> Optional[dict]:
         return None
     payload = load_checkpoint(path, "encoder")
     check_resume(cfg, payload, path)
+    payload["loaded_from"] = str(path)  # named by the loop's checks
     return payload
 
 

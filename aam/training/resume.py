@@ -17,6 +17,7 @@ A checkpoint carries its run's resolved config. On resume that config is the bas
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import fields, is_dataclass
 from pathlib import Path
@@ -40,7 +41,15 @@ RUNTIME = _RUNTIME | {"train.distributed"}  # the old name of train.parallel
 
 def checkpoint_config(cls, payload: dict, path: Path):
     """The checkpoint's resolved config as ``cls``, runtime settings back at their defaults."""
-    saved = flatten(payload.get("config") or {})
+    config = payload.get("config") or {}
+    sections = [f.name for f in dataclasses.fields(cls) if dataclasses.is_dataclass(f.type)
+                or f.name in ("data", "model", "train", "fusion")]
+    empty = [name for name in sections if not config.get(name)]
+    if empty:
+        raise InputError(f"{path} holds a config this aam cannot resume (its "
+                         f"{', '.join(repr(n) for n in empty)} section is missing or empty). "
+                         "Resume from a checkpoint written by aam, or start a new run.")
+    saved = flatten(config)
     saved = {k: v for k, v in saved.items() if k not in RUNTIME}
     try:
         return from_dict(cls, nest(saved))
@@ -139,3 +148,60 @@ def _show(value) -> str:
 
 __all__ = ["SCHEDULE", "RUNTIME", "DERIVED", "resumed_config", "check_resume", "adopt_derived",
            "checkpoint_config"]
+
+
+def check_optimizer_state(model, optimizer, state: dict, path) -> None:
+    """Refuse an optimizer state that does not fit ``optimizer`` (a crafted or damaged
+    checkpoint would otherwise load silently or fail deep inside torch).
+
+    ``state`` is the full state dict the checkpoints hold: ``param_groups`` (each naming its
+    parameters) and ``state`` by parameter name (``step``, ``exp_avg``, ``exp_avg_sq``).
+
+    Raises
+    ------
+    InputError
+        Naming the first thing that does not fit.
+    """
+    import math
+
+    import torch
+
+    def bad(what: str) -> InputError:
+        return InputError(f"--resume-from {path}: its optimizer state does not fit this model "
+                          f"({what}). Resume from a checkpoint written by this run's aam train or "
+                          "aam pretrain, or start a new run.")
+
+    params = dict(model.named_parameters())
+    groups = state.get("param_groups")
+    if not isinstance(groups, list) or len(groups) != len(optimizer.param_groups):
+        raise bad(f"{len(groups) if isinstance(groups, list) else 'no'} parameter groups, "
+                  f"the model's optimizer has {len(optimizer.param_groups)}")
+    for i, group in enumerate(groups):
+        names = group.get("params") if isinstance(group, dict) else None
+        if not isinstance(names, list) or not all(n in params for n in names):
+            raise bad(f"parameter group {i} names parameters the model does not have")
+        for key in ("lr", "eps", "weight_decay"):
+            value = group.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    not math.isfinite(value) or value < 0:
+                raise bad(f"parameter group {i}: {key} {str(value)[:20]!r} is not a number >= 0")
+    entries = state.get("state")
+    if not isinstance(entries, dict):
+        raise bad("no per-parameter state")
+    for name, entry in entries.items():
+        if name not in params or not isinstance(entry, dict):
+            raise bad(f"state for {str(name)[:60]!r}, which the model does not have")
+        for key in ("exp_avg", "exp_avg_sq"):
+            value = entry.get(key)
+            if not isinstance(value, torch.Tensor) or value.shape != params[name].shape:
+                raise bad(f"{key} of {name} is not a tensor of shape "
+                          f"{tuple(params[name].shape)}")
+            if not bool(torch.isfinite(value).all()) or (key == "exp_avg_sq" and
+                                                         bool((value < 0).any())):
+                raise bad(f"{key} of {name} holds non-finite or negative values")
+        step = entry.get("step")
+        step = float(step) if isinstance(step, torch.Tensor) and step.numel() == 1 else step
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or \
+                not math.isfinite(step) or step < 0:
+            raise bad(f"step of {name} is not a whole number >= 0")
+
