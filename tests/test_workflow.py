@@ -29,7 +29,7 @@ FAKE_AAM = textwrap.dedent(
     command, args = sys.argv[1], sys.argv[2:]
     value = lambda flag, default=None: args[args.index(flag) + 1] if flag in args else default
     FILES = {{
-        "simulate": ["table.biom", "metadata.tsv", "tree.nwk"],
+        "simulate": ["table.biom", "metadata.tsv", "tree.nwk", "taxonomy.tsv", "truth.json"],
         "prepare": ["table.biom", "metadata.tsv", "unifrac.h5", "prepare.json"],
         "pretrain": ["encoder.pt", "metrics.json"],
         "train": ["model.pt", "train_samples.txt", "val_samples.txt", "val_predictions.tsv",

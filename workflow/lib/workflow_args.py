@@ -26,7 +26,9 @@ SIMULATED_INPUTS = {
     "table": "resources/sim/table.biom",
     "metadata": "resources/sim/metadata.tsv",
     "tree": "resources/sim/tree.nwk",
+    "taxonomy": "resources/sim/taxonomy.tsv",  # its clades: signal vs background
 }
+SIMULATED_TRUTH = {"truth": "resources/sim/truth.json"}
 
 
 # Config keys that steer the workflow and are not `aam` flags (extra_args is spliced in verbatim).

@@ -14,6 +14,7 @@ from snakemake.utils import Paramspace, validate
 sys.path.insert(0, os.path.join(workflow.basedir, "lib"))
 
 from workflow_args import (
+    SIMULATED_TRUTH,
     baseline_flags,
     baseline_train_lists,
     cli_flags,

@@ -3,6 +3,8 @@ rule simulate:
         table="resources/sim/table.biom",
         metadata="resources/sim/metadata.tsv",
         tree="resources/sim/tree.nwk",
+        taxonomy="resources/sim/taxonomy.tsv",
+        truth="resources/sim/truth.json",
     log:
         "logs/simulate/simulate.log",
     localrule: True

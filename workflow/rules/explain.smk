@@ -1,5 +1,7 @@
 rule explain:
     input:
+        # the simulator's truth: explain scores how well each model ranks the signal ASVs
+        unpack(lambda wildcards: {} if config["input"]["table"] else SIMULATED_TRUTH),
         model="results/finetune/{ablation}/fold~{fold}/seed~{seed}/model.pt",
         info="results/data/prepare.json",
         samples="results/splits/fold~{fold}/test_samples.txt",
@@ -26,7 +28,8 @@ rule explain:
         data_dir=lambda wildcards, input: os.path.dirname(input.info),
         outdir=lambda wildcards, output: os.path.dirname(output.table),
         flags=cli_flags(config["explain"]),
+        truth=lambda wildcards, input: optional_file_flags(input, truth="truth"),
     shell:
         "aam explain --model {input.model} --data-dir {params.data_dir} "
         "--samples {input.samples} --rf-importances {input.rf} --output-dir {params.outdir} "
-        "{params.flags} > {log} 2>&1"
+        "{params.truth} {params.flags} > {log} 2>&1"
