@@ -106,6 +106,12 @@ def predict_samples(model: Predictor, payload: dict, data: PreparedData,
     cat_ids = None
     if model_cfg.data.categorical_columns:
         vocab = {c: vocab[c] for c in model_cfg.data.categorical_columns}
+        absent = [c for c in model_cfg.data.categorical_columns if c not in meta.columns]
+        if absent:
+            raise InputError(
+                f"the model was trained with the categorical column(s) {', '.join(absent)}, "
+                f"which {source} does not have; give metadata with these columns (--metadata), "
+                "values may be empty for unknown categories.")
         cat_ids = encode_categories(meta, vocab, ids)[0]  # warns naming unseen categories
     dataset = SampleDataset(data, ids, data_cfg, cat_ids=cat_ids, seed=seed)
     device = resolve_device(cfg.device)

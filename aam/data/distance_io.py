@@ -111,6 +111,10 @@ def read_distance_matrix(path: str | Path) -> tuple[list[str], np.ndarray]:
     elif is_qza(path):
         text = read_qza_member(path, "-matrix.tsv", "DistanceMatrix").decode("utf-8", "replace")
         ids, matrix = read_tsv_matrix(text, path)
+    elif path.suffix == ".qza":
+        raise InputError(f"{path} is not a QIIME 2 artifact (a .qza is a zip file; this one is "
+                         "not): it may be truncated or renamed. Export the DistanceMatrix again "
+                         "(qiime diversity beta ... --o-distance-matrix).")
     else:
         ids, matrix = read_tsv_matrix(path.read_text(encoding="utf-8", errors="replace"), path)
     ids = clean_ids(ids, f"{path} (IDs)")

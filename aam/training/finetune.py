@@ -175,9 +175,10 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
         write_lines(out / "train_samples.txt", train_ids)
         write_lines(out / "val_samples.txt", val_ids)
         write_text(out / "config.resolved.yaml", dump_yaml(cfg))
+    units = subject_groups(data, cfg.group_by, val_ids)
+    _check_margin_units(cfg, units, len(val_ids))
     objective = FinetuneObjective(cfg, setup.transform, setup.classes, setup.groups,
-                                  setup.actual, setup.class_weight, dist=ctx,
-                                  units=subject_groups(data, cfg.group_by, val_ids))
+                                  setup.actual, setup.class_weight, dist=ctx, units=units)
     seed = cfg.train.seed
     train_loader, val_loader = build_loaders(setup.train_set, setup.val_set, cfg.data, seed, ctx)
     extras = {"target_transform": setup.transform.to_dict() if setup.transform else None,
@@ -245,6 +246,18 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
              " ".join(f"{k}={v:.4g}" for k, v in _metric_values(objective).items()
                       if v is not None))
     return summary
+
+
+def _check_margin_units(cfg: FinetuneConfig, units: Optional[dict], n_val: int) -> None:
+    """The selection margin measures noise across validation subjects: refuse a grouping that
+    leaves one (the margin would silently be 0 while the model card states it)."""
+    margin = cfg.selection_se > 0 and cfg.abundance_head and cfg.abundance_head_init == "fit"
+    if margin and units is not None and len(set(units.values())) < 2:
+        raise InputError(
+            f"--group-by {cfg.group_by} gives the {n_val} validation samples a single subject, "
+            f"so the selection margin (--selection-se {cfg.selection_se:g}) cannot measure how "
+            "much validation losses vary between subjects. Name the subject column, hold out "
+            "more subjects for validation, or give --selection-se 0.")
 
 
 def subject_groups(data: PreparedData, column: str, sample_ids: list[str]) -> Optional[dict]:

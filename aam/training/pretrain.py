@@ -83,6 +83,7 @@ def _pretrain(cfg: PretrainConfig, paths: PretrainPaths, ctx: DistContext) -> di
     out = Path(paths.output_dir)
     data = load_prepared(paths.data_dir)
     train_ids, val_ids = _split(data.sample_ids, paths, cfg.data.val_fraction, cfg.train.seed)
+    _check_distances_vary(data, train_ids, paths.data_dir)
     resume = _load_resume(paths.resume_from, cfg)
     inputs = provenance(data, train_ids, val_ids, paths.data_dir)
     if resume is not None:
@@ -149,6 +150,22 @@ def _split(sample_ids: list[str], paths: PretrainPaths, val_fraction: float,
         raise InputError(f"Pretraining needs at least 2 training and 2 validation samples "
                          f"(UniFrac pairs); got {len(train)} and {len(val)}. Use more samples.")
     return train, val
+
+
+def _check_distances_vary(data, train_ids: list[str], data_dir: Path) -> None:
+    """Refuse distances that are all equal between the training samples: there is nothing to
+    learn from them (the loss is flat and their correlation with any prediction undefined)."""
+    if data.unifrac is None:
+        return  # the dataset names the missing distances
+    index = {s: i for i, s in enumerate(data.sample_ids)}
+    rows = np.array([index[s] for s in train_ids])
+    block = data.unifrac[np.ix_(rows, rows)]
+    off = block[~np.eye(len(rows), dtype=bool)]
+    if off.size and float(off.max() - off.min()) == 0.0:
+        raise InputError(
+            f"every distance between the {len(rows)} training samples in {data_dir} is "
+            f"{float(off.max()):g}: pretraining has nothing to learn from them. Check the "
+            "distance matrix (a tree or metric that sees no differences), or skip pretraining.")
 
 
 def _load_resume(path: Optional[Path], cfg: PretrainConfig) -> Optional[dict]:

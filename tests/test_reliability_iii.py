@@ -1,0 +1,82 @@
+"""Newer-surface failure cases: each refuses with one line naming what and how to fix it."""
+
+from __future__ import annotations
+
+import shutil
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from aam.cli.__main__ import main as aam_main
+
+TINY = ["--embedding-dim", "16", "--attention-heads", "2", "--attention-layers", "1",
+        "--batch-size", "4", "--token-limit", "8", "--device", "cpu", "--epochs", "1"]
+
+
+def _refused(argv, capsys) -> str:
+    capsys.readouterr()
+    assert aam_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+def test_group_by_with_one_validation_subject_refuses_the_margin(simulated_prepared, tmp_path,
+                                                                 capsys):
+    prep = tmp_path / "prep"
+    shutil.copytree(simulated_prepared, prep)
+    meta = pd.read_csv(prep / "metadata.tsv", sep="\t", dtype=str)
+    meta["lab"] = "one-lab"  # a column with a single value: one "subject"
+    meta.to_csv(prep / "metadata.tsv", sep="\t", index=False)
+    argv = ["train", "--data-dir", str(prep), "--output-dir", str(tmp_path / "o"), *TINY,
+            "--val-fraction", "0.25", "--train-samples", str(_lists(tmp_path, meta)[0]),
+            "--val-samples", str(_lists(tmp_path, meta)[1]), "--group-by", "lab"]
+    last = _refused(argv, capsys)
+    assert "--group-by lab gives the 8 validation samples a single subject" in last
+    assert "--selection-se 0" in last and not (tmp_path / "o").exists()
+    assert aam_main([*argv, "--selection-se", "0"]) == 0
+
+
+def _lists(folder, meta):
+    ids = meta["sample_id"].tolist()
+    (folder / "train.txt").write_text("\n".join(ids[8:]) + "\n")
+    (folder / "val.txt").write_text("\n".join(ids[:8]) + "\n")
+    return folder / "train.txt", folder / "val.txt"
+
+
+def test_pretraining_on_all_zero_distances_is_refused(tiny_prepared, tmp_path, capsys):
+    prep = tmp_path / "prep"
+    shutil.copytree(tiny_prepared, prep)
+    with h5py.File(prep / "unifrac.h5", "r+") as f:
+        name = next(k for k in f.keys() if f[k].ndim == 2)
+        f[name][...] = np.zeros_like(f[name][...])
+    last = _refused(["pretrain", "--data-dir", str(prep), "--output-dir", str(tmp_path / "o"),
+                     *TINY, "--val-fraction", "0.4"], capsys)
+    assert "every distance between the" in last and "is 0" in last
+
+
+def test_a_qza_that_is_not_a_zip_is_named_as_such(tmp_path, capsys):
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data"
+    (tmp_path / "d.qza").write_text("sample\tS1\nS1\t0\n")
+    last = _refused(["prepare", "--table", str(data / "tiny-table.biom"), "--metadata",
+                     str(data / "tiny-metadata.tsv"), "--unifrac-matrix",
+                     str(tmp_path / "d.qza"), "--metadata-column", "ph", "--output-dir",
+                     str(tmp_path / "o")], capsys)
+    assert "d.qza is not a QIIME 2 artifact (a .qza is a zip file" in last
+
+
+def test_predict_without_the_models_categorical_column_says_the_model_needs_it(
+        simulated_prepared, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert aam_main(["train", "--data-dir", str(simulated_prepared), "--output-dir", str(run),
+                     *TINY, "--group-by", "subject", "--categorical-columns", "category"]) == 0
+    meta = pd.read_csv(simulated_prepared / "metadata.tsv", sep="\t", dtype=str)
+    meta.drop(columns="category").to_csv(tmp_path / "m.tsv", sep="\t", index=False)
+    last = _refused(["predict", "--model", str(run / "model.pt"), "--data-dir",
+                     str(simulated_prepared), "--metadata", str(tmp_path / "m.tsv"), "--output",
+                     str(tmp_path / "p" / "p.tsv"), "--device", "cpu"], capsys)
+    assert "the model was trained with the categorical column(s) category" in last
