@@ -44,7 +44,8 @@ def _as_os_error(err: RuntimeError, path: Path) -> Exception:
     found = re.search(r"errno = (\d+)", text)
     if found:
         code = int(found.group(1))
-    elif "write failed" in text or "failed writing" in text:
+    elif any(sign in text for sign in ("write failed", "failed writing", "unexpected pos",
+                                       "PytorchStreamWriter")):
         code = errno.ENOSPC if _disk_full(path.parent) else errno.EIO
     else:
         return err

@@ -80,3 +80,36 @@ def test_predict_without_the_models_categorical_column_says_the_model_needs_it(
                      str(simulated_prepared), "--metadata", str(tmp_path / "m.tsv"), "--output",
                      str(tmp_path / "p" / "p.tsv"), "--device", "cpu"], capsys)
     assert "the model was trained with the categorical column(s) category" in last
+
+
+def test_the_zip_writer_failing_on_a_checkpoint_is_one_line(simulated_prepared, tmp_path,
+                                                            monkeypatch, capsys):
+    """torch's zip writer reports a full disk as RuntimeError("... unexpected pos ...")."""
+    import torch
+
+    import aam.atomic
+
+    real = torch.save
+
+    def full(obj, f, *args, **kwargs):
+        if "last.pt" in str(f):
+            raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 "
+                               "vs 0")
+        return real(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(aam.atomic, "_disk_full", lambda folder: True)
+    last = _refused(["train", "--data-dir", str(simulated_prepared), "--output-dir",
+                     str(tmp_path / "o"), *TINY, "--group-by", "subject"], capsys)
+    assert "no space left on the device while writing" in last and "last.pt" in last
+
+
+def test_val_fraction_beside_sample_lists_says_it_is_ignored(simulated_prepared, tmp_path,
+                                                             capsys):
+    meta = pd.read_csv(simulated_prepared / "metadata.tsv", sep="\t", dtype=str)
+    train, val = _lists(tmp_path, meta)
+    capsys.readouterr()
+    assert aam_main(["train", "--data-dir", str(simulated_prepared), "--output-dir",
+                     str(tmp_path / "o"), *TINY, "--train-samples", str(train),
+                     "--val-samples", str(val), "--val-fraction", "0.3"]) == 0
+    assert "--val-fraction 0.3 is ignored" in capsys.readouterr().err

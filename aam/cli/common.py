@@ -130,6 +130,13 @@ def continue_preempted(args: argparse.Namespace) -> None:
         args.resume_from = last
 
 
+def warn_unused_val_fraction(args: argparse.Namespace) -> None:
+    """--val-fraction splits the prepared samples only when no sample lists are given."""
+    if getattr(args, "val_fraction", None) is not None and args.train_samples is not None:
+        log.warning("--val-fraction %g is ignored: --train-samples and --val-samples give the "
+                    "split", args.val_fraction)
+
+
 def _one_line(err: Exception, output: Optional[Path] = None) -> str:
     """The message of an input error or of an OSError (naming its path)."""
     message = " ".join(str(err).split()) or type(err).__name__  # always one line

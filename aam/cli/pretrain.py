@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from aam.cli.common import Outputs, add_common_flags, continue_preempted, run
+from aam.cli.common import (Outputs, add_common_flags, continue_preempted, run,
+                             warn_unused_val_fraction)
 from aam.cli.options import (PRETRAIN_OPTIONS, add_run_flags, add_training_flags,
                              build_training_config)
 from aam.config import PretrainConfig
@@ -31,6 +32,7 @@ def _body(args: argparse.Namespace) -> int:
     from aam.training.pretrain import PretrainPaths, run_pretrain
 
     continue_preempted(args)
+    warn_unused_val_fraction(args)
     cfg = build_training_config(PretrainConfig, args, PRETRAIN_OPTIONS, args.config)
     paths = PretrainPaths(args.data_dir, args.output_dir, args.train_samples, args.val_samples,
                           args.resume_from)

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from aam.cli.categorical_help import help_text
-from aam.cli.common import Outputs, add_common_flags, continue_preempted, run
+from aam.cli.common import (Outputs, add_common_flags, continue_preempted, run,
+                             warn_unused_val_fraction)
 from aam.cli.options import (FINETUNE_OPTIONS, add_run_flags, add_training_flags,
                              build_training_config)
 from aam.config import FinetuneConfig, load_yaml
@@ -67,6 +68,7 @@ def _warn_ignored(args: argparse.Namespace, cfg: FinetuneConfig) -> None:
                     args.categorical_fusion)
     if args.count_penalty is not None and not cfg.count_prediction:
         log.warning("--count-penalty is ignored with --no-count-prediction")
+    warn_unused_val_fraction(args)
 
 
 def _body(args: argparse.Namespace) -> int:
