@@ -88,3 +88,18 @@ def test_without_linear_runs_the_report_is_as_before(tmp_path):
                                        n_bootstrap=50, figures=False))
     assert "vs_linear" not in table and "r2_diff_vs_linear" not in table
     assert "vs linear" not in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_models_with_identical_predictions_share_a_rank(tmp_path):
+    fabricate(tmp_path / "results")
+    import shutil
+
+    twin = tmp_path / "results" / "finetune" / "fusion~perceiver"
+    shutil.copytree(tmp_path / "results" / "finetune" / GOOD, twin)
+    table = write_report(CompareConfig(str(tmp_path / "results"), str(tmp_path / "out"),
+                                       n_bootstrap=50, figures=False))
+    ranks = table.set_index("model")["rank"]
+    assert ranks[GOOD] == ranks["fusion~perceiver"] == 1 and ranks["linear"] == 3
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "Same model, shared rank: **concat** = **perceiver**" in summary or \
+        "Same model, shared rank: **perceiver** = **concat**" in summary

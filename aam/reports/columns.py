@@ -107,10 +107,43 @@ def add_report_columns(table: pd.DataFrame, runs, baselines: tuple[str, ...], me
     inert = out["metadata_inert"].fillna(False).astype(bool)
     ranked = out[~inert].sort_values(f"{metric}_mean", ascending=not HIGHER_IS_BETTER[metric],
                                      na_position="last", kind="stable")
-    ranked = ranked.assign(rank=pd.array(range(1, len(ranked) + 1), dtype="Int64"))
+    ranked = ranked.assign(rank=pd.array(_tied_ranks(list(ranked["model"]), runs),
+                                         dtype="Int64"))
     unranked = out[inert].assign(rank=pd.array([pd.NA] * int(inert.sum()), dtype="Int64"))
     result = pd.concat([ranked, unranked], ignore_index=True)
     return result[["rank"] + [c for c in result.columns if c != "rank"]]
+
+
+def same_predictions(a: list, b: list) -> bool:
+    """Do two models' runs (paired by fold and seed) predict exactly the same (within 1e-9)?"""
+    pairs = {(r.fold, r.seed): r for r in b}
+    if len(a) != len(b) or any((r.fold, r.seed) not in pairs for r in a):
+        return False
+    for run in a:
+        other = pairs[(run.fold, run.seed)].predictions
+        merged = run.predictions.merge(other, on="sample_id", suffixes=("", "_b"))
+        probs = [c for c in run.predictions if c.startswith("prob_")]
+        cols = probs or ["prediction"]  # classification: the probabilities decide
+        if len(merged) != len(run.predictions) or len(other) != len(run.predictions):
+            return False
+        for c in cols:
+            if c + "_b" not in merged or not np.allclose(
+                    merged[c].to_numpy(float), merged[c + "_b"].to_numpy(float), rtol=0,
+                    atol=1e-9, equal_nan=True):
+                return False
+    return True
+
+
+def _tied_ranks(models: list[str], runs) -> list[int]:
+    """1, 2, ... in order, except that a model predicting exactly as the one ranked above it
+    shares its rank (two fusion rows that are the same model are not ranked against each
+    other)."""
+    ranks = []
+    for i, model in enumerate(models):
+        same = i and same_predictions([r for r in runs if r.model == model],
+                                      [r for r in runs if r.model == models[i - 1]])
+        ranks.append(ranks[-1] if same else i + 1)
+    return ranks
 
 
 def metrics_table(table: pd.DataFrame, task: str, baseline: str, others) -> list[str]:

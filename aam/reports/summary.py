@@ -178,10 +178,25 @@ def summary_markdown(table: pd.DataFrame, task: str, baseline: str, n_bootstrap:
                       "difference (they are the sequence-only model):", ""]
         lines += [f"- metadata inert: {verdict(row, primary, baseline, others)}"
                   for _, row in table[inert].iterrows()]
+    lines += _tie_note(table)
     lines += _no_signal_warning(table, task)
     lines += list(selection)
     lines += [""] + metrics_table(table, task, baseline, others)
     return "\n".join(lines) + "\n"
+
+
+def _tie_note(table: pd.DataFrame) -> list[str]:
+    """A note naming models that share a rank: their predictions are identical."""
+    if "rank" not in table:
+        return []
+    ranked = table[table["rank"].notna()]
+    groups = [g for _, g in ranked.groupby("rank") if len(g) > 1]
+    if not groups:
+        return []
+    names = "; ".join(" = ".join(f"**{x}**" for x in g.get("label", g["model"])) for g in groups)
+    return ["", f"Same model, shared rank: {names} predict exactly the same on every test "
+                "sample (e.g. fusions that all kept the same fitted start), so they are not "
+                "ranked against each other."]
 
 
 def _inert(table: pd.DataFrame) -> pd.Series:
