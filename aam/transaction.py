@@ -58,8 +58,10 @@ _OLD = re.compile(r"^\..+\.old-[0-9a-f]{8}$")
 class Transaction:
     """An open transaction: write into ``staging``; ``target`` is the real output folder.
 
-    ``written`` holds the names aam commands wrote into ``target`` (its manifest): only those
-    may be replaced or removed.
+    ``written`` maps the names aam commands wrote into ``target`` to the command that wrote
+    them (its manifest): only those may be replaced or removed. With ``sole_owner`` (a command
+    that writes a whole folder, not one file) the command owns its output set completely: a
+    name it wrote before and no longer writes is removed on commit.
     """
 
     target: Path
@@ -67,7 +69,9 @@ class Transaction:
     durable: tuple[str, ...] = ()
     owned: tuple[str, ...] = ()
     created: list[Path] = field(default_factory=list)
-    written: set[str] = field(default_factory=set)
+    written: dict[str, str] = field(default_factory=dict)
+    command: str = ""
+    sole_owner: bool = False
 
     def commit(self) -> None:
         """Move every staged entry into ``target`` (markers last), replacing older ones that
@@ -86,9 +90,14 @@ class Transaction:
         produced = {p.name for p in entries}
         for entry in entries:
             check_replaceable(self.target / entry.name, self.written, entry.is_dir())
-        stale = [self.target / n for n in self.owned if n not in produced and n in self.written]
-        self.written |= produced
-        self.written -= {p.name for p in stale}
+        gone = {n for n in self.owned if n not in produced and n in self.written}
+        if self.sole_owner and self.command:
+            gone |= {n for n, by in self.written.items() if by == self.command
+                     and n not in produced and n not in self.durable}
+        stale = [self.target / n for n in sorted(gone)]
+        self.written.update({n: self.command for n in produced})
+        for name in gone:
+            self.written.pop(name, None)
         write_manifest(self.target, self.written)
         replaced = [self.target / p.name for p in entries] + stale
         replaced.sort(key=lambda p: p.name not in MARKERS)  # markers aside first
@@ -103,20 +112,25 @@ class Transaction:
         return [p for name in self.durable for p in (self.target / name).glob("last.pt")]
 
 
-def read_manifest(folder: Path) -> set[str]:
-    """The names aam commands wrote into ``folder`` (empty when it has no record)."""
+def read_manifest(folder: Path) -> dict[str, str]:
+    """Name -> command of what aam commands wrote into ``folder`` (empty without a record)."""
     try:
         names = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))["written"]
     except (OSError, ValueError, KeyError, TypeError):
-        return set()
-    return {n for n in names if isinstance(n, str) and n and "/" not in n}
+        return {}
+    if isinstance(names, list):
+        names = dict.fromkeys(names, "")
+    if not isinstance(names, dict):
+        return {}
+    return {n: by if isinstance(by, str) else "" for n, by in names.items()
+            if isinstance(n, str) and n and "/" not in n}
 
 
-def write_manifest(folder: Path, names: set[str]) -> None:
-    write_json(folder / MANIFEST_NAME, {"written": sorted(names)})
+def write_manifest(folder: Path, written: dict[str, str]) -> None:
+    write_json(folder / MANIFEST_NAME, {"written": dict(sorted(written.items()))})
 
 
-def check_replaceable(dest: Path, written: set[str], is_dir: bool = False) -> None:
+def check_replaceable(dest: Path, written, is_dir: bool = False) -> None:
     """Refuse when ``dest`` exists but aam did not write it (a user's file, or a folder holding
     files), or when it is a folder where aam writes a file (or the reverse)."""
     if not (dest.exists() or dest.is_symlink()):
@@ -165,8 +179,8 @@ def _swap_in(entries: list[Path], replaced: list[Path], target: Path) -> None:
 
 @contextlib.contextmanager
 def output_transaction(target: str | os.PathLike, durable: Sequence[str] = (),
-                       owned: Sequence[str] = (), files: Sequence[str] = ()
-                       ) -> Iterator[Transaction]:
+                       owned: Sequence[str] = (), files: Sequence[str] = (),
+                       command: str = "", sole_owner: bool = False) -> Iterator[Transaction]:
     """Lock ``target``, clean leftovers of killed runs, and yield a :class:`Transaction` whose
     ``staging`` folder the command writes into; committed when the block ends without error.
 
@@ -177,6 +191,9 @@ def output_transaction(target: str | os.PathLike, durable: Sequence[str] = (),
         write them (e.g. ``taxonomy.tsv`` of an earlier ``aam prepare`` with a taxonomy), and
         only when aam wrote them
     files : names of files the command will write, checked before it starts
+    command : the command's name, recorded in the manifest beside each name it writes
+    sole_owner : the command owns its output set in ``target`` completely (see
+        :class:`Transaction`)
 
     Raises
     ------
@@ -198,7 +215,8 @@ def output_transaction(target: str | os.PathLike, durable: Sequence[str] = (),
             staging = target / STAGING_NAME
             _clean_leftovers(target, staging, written)
             staging.mkdir()
-            tx = Transaction(target, staging, tuple(durable), tuple(owned), created, written)
+            tx = Transaction(target, staging, tuple(durable), tuple(owned), created, written,
+                             command, sole_owner)
             try:
                 _link_durable(tx)
                 yield tx
@@ -228,7 +246,7 @@ def _forget_removed(target: Path, durable: Sequence[str], recorded: bool) -> Non
     if not target.is_dir():
         return
     written = read_manifest(target)
-    kept = {n for n in written if n not in durable or (target / n).exists()}
+    kept = {n: by for n, by in written.items() if n not in durable or (target / n).exists()}
     with contextlib.suppress(OSError):
         if kept == written:
             return
@@ -284,19 +302,19 @@ def _link_durable(tx: Transaction) -> None:
             real.mkdir()
             tx.created.append(real)
         if name not in tx.written:
-            tx.written.add(name)  # recorded now: a failed run's checkpoints are aam's to resume
+            tx.written[name] = tx.command  # now: a failed run's checkpoints are aam's to resume
             write_manifest(tx.target, tx.written)
         os.symlink(os.path.join("..", name), tx.staging / name, target_is_directory=True)
 
 
-def _clean_leftovers(target: Path, staging: Path, written: set[str]) -> None:
+def _clean_leftovers(target: Path, staging: Path, written: dict[str, str]) -> None:
     """Remove what a killed run left: its staging folder, entries an interrupted commit moved
     aside, and interrupted atomic writes inside folders aam wrote (never a user's files)."""
     stale = [staging] if staging.exists() or staging.is_symlink() else []
     stale += [p for p in target.glob(".*.old-*")
               if _OLD.match(p.name) and p.name[1:].rsplit(".old-", 1)[0] in written]
     stale += [p for p in target.glob(".*.tmp") if _ATOMIC_TMP.match(p.name)
-              and _tmp_of(p.name) in written | {MANIFEST_NAME}]
+              and _tmp_of(p.name) in {*written, MANIFEST_NAME}]
     for name in sorted(written):
         folder = target / name
         if folder.is_dir() and not folder.is_symlink():

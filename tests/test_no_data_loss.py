@@ -182,3 +182,19 @@ def test_an_empty_folder_named_like_an_output_folder_is_replaced(tmp_path):
         (tx.staging / "fold~0").mkdir()
         (tx.staging / "fold~0" / "train_samples.txt").write_text("a\n")
     assert (out / "fold~0" / "train_samples.txt").read_text() == "a\n"
+
+
+def test_a_rerun_that_no_longer_writes_a_file_removes_its_old_one(tmp_path):
+    """A folder-writing command owns its output set: what it wrote before and no longer
+    writes goes; what another command wrote there (predict's file in a run folder) stays."""
+    out = tmp_path / "run"
+    with output_transaction(out, command="train", sole_owner=True) as tx:
+        for name in ("model.pt", "old-figure.svg"):
+            (tx.staging / name).write_text("1\n")
+    with output_transaction(out, files=["predictions.tsv"], command="predict") as tx:
+        (tx.staging / "predictions.tsv").write_text("p\n")
+    (out / "notes.txt").write_text("mine\n")
+    with output_transaction(out, command="train", sole_owner=True) as tx:
+        (tx.staging / "model.pt").write_text("2\n")
+    assert sorted(p.name for p in out.iterdir() if p.name != MANIFEST_NAME) == [
+        "model.pt", "notes.txt", "predictions.tsv"]

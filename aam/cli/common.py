@@ -86,6 +86,7 @@ def run(body: Callable[[argparse.Namespace], int | None], parser: argparse.Argum
     """Parse ``argv``, run ``body(args)`` in an output transaction; user errors (and a full,
     read-only or forbidden disk) become one stderr line and exit code 2."""
     args = parser.parse_args(argv)
+    args._command = parser.prog.split()[-1]
     setup_logging(getattr(args, "debug", False))
     try:
         check_namespace(args)  # no NaN/inf in any float flag
@@ -173,13 +174,20 @@ def _transaction(args: argparse.Namespace, outputs: Optional[Outputs]):
     folder = path.parent if outputs.is_file else path
     args._output_folder = folder  # named by disk errors that carry no file name
     files = _output_files(args, outputs, path, folder)
-    with output_transaction(folder, outputs.durable, outputs.owned, files) as tx:
+    command = parser_name(args)
+    with output_transaction(folder, outputs.durable, outputs.owned, files, command,
+                            sole_owner=not outputs.is_file) as tx:
         setattr(args, outputs.arg, _staged(path, folder, tx.staging))
         for name in outputs.also:
             value = getattr(args, name, None)
             if value is not None:
                 setattr(args, name, _staged(Path(value), folder, tx.staging))
         yield tx
+
+
+def parser_name(args: argparse.Namespace) -> str:
+    """The command's name (``train`` of ``aam train``), recorded beside what it writes."""
+    return str(getattr(args, "_command", "") or "")
 
 
 def _output_files(args: argparse.Namespace, outputs: Outputs, path: Path,
