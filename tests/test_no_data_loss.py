@@ -76,13 +76,16 @@ def _commands(made, out: Path) -> dict[str, list[str]]:
                     "--device", "cpu", "--output", str(out / "predictions.tsv")],
         "rf-baseline": ["rf-baseline", "--data-dir", str(prepared), "--metadata-column", "ph",
                         *samples, "--output", str(out / "predictions.tsv")],
+        "linear-baseline": ["linear-baseline", "--data-dir", str(prepared), "--metadata-column",
+                            "ph", *samples, "--output", str(out / "predictions.tsv")],
     }
 
 
 #: Per command, one output name it writes into its folder (taken by a user's file, it refuses).
 TAKEN = {"simulate": "table.biom", "prepare": "metadata.tsv", "split": "splits.json",
          "pretrain": "metrics.json", "train": "metrics.json", "explain": "attributions.tsv",
-         "predict": "predictions.tsv", "rf-baseline": "predictions.tsv"}
+         "predict": "predictions.tsv", "rf-baseline": "predictions.tsv",
+         "linear-baseline": "predictions.tsv"}
 
 
 @pytest.mark.parametrize("command", sorted(TAKEN))
@@ -105,7 +108,7 @@ def test_a_users_file_with_an_output_name_is_never_replaced(command, made, tmp_p
     assert _snapshot(out) == before
 
 
-@pytest.mark.parametrize("command", ["predict", "rf-baseline"])
+@pytest.mark.parametrize("command", ["predict", "rf-baseline", "linear-baseline"])
 def test_output_file_that_is_a_users_folder_is_refused_and_kept(command, made, tmp_path,
                                                                 capsys):
     out = tmp_path / "results"
