@@ -259,6 +259,12 @@ class FinetuneConfig:
     abundance_head_init: str = "fit"  # fit: penalised linear fit before fine-tuning | zero
     abundance_head_width: int = 512  # hidden units of the head (0: 4 x embedding dim)
     abundance_head_features: str = "fourier"  # fourier: random Fourier features | mlp: GELU
+    abundance_head_encoder: str = field(default="snapshot", metadata={
+        "help": "ASV vectors the fitted abundance head reads while fine-tuning trains: snapshot "
+                "(a frozen copy of the sequence encoder taken at the fit, saved with the model), "
+                "frozen (the sequence encoder is not trained), live (the trained encoder's: "
+                "moves the fitted start)",
+        "choices": ("snapshot", "frozen", "live")})
     # when the fitted start is the best epoch: refit the head on training + validation samples
     abundance_head_refit: bool = True
     # a fine-tuned epoch replaces the fitted start only when its validation loss is lower by
@@ -274,6 +280,8 @@ class FinetuneConfig:
         _check_choice("task", self.task, TASKS)
         _check_choice("abundance_head_init", self.abundance_head_init, HEAD_INITS)
         _check_choice("abundance_head_features", self.abundance_head_features, HEAD_FEATURES)
+        _check_choice("abundance_head_encoder", self.abundance_head_encoder,
+                      ("snapshot", "frozen", "live"))  # aam.models.start.START_ENCODERS
         if self.task == "regression":
             _check_choice("loss", self.loss, REGRESSION_LOSSES)
         _check_positive("val_prediction_passes", self.val_prediction_passes)

@@ -16,6 +16,7 @@ from aam.models.encoder import AAMEncoder, EncoderOutput, n_count_features
 from aam.models.fusion import build_fusion
 from aam.models.heads import (AbundanceHead, CategoryEffects, CategoryEmbeddings, CountHead,
                               MaskedAttentionPool, OutputScaling, TargetEncoder, TargetHead)
+from aam.models.start import SequenceSnapshot, fill_missing_snapshot
 from aam.validate import load_error_reason
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,13 @@ class Predictor(nn.Module):
     (:class:`~aam.models.asv_cache.EncoderCache`): ASV vectors by global ASV index and, unless
     ASVs are sampled at random, whole sample outputs by sample index, kept across epochs. The
     cache is not part of the ``state_dict`` and is emptied whenever encoder weights are loaded.
+
+    A fitted abundance head (``abundance_head_init: fit``) reads ASV vectors that do not move
+    while the rest trains (``abundance_head_encoder``): ``snapshot`` (default), a frozen copy of
+    the sequence encoder (``start_encoder``, :class:`~aam.models.start.SequenceSnapshot`) that
+    :func:`~aam.training.head_fit.fit_abundance_head` takes before it fits; ``frozen``, the
+    encoder's own nucleotide encoder and ASV norm are not trained (eval mode, no gradients);
+    ``live``, the trained encoder's vectors (the head's fit is scrambled as they move).
     """
 
     def __init__(self, cfg: FinetuneConfig) -> None:
@@ -98,6 +106,13 @@ class Predictor(nn.Module):
         if self.scaling_column is not None:
             self.output_scaling = OutputScaling(cfg.fusion.cardinalities[self.scaling_column],
                                                 cfg.out_dim)
+        self.start_encoder: Optional[SequenceSnapshot] = None
+        self.start_mode = start_mode(cfg)
+        if self.start_mode == "snapshot":
+            self.start_encoder = SequenceSnapshot(self.encoder)
+        elif self.start_mode == "frozen":
+            self.encoder.nucleotide.requires_grad_(False)
+            self.encoder.asv_norm.requires_grad_(False)
         self.encoder_cache: Optional[EncoderCache] = None
         if cfg.freeze_base:
             self.encoder.requires_grad_(False)
@@ -119,8 +134,28 @@ class Predictor(nn.Module):
         super().train(mode)
         if self.cfg.freeze_base:
             self.encoder.eval()
+        if self.start_mode == "frozen":  # no dropout either: the head's vectors stay fixed
+            self.encoder.nucleotide.eval()
         self.encoder.asv_norm.eval()
         return self
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        if self.start_encoder is not None:
+            fill_missing_snapshot(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def take_start_snapshot(self) -> None:
+        """Copy the encoder's sequence part into ``start_encoder`` (before the head is fitted;
+        a no-op without a snapshot)."""
+        if self.start_encoder is not None:
+            self.start_encoder.take(self.encoder)
+
+    def start_vectors(self, batch: Batch, enc: EncoderOutput) -> Tensor:
+        """The ASV vectors [B, S, D] the abundance head reads: the snapshot's, else the
+        encoder's."""
+        if self.start_encoder is not None:
+            return self.start_encoder(batch).to(enc.asv_vectors.dtype)
+        return enc.asv_vectors
 
     def encode(self, batch: Batch, mask_rate: float = 0.0) -> EncoderOutput:
         """The encoder's output for ``batch``: from ``encoder_cache`` when the encoder is
@@ -175,13 +210,22 @@ class Predictor(nn.Module):
             pooled = self.pool(hidden, asv_mask)  # [B, D]
         prediction = self.head(pooled, enc.sample_emb)  # [B, out_dim]; 0 before training
         if self.abundance_head is not None:
-            prediction = prediction + self.abundance_head(enc.asv_vectors, enc.count_features,
-                                                          asv_mask)
+            prediction = prediction + self.abundance_head(self.start_vectors(batch, enc),
+                                                          enc.count_features, asv_mask)
         if self.category_effects is not None:
             prediction = prediction + self.category_effects(batch.cat_ids)
         if self.output_scaling is not None:
             prediction = self.output_scaling(prediction, batch.cat_ids[:, self.scaling_column])
         return PredictorOutput(prediction, count_pred, enc, extras)
+
+
+def start_mode(cfg: FinetuneConfig) -> str:
+    """Which ASV vectors the abundance head reads (``abundance_head_encoder``): only a fitted
+    head with a trained encoder needs still ones; otherwise ``live`` (a head learned from zero
+    moves with the encoder; a frozen base does not move)."""
+    if not cfg.abundance_head or cfg.abundance_head_init != "fit" or cfg.freeze_base:
+        return "live"
+    return cfg.abundance_head_encoder
 
 
 def scaling_column_index(cfg: FinetuneConfig) -> Optional[int]:

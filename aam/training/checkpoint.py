@@ -18,7 +18,7 @@ from aam.atomic import atomic_path
 from aam.errors import InputError
 from aam.validate import check_checkpoint_fields, check_model_sizes, check_tensor_sizes
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5  # 5: a fitted abundance head reads a frozen sequence-encoder snapshot
 # Settings that older formats did not record, with the behaviour their models were trained with:
 # (formats before this one, checkpoint kind or None for any, config section or "" for the top
 # level, defaults). Format 2 turned the ASV batch norm on, format 3 the predictor's abundance head,

@@ -86,7 +86,9 @@ def _design(model, loader: Iterable, device: torch.device, dist: DistContext) ->
         batch = batch.to(device)
         out = model(batch)
         enc = out.encoder
-        own = head(enc.asv_vectors, enc.count_features, enc.asv_mask)
+        vectors = model.start_vectors(batch, enc) if hasattr(model, "start_vectors") \
+            else enc.asv_vectors
+        own = head(vectors, enc.count_features, enc.asv_mask)
         if effects is not None:
             own = own + effects(batch.cat_ids)
             categories.append(effects.design(batch.cat_ids).double())
@@ -94,7 +96,7 @@ def _design(model, loader: Iterable, device: torch.device, dist: DistContext) ->
             categories.append(torch.zeros(len(batch.sample_ids), 0, dtype=torch.float64,
                                           device=own.device))
         ids += list(batch.sample_ids)
-        features.append(head.design(enc.asv_vectors, enc.count_features, enc.asv_mask).double())
+        features.append(head.design(vectors, enc.count_features, enc.asv_mask).double())
         offsets.append((out.prediction - own).double())
         targets.append(batch.target)
     ids, (x, c, offset, y) = gather_samples(ids, [torch.cat(features), torch.cat(categories),
@@ -200,7 +202,8 @@ def _cv_losses(train: _Design, groups: dict, loss_fn: Callable, classification: 
 
 def fit_abundance_head(model, train_loader: Iterable, val_loader: Iterable,
                        loss_fn: Callable[[Tensor, Tensor], Tensor], device: torch.device,
-                       dist: DistContext | None = None, groups: dict | None = None) -> HeadFit:
+                       dist: DistContext | None = None, groups: dict | None = None,
+                       snapshot: bool = True) -> HeadFit:
     """Fit the last layer of ``model.abundance_head`` and, with categorical columns, the
     ``model.category_effects`` tables on the training samples in one penalised fit, and fold
     the intercept into the target head's bias.
@@ -220,11 +223,17 @@ def fit_abundance_head(model, train_loader: Iterable, val_loader: Iterable,
         ``(prediction [N, K], target [N]) -> mean loss``: the fine-tuning target loss.
     groups : dict, optional
         Subject of every training sample.
+    snapshot : bool
+        First copy the encoder's sequence part into the model's ``start_encoder`` (when it has
+        one), so the head is fitted on, and keeps reading, vectors that fine-tuning does not
+        move. A refit keeps the snapshot of the first fit.
 
     A prediction of one value is fitted by ridge regression in closed form; class logits
     (``out_dim`` > 1) by L2-penalised logistic regression (L-BFGS).
     """
     dist = dist or DistContext()
+    if snapshot and hasattr(model, "take_start_snapshot"):
+        model.take_start_snapshot()
     was_training = model.training
     model.eval()
     train = _design(model, train_loader, device, dist)
@@ -296,7 +305,7 @@ def refit_abundance_head(model, train_loader: Iterable, val_loader: Iterable,
     # intercept, folded into the target head's bias, is part of the offset and absorbed by the
     # new (free) intercept
     fit = fit_abundance_head(model, _Chained(train_loader, val_loader), val_loader, loss_fn,
-                             device, dist, groups)
+                             device, dist, groups, snapshot=False)
     if not math.isfinite(fit.penalty):  # the failed fit left the head as it was
         return None
     log.info("abundance head: refitted on the %d training + validation samples (the fitted "
