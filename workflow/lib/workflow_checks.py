@@ -12,6 +12,66 @@ import pandas as pd
 from snakemake.exceptions import WorkflowError
 
 
+#: Distances `aam prepare --beta-metric` computes without a tree.
+TREE_FREE_METRICS = ("braycurtis", "jaccard", "aitchison")
+#: The path arguments each rule passes itself (so a section's flags can be parsed alone).
+REQUIRED = {
+    "simulate": ["--output-dir", "o"],
+    "prepare": ["--table", "t", "--metadata", "m", "--output-dir", "o"],
+    "split": ["--metadata", "m", "--output-dir", "o"],
+    "predict": ["--model", "m", "--data-dir", "d", "--output", "o"],
+    "rf-baseline": ["--data-dir", "d", "--metadata-column", "c", "--train-samples", "t",
+                    "--test-samples", "v", "--output", "o"],
+    "linear-baseline": ["--data-dir", "d", "--metadata-column", "c", "--train-samples", "t",
+                        "--test-samples", "v", "--output", "o"],
+    "explain": ["--model", "m", "--data-dir", "d", "--output-dir", "o"],
+    "compare": ["--results-dir", "r", "--output-dir", "o"],
+}
+
+
+def did_you_mean(word, choices):
+    """' (did you mean X?)' for the closest of ``choices``, else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_keys(cfg, schema):
+    """Unknown keys, at the top level and in the sections whose keys the schema lists, named
+    with the section and the closest known key, in one line (the schema is not printed)."""
+    known = schema["properties"]
+    for key in cfg:
+        if key not in known:
+            raise WorkflowError(
+                f"unknown top-level config key {key!r}{did_you_mean(key, known)}; the keys are "
+                "listed in config/README.md.")
+    for section, spec in known.items():
+        value = cfg.get(section)
+        if not isinstance(value, dict) or spec.get("additionalProperties", True) is not False:
+            continue
+        for key in value:
+            if key not in spec.get("properties", {}):
+                raise WorkflowError(
+                    f"unknown config key {key!r} in section {section!r}"
+                    f"{did_you_mean(key, spec.get('properties', {}))}; the keys of {section} "
+                    "are listed in config/README.md.")
+
+
+def check_schema(cfg, schema):
+    """The first schema violation as one line naming the key (Snakemake's own message prints
+    the whole schema); defaults are filled in afterwards by `snakemake.utils.validate`."""
+    import jsonschema
+
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(cfg),
+                    key=lambda e: list(e.absolute_path))
+    if errors:
+        error = errors[0]
+        where = ".".join(str(p) for p in error.absolute_path) or "the config"
+        message = error.message if len(error.message) < 200 else error.message[:200] + "..."
+        raise WorkflowError(f"config key {where}: {message}. See config/README.md.")
+
+
 def check_config(cfg):
     """Raise WorkflowError for settings that contradict each other."""
     if cfg["input"]["table"] and not cfg["input"]["metadata"]:
@@ -23,11 +83,13 @@ def check_config(cfg):
         not cfg["input"]["table"]
         or cfg["input"]["tree"]
         or cfg["input"]["unifrac_matrix"]
+        or cfg["prepare"].get("beta_metric") in TREE_FREE_METRICS
     )
     if cfg["pretrain"]["enabled"] and not has_distances:
         raise WorkflowError(
-            "UniFrac pretraining needs a phylogeny: input.tree (or input.unifrac_matrix) is not "
-            "set in the config; set one, or set pretrain.enabled to false."
+            "pretraining needs sample distances: set input.tree (UniFrac), input.unifrac_matrix "
+            f"(a precomputed matrix) or prepare.beta_metric to one of "
+            f"{', '.join(TREE_FREE_METRICS)} (no tree needed), or set pretrain.enabled to false."
         )
     if cfg["split"]["folds"] == 1:
         raise WorkflowError(
@@ -176,11 +238,48 @@ def check_aam_flags(cfg, table):
             raise WorkflowError(f"{what}: {err}") from None
 
 
+def check_section_flags(cfg, table):
+    """Parse every other section (with its `extra_args`) with the parser of the command that
+    will receive it, before any job runs: a typo or a bad value in `rf`, `predict`, `compare`,
+    ... fails the dry-run naming the section, not hours later when that job runs."""
+    try:
+        from aam.cli.__main__ import COMMANDS
+    except ImportError:
+        return
+    import importlib
+
+    from workflow_args import baseline_flags, cli_flags, predict_flags, prepare_flags, split_flags
+
+    rows = table.to_dict("records") or [{}]
+    jobs = [("simulate", "simulate", cli_flags(cfg["simulate"])),
+            ("prepare", "prepare", prepare_flags(cfg["prepare"])),
+            ("split", "split", split_flags(cfg["split"])),
+            ("rf", "rf-baseline", baseline_flags(cfg, "rf")),
+            ("explain", "explain", cli_flags(cfg["explain"])),
+            ("compare", "compare", cli_flags(cfg["compare"]))]
+    if cfg.get("linear", {}).get("enabled", True):
+        jobs.append(("linear", "linear-baseline", baseline_flags(cfg, "linear")))
+    jobs += [("predict", "predict", predict_flags(row, cfg["predict"])) for row in rows[:1]]
+    for section, command, flags in jobs:
+        if command not in COMMANDS:
+            continue
+        parser = importlib.import_module(COMMANDS[command][0]).build_parser()
+        what = f"section {section!r} of the config gives `aam {command}` flags it refuses"
+        parse_or_fail(parser, [*REQUIRED[command], *shlex.split(flags)], what)
+
+
 def parse_or_fail(parser, argv, what):
-    """``parser.parse_args(argv)``; an argparse error becomes one WorkflowError line."""
+    """``parser.parse_args(argv)``; an argparse error becomes one WorkflowError line (with the
+    closest flag for an unknown one)."""
 
     def fail(message):
-        raise WorkflowError(f"{what}: {message}. Config keys and ablation columns are "
+        hint = ""
+        unknown = message.split("unrecognized arguments:")[-1].split() \
+            if "unrecognized arguments:" in message else []
+        if unknown:
+            flags = [o for a in parser._actions for o in a.option_strings]
+            hint = did_you_mean(unknown[0], flags)
+        raise WorkflowError(f"{what}: {message}{hint}. Config keys and ablation columns are "
                             f"`{parser.prog}` flags (see `{parser.prog} --help`).")
 
     parser.error = fail

@@ -8,6 +8,8 @@ import os
 import shlex
 import sys
 
+import yaml
+
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import Paramspace, validate
 
@@ -32,6 +34,9 @@ from workflow_args import (
 )
 from workflow_checks import (
     check_aam_flags,
+    check_keys,
+    check_schema,
+    check_section_flags,
     check_ablation_rows,
     check_config,
     check_fusion_rows,
@@ -40,7 +45,12 @@ from workflow_checks import (
     split_labels,
 )
 
-validate(config, "../schemas/config.schema.yaml")
+CONFIG_SCHEMA = yaml.safe_load(
+    open(os.path.join(workflow.basedir, "schemas", "config.schema.yaml"), encoding="utf-8")
+)
+check_keys(config, CONFIG_SCHEMA)  # one line naming the key, never the whole schema
+check_schema(config, CONFIG_SCHEMA)
+validate(config, "../schemas/config.schema.yaml")  # fills in the defaults
 # one name for the target column from here on (metadata_column is the flag's name)
 config["prepare"]["target"] = target_column(config["prepare"])
 check_config(config)
@@ -52,6 +62,7 @@ check_fusion_rows(
     ABLATIONS, config["ablations"], config["prepare"]["categorical_columns"]
 )
 check_aam_flags(config, ABLATIONS)
+check_section_flags(config, ABLATIONS)
 PARAMSPACE = Paramspace(ABLATIONS, filename_params="*", single_wildcard="ablation")
 FOLDS = list(range(config["split"]["folds"])) if config["split"]["folds"] >= 2 else [0]
 SEEDS = config["seeds"]
