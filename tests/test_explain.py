@@ -228,3 +228,27 @@ def test_samples_list_and_stored_taxonomy(trained, tmp_path, capsys):
                      str(tmp_path / "bad"), "--samples", str(tmp_path / "bad.txt")]) == 2
     assert "nope" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_rank_agreement_with_the_linear_baseline(trained, root, tmp_path):
+    """--linear-importances (aam linear-baseline's |coefficients|) adds linear ranks, the rank
+    agreement with them, and the linear model's truth AUROC beside AAM's and the forest's."""
+    import json
+
+    prepared, model = trained("fusion-concat")
+    ids = pd.read_csv(prepared / "metadata.tsv", sep="\t", dtype=str)["sample_id"].tolist()
+    (tmp_path / "train.txt").write_text("\n".join(ids[:8]) + "\n")
+    (tmp_path / "test.txt").write_text("\n".join(ids[8:]) + "\n")
+    for command in ("linear-baseline", "rf-baseline"):
+        assert aam_main([command, "--data-dir", str(prepared), "--metadata-column", "target",
+                         "--train-samples", str(tmp_path / "train.txt"), "--test-samples",
+                         str(tmp_path / "test.txt"), "--output",
+                         str(tmp_path / command / "predictions.tsv")]) == 0
+    table = _explain(prepared, model, tmp_path / "ex", "--linear-importances",
+                     str(tmp_path / "linear-baseline" / "feature_importance.tsv"),
+                     "--rf-importances", str(tmp_path / "rf-baseline" / "feature_importance.tsv"),
+                     "--truth", str(root / "sim" / "truth.json"))
+    summary = json.loads((tmp_path / "ex" / "explain.json").read_text())
+    assert {"rank_agreement_with_linear", "rank_agreement_with_rf"} <= set(summary)
+    assert {"linear_rank", "rf_rank"} <= set(table.columns)
+    assert {"aam_auroc", "rf_auroc", "linear_auroc"} <= set(summary["truth"])

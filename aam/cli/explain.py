@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rf-importances", type=Path,
                         help="feature_importance.tsv of aam rf-baseline: adds forest ranks, the "
                              "rank agreement and the AAM-vs-forest panel")
+    parser.add_argument("--linear-importances", type=Path,
+                        help="feature_importance.tsv of aam linear-baseline (|coefficient| per "
+                             "ASV): adds linear ranks and the rank agreement with it")
     parser.add_argument("--truth", type=Path,
                         help="truth.json of aam simulate (table.biom beside it): report how "
                              "well attributions rank the signal ASVs (AUROC)")
@@ -45,13 +48,15 @@ def _body(args: argparse.Namespace) -> int:
                         asv_sampling=args.asv_sampling, device=args.device)
     paths = ExplainPaths(model=args.model, data_dir=args.data_dir, output_dir=args.output_dir,
                          samples=args.samples, taxonomy=args.taxonomy,
-                         rf_importances=args.rf_importances, truth=args.truth)
+                         rf_importances=args.rf_importances,
+                         linear_importances=args.linear_importances, truth=args.truth)
     result = run_explain(cfg, paths)
-    agreement = result.summary.get("rank_agreement_with_rf")
-    if agreement:
-        log.info("rank agreement with the forest: Spearman %.3f over the union of top-50, "
-                 "%d of the top-20 shared", agreement["spearman_top50_union"],
-                 agreement["shared_top20"])
+    for name, words in (("rf", "the forest"), ("linear", "the linear model")):
+        agreement = result.summary.get(f"rank_agreement_with_{name}")
+        if agreement:
+            log.info("rank agreement with %s: Spearman %.3f over the union of top-50, %d of the "
+                     "top-20 shared", words, agreement["spearman_top50_union"],
+                     agreement["shared_top20"])
     log.info("wrote %s", args.output_dir / "attributions.tsv")
     return 0
 

@@ -75,6 +75,7 @@ class ExplainPaths:
     samples: Optional[Path] = None
     taxonomy: Optional[Path] = None  # default: the prepared folder's taxonomy.tsv, if any
     rf_importances: Optional[Path] = None  # feature_importance.tsv of aam rf-baseline
+    linear_importances: Optional[Path] = None  # feature_importance.tsv of aam linear-baseline
     truth: Optional[Path] = None  # truth.json of aam simulate: report the signal AUROC
 
 
@@ -142,10 +143,12 @@ def explain(cfg: ExplainConfig, paths: ExplainPaths) -> Explanation:
         data = data.subset(ids, source=str(paths.samples))
     where = str(paths.data_dir)
     taxa = _taxa(paths, data)
-    rf = overlap = None
-    if paths.rf_importances is not None:
-        rf, overlap = shared_importances(read_rf_importances(paths.rf_importances),
-                                         data.sequences, paths.rf_importances, where)
+    baselines = {}  # name -> (importance by sequence, overlap, path)
+    for name, path in (("rf", paths.rf_importances), ("linear", paths.linear_importances)):
+        if path is not None:
+            baselines[name] = (*shared_importances(read_rf_importances(path), data.sequences,
+                                                   path, where), path)
+    rf = baselines["rf"][0] if "rf" in baselines else None
     signal = signal_sequences(paths.truth) if paths.truth is not None else None
     _warn_truncation(model, data)
     classes = payload.get("classes") if model.cfg.task == "classification" else None
@@ -161,13 +164,16 @@ def explain(cfg: ExplainConfig, paths: ExplainPaths) -> Explanation:
                "completeness": completeness(got.samples), "fusion_diagnostics": got.extras,
                "config": asdict(cfg), "model": str(paths.model), "taxonomy": taxa is not None}
     aam = table.set_index("sequence")["mean_abs_attribution"]
-    if rf is not None:
-        summary["rf_importances"] = {"path": str(paths.rf_importances), **overlap}
-        summary["rank_agreement_with_rf"] = rank_agreement(aam, rf)
-        table["rf_importance"] = table["sequence"].map(rf)
-        table["rf_rank"] = table["sequence"].map(rf.rank(ascending=False, method="min"))
+    for name, (importance, overlap, path) in baselines.items():
+        summary[f"{name}_importances"] = {"path": str(path), **overlap}
+        summary[f"rank_agreement_with_{name}"] = rank_agreement(aam, importance)
+        table[f"{name}_importance"] = table["sequence"].map(importance)
+        table[f"{name}_rank"] = table["sequence"].map(
+            importance.rank(ascending=False, method="min"))
     if signal is not None:
-        summary["truth"] = truth_aurocs(data.sequences, signal, aam, rf, str(paths.truth), where)
+        linear = baselines["linear"][0] if "linear" in baselines else None
+        summary["truth"] = truth_aurocs(data.sequences, signal, aam, rf, str(paths.truth), where,
+                                        linear)
         log.info("known truth: signal-ASV AUROC %s", ", ".join(
             f"{k[:-6]} {v:.3f}" for k, v in summary["truth"].items() if k.endswith("_auroc")))
     summary["wall_seconds"] = round(time.perf_counter() - start, 3)

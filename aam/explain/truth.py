@@ -93,8 +93,9 @@ def _signal_index(path: Path, clades: list, n_asvs: int) -> set[int]:
 
 def truth_aurocs(sequences: list[str], signal: set[str], aam: pd.Series,
                  rf: Optional[pd.Series] = None, source: str = "truth.json",
-                 data: str = "the prepared data") -> dict:
-    """AUROC of AAM's (and the forest's) importance by sequence over every prepared ASV.
+                 data: str = "the prepared data", linear: Optional[pd.Series] = None) -> dict:
+    """AUROC of AAM's (and the forest's, the linear model's) importance by sequence over every
+    prepared ASV.
 
     Raises
     ------
@@ -116,7 +117,7 @@ def truth_aurocs(sequences: list[str], signal: set[str], aam: pd.Series,
         log.warning("%d of the %d signal ASVs of %s are not ASVs of %s (dropped by aam prepare?);"
                     " the AUROC uses the other %d", len(signal) - len(present), len(signal),
                     source, data, len(present))
-    for name, scores in (("aam", aam), ("rf", rf)):
+    for name, scores in (("aam", aam), ("rf", rf), ("linear", linear)):
         if scores is None:
             continue
         keyed = pd.Series(scores.to_numpy(float), index=[str(s).upper() for s in scores.index])

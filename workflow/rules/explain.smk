@@ -2,6 +2,18 @@ rule explain:
     input:
         # the simulator's truth: explain scores how well each model ranks the signal ASVs
         unpack(lambda wildcards: {} if config["input"]["table"] else SIMULATED_TRUTH),
+        # the linear baseline's |coefficients|: its rank agreement with AAM's attributions
+        unpack(
+            lambda wildcards: (
+                {
+                    "linear": "results/linear/fold~{fold}/seed~{seed}/feature_importance.tsv".format(
+                        **wildcards
+                    )
+                }
+                if config["linear"]["enabled"]
+                else {}
+            )
+        ),
         model="results/finetune/{ablation}/fold~{fold}/seed~{seed}/model.pt",
         info="results/data/prepare.json",
         samples="results/splits/fold~{fold}/test_samples.txt",
@@ -28,8 +40,10 @@ rule explain:
         data_dir=lambda wildcards, input: os.path.dirname(input.info),
         outdir=lambda wildcards, output: os.path.dirname(output.table),
         flags=cli_flags(config["explain"]),
-        truth=lambda wildcards, input: optional_file_flags(input, truth="truth"),
+        references=lambda wildcards, input: optional_file_flags(
+            input, truth="truth", linear_importances="linear"
+        ),
     shell:
         "aam explain --model {input.model} --data-dir {params.data_dir} "
         "--samples {input.samples} --rf-importances {input.rf} --output-dir {params.outdir} "
-        "{params.truth} {params.flags} > {log} 2>&1"
+        "{params.references} {params.flags} > {log} 2>&1"
