@@ -19,6 +19,7 @@ from aam.config import ASV_SAMPLING, FinetuneConfig, to_dict
 from aam.data.categories import encode_categories, is_missing, metadata_column
 from aam.data.dataset import SampleDataset, make_loader
 from aam.data.metadata import read_metadata
+from aam.data.tokens import longest
 from aam.data.prepared import PreparedData, load_prepared
 from aam.data.sample_ids import read_sample_lists
 from aam.data.targets import group_keys, transform_from_dict
@@ -98,6 +99,7 @@ def predict_samples(model: Predictor, payload: dict, data: PreparedData,
         For samples missing from the table or metadata, or missing categorical columns.
     """
     model_cfg: FinetuneConfig = model.cfg
+    warn_truncation(model_cfg, data.sequences)
     meta = data.metadata if metadata is None else metadata
     ids = [str(s) for s in sample_ids]
     _check_rows(meta, ids, source)
@@ -124,6 +126,15 @@ def predict_samples(model: Predictor, payload: dict, data: PreparedData,
     groups = group_keys(meta, model_cfg.data.normalize_by, ids, source)
     values = np.stack([transform.inverse(r[:, 0], groups) for r in raw])  # [P, N]
     return from_passes(ids, values, actual)
+
+
+def warn_truncation(model_cfg: FinetuneConfig, sequences: Sequence[str]) -> None:
+    """Longer ASVs than the model read are cut to its ``max_bp``: say so (as aam train does);
+    a new study sequenced over a longer region is still predicted, on the first ``max_bp``."""
+    max_bp = int(model_cfg.data.max_bp or model_cfg.model.max_bp)
+    data_bp = longest(sequences)
+    if data_bp > max_bp:
+        log.warning("ASVs up to %d nt are truncated to the model's max_bp %d", data_bp, max_bp)
 
 
 def run_passes(model: Predictor, dataset: SampleDataset, passes: int, seed: int,

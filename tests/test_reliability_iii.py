@@ -113,3 +113,14 @@ def test_val_fraction_beside_sample_lists_says_it_is_ignored(simulated_prepared,
                      str(tmp_path / "o"), *TINY, "--train-samples", str(train),
                      "--val-samples", str(val), "--val-fraction", "0.3"]) == 0
     assert "--val-fraction 0.3 is ignored" in capsys.readouterr().err
+
+
+def test_predict_on_longer_asvs_than_the_model_read_warns(simulated_prepared, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert aam_main(["train", "--data-dir", str(simulated_prepared), "--output-dir", str(run),
+                     *TINY, "--group-by", "subject", "--max-bp", "60"]) == 0
+    capsys.readouterr()
+    assert aam_main(["predict", "--model", str(run / "model.pt"), "--data-dir",
+                     str(simulated_prepared), "--output", str(tmp_path / "p" / "p.tsv"),
+                     "--device", "cpu"]) == 0
+    assert "truncated to the model's max_bp 60" in capsys.readouterr().err

@@ -28,13 +28,13 @@ from aam.config import ASV_SAMPLING
 from aam.data.prepared import PreparedData, load_prepared
 from aam.data.sample_ids import read_sample_lists
 from aam.data.taxonomy import TAXONOMY_FILE, check_taxonomy_ids, read_taxonomy, taxa_by_sequence
-from aam.data.tokens import longest
 from aam.errors import InputError
 from aam.explain.collect import Collected, collect, completeness
 from aam.explain.figure import attribution_figure
 from aam.explain.importances import read_rf_importances, shared_importances
 from aam.explain.tables import aggregate, rank_agreement
 from aam.explain.truth import signal_sequences, truth_aurocs
+from aam.inference import warn_truncation
 from aam.models.predictor import Predictor, predictor_from_checkpoint
 from aam.reports.plots import save_figure
 from aam.training.checkpoint import load_checkpoint
@@ -121,14 +121,6 @@ def load_model(path: str | Path) -> tuple[Predictor, dict]:
     return predictor_from_checkpoint(payload, str(path)), payload
 
 
-def _warn_truncation(model: Predictor, data: PreparedData) -> None:
-    """Longer ASVs than the model read are cut to its ``max_bp`` (as aam train warns)."""
-    max_bp = int(model.cfg.data.max_bp or model.cfg.model.max_bp)
-    data_bp = longest(data.sequences)
-    if data_bp > max_bp:
-        log.warning("ASVs up to %d nt are truncated to the model's max_bp %d", data_bp, max_bp)
-
-
 def explain(cfg: ExplainConfig, paths: ExplainPaths) -> Explanation:
     """Load the model and data, attribute, aggregate (no files written).
 
@@ -150,7 +142,7 @@ def explain(cfg: ExplainConfig, paths: ExplainPaths) -> Explanation:
                                                    path, where), path)
     rf = baselines["rf"][0] if "rf" in baselines else None
     signal = signal_sequences(paths.truth) if paths.truth is not None else None
-    _warn_truncation(model, data)
+    warn_truncation(model.cfg, data.sequences)
     classes = payload.get("classes") if model.cfg.task == "classification" else None
     got = collect(model, payload, data, ids, data.metadata, cfg.steps, cfg.batch_size,
                   cfg.asv_sampling, resolve_device(cfg.device))
