@@ -65,7 +65,7 @@ class Preset:
     inner_val_fraction: float = 0.2
     # seed r validates on inner grouped fold r of the training subjects, so the members of
     # aam-ensemble validate on different subjects and together fit on every one. On fold 0's
-    # training subjects (fit only, 3 seeds; benchmarks/results/dev-2026-12-01b) ensemble
+    # training subjects (fit only, 3 seeds; CHANGELOG.md) ensemble
     # age R2 0.712 -> 0.705, exposure AUC 0.963 -> 0.976, ibd AUC 0.901 -> 0.926.
     inner_rotation: bool = True
     rf_trees: int = 500
