@@ -1,4 +1,9 @@
-"""Provenance: short fingerprints of what a model was trained from, carried in its checkpoints.
+"""Provenance: short fingerprints of what an artefact was made from.
+
+``aam prepare`` records the fingerprints of its input files in ``prepare.json``
+(``provenance``), ``aam split`` those of the metadata and of every sample list in
+``splits.json``, and training those of the prepared data and its sample lists in every
+checkpoint and model.
 
 ``provenance(data, train_ids, val_ids, data_dir, target_column)`` fingerprints the prepared data
 (samples, ASV sequences, counts, distances, and the target's values) and the two sample lists. Every checkpoint and
@@ -52,12 +57,31 @@ def data_fingerprint(data, target_column: str = "") -> str:
                    distances)
 
 
+def file_fingerprint(path) -> str:
+    """Fingerprint of a file's bytes (read in blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def inputs_fingerprints(paths: dict) -> dict:
+    """``{name: fingerprint}`` of the input files that are given (None and "" skipped)."""
+    return {name: file_fingerprint(path) for name, path in paths.items() if path}
+
+
+def list_fingerprint(sample_ids: Sequence[str]) -> str:
+    """Fingerprint of a sample list (order does not matter)."""
+    return _digest(_text(sorted(map(str, sample_ids))))
+
+
 def provenance(data, train_ids: Sequence[str], val_ids: Sequence[str], data_dir: Path,
                target_column: str = "") -> dict:
     """The fingerprints of a run's inputs (and where the data came from, for messages)."""
     return {"data": data_fingerprint(data, target_column),
-            "train_samples": _digest(_text(sorted(train_ids))),
-            "val_samples": _digest(_text(sorted(val_ids))),
+            "train_samples": list_fingerprint(train_ids),
+            "val_samples": list_fingerprint(val_ids),
             "data_dir": str(data_dir)}
 
 

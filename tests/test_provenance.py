@@ -72,3 +72,20 @@ def test_resume_on_the_same_inputs_still_works(runs, tmp_path):
     assert aam_main(["train", "--data-dir", str(a), "--output-dir", str(copy),
                      "--val-fraction", "0.4", *TINY, "--epochs", "2",
                      "--resume-from", str(copy / "checkpoints" / "last.pt")]) == 0
+
+
+def test_prepared_data_and_splits_record_what_they_were_made_from(tiny_prepared, tmp_path):
+    import json
+
+    from aam.provenance import file_fingerprint, list_fingerprint
+
+    info = json.loads((tiny_prepared / "prepare.json").read_text())
+    assert info["provenance"]["table"] == file_fingerprint(info["inputs"]["table"])
+    assert info["provenance"]["tree"] == file_fingerprint(info["inputs"]["tree"])
+    meta = tiny_prepared / "metadata.tsv"
+    assert aam_main(["split", "--metadata", str(meta), "--val-fraction", "0.4", "--output-dir",
+                     str(tmp_path / "s")]) == 0
+    splits = json.loads((tmp_path / "s" / "splits.json").read_text())
+    assert splits["provenance"]["metadata"] == file_fingerprint(meta)
+    val = (tmp_path / "s" / "fold~0" / "val_samples.txt").read_text().split()
+    assert splits["provenance"]["lists"][0]["val"] == list_fingerprint(val)

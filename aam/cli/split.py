@@ -47,7 +47,7 @@ def _body(args: argparse.Namespace) -> int:
                       inner_val_fraction=args.inner_val_fraction)
     metadata = read_metadata(args.metadata)
     folds = split_metadata(metadata, cfg, source=str(args.metadata))
-    write_splits(folds, cfg, args.output_dir)
+    write_splits(folds, cfg, args.output_dir, metadata=args.metadata)
     return 0
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from aam.atomic import atomic_path, write_json
+from aam.provenance import inputs_fingerprints
 from aam.data.beta import TREE_FREE, beta_distances, resolve_metric
 from aam.data.biom_io import FeatureTable, read_table, write_table
 from aam.data.fasta import read_fasta, resolve_sequences
@@ -242,6 +243,9 @@ def _summary(cfg: PrepareConfig, sample_ids, sequences, drops: DropLog, reads_lo
         "unifrac_seconds": seconds,
         "beta_metric": _metric_name(cfg),
         "inputs": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
+        "provenance": inputs_fingerprints({
+            "table": cfg.table, "metadata": cfg.metadata, "rep_seqs": cfg.rep_seqs,
+            "tree": cfg.tree, "distance_matrix": cfg.unifrac_matrix, "taxonomy": cfg.taxonomy}),
     }
 
 

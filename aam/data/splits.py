@@ -18,6 +18,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 
 from aam.atomic import write_json, write_lines
+from aam.provenance import file_fingerprint, list_fingerprint
 from aam.data.sample_ids import short_id
 from aam.errors import InputError, first_items
 
@@ -282,10 +283,12 @@ def split_metadata(metadata: pd.DataFrame, cfg: SplitConfig,
                          strata=values.get("stratify"))
 
 
-def write_splits(folds: list[Fold], cfg: SplitConfig, output_dir: str | Path) -> Path:
+def write_splits(folds: list[Fold], cfg: SplitConfig, output_dir: str | Path,
+                 metadata: str | Path | None = None) -> Path:
     """Write ``fold~{k}/{train,val,test}_samples.txt`` and ``splits.json`` atomically.
 
-    Returns the path of ``splits.json`` (config, kind, per-fold side sizes, ``test_is_val``).
+    Returns the path of ``splits.json`` (config, kind, per-fold side sizes, ``test_is_val``,
+    and ``provenance``: fingerprints of ``metadata`` and of every list).
     """
     out = Path(output_dir)
     for k, fold in enumerate(folds):
@@ -302,7 +305,10 @@ def write_splits(folds: list[Fold], cfg: SplitConfig, output_dir: str | Path) ->
     summary = {"config": asdict(cfg), "kind": "holdout" if cfg.folds is None else "k-fold",
                "n_folds": len(folds),
                "n_samples": len(set(folds[0].train) | set(folds[0].val) | set(folds[0].test)),
-               "test_is_val": test_is_val, "folds": sizes}
+               "test_is_val": test_is_val, "folds": sizes,
+               "provenance": {**({"metadata": file_fingerprint(metadata)} if metadata else {}),
+                              "lists": [{side: list_fingerprint(getattr(f, side))
+                                         for side in SIDES} for f in folds]}}
     path = out / "splits.json"
     write_json(path, summary)
     return path
