@@ -308,6 +308,7 @@ from aam.config_io import (  # noqa: E402,F401
 
 __all__ = [
     "DataConfig", "ModelConfig", "FusionConfig", "TrainConfig", "PretrainConfig",
-    "FinetuneConfig", "DERIVED", "RUNTIME", "flag_of", "settable_fields", "flatten", "nest", "deep_update", "to_dict", "from_dict", "load_yaml", "dump_yaml", "merge", "replace",
+    "FinetuneConfig", "DERIVED", "RUNTIME", "flag_of", "settable_fields", "flatten", "nest",
+    "deep_update", "to_dict", "from_dict", "load_yaml", "dump_yaml", "merge", "replace",
     "dataclasses",
 ]

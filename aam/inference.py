@@ -24,7 +24,6 @@ from aam.data.prepared import PreparedData, load_prepared
 from aam.data.sample_ids import read_sample_lists
 from aam.data.targets import group_keys, transform_from_dict
 from aam.errors import InputError, first_items
-from aam.metrics import classification_metrics, regression_metrics
 from aam.models.asv_cache import cached_encoder
 from aam.models.predictor import Predictor, predictor_from_checkpoint
 from aam.predictions import Predictions, from_passes, write_metrics, write_predictions

@@ -1,9 +1,9 @@
 """One writer per output folder: an advisory ``fcntl`` lock on a file beside the folder.
 
-The lock file ``<folder>/.aam.lock`` records ``host``, ``pid`` and the start time of the holder;
-it is removed when the run ends. A second run into the same folder stops at once with a one-line error naming the
-holder. The kernel drops an ``fcntl`` lock when its process dies, so a lock left by a killed run
-is simply taken over; the record it left is reported as a warning.
+The lock file ``<folder>/.aam.lock`` records ``host``, ``pid`` and the start time of the holder; it
+is removed when the run ends. A second run into the same folder stops at once with a one-line error
+naming the holder. The kernel drops an ``fcntl`` lock when its process dies, so a lock left by a
+killed run is simply taken over; the record it left is reported as a warning.
 """
 
 from __future__ import annotations

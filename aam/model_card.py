@@ -85,7 +85,8 @@ def model_card(summary: dict, info: dict, data_dir: str, run_dir: Path,
              f"- target: `{cfg.get('target_column')}`; target transform: "
              f"`{data_cfg.get('target_transform', 'none')}` (statistics from the training samples "
              "only, stored in model.pt)",
-             f"- categorical columns: {', '.join(data_cfg.get('categorical_columns') or []) or 'none'}",
+             "- categorical columns: "
+             f"{', '.join(data_cfg.get('categorical_columns') or []) or 'none'}",
              f"- training samples: `train_samples.txt`; validation samples: `val_samples.txt` "
              f"({summary.get('n')})", "",
              "## Validation metrics", "",

@@ -259,8 +259,9 @@ def _forget_removed(target: Path, durable: Sequence[str], recorded: bool) -> Non
 def _say_where(checkpoint: Path) -> None:
     """Record on the exception where to resume from (the entry point adds it to the error line)."""
     err = sys.exc_info()[1]
-    with contextlib.suppress(AttributeError, TypeError):
-        err.resume_from = checkpoint
+    if err is not None:
+        with contextlib.suppress(AttributeError, TypeError):
+            setattr(err, "resume_from", checkpoint)
     log.warning("the outputs of this run were not written; its checkpoints are kept: resume "
                 "with --resume-from %s", checkpoint)
 

@@ -1,4 +1,5 @@
-"""Tiny simulated + prepared folders and a tiny fine-tuning config, shared by the fine-tuning tests."""
+"""Tiny simulated + prepared folders and a tiny fine-tuning config, shared by the fine-tuning
+tests."""
 
 from __future__ import annotations
 

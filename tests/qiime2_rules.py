@@ -1,4 +1,5 @@
-"""The QIIME 2 metadata-file rules (docs.qiime2.org, "Metadata in QIIME 2"), checked without QIIME 2.
+"""The QIIME 2 metadata-file rules (docs.qiime2.org, "Metadata in QIIME 2"), checked without
+QIIME 2.
 
 A TSV is accepted by ``qiime metadata tabulate`` when: the first non-comment line is the header;
 its first column name is one of the ID headers (case-insensitive ``id``, ``sampleid``,

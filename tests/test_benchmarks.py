@@ -33,7 +33,7 @@ def tiny_run(tmp_path_factory):
 
 
 def _header(text: str, first: str) -> list[str]:
-    line = next(l for l in text.splitlines() if l.startswith(f"| {first} |"))
+    line = next(row for row in text.splitlines() if row.startswith(f"| {first} |"))
     return [cell.strip() for cell in line.strip("|").split("|")]
 
 
@@ -44,7 +44,7 @@ def test_harness_prints_stage_table_with_expected_columns(tiny_run, capsys):
     assert code == 0
     assert _header(printed, "stage") == list(STAGE_COLUMNS)
     assert _header(printed, "token_limit") == list(SWEEP_COLUMNS)
-    rows = [l.split("|")[1].strip() for l in printed.splitlines() if l.startswith("| ")]
+    rows = [row.split("|")[1].strip() for row in printed.splitlines() if row.startswith("| ")]
     for stage in ("pretrain", "finetune", "finetune_frozen", "predict"):
         assert stage in rows
 

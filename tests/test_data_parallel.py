@@ -1,8 +1,8 @@
 """`--data-parallel`: one process splits each batch by samples over several GPUs.
 
 No GPU runs in CI, so two CPU "devices" stand in for two GPUs: ``split_loss`` then computes the
-parts one after another on the model itself (on CUDA it replicates the model and runs the parts
-in threads). What is checked here is what the GPUs would compute: the split batches, that the loss and
+parts one after another on the model itself (on CUDA it replicates the model and runs the parts in
+threads). What is checked here is what the GPUs would compute: the split batches, that the loss and
 gradient of unequal parts equal the whole batch's for a per-sample-mean loss, and that `aam train`
 and `aam pretrain` run with the flag. (End to end, Adam's early steps barely depend on how the
 gradient is weighted, so the gradient itself is compared in a unit test.)

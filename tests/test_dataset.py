@@ -112,7 +112,8 @@ def test_unifrac_block_is_the_batch_submatrix():
 
 def test_unifrac_without_distances_and_unknown_samples_fail():
     data = _data(with_unifrac=False)
-    with pytest.raises(InputError, match="no unifrac.h5; re-run aam prepare with --tree, --unifrac-matrix or a --beta-metric"):
+    with pytest.raises(InputError, match="no unifrac.h5; re-run aam prepare with --tree, "
+                                         "--unifrac-matrix or a --beta-metric"):
         SampleDataset(data, IDS, DataConfig(), with_unifrac=True)
     with pytest.raises(InputError, match=r"2 \(first 2: X1, X2\) samples are not in the prepared"):
         SampleDataset(data, ["S0", "X1", "X2"], DataConfig())

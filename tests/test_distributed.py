@@ -12,7 +12,8 @@ TORCHRUN_2 = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}
 
 
 def test_two_strategies_at_once_is_an_error():
-    with pytest.raises(InputError, match="--distributed and --fsdp cannot be combined: choose one --parallel"):
+    with pytest.raises(InputError, match="--distributed and --fsdp cannot be combined: "
+                                         "choose one --parallel"):
         strategy_from_flags(distributed=True, fsdp=True)
 
 

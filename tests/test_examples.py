@@ -26,7 +26,8 @@ def test_shipped_configs_never_point_at_the_development_data(path):
 
 
 def test_qiime2_example_names_the_qiime2_artifacts():
-    inputs = yaml.safe_load((REPO / "config" / "examples" / "qiime2-study.yaml").read_text())["input"]
+    example = REPO / "config" / "examples" / "qiime2-study.yaml"
+    inputs = yaml.safe_load(example.read_text())["input"]
     names = {k: Path(v).name for k, v in inputs.items() if v}
     assert names == {"table": "table.qza", "rep_seqs": "rep-seqs.qza",
                      "metadata": "sample-metadata.tsv", "tree": "rooted-tree.qza",

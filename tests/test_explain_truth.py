@@ -61,11 +61,12 @@ def _truth_run(tmp_path: Path, sim_flags: list[str], epochs: int, token_limit: i
 
 def test_attributions_rank_the_signal_asvs_first(tmp_path: Path, record_property):
     """The default model as the workflow trains it (the abundance head fitted with its penalty
-    cross-validated by subject: --group-by subject; epoch 0 wins, so it is refitted on the
-    training + validation samples). Measured here: signal-ASV AUROC 0.951 (0.946 before the
-    refit; the same with the selection margin), validation R2 0.559. Without --group-by (penalty chosen on the 26 validation samples) the
-    fit is looser and the ranking worse (0.632, R2 0.634); the same head learned from zero
-    (--abundance-head-init zero) 1.000 (R2 0.556); the format-2 model (log1p, no head) 0.843."""
+    cross-validated by subject: --group-by subject; epoch 0 wins, so it is refitted on the training
+    + validation samples). Measured here: signal-ASV AUROC 0.951 (0.946 before the refit; the same
+    with the selection margin), validation R2 0.559. Without --group-by (penalty chosen on the 26
+    validation samples) the fit is looser and the ranking worse (0.632, R2 0.634); the same head
+    learned from zero (--abundance-head-init zero) 1.000 (R2 0.556); the format-2 model (log1p, no
+    head) 0.843."""
     truth = _truth_run(tmp_path, ["--samples", "128", "--asvs", "40", "--seq-length", "100",
                                   "--seed", "0"], epochs=40, token_limit=40, group_by="subject")
     record_property("aam_auroc", truth["aam_auroc"])

@@ -38,13 +38,15 @@ def trained(prepared, tmp_path_factory):
 
 def test_outputs_follow_the_file_contracts(trained, prepared):
     out, metrics = trained
-    train, val = read_sample_list(out / "train_samples.txt"), read_sample_list(out / "val_samples.txt")
+    train = read_sample_list(out / "train_samples.txt")
+    val = read_sample_list(out / "val_samples.txt")
     assert len(train) + len(val) == 32 and not set(train) & set(val)
     table = pd.read_csv(out / "val_predictions.tsv", sep="\t", dtype={"sample_id": str})
     assert list(table.columns) == ["sample_id", "prediction", "actual"]
     assert sorted(table["sample_id"]) == sorted(val)
     meta = pd.read_csv(prepared / "metadata.tsv", sep="\t", dtype=str, index_col=0)
-    np.testing.assert_allclose(table["actual"], meta.loc[table["sample_id"], "target"].astype(float))
+    np.testing.assert_allclose(table["actual"],
+                               meta.loc[table["sample_id"], "target"].astype(float))
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["task"] == "regression" and saved["n"] == len(val)
     assert {"r2", "mae", "rmse", "seed", "fold", "wall_time_s", "config"} <= set(saved)
@@ -152,7 +154,8 @@ def test_parameter_groups_split_categorical_parameters(prepared):
     base, cat = parameter_groups(model, cfg)
     assert (base["name"], base["lr"], cat["name"], cat["lr"]) == ("base", 3e-3, "categorical", 0.05)
     cat_ids = {id(p) for p in cat["params"]}
-    assert cat_ids == {id(p) for m in (model.category_embeddings, model.fusion) for p in m.parameters()}
+    assert cat_ids == {id(p) for m in (model.category_embeddings, model.fusion)
+                       for p in m.parameters()}
     assert not {id(p) for p in model.encoder.parameters()} & {id(p) for p in base["params"]}
 
 

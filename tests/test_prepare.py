@@ -82,8 +82,8 @@ def test_qza_table_and_precomputed_matrix(tmp_path):
 
 def test_rarefaction_is_seeded_and_drops_shallow_samples(tmp_path):
     info = prepare(config(tmp_path, rarefy_depth=110, seed=3, tree=None))
-    again = prepare(config(tmp_path, rarefy_depth=110, seed=3, tree=None,
-                           output_dir=str(tmp_path / "again")))
+    prepare(config(tmp_path, rarefy_depth=110, seed=3, tree=None,
+                   output_dir=str(tmp_path / "again")))
     first, second = load_prepared(tmp_path / "out"), load_prepared(tmp_path / "again")
     assert np.all(np.asarray(first.counts.sum(axis=1)).ravel() == 110)
     assert (first.counts != second.counts).nnz == 0

@@ -19,7 +19,8 @@ RERUN = r"Rerun `aam prepare` to write it again\.$"
 CASES = {
     "truncated": (lambda text: text[: len(text) // 2].encode(),
                   r"prepare\.json is truncated or not valid JSON \(.+\)\. "),
-    "empty": (lambda text: b"", r"prepare\.json is truncated or not valid JSON \(Expecting value.*\)\. "),
+    "empty": (lambda text: b"",
+              r"prepare\.json is truncated or not valid JSON \(Expecting value.*\)\. "),
     "binary": (lambda text: b"\x89PNG\r\n\x1a\n\x00\xff",
                r"prepare\.json is not UTF-8 text \(byte \d+\): it is garbled\. "),
     "a-list": (lambda text: b"[1, 2]",

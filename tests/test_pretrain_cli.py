@@ -80,7 +80,8 @@ def test_unknown_sample_in_list_is_named(prepared, tmp_path, capsys):
                  "--val-samples", str(tmp_path / "val.txt"), *TINY])
     err = capsys.readouterr().err
     assert code == 2
-    assert "1 samples in --train-samples " in err and "train.txt are not in the prepared table (first 1: nope1)" in err
+    assert "1 samples in --train-samples " in err
+    assert "train.txt are not in the prepared table (first 1: nope1)" in err
 
 
 def test_resume_with_other_model_settings_is_refused(prepared, tmp_path, capsys):

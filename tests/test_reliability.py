@@ -20,7 +20,6 @@ import pytest
 import torch
 
 from aam.cli.__main__ import main as aam_main
-from aam.data import biom_io
 from aam.lock import folder_lock, lock_path
 from aam.transaction import MANIFEST_NAME, STAGING_NAME
 

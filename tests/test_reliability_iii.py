@@ -7,7 +7,6 @@ import shutil
 import h5py
 import numpy as np
 import pandas as pd
-import pytest
 
 from aam.cli.__main__ import main as aam_main
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -122,7 +121,8 @@ def test_config_values_with_spaces_and_semicolons_reach_the_shell_quoted(workflo
     result = subprocess.run(
         [str(bin_dir / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"), "-d",
          str(workflow_workdir), "-n", "-p", "--configfile", "hostile.yaml"],
-        cwd=workflow_workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+        cwd=workflow_workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=120)
     assert result.returncode == 0, result.stdout
     commands = [line.strip().removeprefix("Shell command:").strip()
                 for line in result.stdout.splitlines() if " aam " in f" {line}"]

@@ -63,7 +63,8 @@ FAKE_AAM = textwrap.dedent(
 def snakemake(*args, workdir: Path, path_prefix: Path | None = None):
     """Run the venv's snakemake on our Snakefile in ``workdir``; its log is in ``.stdout``."""
     env = dict(os.environ)
-    env["PATH"] = os.pathsep.join(str(p) for p in (path_prefix, BIN) if p) + os.pathsep + env["PATH"]
+    prefix = os.pathsep.join(str(p) for p in (path_prefix, BIN) if p)
+    env["PATH"] = prefix + os.pathsep + env["PATH"]
     cmd = [str(BIN / "snakemake"), "-s", str(SNAKEFILE), "-d", str(workdir), *map(str, args)]
     return subprocess.run(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=600)
@@ -257,8 +258,8 @@ def test_multi_gpu_fsdp_in_the_config_launches_torchrun_with_fsdp(workdir):
     assert result.returncode == 0, result.stdout
     shell = re.search(r"^Shell command: (.*)$", job_blocks(result.stdout, "finetune")[0],
                       re.MULTILINE)[1]
-    assert shell.startswith("torchrun --standalone --nproc_per_node=2 -m aam.cli train --parallel fsdp "
-                            "--stop-after-minutes 330 ")  # runtime 360
+    assert shell.startswith("torchrun --standalone --nproc_per_node=2 -m aam.cli train "
+                            "--parallel fsdp --stop-after-minutes 330 ")  # runtime 360
     assert "--multi-gpu" not in shell
     pretrain = re.search(r"^Shell command: (.*)$", job_blocks(result.stdout, "pretrain")[0],
                          re.MULTILINE)[1]
@@ -292,7 +293,8 @@ def test_slurm_sbatch_line_requests_gpus_without_task_geometry(workdir):
     assert "--mem 64000" in call and "-t 360" in call
     assert "--ntasks" not in call and "--cpus-per-task" not in call
     explain = resources_of(job_blocks(result.stdout, "explain")[0])
-    assert (explain["gpu"], explain["slurm_partition"]) == (1, "gpu")  # never --gpus on a CPU partition
+    # never --gpus on a CPU partition
+    assert (explain["gpu"], explain["slurm_partition"]) == (1, "gpu")
 
 
 @pytest.fixture(scope="module")
@@ -373,7 +375,8 @@ def _commands_missing() -> list[str]:
 def test_end_to_end_run_and_report(workdir):
     assert not _commands_missing(), f"aam commands not written yet: {_commands_missing()}"
     result = snakemake("--configfile", "tests/data/config.yaml", "--cores", 2, workdir=workdir)
-    logs = "\n".join(p.read_text() for p in (workdir / "logs").rglob("*.log")) if not result.returncode else ""
+    logs = ("\n".join(p.read_text() for p in (workdir / "logs").rglob("*.log"))
+            if not result.returncode else "")
     assert result.returncode == 0, result.stdout[-3000:] + logs[-3000:]
     comparison = (workdir / "results" / "report" / "comparison.tsv").read_text()
     assert "rf" in comparison and "cross-attention" in comparison

@@ -5,7 +5,8 @@ key ``prepare.beta_metric``) to its function and whether it needs a phylogenetic
 function takes a counts matrix [N samples, A ASVs] and returns a float64 [N, N] distance matrix
 (symmetric, zero diagonal):
 
-- ``unweighted-unifrac`` (tree): Lozupone & Knight 2005; :func:`aam.data.unifrac.unweighted_unifrac`.
+- ``unweighted-unifrac`` (tree): Lozupone & Knight 2005;
+  :func:`aam.data.unifrac.unweighted_unifrac`.
 - ``weighted-unifrac`` (tree): normalized weighted UniFrac (Lozupone et al. 2007), values in
   [0, 1], as scikit-bio's ``weighted_unifrac(normalized=True)``, which computes it.
 - ``braycurtis``: ``sum|x - y| / sum(x + y)`` on counts (scipy's ``braycurtis``).

@@ -49,7 +49,8 @@ class PrepareConfig:
     rarefy_depth: int | None = None  # subsample every sample to this many reads (seeded)
     seed: int = 0
     max_ambiguous_fraction: float = 0.01  # features with more non-ACGT bases are dropped
-    allow_fractional_counts: bool = False  # non-integer counts: an error unless set (then a warning)
+    # non-integer counts: an error unless set (then a warning)
+    allow_fractional_counts: bool = False
     taxonomy: str | None = None  # taxonomy TSV or FeatureData[Taxonomy] .qza, stored by sequence
 
     def __post_init__(self) -> None:

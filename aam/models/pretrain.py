@@ -42,7 +42,8 @@ class UniFracHead(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def pairwise(self, projected: Tensor) -> Tensor:
-        """projected [N, P] -> distances [N, N]; the small epsilon keeps sqrt differentiable at 0."""
+        """projected [N, P] -> distances [N, N]; the small epsilon keeps sqrt differentiable
+        at 0."""
         diff = projected[:, None, :] - projected[None, :, :]  # [N, N, P]
         distance = torch.sqrt(diff.pow(2).sum(-1) + 1e-8) + self.offset
         off_diagonal = 1.0 - torch.eye(len(projected), device=projected.device)

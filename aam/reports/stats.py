@@ -121,7 +121,8 @@ def paired_bootstrap(pairs: list[PairedRun], task: str, n_bootstrap: int = 2000,
     n_bootstrap : int
         Replicates; each averages the per-run differences.
     seed : int or list of int
-        Seed of the resampling (``numpy.random.default_rng``); the same inputs and seed give the same intervals.
+        Seed of the resampling (``numpy.random.default_rng``); the same inputs and seed give
+        the same intervals.
 
     Returns
     -------

@@ -118,7 +118,8 @@ def init_distributed(requested: str = "auto", device: str = "auto") -> DistConte
     strategy, world_size = resolve_strategy(requested, device=device)
     rank = int(os.environ.get("RANK", "0")) if world_size > 1 else 0
     local_rank = int(os.environ.get("LOCAL_RANK", "0")) if world_size > 1 else 0
-    use_cuda = torch.cuda.is_available() and device in ("auto", "cuda") or device.startswith("cuda:")
+    use_cuda = (torch.cuda.is_available() and device in ("auto", "cuda")
+                or device.startswith("cuda:"))
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"device '{device}' was asked for but CUDA is not available; "
                          "use --device cpu or auto.")

@@ -196,4 +196,5 @@ def _metrics(cfg: PretrainConfig, result, best_logs: dict, n_train: int, n_val: 
         "config": to_dict(cfg),
     }
 
-__all__ = ["PretrainObjective", "PretrainPaths", "masked_nucleotide_loss", "pair_mse", "run_pretrain"]
+__all__ = ["PretrainObjective", "PretrainPaths", "masked_nucleotide_loss", "pair_mse",
+           "run_pretrain"]

@@ -1,4 +1,5 @@
-"""Seeds and RNG state for Python, NumPy and torch, in a form ``torch.load(weights_only=True)`` reads."""
+"""Seeds and RNG state for Python, NumPy and torch, in a form
+``torch.load(weights_only=True)`` reads."""
 
 from __future__ import annotations
 
