@@ -12,9 +12,11 @@ from typing import Any
 
 import yaml
 
-from aam.config import DERIVED
 from aam.errors import InputError
 from aam.validate import check_finite
+
+# Values derived from the data (set before the model is built; no flag, never compared on resume).
+DERIVED = frozenset({"data.max_bp", "model.max_bp", "fusion.cardinalities", "out_dim"})
 
 
 def settable_fields(cls, prefix: str = "") -> dict[str, tuple[dataclasses.Field, Any]]:

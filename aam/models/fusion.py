@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from aam.config import FusionConfig
 from aam.errors import InputError
+from aam.fusion_names import FUSION_NAMES, check_fusion_name
 from aam.models.heads import MaskedAttentionPool
 
 FUSIONS: dict[str, type["Fusion"]] = {}
@@ -31,6 +32,9 @@ class FusionOut:
 
 def register_fusion(name: str) -> Callable[[type], type]:
     """Class decorator adding a fusion strategy to ``FUSIONS`` under ``name``."""
+
+    if name not in FUSION_NAMES:
+        raise ValueError(f"fusion {name!r} is not in aam.fusion_names.FUSION_NAMES; add it there")
 
     def deco(cls: type) -> type:
         FUSIONS[name] = cls
@@ -66,12 +70,6 @@ class Fusion(nn.Module):
 
     def forward(self, asv_emb: Tensor, asv_mask: Tensor, cat_emb: Tensor) -> FusionOut:
         raise NotImplementedError
-
-
-def check_fusion_name(name: str) -> None:
-    """Raise InputError for a name that is not in ``FUSIONS`` (listing the known ones)."""
-    if name not in FUSIONS:
-        raise InputError(f"Unknown fusion '{name}'. Choose one of: {', '.join(sorted(FUSIONS))}.")
 
 
 def build_fusion(cfg: FusionConfig, dim: int) -> Fusion:

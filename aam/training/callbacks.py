@@ -1,6 +1,6 @@
 """Callbacks the training loop calls after each epoch: checkpoints, early stopping, TensorBoard.
 
-A callback sees the loop's ``TrainState`` (``aam.training.loop``): model, optimizer, scheduler,
+A callback sees the loop's ``TrainState`` (``aam.training.state``): model, optimizer, scheduler,
 objective, epoch, global_step, train_logs, val_logs, best_metric, best_epoch, is_best, stop.
 """
 
@@ -17,7 +17,7 @@ from aam.training.distributed import full_state_dict, optimizer_state_dict
 from aam.training.seeding import get_rng_state
 
 if TYPE_CHECKING:
-    from aam.training.loop import TrainState
+    from aam.training.state import TrainState
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import statistics
 import time
 from collections import defaultdict
 from contextlib import nullcontext
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -28,6 +28,7 @@ from aam.config import TrainConfig
 from aam.errors import InputError
 from aam.training import preemption
 from aam.training.callbacks import Callback
+from aam.training.state import TrainState
 from aam.training.device import resolve_device
 from aam.training.distributed import (DistContext, all_reduce_sums, any_rank, clip_gradients,
                                       eval_module, evaluation_copy, load_optimizer_state,
@@ -38,37 +39,6 @@ from aam.training.seeding import get_rng_state, seed_everything, set_rng_state
 from aam.validate import load_error_reason
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainState:
-    """Everything a callback may read (and ``stop``, which it may set)."""
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    objective: Any
-    cfg: TrainConfig
-    device: torch.device
-    is_main: bool = True
-    epoch: int = 0  # completed epochs
-    global_step: int = 0  # optimiser steps taken
-    train_logs: dict = field(default_factory=dict)
-    val_logs: dict = field(default_factory=dict)
-    best_metric: float = math.inf
-    best_epoch: int = 0
-    is_best: bool = False
-    stop: bool = False
-    history: list = field(default_factory=list)
-    dist: DistContext = field(default_factory=DistContext)
-    last_checkpoint: tuple | None = None  # (path, epoch) of the newest last.pt, set by callbacks
-    eval_copy: nn.Module | None = None  # FSDP: the plain module validation runs on
-    # position inside epoch ``epoch + 1`` (batches done, their summed logs, their samples):
-    # non-zero only between a preemption and the end of the epoch it interrupted
-    resume_batch: int = 0
-    partial_sums: dict = field(default_factory=dict)
-    partial_samples: int = 0
-    resume_rng: dict | None = None  # RNG state at that position (restored after skipping)
 
 
 @dataclass
