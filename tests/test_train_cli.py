@@ -78,13 +78,13 @@ def test_missing_data_dir_is_reported(tmp_path, capsys):
     assert "prepared file not found" in capsys.readouterr().err
 
 
-def test_readme_holds_the_fusion_table_that_categorical_help_prints():
+def test_config_readme_holds_the_fusion_table_that_categorical_help_prints():
     from pathlib import Path
 
     from aam.cli.categorical_help import fusion_guide, markdown_table
     from aam.models.fusion import FUSIONS
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "config" / "README.md").read_text()
     assert markdown_table() in readme
     named = {flags.split()[1] for _, flags, _ in fusion_guide()}
     assert named == set(FUSIONS)  # every registered fusion is in the guide, no other

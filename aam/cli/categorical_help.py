@@ -1,8 +1,8 @@
 """The ``aam train --categorical-help`` text: which categorical fusion to choose.
 
-One table is printed by ``--categorical-help`` and stands in the README (:func:`markdown_table`;
-a test keeps the two equal). Its rows are the ``GUIDE`` of every fusion in the registry
-(``aam.models.fusion.FUSIONS``), so a new fusion documents itself in its own class.
+One table is printed by ``--categorical-help`` and stands in ``config/README.md``
+(:func:`markdown_table`; a test keeps the two equal). Its rows are the ``GUIDE`` of every fusion
+in the registry (``aam.models.fusion.FUSIONS``), so a new fusion documents itself in its own class.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def help_text() -> str:
 
 
 def markdown_table() -> str:
-    """The same guide as the README's Markdown table."""
+    """The same guide as the Markdown table in ``config/README.md``."""
     rows = ["| question | fusion | notes |", "|---|---|---|"]
     rows += [f"| {q} | `{f}` | {n} |" for q, f, n in fusion_guide()]
     return "\n".join(rows) + "\n"
