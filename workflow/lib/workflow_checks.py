@@ -12,8 +12,16 @@ import pandas as pd
 from snakemake.exceptions import WorkflowError
 
 
-#: Distances `aam prepare --beta-metric` computes without a tree.
-TREE_FREE_METRICS = ("braycurtis", "jaccard", "aitchison")
+def tree_free_metrics():
+    """The metrics `aam prepare --beta-metric` computes without a tree: the registry decides
+    (``BETA_METRICS[m].needs_tree``); without aam in this Python, its current list."""
+    try:
+        from aam.data.beta import BETA_METRICS
+    except ImportError:
+        return ("braycurtis", "jaccard", "aitchison")
+    return tuple(name for name, metric in BETA_METRICS.items() if not metric.needs_tree)
+
+
 #: The path arguments each rule passes itself (so a section's flags can be parsed alone).
 REQUIRED = {
     "simulate": ["--output-dir", "o"],
@@ -83,13 +91,13 @@ def check_config(cfg):
         not cfg["input"]["table"]
         or cfg["input"]["tree"]
         or cfg["input"]["unifrac_matrix"]
-        or cfg["prepare"].get("beta_metric") in TREE_FREE_METRICS
+        or cfg["prepare"].get("beta_metric") in tree_free_metrics()
     )
     if cfg["pretrain"]["enabled"] and not has_distances:
         raise WorkflowError(
             "pretraining needs sample distances: set input.tree (UniFrac), input.unifrac_matrix "
             f"(a precomputed matrix) or prepare.beta_metric to one of "
-            f"{', '.join(TREE_FREE_METRICS)} (no tree needed), or set pretrain.enabled to false."
+            f"{', '.join(tree_free_metrics())} (no tree needed), or set pretrain.enabled to false."
         )
     if cfg["split"]["folds"] == 1:
         raise WorkflowError(
