@@ -123,7 +123,8 @@ def run(work: Path, fold: Path, name: str, seed: int, epochs: int, extra: list[s
         start = predict(out / "checkpoints" / "best.pt", fold, work, out / "test-start", env,
                         permutation=False)  # the start fitted on the training samples
         perm = json.loads((out / "test" / "permutation.json").read_text())
-        row.update(last_r2=row["test_r2"], interaction_r2=float("nan"),
+        row.update(last_r2=r2(y, np.array([start[s] for s in ids])), gain=float("nan"),
+                   interaction_r2=float("nan"),
                    shuffle_move=perm["columns"]["category"]["prediction_change"], start=start)
         return row
     last = predict(out / "checkpoints" / "last.pt", fold, work, out / "test-last", env,
@@ -178,6 +179,7 @@ def main(argv=None) -> int:
         for name in (f for f in args.fusions if f != "head"):
             row = run(work, fold, name, seed, args.epochs, extra, env, actual, term, args.tag)
             row["interaction_r2"] = explained(term, row.pop("last"), start["start"])
+            row["gain"] = row["last_r2"] - start["last_r2"]
             rows.append(row)
             print(f"{name} seed {seed}: " + " ".join(
                 f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)), flush=True)
@@ -193,13 +195,15 @@ def table(rows: list[dict], args) -> str:
         return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 \
             else f"{values[0]:.3f}"
 
-    lines = ["| model | test R² (model.pt) | test R² (last epoch) | best epochs | "
-             "interaction explained (R²) | category shuffle moves (SD) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| model | test R² (model.pt) | test R² (last epoch; head: start fitted on train) | "
+             "last epoch − start | best epochs | interaction explained (R²) | "
+             "category shuffle moves (SD) |",
+             "|---|---|---|---|---|---|---|"]
     for name in args.fusions:
         mine = [r for r in rows if r["name"] == name]
         lines.append(f"| {name} | {cell([r['test_r2'] for r in mine])} | "
                      f"{cell([r['last_r2'] for r in mine])} | "
+                     f"{cell([r['gain'] for r in mine])} | "
                      f"{', '.join(str(r['best_epoch']) for r in mine)} | "
                      f"{cell([r['interaction_r2'] for r in mine])} | "
                      f"{cell([r['shuffle_move'] for r in mine])} |")

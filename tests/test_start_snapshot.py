@@ -1,6 +1,6 @@
 """The fitted start reads ASV vectors that fine-tuning does not move (abundance_head_encoder):
-a frozen snapshot of the sequence encoder (default) or a frozen sequence encoder; and
-predictors saved before the snapshot (format 4) load as the model they were."""
+a frozen sequence encoder (default) or a frozen snapshot of it; and predictors saved before
+the snapshot existed (format 4) load as the model they were."""
 
 from __future__ import annotations
 
@@ -141,9 +141,31 @@ def test_a_format_4_predictor_loads_and_predicts_as_before():
 
 
 def test_no_snapshot_where_nothing_moves_or_nothing_was_fitted():
-    """A frozen base, a head learned from zero, or no head: no snapshot, the encoder's
-    vectors."""
+    """The default freezes the sequence encoder; a frozen base, a head learned from zero, or
+    no head: no snapshot, the encoder's vectors."""
+    model = Predictor(_cfg("gmu"))
+    assert model.start_mode == "frozen" and model.start_encoder is None
+    assert not any(p.requires_grad for p in model.encoder.asv_norm.parameters())
+    assert all(p.requires_grad for p in model.encoder.sample.parameters())
     for kw in ({"freeze_base": True}, {"abundance_head_init": "zero"},
                {"abundance_head": False}):
         model = Predictor(_cfg("gmu", **kw))
         assert model.start_encoder is None and model.start_mode == "live"
+
+
+def test_a_format_4_checkpoint_resumes_with_the_encoder_it_trained(tmp_path):
+    """Format-4 runs trained the whole encoder (the head read its vectors): their config loads
+    with abundance_head_encoder live, so a resumed run's optimizer state still fits; format 5
+    keeps what it recorded."""
+    from aam.config import FinetuneConfig, from_dict, to_dict
+    from aam.training.checkpoint import load_checkpoint, make_payload, save_checkpoint
+
+    cfg = FinetuneConfig()
+    for version, expected in ((4, "live"), (5, "frozen")):
+        payload = make_payload("predictor", to_dict(cfg), {}, epoch=1, best_metric=0.0, seed=0)
+        payload["format_version"] = version
+        if version == 4:
+            del payload["config"]["abundance_head_encoder"]
+        save_checkpoint(tmp_path / f"{version}.pt", payload)
+        loaded = load_checkpoint(tmp_path / f"{version}.pt", "predictor")["config"]
+        assert from_dict(FinetuneConfig, loaded).abundance_head_encoder == expected

@@ -68,11 +68,11 @@ class Predictor(nn.Module):
     cache is not part of the ``state_dict`` and is emptied whenever encoder weights are loaded.
 
     A fitted abundance head (``abundance_head_init: fit``) reads ASV vectors that do not move
-    while the rest trains (``abundance_head_encoder``): ``snapshot`` (default), a frozen copy of
-    the sequence encoder (``start_encoder``, :class:`~aam.models.start.SequenceSnapshot`) that
-    :func:`~aam.training.head_fit.fit_abundance_head` takes before it fits; ``frozen``, the
-    encoder's own nucleotide encoder and ASV norm are not trained (eval mode, no gradients);
-    ``live``, the trained encoder's vectors (the head's fit is scrambled as they move).
+    while the rest trains (``abundance_head_encoder``): ``frozen`` (default), the encoder's
+    nucleotide encoder and ASV norm are not trained (eval mode, no gradients); ``snapshot``, a
+    frozen copy of them (``start_encoder``, :class:`~aam.models.start.SequenceSnapshot`) that
+    :func:`~aam.training.head_fit.fit_abundance_head` takes before it fits, while the encoder
+    trains; ``live``, the trained encoder's vectors (the head's fit is scrambled as they move).
     """
 
     def __init__(self, cfg: FinetuneConfig) -> None:

@@ -4,9 +4,11 @@ The abundance head (:class:`aam.models.heads.AbundanceHead`) is fitted in closed
 random Fourier features of the ASV vectors and then kept fixed. Its features are sharp (scale
 10), so if it read the vectors of the encoder being fine-tuned, one epoch of encoder updates
 scrambled it: on the simulator the training target loss went from 0.79 to 2.5 after epoch 1 and
-the fitted start won model selection in 9 of 9 runs. :class:`SequenceSnapshot` is a frozen copy
-of the sequence part of the encoder (nucleotide encoder + ASV norm) taken when the head is
-fitted; the head reads its vectors, the trained encoder feeds the transformer path only.
+the fitted start won model selection in 9 of 9 runs. By default (``frozen``) the sequence part
+of the encoder (nucleotide encoder + ASV norm) is simply not trained; with ``snapshot``,
+:class:`SequenceSnapshot` is a frozen copy of it taken when the head is fitted, the head reads
+its vectors and the trained encoder feeds the transformer path only. On the simulator frozen
+helped the transformer path more (benchmarks/results/sim-fusion.md).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from aam.models.asv_cache import AsvVectorCache
 from aam.models.encoder import AAMEncoder
 
 # FinetuneConfig.abundance_head_encoder: which ASV vectors the fitted abundance head reads
-START_ENCODERS = ("snapshot", "frozen", "live")
+START_ENCODERS = ("frozen", "snapshot", "live")
 
 
 class SequenceSnapshot(nn.Module):

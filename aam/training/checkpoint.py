@@ -23,11 +23,13 @@ FORMAT_VERSION = 5  # 5: a fitted abundance head reads a frozen sequence-encoder
 # (formats before this one, checkpoint kind or None for any, config section or "" for the top
 # level, defaults). Format 2 turned the ASV batch norm on, format 3 the predictor's abundance head,
 # format 4 fitted that head before fine-tuning on random Fourier features, 512 wide (before:
-# a GELU layer of 4 x embedding dim).
+# a GELU layer of 4 x embedding dim), format 5 kept the ASV vectors that head reads still while
+# fine-tuning (before: the trained encoder's).
 UNRECORDED = ((2, None, "model", {"count_features": "log1p", "asv_norm": False}),
               (3, "predictor", "", {"abundance_head": False}),
               (4, "predictor", "", {"abundance_head_init": "zero", "abundance_head_width": 0,
-                                    "abundance_head_features": "mlp"}))
+                                    "abundance_head_features": "mlp"}),
+              (5, "predictor", "", {"abundance_head_encoder": "live"}))
 KINDS = ("encoder", "predictor")
 REQUIRED_KEYS = ("format_version", "aam_version", "kind", "config", "model_state", "epoch",
                  "best_metric", "seed")
