@@ -7,6 +7,7 @@ import shutil
 import h5py
 import numpy as np
 import pandas as pd
+import pytest
 
 from aam.cli.__main__ import main as aam_main
 
@@ -123,3 +124,26 @@ def test_predict_on_longer_asvs_than_the_model_read_warns(simulated_prepared, tm
                      str(simulated_prepared), "--output", str(tmp_path / "p" / "p.tsv"),
                      "--device", "cpu"]) == 0
     assert "truncated to the model's max_bp 60" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--normalize-by", "category"], "--normalize-by is ignored"),
+    (["--abundance-head-init", "zero", "--selection-se", "2"], "--selection-se is ignored"),
+    (["--task", "classification", "--metadata-column", "category", "--target-transform",
+      "minmax"], "--target-transform minmax is ignored"),
+    (["--class-weights"], "--class-weights is ignored"),
+])
+def test_given_flags_that_do_nothing_say_so(flags, message, simulated_prepared, tmp_path, capsys):
+    capsys.readouterr()
+    assert aam_main(["train", "--data-dir", str(simulated_prepared), "--output-dir",
+                     str(tmp_path / "o"), *TINY, "--group-by", "subject", *flags]) == 0
+    assert message in capsys.readouterr().err
+
+
+def test_split_inner_val_fraction_with_a_test_fraction_says_it_is_ignored(simulated_prepared,
+                                                                         tmp_path, capsys):
+    capsys.readouterr()
+    assert aam_main(["split", "--metadata", str(simulated_prepared / "metadata.tsv"),
+                     "--group-by", "subject", "--test-fraction", "0.25",
+                     "--inner-val-fraction", "0.2", "--output-dir", str(tmp_path / "s")]) == 0
+    assert "--inner-val-fraction 0.2 is ignored" in capsys.readouterr().err

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from aam.cli.common import Outputs, add_common_flags, run
 from aam.data.metadata import read_metadata
 from aam.data.splits import SplitConfig, split_metadata, write_splits
+
+log = logging.getLogger("aam.split")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +48,10 @@ def _body(args: argparse.Namespace) -> int:
                       val_fraction=0.2 if args.val_fraction is None else args.val_fraction,
                       group_by=args.group_by, stratify_by=args.stratify_by, seed=args.seed,
                       inner_val_fraction=args.inner_val_fraction)
+    if args.inner_val_fraction and args.test_fraction:
+        log.warning("--inner-val-fraction %g is ignored: with --test-fraction %g the test set is "
+                    "fixed and validation comes from --val-fraction / --folds",
+                    args.inner_val_fraction, args.test_fraction)
     metadata = read_metadata(args.metadata)
     folds = split_metadata(metadata, cfg, source=str(args.metadata))
     write_splits(folds, cfg, args.output_dir, metadata=args.metadata)

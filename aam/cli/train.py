@@ -69,6 +69,25 @@ def _warn_ignored(args: argparse.Namespace, cfg: FinetuneConfig) -> None:
     if args.count_penalty is not None and not cfg.count_prediction:
         log.warning("--count-penalty is ignored with --no-count-prediction")
     warn_unused_val_fraction(args)
+    regression = cfg.task == "regression"
+    ignored = [
+        (args.normalize_by is not None and cfg.data.target_transform != "zscore-category",
+         "--normalize-by is ignored: it applies to --target-transform zscore-category only"),
+        (args.target_transform is not None and not regression,
+         f"--target-transform {args.target_transform} is ignored: classes are never "
+         "transformed"),
+        (args.class_weights is not None and regression,
+         "--class-weights is ignored: it applies to classification only"),
+        (args.loss is not None and not regression,
+         f"--loss {args.loss} is ignored: classification always uses cross-entropy"),
+        (args.selection_se is not None and not (cfg.abundance_head
+                                                and cfg.abundance_head_init == "fit"),
+         "--selection-se is ignored: the margin compares fine-tuned epochs with the fitted "
+         "start, and this run has none (--abundance-head-init zero or no abundance head)"),
+    ]
+    for given, message in ignored:
+        if given:
+            log.warning(message)
 
 
 def _body(args: argparse.Namespace) -> int:
