@@ -23,20 +23,25 @@ def _refused(argv, capsys) -> str:
     return err.strip().splitlines()[-1]
 
 
-def test_group_by_with_one_validation_subject_refuses_the_margin(simulated_prepared, tmp_path,
-                                                                 capsys):
+def test_group_by_with_one_validation_subject_turns_the_margin_off_and_says_so(
+        simulated_prepared, tmp_path, capsys):
+    import yaml
+
     prep = tmp_path / "prep"
     shutil.copytree(simulated_prepared, prep)
     meta = pd.read_csv(prep / "metadata.tsv", sep="\t", dtype=str)
     meta["lab"] = "one-lab"  # a column with a single value: one "subject"
     meta.to_csv(prep / "metadata.tsv", sep="\t", index=False)
-    argv = ["train", "--data-dir", str(prep), "--output-dir", str(tmp_path / "o"), *TINY,
-            "--val-fraction", "0.25", "--train-samples", str(_lists(tmp_path, meta)[0]),
-            "--val-samples", str(_lists(tmp_path, meta)[1]), "--group-by", "lab"]
-    last = _refused(argv, capsys)
-    assert "--group-by lab gives the 8 validation samples a single subject" in last
-    assert "--selection-se 0" in last and not (tmp_path / "o").exists()
-    assert aam_main([*argv, "--selection-se", "0"]) == 0
+    train, val = _lists(tmp_path, meta)
+    capsys.readouterr()
+    assert aam_main(["train", "--data-dir", str(prep), "--output-dir", str(tmp_path / "o"),
+                     *TINY, "--train-samples", str(train), "--val-samples", str(val),
+                     "--group-by", "lab"]) == 0
+    err = capsys.readouterr().err
+    assert "--group-by lab gives the 8 validation samples a single subject" in err
+    resolved = yaml.safe_load((tmp_path / "o" / "config.resolved.yaml").read_text())
+    assert resolved["selection_se"] == 0.0  # recorded as off, not stated while inactive
+    assert "standard error" not in (tmp_path / "o" / "model-card.md").read_text()
 
 
 def _lists(folder, meta):

@@ -226,11 +226,20 @@ def test_more_ranks_than_gpus_fails_before_anything_starts(main, tmp_path, capsy
     assert not (tmp_path / "o").exists()
 
 
-def test_diverging_pretrain_exits_2_with_one_line_and_no_encoder(prepared, tmp_path, capsys):
+def test_diverging_pretrain_exits_2_with_one_line_and_no_encoder(prepared, tmp_path, capsys,
+                                                                monkeypatch):
+    from aam.training.pretrain_objective import PretrainObjective
+
+    real = PretrainObjective.loss
+
+    def nan_loss(self, model, batch):  # a loss that blows up (lr is range-checked now)
+        loss, logs = real(self, model, batch)
+        return loss * float("nan"), logs
+
+    monkeypatch.setattr(PretrainObjective, "loss", nan_loss)
     out = tmp_path / "o"
     code = pretrain_main(["--data-dir", str(prepared), "--output-dir", str(out), "--batch-size",
-                          "4", *PRETRAIN, "--lr", "1e20", "--grad-clip", "0",
-                          "--warmup-fraction", "0"])
+                          "4", *PRETRAIN, "--grad-clip", "0", "--warmup-fraction", "0"])
     err = [line for line in capsys.readouterr().err.splitlines() if " INFO " not in line]
     assert code == 2 and len(err) == 1
     assert err[0].startswith("aam pretrain: error: training diverged: non-finite loss at epoch 1")

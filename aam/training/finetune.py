@@ -165,6 +165,8 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
     cfg = resolve_sizes(cfg, data, pretrained=resume is not None or encoder is not None)
     setup = build_setup(cfg, data, train_ids, val_ids, **_reused(resume))
     cfg = setup.cfg
+    units = subject_groups(data, cfg.group_by, val_ids)
+    cfg = _margin_units(cfg, units, len(val_ids))
     warn_redundant(cfg)
     seed_everything(cfg.train.seed)  # weight init follows --seed, not the process's RNG history
     model = Predictor(cfg)
@@ -175,8 +177,6 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
         write_lines(out / "train_samples.txt", train_ids)
         write_lines(out / "val_samples.txt", val_ids)
         write_text(out / "config.resolved.yaml", dump_yaml(cfg))
-    units = subject_groups(data, cfg.group_by, val_ids)
-    _check_margin_units(cfg, units, len(val_ids))
     objective = FinetuneObjective(cfg, setup.transform, setup.classes, setup.groups,
                                   setup.actual, setup.class_weight, dist=ctx, units=units)
     seed = cfg.train.seed
@@ -248,16 +248,19 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
     return summary
 
 
-def _check_margin_units(cfg: FinetuneConfig, units: Optional[dict], n_val: int) -> None:
-    """The selection margin measures noise across validation subjects: refuse a grouping that
-    leaves one (the margin would silently be 0 while the model card states it)."""
+def _margin_units(cfg: FinetuneConfig, units: Optional[dict], n_val: int) -> FinetuneConfig:
+    """The selection margin measures noise across validation subjects; with a single one it
+    cannot, so it is switched off loudly and recorded as off (``selection_se`` 0 in the
+    resolved config, the model card and ``summary.md``), never stated while inactive."""
     margin = cfg.selection_se > 0 and cfg.abundance_head and cfg.abundance_head_init == "fit"
     if margin and units is not None and len(set(units.values())) < 2:
-        raise InputError(
-            f"--group-by {cfg.group_by} gives the {n_val} validation samples a single subject, "
-            f"so the selection margin (--selection-se {cfg.selection_se:g}) cannot measure how "
-            "much validation losses vary between subjects. Name the subject column, hold out "
-            "more subjects for validation, or give --selection-se 0.")
+        log.warning("--group-by %s gives the %d validation samples a single subject, so the "
+                    "selection margin (--selection-se %g) cannot measure how much validation "
+                    "losses vary between subjects: it is off for this run (selection_se 0 in "
+                    "its config and model card). Hold out more subjects to have it.",
+                    cfg.group_by, n_val, cfg.selection_se)
+        return replace(cfg, selection_se=0.0)
+    return cfg
 
 
 def subject_groups(data: PreparedData, column: str, sample_ids: list[str]) -> Optional[dict]:

@@ -46,7 +46,10 @@ from workflow_checks import (
 )
 
 CONFIG_SCHEMA = yaml.safe_load(
-    open(os.path.join(workflow.basedir, "schemas", "config.schema.yaml"), encoding="utf-8")
+    open(
+        os.path.join(workflow.basedir, "schemas", "config.schema.yaml"),
+        encoding="utf-8",
+    )
 )
 check_keys(config, CONFIG_SCHEMA)  # one line naming the key, never the whole schema
 check_schema(config, CONFIG_SCHEMA)
