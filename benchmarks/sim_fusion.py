@@ -7,7 +7,8 @@ same start. Per run: test R2 of the delivered model (``model.pt``) and of the la
 ``interaction[category] * z_0`` the last epoch's residual over the start explains (R2 of a
 straight-line fit of the term on ``prediction - start prediction``, test samples), and how far
 shuffling the category moves its predictions (``aam predict --permutation-check``, in target
-SDs). Prints a markdown table (mean +- SD over seeds).
+SDs; for "head", of the start fitted on the training samples, which the fine-tuned runs start
+from). Prints a markdown table (mean +- SD over seeds).
 
     python benchmarks/sim_fusion.py --workdir /tmp/sim-fusion --seeds 0 1 2 \\
         --fusions head concat gmu cross-attention perceiver --epochs 10
@@ -116,13 +117,13 @@ def run(work: Path, fold: Path, name: str, seed: int, epochs: int, extra: list[s
     metrics = json.loads((out / "metrics.json").read_text())
     ids = sorted(term)
     y = np.array([actual[s] for s in ids])
-    delivered = predict(out / "model.pt", fold, work, out / "test", env, permutation=head)
+    delivered = predict(out / "model.pt", fold, work, out / "test", env, permutation=False)
     row = {"name": name, "seed": seed, "best_epoch": metrics["best_epoch"],
            "test_r2": r2(y, np.array([delivered[s] for s in ids]))}
     if head:
         start = predict(out / "checkpoints" / "best.pt", fold, work, out / "test-start", env,
-                        permutation=False)  # the start fitted on the training samples
-        perm = json.loads((out / "test" / "permutation.json").read_text())
+                        permutation=True)  # the start fitted on the training samples
+        perm = json.loads((out / "test-start" / "permutation.json").read_text())
         row.update(last_r2=r2(y, np.array([start[s] for s in ids])), gain=float("nan"),
                    interaction_r2=float("nan"),
                    shuffle_move=perm["columns"]["category"]["prediction_change"], start=start)
