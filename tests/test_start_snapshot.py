@@ -169,3 +169,19 @@ def test_a_format_4_checkpoint_resumes_with_the_encoder_it_trained(tmp_path):
         save_checkpoint(tmp_path / f"{version}.pt", payload)
         loaded = load_checkpoint(tmp_path / f"{version}.pt", "predictor")["config"]
         assert from_dict(FinetuneConfig, loaded).abundance_head_encoder == expected
+
+
+def test_a_frozen_sequence_encoder_gets_no_nucleotide_masking():
+    """With the sequence encoder frozen for the fitted start, the masked-nucleotide loss has
+    nothing to train: no masking (which would move the head's input), no nucleotide logits."""
+    from aam.training.finetune_objective import FinetuneObjective
+
+    cfg = _cfg("gmu", nucleotide_loss_weight=0.5, nucleotide_mask_rate=0.3)
+    assert FinetuneObjective(cfg, None, None, None, None, None).mask_rate == 0.0
+    snapshot = dataclasses.replace(cfg, abundance_head_encoder="snapshot")
+    assert FinetuneObjective(snapshot, None, None, None, None, None).mask_rate == 0.3
+    model, train = _fitted("frozen")
+    model.train()
+    with torch.no_grad():
+        out = model(train[0], mask_rate=0.3)
+    assert out.encoder.nuc_logits is None

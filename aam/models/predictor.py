@@ -162,6 +162,8 @@ class Predictor(nn.Module):
         deterministic (frozen, or in eval mode inside :func:`~aam.models.asv_cache.cached_encoder`),
         else a forward pass (with nucleotide masking when the base is trained)."""
         frozen = self.cfg.freeze_base
+        if self.start_mode == "frozen":  # masking would move the fitted head's input
+            mask_rate = 0.0
         deterministic = frozen or (not self.encoder.training and mask_rate == 0)
         if self.encoder_cache is not None and deterministic:
             return self.encoder_cache.encode(self.encoder, batch)

@@ -18,6 +18,7 @@ from aam.config import FinetuneConfig
 from aam.data.batch import Batch
 from aam.data.targets import TargetTransform
 from aam.models.heads import count_loss
+from aam.models.predictor import start_mode
 from aam.predictions import Predictions, from_passes
 from aam.training.dist_data import gather_samples
 from aam.training.distributed import DistContext, gather_objects
@@ -76,7 +77,11 @@ class FinetuneObjective:
         self.actual = actual
         self.class_weight = class_weight
         self.dist = dist or DistContext()
-        train_base = not cfg.freeze_base and cfg.nucleotide_loss_weight > 0
+        # the masked-nucleotide loss trains the nucleotide encoder: not when it is frozen (a
+        # frozen base, or the fitted start's frozen sequence encoder, whose input masking would
+        # move the vectors the fitted head reads)
+        train_base = (not cfg.freeze_base and cfg.nucleotide_loss_weight > 0
+                      and start_mode(cfg) != "frozen")
         self.mask_rate = cfg.nucleotide_mask_rate if train_base else 0.0
         self.last: Optional[Predictions] = None
         self.units = units or {}
