@@ -233,7 +233,9 @@ class FinetuneConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    # fine-tuning runs 20 epochs by default (the workflow's finetune.epochs; with categorical_lr
+    # above, benchmarks/results/recipe-sim.md)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20))
     task: str = "regression"
     target_column: str = ""
     loss: str = "mse"  # regression: mse | mae | huber; classification always cross-entropy
@@ -261,7 +263,10 @@ class FinetuneConfig:
     # more than this many standard errors of the per-subject difference (0: lowest loss wins)
     selection_se: float = 1.0
     group_by: str = ""  # metadata column of the subject: the head fit's CV keeps subjects whole
-    categorical_lr: Optional[float] = None  # learning rate of category embeddings/fusion/scales
+    # learning rate of the category embeddings, fusion and output scaling (None: train.lr);
+    # 1e-2 with 20 epochs beat train.lr with 10 on the simulator by +0.059 R² [0.041, 0.079]
+    # (benchmarks/results/recipe-sim.md), with no clear change from 20 epochs alone
+    categorical_lr: Optional[float] = 1e-2
     val_prediction_passes: int = 1
     nucleotide_loss_weight: float = 0.0  # > 0 keeps the masked-nucleotide loss when the base trains
     nucleotide_mask_rate: float = 0.0

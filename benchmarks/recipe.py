@@ -39,6 +39,9 @@ VARIANTS = {
     "no-refit": ("no refit of the kept start on train + validation",
                  ["--no-abundance-head-refit"]),
     "lr-3e-3": ("lr 3e-3 (the benchmark preset's)", ["--lr", "3e-3"]),
+    "epochs-20": ("20 epochs (the workflow's finetune.epochs)", ["--epochs", "20"]),
+    "catlr-1e-2-e20": ("categorical lr 1e-2 with 20 epochs (best on sim-fusion.md's split)",
+                       ["--epochs", "20", "--categorical-lr", "1e-2"]),
 }
 
 

@@ -191,7 +191,8 @@ def test_resume_with_new_lr_and_output_dir(prepared, one_epoch, tmp_path, caplog
     assert caplog.text.count("lr 0.003 (checkpoint) -> 0.0001 (--lr)") == 1
     last = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt", "predictor")
     assert last["epoch"] == 2
-    assert {g["initial_lr"] for g in last["optimizer_state"]["param_groups"]} == {1e-4}
+    peaks = {g["name"]: g["initial_lr"] for g in last["optimizer_state"]["param_groups"]}
+    assert peaks == {"base": 1e-4, "categorical": 1e-2}  # categorical_lr stays its own
     for name in ("checkpoints/best.pt", "val_predictions.tsv", "metrics.json", "model.pt"):
         assert (tmp_path / "b" / name).is_file()
 

@@ -155,7 +155,7 @@ FINETUNE_OPTIONS = TRAINING_OPTIONS + [
     opt("--conditional-output-scaling", "fusion.conditional_output_scaling", str,
         "categorical column with a learned per-category scale and shift of the prediction"),
     opt("--categorical-lr", "categorical_lr", float,
-        "learning rate of category embeddings, fusion and output scaling (default: --lr)"),
+        "learning rate of category embeddings, fusion and output scaling (default 1e-2)"),
     opt("--target-transform", "data.target_transform", str,
         "transform of regression targets, fitted on training samples", TARGET_TRANSFORMS),
     opt("--normalize-by", "data.normalize_by", str,

@@ -76,6 +76,8 @@ def _warn_ignored(args: argparse.Namespace, cfg: FinetuneConfig) -> None:
         (args.target_transform is not None and not regression,
          f"--target-transform {args.target_transform} is ignored: classes are never "
          "transformed"),
+        (args.categorical_lr is not None and not cfg.data.categorical_columns,
+         "--categorical-lr is ignored: no --categorical-columns"),
         (args.class_weights is not None and regression,
          "--class-weights is ignored: it applies to classification only"),
         (args.loss is not None and not regression,

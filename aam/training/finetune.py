@@ -81,8 +81,6 @@ def warn_redundant(cfg: FinetuneConfig) -> None:
         log.warning("--val-prediction-passes %d does nothing with --asv-sampling %s (every pass "
                     "sees the same ASVs); use --asv-sampling random", cfg.val_prediction_passes,
                     cfg.data.asv_sampling)
-    if cfg.categorical_lr is not None and not cfg.data.categorical_columns:
-        log.warning("--categorical-lr is ignored: no --categorical-columns")
 
 
 def _split(cfg: FinetuneConfig, data: PreparedData, paths: FinetunePaths):
