@@ -19,9 +19,9 @@ from aam.config import ASV_SAMPLING, FinetuneConfig, to_dict
 from aam.data.categories import encode_categories, is_missing, metadata_column
 from aam.data.dataset import SampleDataset, make_loader
 from aam.data.metadata import read_metadata
-from aam.data.tokens import longest
 from aam.data.prepared import PreparedData, load_prepared
 from aam.data.sample_ids import read_sample_lists
+from aam.data.tokens import longest
 from aam.data.targets import group_keys, transform_from_dict
 from aam.errors import InputError, first_items
 from aam.models.asv_cache import cached_encoder
@@ -230,6 +230,32 @@ def metrics_path(paths: PredictPaths) -> Path:
     return folder / ("predict_metrics.json" if same else "metrics.json")
 
 
+@dataclass
+class PredictInputs:
+    """What ``aam predict`` reads: the model, the prepared data, the samples and their
+    metadata (``source`` names the metadata file in messages)."""
+
+    model: Predictor
+    payload: dict
+    data: PreparedData
+    ids: list[str]
+    metadata: pd.DataFrame
+    source: str
+
+
+def load_inputs(paths: PredictPaths) -> PredictInputs:
+    """Load and check the model, data, sample list and metadata of ``paths``."""
+    model, payload = load_predictor(paths.model)
+    data = load_prepared(paths.data_dir)
+    ids = list(data.sample_ids)
+    if paths.samples is not None:
+        ids = read_sample_lists({"--samples": paths.samples}, data.sample_ids)["--samples"]
+    meta, source = data.metadata, str(Path(paths.data_dir) / "metadata.tsv")
+    if paths.metadata is not None:
+        meta, source = read_metadata(paths.metadata), str(paths.metadata)
+    return PredictInputs(model, payload, data, ids, meta, source)
+
+
 def run_predict(cfg: PredictConfig, paths: PredictPaths) -> Optional[dict]:
     """Predict and write ``predictions.tsv`` (+ metrics when actual values are known).
 
@@ -239,27 +265,22 @@ def run_predict(cfg: PredictConfig, paths: PredictPaths) -> Optional[dict]:
         The metrics written, or None when no predicted sample has a known target.
     """
     start = time.perf_counter()
-    model, payload = load_predictor(paths.model)
-    data = load_prepared(paths.data_dir)
-    ids = data.sample_ids
-    if paths.samples is not None:
-        ids = read_sample_lists({"--samples": paths.samples}, data.sample_ids)["--samples"]
-    meta, source = data.metadata, str(Path(paths.data_dir) / "metadata.tsv")
-    if paths.metadata is not None:
-        meta, source = read_metadata(paths.metadata), str(paths.metadata)
-    result = predict_samples(model, payload, data, ids, cfg, meta, source)
+    inputs = load_inputs(paths)
+    result = predict_samples(inputs.model, inputs.payload, inputs.data, inputs.ids, cfg,
+                             inputs.metadata, inputs.source)
     write_predictions(paths.output, result.sample_ids, result.prediction, result.actual,
                       std=result.std, n_passes=result.n_passes if result.std is not None else None,
                       proba=result.proba, classes=result.classes)
-    log.info("wrote %d predictions to %s", len(ids), paths.output)
+    log.info("wrote %d predictions to %s", len(inputs.ids), paths.output)
     metrics = result.metrics()
     if metrics is None:
         log.info("no predicted sample has a known target: no metrics written")
         return None
     metrics.update({"n_passes": result.n_passes, "wall_time_s": time.perf_counter() - start,
                     "model": str(paths.model), "samples": str(paths.samples or "all"),
-                    "seed": payload.get("seed"), "target": model.cfg.target_column,
-                    "config": {**to_dict(cfg), "metadata_column": model.cfg.target_column}})
+                    "seed": inputs.payload.get("seed"), "target": inputs.model.cfg.target_column,
+                    "config": {**to_dict(cfg),
+                               "metadata_column": inputs.model.cfg.target_column}})
     write_metrics(metrics_path(paths), metrics)
     return metrics
 

@@ -137,24 +137,16 @@ def run_permutation_check(predict_cfg, paths, cfg: PermutationConfig,
                           output: Optional[Path] = None) -> dict:
     """Load the model and samples of ``aam predict``'s ``paths``, run the check and write
     ``permutation.json`` (default: beside ``paths.output``). Returns the summary."""
-    from aam.data.metadata import read_metadata
-    from aam.data.prepared import load_prepared
-    from aam.data.sample_ids import read_sample_lists
-    from aam.inference import load_predictor, predict_samples
+    from aam.inference import load_inputs, predict_samples
 
-    model, payload = load_predictor(paths.model)
-    data = load_prepared(paths.data_dir)
-    ids = data.sample_ids
-    if paths.samples is not None:
-        ids = read_sample_lists({"--samples": paths.samples}, data.sample_ids)["--samples"]
-    meta, source = data.metadata, str(Path(paths.data_dir) / "metadata.tsv")
-    if paths.metadata is not None:
-        meta, source = read_metadata(paths.metadata), str(paths.metadata)
-    columns = list(model.cfg.data.categorical_columns)
+    got = load_inputs(paths)
+    columns = list(got.model.cfg.data.categorical_columns)
 
     def predict(metadata):
-        return predict_samples(model, payload, data, ids, predict_cfg, metadata, source)
+        return predict_samples(got.model, got.payload, got.data, got.ids, predict_cfg,
+                               metadata, got.source)
 
-    summary = permutation_summary(predict, columns, ids, model.cfg.task, meta, cfg)
+    summary = permutation_summary(predict, columns, got.ids, got.model.cfg.task, got.metadata,
+                                  cfg)
     write_json(output or Path(paths.output).parent / PERMUTATION_FILE, summary)
     return summary

@@ -38,16 +38,9 @@ def _train_config(flags: list[str]) -> FinetuneConfig:
 
 def _workflow_config() -> dict:
     """config/config.yaml over the schema's defaults, as the Snakefile validates it."""
-    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    out = {}
-    for section, spec in schema["properties"].items():
-        if spec.get("type") == "object":
-            defaults = {k: v["default"] for k, v in spec["properties"].items() if "default" in v}
-            out[section] = {**defaults, **(config.get(section) or {})}
-        else:
-            out[section] = config.get(section, spec.get("default"))
-    return out
+    from test_vocabulary import _with_defaults
+
+    return _with_defaults(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
 
 
 @pytest.fixture
