@@ -9,6 +9,10 @@ difference to the recipe with a paired subject-bootstrap 95% interval; a choice 
 when an alternative is better with the whole interval above 0.
 
     python benchmarks/recipe.py --workdir /tmp/aam-recipe            # prints a markdown table
+    python benchmarks/recipe.py --workdir /tmp/aam-recipe --study fusions
+
+``--study fusions`` runs the same folds for what attention fusion adds over the fitted start with
+the metadata's main effects ("head-only"), and what the metadata adds at all ("no-metadata").
 
 No pretraining (every run starts from a new encoder) keeps it to about 15 minutes on 2 cores;
 the choices it re-makes are those of fine-tuning and of the data fed to it.
@@ -45,6 +49,24 @@ VARIANTS = {
 }
 
 
+#: ``--study fusions``: what attention fusion adds over the fitted start with the metadata's
+#: main effects (head + one-hot, no attention path), and what the metadata adds at all; the
+#: reference is the head.
+FUSIONS = {
+    "head-only": ("fitted start with one-hot main effects, no attention path (kept, refitted)",
+                  ["--selection-se", "1e6", "--epochs", "1"]),
+    "concat": ("concat fusion fine-tuned on top (the recipe)", []),
+    "gmu": ("gmu fusion", ["--categorical-fusion", "gmu"]),
+    "cross-attention": ("cross-attention fusion", ["--categorical-fusion", "cross-attention"]),
+    "perceiver": ("perceiver fusion", ["--categorical-fusion", "perceiver"]),
+    "no-metadata": ("no categorical column (sequence and abundance only)",
+                    ["--categorical-columns", ""]),
+}
+#: study -> (variants, the reference variant, flags every run of the study adds after SIZES)
+STUDIES = {"recipe": (VARIANTS, "recipe", []),
+           "fusions": (FUSIONS, "head-only", ["--epochs", "20"])}
+
+
 def aam(args: list[str], log: Path, env: dict) -> None:
     with open(log, "w") as fh:
         code = subprocess.call([sys.executable, "-m", "aam.cli", *args], stdout=fh,
@@ -70,7 +92,8 @@ def prepare(work: Path, folds: int, env: dict) -> Path:
     return split
 
 
-def oof(work: Path, split: Path, folds: int, variant: str, env: dict) -> dict[str, float]:
+def oof(work: Path, split: Path, folds: int, variant: str, flags: list[str],
+        env: dict) -> dict[str, float]:
     """Out-of-fold predictions of one variant (each fold's test subjects, predicted once)."""
     out: dict[str, float] = {}
     for k in range(folds):
@@ -79,7 +102,7 @@ def oof(work: Path, split: Path, folds: int, variant: str, env: dict) -> dict[st
             aam(["train", "--data-dir", str(work / "prep"), "--train-samples",
                  str(fold / "train_samples.txt"), "--val-samples", str(fold / "val_samples.txt"),
                  "--output-dir", str(run), "--group-by", "subject", "--categorical-columns",
-                 "category", "--seed", "0", *SIZES, *VARIANTS[variant][1]],
+                 "category", "--seed", "0", *SIZES, *flags],
                 work / f"{variant}-{k}.train.log", env)
             aam(["predict", "--model", str(run / "model.pt"), "--data-dir", str(work / "prep"),
                  "--samples", str(fold / "test_samples.txt"), "--output",
@@ -91,46 +114,49 @@ def oof(work: Path, split: Path, folds: int, variant: str, env: dict) -> dict[st
     return out
 
 
-def compare(work: Path, predictions: dict, n_bootstrap: int) -> list[dict]:
+def compare(work: Path, predictions: dict, n_bootstrap: int, settings: dict = VARIANTS,
+            reference: str = "recipe") -> list[dict]:
     import pandas as pd
 
     from aam.reports.stats import subject_bootstrap
 
     meta = pd.read_csv(work / "prep" / "metadata.tsv", sep="\t", dtype=str).set_index(
         "sample_id")
-    ids = sorted(predictions["recipe"])
+    ids = sorted(predictions[reference])
     actual = meta.loc[ids, "target"].astype(float).to_numpy()
     subjects = meta.loc[ids, "subject"].to_numpy()
-    recipe = np.array([[predictions["recipe"][s] for s in ids]])
+    base = np.array([[predictions[reference][s] for s in ids]])
     rows = []
     for variant in predictions:
-        setting = VARIANTS[variant][0]
+        setting = settings[variant][0]
         values = np.array([[predictions[variant][s] for s in ids]])
-        stats = subject_bootstrap("regression", actual, values, recipe, subjects,
+        stats = subject_bootstrap("regression", actual, values, base, subjects,
                                   n_bootstrap=n_bootstrap, seed=0)["r2"]
         rows.append({"variant": variant, "setting": setting, "r2": stats["model"],
+                     "reference": variant == reference,
                      "diff": stats["diff"], "low": stats["ci_low"], "high": stats["ci_high"]})
     return rows
 
 
-def verdict(row: dict) -> str:
-    if row["variant"] == "recipe":
-        return "the recipe"
-    if row["low"] > 0:
-        return "better: change the recipe"
-    if row["high"] < 0:
-        return "worse: keep the recipe"
-    return "no clear difference: keep the recipe"
+def verdict(row: dict, study: str = "recipe") -> str:
+    if row["reference"]:
+        return "the recipe" if study == "recipe" else "the reference"
+    words = ("better" if row["low"] > 0 else "worse" if row["high"] < 0
+             else "no clear difference")
+    if study != "recipe":
+        return words
+    return f"{words}: {'change' if words == 'better' else 'keep'} the recipe"
 
 
-def markdown(rows: list[dict], folds: int, seconds: float) -> str:
-    lines = ["| variant | setting | out-of-fold R² | variant - recipe [95% CI] | decision |",
-             "|---|---|---|---|---|"]
+def markdown(rows: list[dict], folds: int, seconds: float, study: str = "recipe") -> str:
+    reference = STUDIES[study][1]
+    lines = [f"| variant | setting | out-of-fold R² | variant - {reference} [95% CI] | "
+             f"{'decision' if study == 'recipe' else 'verdict'} |", "|---|---|---|---|---|"]
     for r in rows:
-        diff = ("" if r["variant"] == "recipe"
+        diff = ("" if r["reference"]
                 else f"{r['diff']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]")
         lines.append(f"| {r['variant']} | {r['setting']} | {r['r2']:.3f} | {diff} | "
-                     f"{verdict(r)} |")
+                     f"{verdict(r, study)} |")
     lines += ["", f"Simulator ({' '.join(SIM)}), {folds} folds grouped by subject, epochs chosen "
               "on an inner 20% of each fold's training subjects, categorical column `category`, "
               f"sizes `{' '.join(SIZES)}`, no pretraining; {seconds / 60:.1f} min."]
@@ -141,12 +167,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=Path("aam-recipe"))
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--study", choices=tuple(STUDIES), default="recipe",
+                        help="recipe: one variant per recipe choice; fusions: what attention "
+                             "fusion and the metadata add over the fitted start")
+    parser.add_argument("--variants", nargs="+",
+                        help="a subset of the study's variants (default: all)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per run")
     parser.add_argument("--n-bootstrap", type=int, default=2000)
     args = parser.parse_args(argv)
-    if "recipe" not in args.variants:
-        args.variants.insert(0, "recipe")
+    settings, reference, common = STUDIES[args.study]
+    variants = list(args.variants or settings)
+    unknown = [v for v in variants if v not in settings]
+    if unknown:
+        parser.error(f"unknown variants {unknown} for --study {args.study}: {list(settings)}")
+    if reference not in variants:
+        variants.insert(0, reference)
     start = time.perf_counter()
     work = args.workdir.resolve()
     (work / "runs").mkdir(parents=True, exist_ok=True)
@@ -154,13 +189,14 @@ def main(argv: list[str] | None = None) -> int:
            "MKL_NUM_THREADS": str(args.threads), "PYTHONPATH": str(REPO)}
     split = prepare(work, args.folds, env)
     predictions = {}
-    for variant in args.variants:
-        predictions[variant] = oof(work, split, args.folds, variant, env)
+    for variant in variants:
+        flags = [*common, *settings[variant][1]]  # later flags win
+        predictions[variant] = oof(work, split, args.folds, variant, flags, env)
         print(f"{variant}: {len(predictions[variant])} out-of-fold predictions", flush=True)
-    rows = compare(work, predictions, args.n_bootstrap)
-    table = markdown(rows, args.folds, time.perf_counter() - start)
-    (work / "recipe.md").write_text(table + "\n")
-    (work / "recipe.json").write_text(json.dumps(rows, indent=2) + "\n")
+    rows = compare(work, predictions, args.n_bootstrap, settings, reference)
+    table = markdown(rows, args.folds, time.perf_counter() - start, args.study)
+    (work / f"{args.study}.md").write_text(table + "\n")
+    (work / f"{args.study}.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(table)
     return 0
 
