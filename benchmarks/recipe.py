@@ -159,7 +159,8 @@ def markdown(rows: list[dict], folds: int, seconds: float, study: str = "recipe"
                      f"{verdict(r, study)} |")
     lines += ["", f"Simulator ({' '.join(SIM)}), {folds} folds grouped by subject, epochs chosen "
               "on an inner 20% of each fold's training subjects, categorical column `category`, "
-              f"sizes `{' '.join(SIZES)}`, no pretraining; {seconds / 60:.1f} min."]
+              f"sizes `{' '.join([*SIZES, *STUDIES[study][2]])}` (later flags win), no "
+              f"pretraining; {seconds / 60:.1f} min."]
     return "\n".join(lines)
 
 
