@@ -57,7 +57,7 @@ class PredictConfig:
             raise InputError(f"--num-workers must be >= 0, got {self.num_workers}.")
 
 
-def load_predictor(path: str | Path) -> tuple[Predictor, dict]:
+def load_predictor(path: str | Path, command: str = "aam predict") -> tuple[Predictor, dict]:
     """Rebuild the trained :class:`Predictor` of a ``model.pt`` (strict load, eval mode, CPU).
 
     Returns
@@ -76,7 +76,7 @@ def load_predictor(path: str | Path) -> tuple[Predictor, dict]:
     payload = load_checkpoint(path)
     if payload["kind"] != "predictor":
         raise InputError(f"{path} is an {payload['kind']} checkpoint (aam pretrain writes "
-                         "encoder.pt); aam predict needs a trained model: pass the model.pt "
+                         f"encoder.pt); {command} needs a trained model: pass the model.pt "
                          "written by aam train.")
     return predictor_from_checkpoint(payload, str(path)), payload
 

@@ -34,10 +34,8 @@ from aam.explain.figure import attribution_figure
 from aam.explain.importances import read_rf_importances, shared_importances
 from aam.explain.tables import aggregate, rank_agreement
 from aam.explain.truth import signal_sequences, truth_aurocs
-from aam.inference import warn_truncation
-from aam.models.predictor import Predictor, predictor_from_checkpoint
+from aam.inference import load_predictor, warn_truncation
 from aam.reports.plots import save_figure
-from aam.training.checkpoint import load_checkpoint
 from aam.training.device import resolve_device
 
 log = logging.getLogger(__name__)
@@ -102,32 +100,13 @@ def _taxa(paths: ExplainPaths, data: PreparedData) -> Optional[pd.Series]:
     return taxa_by_sequence(taxonomy, data.sequences)
 
 
-def load_model(path: str | Path) -> tuple[Predictor, dict]:
-    """The trained predictor of a ``model.pt`` and its checkpoint (see
-    :func:`aam.inference.load_predictor`; the messages name ``aam explain``).
-
-    Raises
-    ------
-    FileNotFoundError
-        ``path`` does not exist.
-    InputError
-        An encoder checkpoint, a corrupt file, or weights that do not fit the config.
-    """
-    payload = load_checkpoint(path)
-    if payload["kind"] != "predictor":
-        raise InputError(f"{path} is an {payload['kind']} checkpoint (aam pretrain writes "
-                         "encoder.pt); aam explain needs a trained model: pass the model.pt "
-                         "written by aam train.")
-    return predictor_from_checkpoint(payload, str(path)), payload
-
-
 def explain(cfg: ExplainConfig, paths: ExplainPaths) -> Explanation:
     """Load the model and data, attribute, aggregate (no files written).
 
     Every input file is read and checked before the attributions are computed.
     """
     start = time.perf_counter()
-    model, payload = load_model(paths.model)
+    model, payload = load_predictor(paths.model, command="aam explain")
     data = load_prepared(paths.data_dir)
     ids = data.sample_ids
     if paths.samples is not None:
@@ -230,5 +209,5 @@ def run_explain(cfg: ExplainConfig, paths: ExplainPaths) -> Explanation:
     return result
 
 
-__all__ = ["ExplainConfig", "ExplainPaths", "Explanation", "explain", "load_model",
+__all__ = ["ExplainConfig", "ExplainPaths", "Explanation", "explain",
            "read_rf_importances", "run_explain", "write_explanation"]
