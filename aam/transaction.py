@@ -67,7 +67,6 @@ class Transaction:
     target: Path
     staging: Path
     durable: tuple[str, ...] = ()
-    owned: tuple[str, ...] = ()
     created: list[Path] = field(default_factory=list)
     written: dict[str, str] = field(default_factory=dict)
     command: str = ""
@@ -90,10 +89,10 @@ class Transaction:
         produced = {p.name for p in entries}
         for entry in entries:
             check_replaceable(self.target / entry.name, self.written, entry.is_dir())
-        gone = {n for n in self.owned if n not in produced and n in self.written}
+        gone = set()
         if self.sole_owner and self.command:
-            gone |= {n for n, by in self.written.items() if by == self.command
-                     and n not in produced and n not in self.durable}
+            gone = {n for n, by in self.written.items() if by == self.command
+                    and n not in produced and n not in self.durable}
         stale = [self.target / n for n in sorted(gone)]
         self.written.update({n: self.command for n in produced})
         for name in gone:
@@ -179,21 +178,19 @@ def _swap_in(entries: list[Path], replaced: list[Path], target: Path) -> None:
 
 @contextlib.contextmanager
 def output_transaction(target: str | os.PathLike, durable: Sequence[str] = (),
-                       owned: Sequence[str] = (), files: Sequence[str] = (),
-                       command: str = "", sole_owner: bool = False) -> Iterator[Transaction]:
+                       files: Sequence[str] = (), command: str = "",
+                       sole_owner: bool = False) -> Iterator[Transaction]:
     """Lock ``target``, clean leftovers of killed runs, and yield a :class:`Transaction` whose
     ``staging`` folder the command writes into; committed when the block ends without error.
 
     Parameters
     ----------
     durable : names of sub-folders written straight into ``target`` (``checkpoints``)
-    owned : names the command owns in ``target``: removed on commit when this run did not
-        write them (e.g. ``taxonomy.tsv`` of an earlier ``aam prepare`` with a taxonomy), and
-        only when aam wrote them
     files : names of files the command will write, checked before it starts
     command : the command's name, recorded in the manifest beside each name it writes
     sole_owner : the command owns its output set in ``target`` completely (see
-        :class:`Transaction`)
+        :class:`Transaction`): e.g. ``taxonomy.tsv`` of an earlier ``aam prepare`` with a
+        taxonomy goes when a rerun has none
 
     Raises
     ------
@@ -215,8 +212,8 @@ def output_transaction(target: str | os.PathLike, durable: Sequence[str] = (),
             staging = target / STAGING_NAME
             _clean_leftovers(target, staging, written)
             staging.mkdir()
-            tx = Transaction(target, staging, tuple(durable), tuple(owned), created, written,
-                             command, sole_owner)
+            tx = Transaction(target, staging, tuple(durable), created, written, command,
+                             sole_owner)
             try:
                 _link_durable(tx)
                 yield tx

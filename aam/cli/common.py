@@ -47,7 +47,7 @@ class Outputs:
 
     ``arg`` is the parsed argument holding the output folder (or, with ``is_file``, an output
     file whose folder is the transaction's); ``also`` names other file arguments written into
-    the same folder; ``durable`` and ``owned`` are passed to the transaction; ``writes`` names
+    the same folder; ``durable`` is passed to the transaction; ``writes`` names
     outputs checked before the command runs (a user's file there stops it at once, not after
     hours of training); ``defaults`` fills in derived paths from the real output path before
     it is redirected to the staging folder.
@@ -57,7 +57,6 @@ class Outputs:
     is_file: bool = False
     also: tuple[str, ...] = ()
     durable: tuple[str, ...] = ()
-    owned: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
     defaults: Optional[Callable[[argparse.Namespace], None]] = None
 
@@ -175,7 +174,7 @@ def _transaction(args: argparse.Namespace, outputs: Optional[Outputs]):
     args._output_folder = folder  # named by disk errors that carry no file name
     files = _output_files(args, outputs, path, folder)
     command = parser_name(args)
-    with output_transaction(folder, outputs.durable, outputs.owned, files, command,
+    with output_transaction(folder, outputs.durable, files, command,
                             sole_owner=not outputs.is_file) as tx:
         setattr(args, outputs.arg, _staged(path, folder, tx.staging))
         for name in outputs.also:
@@ -195,7 +194,7 @@ def _output_files(args: argparse.Namespace, outputs: Outputs, path: Path,
     """The file names a file-writing command will write into ``folder`` (checked before it runs:
     a user's file or folder there is never replaced)."""
     if not outputs.is_file:
-        return [*outputs.owned, *outputs.writes]
+        return list(outputs.writes)
     flag = "--" + outputs.arg.replace("_", "-")
     if path.is_dir():
         raise InputError(f"{flag} {path} is an existing folder; it is left as it is. Give a "

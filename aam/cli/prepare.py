@@ -88,8 +88,8 @@ def _body(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``aam prepare``; returns the exit code (2 on input errors)."""
     return run(_body, build_parser(), argv,
-               Outputs("output_dir", owned=("table.biom", "metadata.tsv", "unifrac.h5",
-                                            "taxonomy.tsv", "prepare.json")))
+               Outputs("output_dir", writes=("table.biom", "metadata.tsv", "unifrac.h5",
+                                             "taxonomy.tsv", "prepare.json")))
 
 
 if __name__ == "__main__":
