@@ -9,11 +9,13 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Optional
 
 from aam.data.target_transforms import TRANSFORMS
 from aam.errors import InputError
 from aam.fusion_names import check_fusion_name
+from aam.settings import Shorthand, runtime_settings, schedule_settings, setting, settings_of
 from aam.validate import check_finite, check_model_sizes, check_seed
 
 ASV_SAMPLING = ("first", "abundance", "random")
@@ -29,18 +31,9 @@ PARALLEL_CHOICES = ("auto", "none", "ddp", "fsdp", "dp")
 
 
 # DERIVED (values derived from the data: no flag, never compared on resume) lives with the
-# dict conversions that skip them (aam.config_io) and is re-exported here.
-# Where and how long a run executes: its own flags (--device, --parallel, --stop-after-minutes);
-# a resumed run never inherits them.
-RUNTIME = frozenset({"train.device", "train.parallel", "train.stop_after_minutes"})
-
-# Config fields whose command-line flag is not ``--`` + the field name with dashes.
-FLAG_NAMES = {"fusion.name": "--categorical-fusion", "target_column": "--metadata-column"}
-
-
-def flag_of(dotted: str) -> str:
-    """The command-line flag of a dotted config field (``train.lr`` -> ``--lr``)."""
-    return FLAG_NAMES.get(dotted, "--" + dotted.split(".")[-1].replace("_", "-"))
+# dict conversions that skip them (aam.config_io) and is re-exported here. RUNTIME and SCHEDULE
+# (which settings a resumed run may not inherit, and which it may change) are read from the
+# fields' metadata below the classes.
 
 
 def _check_choice(name: str, value: str, choices) -> None:
@@ -66,17 +59,29 @@ def _check_positive(name: str, value, allow_zero: bool = False) -> None:
 class DataConfig:
     """How samples become model inputs."""
 
-    # The recipe's defaults, shared by `aam`, the workflow (its schema defaults are checked
-    # against these) and the benchmark's presets (tests/test_recipe_defaults.py).
-    token_limit: int = 128  # most ASVs per sample fed to the model
-    asv_sampling: str = "abundance"  # first | abundance | random: which ASVs when a sample has more
-    max_bp: int = 0  # nucleotides per ASV; 0 = the longest ASV in the prepared table
-    batch_size: int = 8
-    num_workers: int = 0  # DataLoader worker processes
-    val_fraction: float = 0.2  # used only when no sample lists are given
-    target_transform: str = "zscore"  # regression targets only; classes are never transformed
-    normalize_by: tuple[str, ...] = ()  # category columns for zscore-category
-    categorical_columns: tuple[str, ...] = ()
+    # The recipe's defaults, shared by `aam`, the workflow and the benchmark's presets
+    # (tests/test_recipe_defaults.py).
+    token_limit: int = setting(128, "most ASVs per sample fed to the model")
+    asv_sampling: str = setting("abundance", "which ASVs when a sample has more than "
+                                "--token-limit", choices=ASV_SAMPLING)
+    max_bp: int = setting(0, "nucleotides per ASV (0 = the longest ASV)")
+    batch_size: int = setting(
+        8, "samples per batch, per process: under torchrun the global batch is batch size x "
+        "processes, and distance pairs are formed within each process's batch (pretraining: "
+        "even and >= 2, the distance loss compares every pair of samples in a batch)",
+        schedule=True)
+    num_workers: int = setting(0, "DataLoader worker processes", schedule=True)
+    val_fraction: float = setting(0.2, "validation share when no sample lists are given "
+                                  "(seeded split)")
+    target_transform: str = setting("zscore", "transform of regression targets, fitted on "
+                                    "training samples (classes are never transformed)",
+                                    choices=TARGET_TRANSFORMS, commands=("train",))
+    normalize_by: tuple[str, ...] = setting((), "comma-separated columns whose groups get "
+                                            "their own mean/sd (zscore-category)",
+                                            commands=("train",))
+    categorical_columns: tuple[str, ...] = setting(
+        (), "comma-separated metadata columns fused into the model (default: prepare.json's)",
+        commands=("train",))
 
     def __post_init__(self) -> None:
         _check_positive("token_limit", self.token_limit)
@@ -101,26 +106,33 @@ class DataConfig:
 class ModelConfig:
     """Sizes of the nucleotide -> ASV -> sample encoder."""
 
-    embedding_dim: int = 64
-    attention_heads: int = 4
-    nucleotide_layers: int = 2  # transformer layers over the nucleotides of one ASV
-    asv_layers: int = 2  # transformer layers across the ASVs of a sample
-    sample_layers: int = 1  # transformer layers before pooling the sample embedding
-    dropout: float = 0.1
-    ff_mult: int = field(default=4, metadata={
-        "help": "feed-forward width of every transformer block = this x the embedding dim"})
-    max_bp: int = 150  # position-embedding length; set from the data before the model is built
-    nucleotide_patch: int = 4  # nucleotides per token of the ASV encoder (1 = one per base)
-    gradient_checkpointing: bool = False
-    count_features: str = field(default="log1p-clr", metadata={
-        "help": "how a count enters the sample encoder (each with the relative abundance): "
-                "log1p (log1p(count)), clr (centred log relative abundance), log1p-clr (both), "
-                "log1p-cpm (log1p of counts per million); docs/science.md compares them",
-        "choices": COUNT_FEATURES})
-    asv_norm: bool = field(default=True, metadata={
-        "help": "standardise ASV vectors across ASVs (batch norm) before the sample encoder; "
-                "without it the vectors of similar 16S sequences are nearly parallel and every "
-                "sample looks alike to the target head"})
+    embedding_dim: int = setting(64, "model width D")
+    attention_heads: int = setting(4, "heads of every attention layer")
+    nucleotide_layers: int = setting(2, "transformer layers over the nucleotides of one ASV")
+    asv_layers: int = setting(2, "transformer layers across a sample's ASVs")
+    sample_layers: int = setting(1, "transformer layers before pooling the sample embedding")
+    dropout: float = setting(0.1, "dropout in every transformer block")
+    ff_mult: int = setting(4, "feed-forward width of every transformer block = this x the "
+                           "embedding dim")
+    max_bp: int = 150  # position-embedding length; derived from the data (no flag)
+    nucleotide_patch: int = setting(4, "bases per token of the ASV encoder (1 = one token per "
+                                    "base)")
+    gradient_checkpointing: bool = setting(
+        False, "recompute activations in the backward pass to save memory", schedule=True)
+    count_features: str = setting(
+        "log1p-clr", "how a count enters the sample encoder (each with the relative "
+        "abundance): log1p (log1p(count)), clr (centred log relative abundance), log1p-clr "
+        "(both), log1p-cpm (log1p of counts per million); docs/science.md compares them",
+        choices=COUNT_FEATURES)
+    asv_norm: bool = setting(
+        True, "standardise ASV vectors across ASVs (batch norm) before the sample encoder; "
+        "without it the vectors of similar 16S sequences are nearly parallel and every sample "
+        "looks alike to the target head")
+
+    # --attention-layers sets the three layer counts at once; a more specific flag wins
+    SHORTHANDS: typing.ClassVar[dict] = {"attention_layers": Shorthand(
+        ("nucleotide_layers", "asv_layers", "sample_layers"),
+        "sets nucleotide, ASV and sample layer counts at once")}
 
     def __post_init__(self) -> None:
         _check_choice("count_features", self.count_features, COUNT_FEATURES)
@@ -142,12 +154,16 @@ class ModelConfig:
 class FusionConfig:
     """How categorical metadata is fused with the sequence representation."""
 
-    name: str = "concat"  # one of aam.fusion_names.FUSION_NAMES
-    category_dim: int = 0  # embedding size per categorical column; 0 = embedding_dim
-    cross_attn_heads: int = 8
-    perceiver_num_latents: int = 16
-    perceiver_num_layers: int = 2
-    conditional_output_scaling: Optional[str] = None  # column with per-category scale and shift
+    name: str = setting("concat", "how categories are fused (aam.models.fusion.FUSIONS); see "
+                        "--categorical-help", flag="--categorical-fusion")
+    category_dim: int = setting(0, "embedding size per categorical column (0 = embedding dim)")
+    cross_attn_heads: int = setting(8, "heads of cross-attention/perceiver fusion; must divide "
+                                    "the embedding dim")
+    perceiver_num_latents: int = setting(16, "learned latents of perceiver fusion")
+    perceiver_num_layers: int = setting(2, "self-attention layers over the perceiver latents")
+    conditional_output_scaling: Optional[str] = setting(
+        None, "categorical column with a learned per-category scale and shift of the "
+        "prediction")
     cardinalities: tuple[int, ...] = ()  # derived from data: categories per column (+1 reserved)
 
     def __post_init__(self) -> None:
@@ -161,21 +177,30 @@ class FusionConfig:
 class TrainConfig:
     """Optimisation and run control shared by pretraining and fine-tuning."""
 
-    epochs: int = 10
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_fraction: float = 0.1  # of all optimiser steps
-    grad_clip: float = 1.0  # max gradient norm; 0 disables
-    grad_accum_steps: int = 1
-    patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
-    seed: int = 42
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    compile: bool = False  # torch.compile the model
-    parallel: str = "auto"  # auto | none | ddp | fsdp | dp (--parallel)
-    stop_after_minutes: float = 0.0  # stop as on SIGTERM after this long (0 = no limit)
-
-    RENAMED: typing.ClassVar[dict] = {"distributed": "parallel"}  # old config keys still read
+    epochs: int = setting(10, "training epochs", schedule=True)
+    lr: float = setting(1e-3, "peak learning rate of AdamW", schedule=True)
+    weight_decay: float = setting(0.01, "AdamW weight decay", schedule=True)
+    warmup_fraction: float = setting(0.1, "fraction of all optimiser steps spent on linear "
+                                     "warmup before the cosine decay", schedule=True)
+    grad_clip: float = setting(1.0, "max gradient norm (0 disables clipping)", schedule=True)
+    grad_accum_steps: int = setting(1, "batches whose gradients are summed per optimiser step",
+                                    schedule=True)
+    patience: int = setting(0, "stop after this many epochs without a better validation loss "
+                            "(0 = never)", unit="epochs", schedule=True)
+    seed: int = setting(42, "seed of Python, NumPy, torch, shuffling and masks")
+    device: str = setting("auto", "auto (cuda if available), cpu, cuda or cuda:N", runtime=True)
+    bf16: bool = setting(True, "bf16 autocast on CUDA (always off on CPU)", schedule=True)
+    compile: bool = setting(False, "torch.compile the model", schedule=True)
+    parallel: str = setting(
+        "auto", "auto (ddp under torchrun, else none); ddp: DistributedDataParallel under "
+        "torchrun; fsdp: FullyShardedDataParallel (FSDP2) under torchrun, parameters, gradients "
+        "and optimizer state sharded, rank 0 saves a full state dict; dp: one process drives "
+        "every visible GPU, the batch split by samples (needs CUDA; torchrun with ddp scales "
+        "better)", choices=PARALLEL_CHOICES, runtime=True)
+    stop_after_minutes: float = setting(
+        0.0, "stop cleanly this long after the start, as on SIGTERM: a resumable checkpoint, "
+        "exit code 75, and the same command continues (0 = no limit; the workflow sets it from "
+        "a job's runtime)", unit="minutes", runtime=True)
 
     def __post_init__(self) -> None:
         _check_positive("epochs", self.epochs)
@@ -205,18 +230,20 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """Self-supervised pretraining: UniFrac distances between samples + masked nucleotides."""
+    """Self-supervised pretraining: distances between samples + masked nucleotides."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    nucleotide_mask_rate: float = 0.15
-    nucleotide_loss_weight: float = 1.0
+    nucleotide_mask_rate: float = setting(0.15, "fraction of nucleotides masked for the "
+                                          "masked-nucleotide loss (training only)")
+    nucleotide_loss_weight: float = setting(1.0, "weight of the masked-nucleotide loss added "
+                                            "to the distance loss")
 
     def __post_init__(self) -> None:
         if self.data.batch_size < 2 or self.data.batch_size % 2:
             raise InputError(
-                f"batch_size must be even and at least 2 (the UniFrac loss compares every pair "
+                f"batch_size must be even and at least 2 (the distance loss compares every pair "
                 f"of samples in a batch), got {self.data.batch_size}."
             )
         if not 0.0 <= self.nucleotide_mask_rate < 1.0:
@@ -236,40 +263,76 @@ class FinetuneConfig:
     # fine-tuning runs 20 epochs by default (the workflow's finetune.epochs; with categorical_lr
     # above, benchmarks/results/recipe-sim.md)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20))
-    task: str = "regression"
-    target_column: str = ""
-    loss: str = "mse"  # regression: mse | mae | huber; classification always cross-entropy
-    class_weights: bool = False  # inverse-frequency class weights for classification
+    task: str = setting("regression", "regression or classification (default: from "
+                        "prepare.json)", choices=TASKS)
+    target_column: str = setting("", "target column (default: the one aam prepare recorded in "
+                                 "prepare.json)", flag="--metadata-column")
+    loss: str = setting("mse", "regression loss (classification: cross-entropy)",
+                        choices=REGRESSION_LOSSES)
+    class_weights: bool = setting(False, "inverse-frequency class weights (classification)")
     out_dim: int = 1  # derived: 1 for regression, number of classes for classification
-    freeze_base: bool = False
-    count_prediction: bool = True
-    count_penalty: float = 0.1  # CLR count-loss weight (1.0 halved validation R2 on the simulator)
-    target_layers: int = 1  # transformer layers of the target encoder
-    abundance_head: bool = True  # additive per-ASV term, linear in the count features
-    abundance_head_init: str = "fit"  # fit: penalised linear fit before fine-tuning | zero
-    abundance_head_width: int = 512  # hidden units of the head (0: 4 x embedding dim)
-    abundance_head_features: str = "fourier"  # fourier: random Fourier features | mlp: GELU
+    freeze_base: bool = setting(False, "keep the encoder's weights fixed (eval mode: no dropout, "
+                                "deterministic outputs)")
+    count_prediction: bool = setting(True, "count head predicting each ASV's relative abundance "
+                                     "(--no-count-prediction: not built)")
+    # 1.0 halved validation R2 on the simulator
+    count_penalty: float = setting(0.1, "weight of the count loss")
+    target_layers: int = setting(1, "transformer layers of the target encoder")
+    attention_path: bool = setting(
+        True, "build the attention / fusion path (target encoder, fusion, target head) that "
+        "fine-tuning trains as a residual of the fitted start; --no-attention-path: the model "
+        "is the fitted start alone (abundance head + category main effects + intercept), "
+        "refitted on training + validation samples as a kept start is, and no epoch runs")
+    abundance_head: bool = setting(
+        True, "add a per-ASV term to the prediction: the sum over the sample's ASVs of a(ASV) + "
+        "its count features x b(ASV), a linear model over abundances whose coefficients come "
+        "from each ASV's sequence (--no-abundance-head: not built)")
+    abundance_head_init: str = setting(
+        "fit", "start of the abundance head: fit (a ridge / L2-logistic fit of its last layer on "
+        "the training samples before fine-tuning, the penalty chosen as --group-by says) or "
+        "zero", choices=HEAD_INITS)
+    abundance_head_width: int = setting(512, "hidden units of the abundance head (0: 4 x the "
+                                        "embedding dim)")
+    abundance_head_features: str = setting(
+        "fourier", "hidden layer of the abundance head: fourier (random Fourier features of the "
+        "ASV vectors: the fit is kernel ridge over sequences), identity (one indicator per "
+        "ASV of the training and validation samples, no sequence information: the fit is a "
+        "ridge over per-ASV presence and counts; an ASV unseen there gets no term of its own) "
+        "or mlp (one GELU layer)",
+        choices=HEAD_FEATURES)
     # frozen beat snapshot on the simulator (3 seeds, gmu): test R2 over the start +0.042 vs
     # +0.001; live scrambled the start (-0.23). benchmarks/results/sim-fusion.md
-    abundance_head_encoder: str = field(default="frozen", metadata={
-        "help": "ASV vectors the fitted abundance head reads while fine-tuning trains: frozen "
-                "(the sequence encoder, nucleotides to ASV vectors, is not trained), snapshot "
-                "(a frozen copy of it taken at the fit and saved with the model; the encoder "
-                "trains), live (the trained encoder's: moves the fitted start)",
-        "choices": ("frozen", "snapshot", "live")})
-    # when the fitted start is the best epoch: refit the head on training + validation samples
-    abundance_head_refit: bool = True
-    # a fine-tuned epoch replaces the fitted start only when its validation loss is lower by
-    # more than this many standard errors of the per-subject difference (0: lowest loss wins)
-    selection_se: float = 1.0
-    group_by: str = ""  # metadata column of the subject: the head fit's CV keeps subjects whole
-    # learning rate of the category embeddings, fusion and output scaling (None: train.lr);
+    abundance_head_encoder: str = setting(
+        "frozen", "ASV vectors the fitted abundance head reads while fine-tuning trains: frozen "
+        "(the sequence encoder, nucleotides to ASV vectors, is not trained), snapshot (a frozen "
+        "copy of it taken at the fit and saved with the model; the encoder trains), live (the "
+        "trained encoder's: moves the fitted start)", choices=("frozen", "snapshot", "live"))
+    abundance_head_refit: bool = setting(
+        True, "when the fitted start is the best epoch (chosen on the validation samples), "
+        "refit the head on training + validation samples for model.pt, the penalty "
+        "cross-validated again; the reported validation metrics stay those of the model "
+        "selection", schedule=True)  # what model.pt is after selection, not the trained model
+    selection_se: float = setting(
+        1.0, "with a fitted abundance head, a fine-tuned epoch is chosen over the fitted start "
+        "only when its validation loss is lower by more than this many standard errors of the "
+        "paired per-subject (--group-by, else per-sample) difference; 0: the lowest validation "
+        "loss wins")
+    group_by: str = setting(
+        "", "metadata column of the subject (e.g. host_subject_id): the abundance head's fit "
+        "chooses its penalty by cross-validation that keeps each subject's samples together "
+        "(without it: on the validation samples)")
     # 1e-2 with 20 epochs beat train.lr with 10 on the simulator by +0.059 R² [0.041, 0.079]
     # (benchmarks/results/recipe-sim.md), with no clear change from 20 epochs alone
-    categorical_lr: Optional[float] = 1e-2
-    val_prediction_passes: int = 1
-    nucleotide_loss_weight: float = 0.0  # > 0 keeps the masked-nucleotide loss when the base trains
-    nucleotide_mask_rate: float = 0.0
+    categorical_lr: Optional[float] = setting(
+        1e-2, "learning rate of category embeddings, fusion and output scaling (unset: --lr)",
+        schedule=True)
+    val_prediction_passes: int = setting(
+        1, "average this many random ASV draws per validation sample (needs --asv-sampling "
+        "random)", schedule=True)
+    nucleotide_loss_weight: float = setting(0.0, "keep the masked-nucleotide loss while the "
+                                            "encoder trains (0 = off)")
+    nucleotide_mask_rate: float = setting(0.0, "fraction of nucleotides masked for that loss "
+                                          "(training only)")
 
     def __post_init__(self) -> None:
         _check_choice("task", self.task, TASKS)
@@ -285,6 +348,8 @@ class FinetuneConfig:
         _check_positive("abundance_head_width", self.abundance_head_width, allow_zero=True)
         if self.categorical_lr is not None:
             _check_positive("categorical_lr", self.categorical_lr)
+        if not self.attention_path:
+            self._check_head_only()
             _check_range("categorical_lr", self.categorical_lr, 1.0, "typical values are "
                          "1e-4 to 1e-2; training diverges well below 1")
         _check_positive("count_penalty", self.count_penalty, allow_zero=True)
@@ -296,6 +361,32 @@ class FinetuneConfig:
 
 
 # The dict/YAML conversions live in aam.config_io; imported here so ``from aam.config import
+    def _check_head_only(self) -> None:
+        """Without the attention path nothing trains: the fitted start must be the model."""
+        if not self.abundance_head or self.abundance_head_init != "fit":
+            raise InputError("--no-attention-path keeps only the fitted start, so it needs "
+                             "--abundance-head with --abundance-head-init fit; drop "
+                             "--no-attention-path or restore those settings.")
+        if self.fusion.conditional_output_scaling:
+            raise InputError("--conditional-output-scaling is trained by fine-tuning, which "
+                             "--no-attention-path does not run; drop one of the two.")
+
+
+# Where and how long a run executes (--device, --parallel, --stop-after-minutes): a resumed run
+# never inherits them. Training-schedule settings a resumed run may change (--lr, --epochs, ...).
+RUNTIME = runtime_settings(PretrainConfig, FinetuneConfig)
+SCHEDULE = schedule_settings(PretrainConfig, FinetuneConfig)
+
+
+@cache
+def _flags() -> dict[str, str]:
+    return {s.name: s.flag for cls in (PretrainConfig, FinetuneConfig) for s in settings_of(cls)}
+
+
+def flag_of(dotted: str) -> str:
+    """The command-line flag of a dotted config field (``train.lr`` -> ``--lr``)."""
+    return _flags().get(dotted, "--" + dotted.split(".")[-1].replace("_", "-"))
+
 # load_yaml`` keeps working.
 from aam.config_io import (  # noqa: E402,F401
     DERIVED, settable_fields, flatten, nest, to_dict, from_dict, load_yaml, dump_yaml, merge,
@@ -304,7 +395,8 @@ from aam.config_io import (  # noqa: E402,F401
 
 __all__ = [
     "DataConfig", "ModelConfig", "FusionConfig", "TrainConfig", "PretrainConfig",
-    "FinetuneConfig", "DERIVED", "RUNTIME", "flag_of", "settable_fields", "flatten", "nest",
+    "FinetuneConfig", "DERIVED", "RUNTIME", "SCHEDULE", "flag_of", "settable_fields", "flatten",
+    "nest",
     "deep_update", "to_dict", "from_dict", "load_yaml", "dump_yaml", "merge", "replace",
     "dataclasses",
 ]

@@ -1,4 +1,4 @@
-"""`--data-parallel`: one process splits each batch by samples over several GPUs.
+"""`--parallel dp`: one process splits each batch by samples over several GPUs.
 
 No GPU runs in CI, so two CPU "devices" stand in for two GPUs: ``split_loss`` then computes the
 parts one after another on the model itself (on CUDA it replicates the model and runs the parts in
@@ -126,7 +126,7 @@ def prepared(simulated_prepared) -> Path:
 
 @pytest.fixture
 def three_devices(monkeypatch) -> list[list[int]]:
-    """``--data-parallel`` resolves to three CPU devices standing in for three GPUs; returns
+    """``--parallel dp`` resolves to three CPU devices standing in for three GPUs; returns
     the part sizes of every split batch (8 samples -> 3 + 2 + 3: unequal parts)."""
     real, sizes = distributed.init_distributed, []
 
@@ -155,7 +155,7 @@ def test_train_over_three_devices_matches_one(prepared, tmp_path, three_devices)
     # whole batch holds only without it
     argv = [*ARGS, "--no-count-prediction", "--token-limit", "64", "--data-dir", str(prepared),
             "--no-asv-norm"]
-    assert train_main([*argv, "--output-dir", str(tmp_path / "dp"), "--data-parallel"]) == 0
+    assert train_main([*argv, "--output-dir", str(tmp_path / "dp"), "--parallel", "dp"]) == 0
     assert train_main([*argv, "--output-dir", str(tmp_path / "one")]) == 0
     assert three_devices and all(sizes == [3, 2, 3] for sizes in three_devices)
     dp, one = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("dp", "one"))
@@ -167,7 +167,7 @@ def test_train_over_three_devices_matches_one(prepared, tmp_path, three_devices)
 def test_pretrain_over_three_devices_trains(prepared, tmp_path, three_devices):
     out = tmp_path / "dp"
     assert pretrain_main([*ARGS, "--token-limit", "16", "--data-dir", str(prepared),
-                          "--output-dir", str(out), "--data-parallel"]) == 0
+                          "--output-dir", str(out), "--parallel", "dp"]) == 0
     assert three_devices and all(sizes == [3, 2, 3] for sizes in three_devices)
     metrics = json.loads((out / "metrics.json").read_text())
     first, last = metrics["first_epoch"], metrics["final"]
@@ -177,7 +177,7 @@ def test_pretrain_over_three_devices_trains(prepared, tmp_path, three_devices):
 
 def test_compile_with_data_parallel_is_one_line(tmp_path, capsys):
     code = train_main(["--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "o"),
-                       "--data-parallel", "--compile"])
+                       "--parallel", "dp", "--compile"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "--compile cannot be combined with --parallel dp" in err[0]

@@ -6,19 +6,12 @@ from torch import nn
 
 from aam.errors import InputError
 from aam.training.distributed import (DistContext, all_reduce_sums, gather_objects,
-                                      resolve_strategy, strategy_from_flags, unwrap, wrap_model)
+                                      resolve_strategy, unwrap, wrap_model)
 
 TORCHRUN_2 = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}
 
 
-def test_two_strategies_at_once_is_an_error():
-    with pytest.raises(InputError, match="--distributed and --fsdp cannot be combined: "
-                                         "choose one --parallel"):
-        strategy_from_flags(distributed=True, fsdp=True)
-
-
-def test_no_flag_means_auto_and_auto_means_ddp_under_torchrun():
-    assert strategy_from_flags() == "auto"
+def test_auto_means_ddp_under_torchrun():
     assert resolve_strategy("auto", env=TORCHRUN_2, cuda_count=0) == ("ddp", 2)
     assert resolve_strategy("auto", env={}, cuda_count=0) == ("none", 1)
 
@@ -92,14 +85,6 @@ def test_accumulation_micro_batches_skip_the_gradient_all_reduce(tmp_path, monke
     assert sharded.calls == [False, True]
 
 
-def test_parallel_is_one_choice_with_the_old_flags_as_aliases():
-    assert strategy_from_flags(parallel="fsdp") == "fsdp"
-    assert strategy_from_flags(fsdp=True, parallel="fsdp") == "fsdp"
-    assert strategy_from_flags(data_parallel=True) == "dp"
-    with pytest.raises(InputError, match="--parallel ddp and --data-parallel cannot be combined"):
-        strategy_from_flags(data_parallel=True, parallel="ddp")
-
-
 def test_parallel_flag_reaches_the_config_of_both_commands():
     from aam.cli.options import PRETRAIN_OPTIONS, FINETUNE_OPTIONS, build_training_config
     from aam.cli.pretrain import build_parser as pretrain_parser
@@ -108,7 +93,10 @@ def test_parallel_flag_reaches_the_config_of_both_commands():
 
     for parser, cls, options in ((pretrain_parser, PretrainConfig, PRETRAIN_OPTIONS),
                                  (train_parser, FinetuneConfig, FINETUNE_OPTIONS)):
-        for argv, want in ((["--parallel", "fsdp"], "fsdp"), (["--fsdp"], "fsdp"),
-                           (["--data-parallel"], "dp"), ([], "auto")):
+        for argv, want in ((["--parallel", "fsdp"], "fsdp"), (["--parallel", "dp"], "dp"),
+                           ([], "auto")):
             args = parser().parse_args(["--data-dir", "d", "--output-dir", "o", *argv])
             assert build_training_config(cls, args, options).train.parallel == want
+        for old in ("--fsdp", "--distributed", "--data-parallel"):  # one flag: --parallel
+            with pytest.raises(SystemExit):
+                parser().parse_args(["--data-dir", "d", "--output-dir", "o", old])

@@ -136,11 +136,11 @@ def test_fsdp_train_resumed_under_torchrun_matches_one_process(prepared, tmp_pat
         return ["--data-dir", str(prepared), "--output-dir", str(out), "--batch-size", batch,
                 *TRAIN]
 
-    done = _torchrun("train", *argv(fsdp, "4"), "--fsdp", "--epochs", "1")
+    done = _torchrun("train", *argv(fsdp, "4"), "--parallel", "fsdp", "--epochs", "1")
     assert done.stderr.count("distributed: fsdp with 2 processes, backend gloo") == 1
     after_one = tmp_path / "fsdp-epoch1.pt"
     shutil.copy(fsdp / "checkpoints" / "last.pt", after_one)
-    _torchrun("train", *argv(fsdp, "4"), "--fsdp", "--resume-from",
+    _torchrun("train", *argv(fsdp, "4"), "--parallel", "fsdp", "--resume-from",
               str(fsdp / "checkpoints" / "last.pt"))
     assert train_main([*argv(single, "8"), "--epochs", "1"]) == 0
     assert train_main([*argv(single, "8"), "--resume-from",
@@ -171,14 +171,14 @@ def test_fsdp_with_a_frozen_pretrained_base_matches_one_process(prepared, tmp_pa
     frozen = [*TRAIN, "--freeze-base", "--pretrained-encoder", str(encoder / "encoder.pt")]
     fsdp, single = tmp_path / "fsdp", tmp_path / "single"
     _torchrun("train", "--data-dir", str(prepared), "--output-dir", str(fsdp), "--batch-size",
-              "4", *frozen, "--fsdp")
+              "4", *frozen, "--parallel", "fsdp")
     assert train_main(["--data-dir", str(prepared), "--output-dir", str(single),
                        "--batch-size", "8", *frozen]) == 0
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (fsdp, single))
     assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-3)
 
 
-@pytest.mark.parametrize("strategy", [[], ["--fsdp"]], ids=["ddp", "fsdp"])
+@pytest.mark.parametrize("strategy", [[], ["--parallel", "fsdp"]], ids=["ddp", "fsdp"])
 def test_pretrain_under_torchrun_writes_each_output_once(prepared, tmp_path, strategy):
     ddp, single = tmp_path / "ddp", tmp_path / "single"
     _torchrun("pretrain", "--data-dir", str(prepared), "--output-dir", str(ddp),
@@ -196,19 +196,10 @@ def test_pretrain_under_torchrun_writes_each_output_once(prepared, tmp_path, str
 
 
 @pytest.mark.parametrize("main", [pretrain_main, train_main], ids=["pretrain", "train"])
-def test_two_strategies_at_once_is_one_line(main, tmp_path, capsys):
-    code = main(["--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "o"),
-                 "--distributed", "--data-parallel"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1
-    assert "--distributed and --data-parallel cannot be combined" in err[0]
-
-
-@pytest.mark.parametrize("main", [pretrain_main, train_main], ids=["pretrain", "train"])
 def test_data_parallel_without_cuda_says_so(main, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     code = main(["--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "o"),
-                 "--data-parallel"])
+                 "--parallel", "dp"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--parallel dp needs CUDA GPUs" in err[0]
     assert not (tmp_path / "o").exists()

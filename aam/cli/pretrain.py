@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_flags(parser, "PretrainConfig",
                   "folder written by aam prepare (needs unifrac.h5: prepare with --tree or "
                   "--unifrac-matrix)")
-    add_training_flags(parser, PRETRAIN_OPTIONS, PretrainConfig())
+    add_training_flags(parser, PRETRAIN_OPTIONS)
     add_common_flags(parser)
     return parser
 

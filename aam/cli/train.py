@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrained-encoder", type=Path,
                         help="encoder.pt of aam pretrain; its model sizes override the flags")
     parser.add_argument("--fold", help="fold label recorded in metrics.json")
-    add_training_flags(parser, FINETUNE_OPTIONS, FinetuneConfig())
+    add_training_flags(parser, FINETUNE_OPTIONS)
     add_common_flags(parser)
     return parser
 

@@ -41,7 +41,7 @@ class DistContext:
     world_size: int = 1
     device: torch.device = torch.device("cpu")
     backend: str | None = None
-    devices: tuple[torch.device, ...] = ()  # --data-parallel: every GPU this process drives
+    devices: tuple[torch.device, ...] = ()  # --parallel dp: every GPU this process drives
 
     @property
     def is_main(self) -> bool:
@@ -55,24 +55,6 @@ class DistContext:
     def shards_state(self) -> bool:
         """Every rank takes part in gathering the full state (FSDP)."""
         return self.strategy == "fsdp"
-
-
-def strategy_from_flags(distributed: bool = False, fsdp: bool = False,
-                        data_parallel: bool = False, parallel: str | None = None) -> str:
-    """The strategy of ``--parallel`` and its old aliases (``--distributed``, ``--fsdp``,
-    ``--data-parallel``); 'auto' when none is given. Two different choices are an error."""
-    given = [(flag, name) for flag, name, on in (
-        ("--distributed", "ddp", distributed), ("--fsdp", "fsdp", fsdp),
-        ("--data-parallel", "dp", data_parallel)) if on]
-    if parallel is not None:
-        given.insert(0, (f"--parallel {parallel}", parallel))
-    if len({name for _, name in given}) > 1:
-        flags = " and ".join(flag for flag, _ in given)
-        raise InputError(
-            f"{flags} cannot be combined: choose one --parallel: none, ddp (DistributedDataParallel"
-            "), fsdp (FullyShardedDataParallel) or dp (single-process multi-GPU)."
-        )
-    return given[0][1] if given else "auto"
 
 
 def resolve_strategy(requested: str, env: Mapping[str, str] | None = None,

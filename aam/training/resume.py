@@ -3,14 +3,16 @@
 A checkpoint carries its run's resolved config. On resume that config is the base:
 
 - settings the user did not give never change it;
-- training-schedule settings the user gives (:data:`SCHEDULE`: learning rates, epochs,
-  patience, passes, workers, ...) override it; each change is logged once,
-  e.g. ``lr 0.0005 (checkpoint) -> 0.0001 (--lr)``, and lands in ``config.resolved.yaml``;
+- training-schedule settings the user gives (:data:`SCHEDULE`, the fields declared with
+  ``schedule=True``: learning rates, epochs, patience, passes, workers, ...) override it;
+  each change is logged once, e.g. ``lr 0.0005 (checkpoint) -> 0.0001 (--lr)``, and lands
+  in ``config.resolved.yaml``;
 - every other setting defines the model or the data (sizes, task, target column, categorical
   columns, fusion, target transform, normalize-by, sampling, seed, ...): a value that differs
   from the checkpoint's stops the run with one line naming both values, before anything is
   written;
-- where the run executes (:data:`RUNTIME`: device, parallel strategy) is never inherited;
+- where the run executes (:data:`RUNTIME`, the fields declared with ``runtime=True``: device,
+  parallel strategy, time limit) is never inherited;
 - values derived from the data (:data:`DERIVED`: sequence length, class count, category
   cardinalities) come from the checkpoint.
 """
@@ -23,20 +25,11 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Optional
 
-from aam.config import (DERIVED, RUNTIME as _RUNTIME, flag_of, flatten, from_dict, merge, nest,
+from aam.config import (DERIVED, RUNTIME, SCHEDULE, flag_of, flatten, from_dict, merge, nest,
                         to_dict)
 from aam.errors import InputError
 
 log = logging.getLogger(__name__)
-
-SCHEDULE = frozenset({
-    "train.epochs", "train.lr", "train.weight_decay", "train.warmup_fraction", "train.grad_clip",
-    "train.grad_accum_steps", "train.patience", "train.bf16", "train.compile",
-    "data.batch_size", "data.num_workers", "model.gradient_checkpointing",
-    "categorical_lr", "val_prediction_passes",
-    "abundance_head_refit",  # what model.pt is after selection, not the trained model
-})
-RUNTIME = _RUNTIME | {"train.distributed"}  # the old name of train.parallel
 
 
 def checkpoint_config(cls, payload: dict, path: Path):
