@@ -80,7 +80,7 @@ def model_card(summary: dict, info: dict, data_dir: str, run_dir: Path,
              f"{info.get('n_asvs')} ASVs after filtering)",
              f"- study inputs: table `{inputs.get('table')}`, metadata `{inputs.get('metadata')}`"
              + (f", tree `{inputs['tree']}`" if inputs.get("tree") else "")
-             + (f", distances `{inputs['unifrac_matrix']}`" if inputs.get("unifrac_matrix")
+             + (f", distances `{inputs['distance_matrix']}`" if inputs.get("distance_matrix")
                 else ""),
              f"- target: `{cfg.get('target_column')}`; target transform: "
              f"`{data_cfg.get('target_transform', 'none')}` (statistics from the training samples "
@@ -90,7 +90,9 @@ def model_card(summary: dict, info: dict, data_dir: str, run_dir: Path,
              f"- training samples: `train_samples.txt`; validation samples: `val_samples.txt` "
              f"({summary.get('n')})", "",
              "## Validation metrics", "",
-             f"On the {summary.get('n')} validation samples (original scale), with 95% percentile "
+             f"On the {summary.get('n')} validation samples (original scale"
+             + ("; out-of-fold predictions of the chosen epoch" if summary.get("selection_folds")
+                else "") + "), with 95% percentile "
              f"bootstrap intervals over samples ({N_BOOTSTRAP} replicates). The held-out test "
              "comparison with the random forest is in the workflow's report.", "",
              "| metric | value | 95% CI |", "|---|---|---|"]
@@ -99,6 +101,7 @@ def model_card(summary: dict, info: dict, data_dir: str, run_dir: Path,
         ci = f"[{_fmt(low)}, {_fmt(high)}]" if low is not None else "n/a"
         lines.append(f"| {name} | {_fmt(summary.get(name))} | {ci} |")
     lines += ["", "## How it was selected", "",
+              _inner_folds_note(summary) if summary.get("selection_folds") else
               f"The checkpoint of epoch {summary.get('best_epoch')} of "
               f"{summary.get('epochs_run')} run: the lowest validation loss of the target "
               f"(patience {train.get('patience')}; seed {summary.get('seed')}, fold "
@@ -160,3 +163,25 @@ def _head_fit_note(fit: dict | None, refit: dict | None = None,
                  f"{refit['penalty']:.3g}, chosen by {refit['chosen_by']}); the validation "
                  "metrics above are those of the selected model, before that refit.")
     return note
+
+
+def _inner_folds_note(summary: dict) -> str:
+    """How ``--selection-folds`` chose between the fitted start and fine-tuning."""
+    sel = summary["selection_folds"]
+    losses = ", ".join(f"{v:.4g}" for v in sel["pooled_loss"])
+    note = (f"Chosen on {sel['k']} inner folds of the {sel['n_subjects']} subjects "
+            f"(`{sel['group_by']}`) of the {sel['n_samples']} given samples: for each fold the "
+            "start was fitted and fine-tuned on the other folds and every epoch scored on it. "
+            f"Pooled out-of-fold loss per epoch (epoch 0: the fitted start; mean over "
+            f"subjects): {losses}. The lowest is epoch {sel['lowest_epoch']}, "
+            f"{sel['difference']:+.4g} against the fitted start (standard error of the "
+            f"per-subject difference {sel['standard_error']:.3g}); a fine-tuned epoch is kept "
+            f"only when it is lower by more than {sel['selection_se']:g} standard error. "
+            f"Decision: {sel['decision']}, epoch {sel['chosen_epoch']}. ")
+    if sel["chosen_epoch"]:
+        note += (f"model.pt is the start fitted on all given samples, then fine-tuned on them "
+                 f"for exactly {sel['chosen_epoch']} epochs (no early stopping).")
+    else:
+        note += "model.pt is the start fitted on all given samples (no fine-tuning)."
+    return note + (f" Seed {summary.get('seed')}, fold {summary.get('fold')}; test samples were "
+                   "never seen during training or selection.")

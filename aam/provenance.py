@@ -49,7 +49,7 @@ def data_fingerprint(data, target_column: str = "") -> str:
     target = b""
     if target_column and target_column in data.metadata.columns:
         target = _text(data.metadata.loc[data.sample_ids, target_column].astype(str).tolist())
-    distances = b"" if data.unifrac is None else np.ascontiguousarray(data.unifrac).tobytes()
+    distances = b"" if data.distances is None else np.ascontiguousarray(data.distances).tobytes()
     return _digest(_text(data.sample_ids), _text(data.sequences),
                    np.ascontiguousarray(counts.indptr, dtype=np.int64).tobytes(),
                    np.ascontiguousarray(counts.indices, dtype=np.int64).tobytes(),

@@ -258,7 +258,7 @@ CASES = {
         r"python/object/apply:os\.system"),
     "pretrain-odd-batch-size": (
         lambda w, o: _pretrain(w, o, "--batch-size", "7"),
-        r"batch_size must be even and at least 2 \(the UniFrac loss compares every pair "
+        r"batch_size must be even and at least 2 \(the distance loss compares every pair "
         r"of samples in a batch\), got 7"),
     "pretrain-batch-size-too-small": (
         lambda w, o: _pretrain(w, o, "--config", str(w.bad / "batch_one.yaml")),
@@ -266,9 +266,9 @@ CASES = {
     "pretrain-token-limit-zero": (
         lambda w, o: _pretrain(w, o, "--token-limit", "0"),
         r"token_limit must be >= 1, got 0"),
-    "pretrain-without-unifrac": (
+    "pretrain-without-distances": (
         lambda w, o: _pretrain(w, o, *TINY, data=w.notree),
-        r"(?i)unifrac.*(--tree|--unifrac-matrix)"),
+        r"no distances.h5.*(--tree|--distance-matrix)"),
     "pretrain-resume-truncated-checkpoint": (
         lambda w, o: _pretrain(w, o, *TINY, "--resume-from", str(w.bad / "truncated.pt")),
         r"truncated\.pt is corrupt or truncated and could not be read.*Re-run the job"),
@@ -395,19 +395,19 @@ RELIABILITY = {
             lambda w, o: _prepare(w, o, "--tree", str(w.bad / "malformed.nwk")),
             r"malformed\.nwk is not a valid Newick tree \(.*\)\. Pass a \.nwk file"),
         "prepare-object-dtype-matrix": (
-            lambda w, o: _prepare(w, o, "--unifrac-matrix", str(w.bad / "object_dm.npy")),
+            lambda w, o: _prepare(w, o, "--distance-matrix", str(w.bad / "object_dm.npy")),
             r"object_dm\.npy is not a numeric \.npy array"),
         "prepare-asymmetric-matrix": (
-            lambda w, o: _prepare(w, o, "--unifrac-matrix", str(w.bad / "asymmetric.npy")),
+            lambda w, o: _prepare(w, o, "--distance-matrix", str(w.bad / "asymmetric.npy")),
             r"asymmetric\.npy is not a distance matrix: .* \(not symmetric\)"),
         "prepare-nonzero-diagonal": (
-            lambda w, o: _prepare(w, o, "--unifrac-matrix", str(w.bad / "diagonal.npy")),
+            lambda w, o: _prepare(w, o, "--distance-matrix", str(w.bad / "diagonal.npy")),
             r"the entry for S01, S01 \(1\) is a non-zero diagonal entry"),
         "prepare-negative-distances": (
-            lambda w, o: _prepare(w, o, "--unifrac-matrix", str(w.bad / "negative_dm.npy")),
+            lambda w, o: _prepare(w, o, "--distance-matrix", str(w.bad / "negative_dm.npy")),
             r"negative_dm\.npy is not a distance matrix: .* is negative"),
         "prepare-nan-distances": (
-            lambda w, o: _prepare(w, o, "--unifrac-matrix", str(w.bad / "nan_dm.npy")),
+            lambda w, o: _prepare(w, o, "--distance-matrix", str(w.bad / "nan_dm.npy")),
             r"nan_dm\.npy is not a distance matrix: .* is not finite"),
         "prepare-max-ambiguous-nan": (
             lambda w, o: _prepare(w, o, "--max-ambiguous-fraction", "nan"),

@@ -37,8 +37,8 @@ def test_prepare_braycurtis_without_a_tree_equals_scipy(sleep_apnea, tmp_path):
     assert json.loads((tmp_path / "prepare.json").read_text())["beta_metric"] == "braycurtis"
     dense = data.counts.toarray().astype(np.float64)
     expected = squareform(pdist(dense, "braycurtis"))
-    assert data.unifrac.shape == (184, 184)
-    np.testing.assert_allclose(data.unifrac, expected, atol=1e-6, rtol=0)
+    assert data.distances.shape == (184, 184)
+    np.testing.assert_allclose(data.distances, expected, atol=1e-6, rtol=0)
 
 
 def test_jaccard_equals_scikit_bio(sleep_apnea):

@@ -77,7 +77,7 @@ def _prepare_argv(root, out):
 # writer -> (argv builder (prep, run, out) -> argv, files that must not exist after the crash)
 CSV_WRITERS = {
     "prepare": (lambda prep, run, out: _prepare_argv(None, out),
-                ["metadata.tsv", "unifrac.h5", "prepare.json"]),
+                ["metadata.tsv", "distances.h5", "prepare.json"]),
     "rf-baseline": (lambda prep, run, out: [
         "rf-baseline", "--data-dir", str(prep), "--metadata-column", "ph", "--train-samples",
         str(run / "train_samples.txt"), "--val-samples", str(run / "val_samples.txt"),

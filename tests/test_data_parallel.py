@@ -37,7 +37,7 @@ def test_each_part_keeps_exactly_the_asvs_its_samples_use():
         assert torch.equal(part.unique_asv_index[part.asv_inverse][mask], part.asv_index[mask])
         assert torch.equal(part.asv_index[mask], batch.asv_index[rows][:, :mask.shape[1]][mask])
         assert len(part.unique_tokens) == len(torch.unique(part.asv_index[mask]))
-        assert torch.equal(part.unifrac, batch.unifrac[rows][:, rows])
+        assert torch.equal(part.distances, batch.distances[rows][:, rows])
     assert parts[1].asv_mask.shape[1] == 4  # trailing all-padding columns dropped
 
 
@@ -48,7 +48,7 @@ def test_a_part_is_what_collating_its_samples_gives(simulated_prepared):
 
     data = load_prepared(simulated_prepared)
     dataset = SampleDataset(data, data.sample_ids[:8], DataConfig(token_limit=64),
-                            with_unifrac=True)
+                            with_distances=True)
     whole = dataset.collate([dataset[i] for i in range(8)])
     for part, rows in zip(whole.split(3), ([0, 1, 2], [3, 4], [5, 6, 7])):
         direct = dataset.collate([dataset[i] for i in rows])
@@ -60,7 +60,7 @@ def test_a_part_is_what_collating_its_samples_gives(simulated_prepared):
             assert torch.equal(getattr(part, name), getattr(direct, name)[:, :width])
         tokens = part.unique_tokens[part.asv_inverse][part.asv_mask]
         assert torch.equal(tokens, direct.unique_tokens[direct.asv_inverse][direct.asv_mask])
-        assert torch.equal(part.unifrac, direct.unifrac)
+        assert torch.equal(part.distances, direct.distances)
 
 
 def test_parts_encode_like_the_whole_batch():
@@ -171,7 +171,7 @@ def test_pretrain_over_three_devices_trains(prepared, tmp_path, three_devices):
     assert three_devices and all(sizes == [3, 2, 3] for sizes in three_devices)
     metrics = json.loads((out / "metrics.json").read_text())
     first, last = metrics["first_epoch"], metrics["final"]
-    assert last["train_unifrac_loss"] < first["train_unifrac_loss"]
+    assert last["train_distance_loss"] < first["train_distance_loss"]
     assert (out / "encoder.pt").is_file()
 
 

@@ -1,4 +1,4 @@
-"""SampleDataset + collate: ASV sampling, padding, batch-wide dedup, UniFrac blocks, loaders."""
+"""SampleDataset + collate: ASV sampling, padding, batch-wide dedup, distance blocks, loaders."""
 
 import numpy as np
 import pandas as pd
@@ -24,14 +24,14 @@ COUNTS = np.array([
 IDS = ["S0", "S1", "S2", "S3", "S4"]
 
 
-def _data(with_unifrac=True):
+def _data(with_distances=True):
     rng = np.random.default_rng(0)
     dist = rng.random((5, 5)).astype(np.float32)
     dist = (dist + dist.T) / 2
     np.fill_diagonal(dist, 0)
     meta = pd.DataFrame({"x": list("abcde")}, index=pd.Index(IDS, name="sample_id"))
     return PreparedData(IDS, SEQUENCES, sp.csr_matrix(COUNTS.astype(float)), meta,
-                        dist if with_unifrac else None, {})
+                        dist if with_distances else None, {})
 
 
 def _dataset(sampling="first", limit=3, ids=IDS, **kwargs):
@@ -90,7 +90,7 @@ def test_collate_pads_masks_and_dedups_exactly():
     assert (batch.asv_inverse[~mask] == 0).all()
     assert batch.target.dtype == torch.float32 and batch.target.tolist() == [1.0, 3.0, 0.0]
     assert batch.cat_ids.shape == (3, 2) and batch.group_index.tolist() == [1, 1, 0]
-    assert batch.unifrac is None
+    assert batch.distances is None
 
 
 def test_max_bp_from_config_truncates_tokens():
@@ -103,18 +103,18 @@ def test_max_bp_from_config_truncates_tokens():
 
 def test_unifrac_block_is_the_batch_submatrix():
     data = _data()
-    ds = SampleDataset(data, ["S4", "S1", "S2"], DataConfig(token_limit=2), with_unifrac=True)
+    ds = SampleDataset(data, ["S4", "S1", "S2"], DataConfig(token_limit=2), with_distances=True)
     batch = ds.collate([ds[2], ds[0]])
-    expected = data.unifrac[np.ix_([2, 4], [2, 4])]
-    assert batch.unifrac.dtype == torch.float32
-    np.testing.assert_array_equal(batch.unifrac.numpy(), expected)
+    expected = data.distances[np.ix_([2, 4], [2, 4])]
+    assert batch.distances.dtype == torch.float32
+    np.testing.assert_array_equal(batch.distances.numpy(), expected)
 
 
 def test_unifrac_without_distances_and_unknown_samples_fail():
-    data = _data(with_unifrac=False)
-    with pytest.raises(InputError, match="no unifrac.h5; re-run aam prepare with --tree, "
-                                         "--unifrac-matrix or a --beta-metric"):
-        SampleDataset(data, IDS, DataConfig(), with_unifrac=True)
+    data = _data(with_distances=False)
+    with pytest.raises(InputError, match="no distances.h5; re-run aam prepare with --tree, "
+                                         "--distance-matrix or a --beta-metric"):
+        SampleDataset(data, IDS, DataConfig(), with_distances=True)
     with pytest.raises(InputError, match=r"2 \(first 2: X1, X2\) samples are not in the prepared"):
         SampleDataset(data, ["S0", "X1", "X2"], DataConfig())
 

@@ -1,4 +1,4 @@
-"""--unifrac-matrix layouts: unifrac-binaries HDF5 (order + matrix), aam's HDF5 (ids + matrix),
+"""--distance-matrix layouts: unifrac-binaries HDF5 (order + matrix), aam's HDF5 (ids + matrix),
 a QIIME 2 DistanceMatrix .qza, scikit-bio TSV, .npy + IDs; unknown layouts name what they hold."""
 
 from __future__ import annotations
@@ -71,8 +71,8 @@ def test_every_layout_reads_the_same_matrix(name, matrix, tmp_path):
 
 
 def test_layout_is_read_from_content_not_name(matrix, tmp_path):
-    _ssu_hdf5(tmp_path / "unifrac.dm", IDS, matrix)  # an HDF5 file with an unusual suffix
-    assert read_distance_matrix(tmp_path / "unifrac.dm")[0] == IDS
+    _ssu_hdf5(tmp_path / "ssu.dm", IDS, matrix)  # an HDF5 file with an unusual suffix
+    assert read_distance_matrix(tmp_path / "ssu.dm")[0] == IDS
 
 
 def test_unknown_hdf5_layout_lists_datasets_and_layouts(tmp_path):
@@ -94,23 +94,23 @@ def test_tsv_with_mismatched_header_is_rejected(tmp_path):
 
 
 def test_prepare_reads_an_ssu_matrix(tmp_path, capsys):
-    """aam prepare --unifrac-matrix with the unifrac-binaries layout, end to end."""
+    """aam prepare --distance-matrix with the unifrac-binaries layout, end to end."""
     ids, matrix = read_distance_matrix(DATA / "tiny-unifrac.tsv")
     _ssu_hdf5(tmp_path / "ssu.h5", ids, matrix)
     out = tmp_path / "prepared"
     assert aam_main(["prepare", "--table", str(DATA / "tiny-table.biom"), "--metadata",
                      str(DATA / "tiny-metadata.tsv"), "--metadata-column", "ph",
-                     "--unifrac-matrix", str(tmp_path / "ssu.h5"), "--output-dir",
+                     "--distance-matrix", str(tmp_path / "ssu.h5"), "--output-dir",
                      str(out)]) == 0
     data = load_prepared(out)
     position = {s: i for i, s in enumerate(ids)}
     order = [position[s] for s in data.sample_ids]
-    np.testing.assert_allclose(data.unifrac, matrix[np.ix_(order, order)], rtol=1e-6)
+    np.testing.assert_allclose(data.distances, matrix[np.ix_(order, order)], rtol=1e-6)
     with h5py.File(tmp_path / "bad.h5", "w") as handle:
         handle["distance"] = np.zeros((2, 2))
     code = aam_main(["prepare", "--table", str(DATA / "tiny-table.biom"), "--metadata",
                      str(DATA / "tiny-metadata.tsv"), "--metadata-column", "ph",
-                     "--unifrac-matrix", str(tmp_path / "bad.h5"), "--output-dir",
+                     "--distance-matrix", str(tmp_path / "bad.h5"), "--output-dir",
                      str(tmp_path / "bad")])
     err = capsys.readouterr().err
     assert code == 2 and "unknown distance-matrix layout" in err and "Traceback" not in err

@@ -24,13 +24,13 @@ def make_batch(n_samples=4, n_asvs=5, length=10, n_unique=6, seed=0) -> Batch:
     mask = torch.arange(n_asvs)[None] < lengths[:, None]
     inverse = torch.randint(0, n_unique, (n_samples, n_asvs), generator=g) * mask
     counts = torch.randint(1, 50, (n_samples, n_asvs), generator=g).float() * mask
-    unifrac = torch.rand(n_samples, n_samples, generator=g)
-    unifrac = (unifrac + unifrac.T) / 2 * (1 - torch.eye(n_samples))
+    distances = torch.rand(n_samples, n_samples, generator=g)
+    distances = (distances + distances.T) / 2 * (1 - torch.eye(n_samples))
     return Batch(
         sample_ids=[f"S{i}" for i in range(n_samples)], sample_index=torch.arange(n_samples),
         asv_index=torch.where(mask, inverse, -1), asv_mask=mask, counts=counts,
         unique_tokens=tokens, unique_asv_index=torch.arange(n_unique), asv_inverse=inverse,
-        unifrac=unifrac,
+        distances=distances,
     )
 
 

@@ -29,7 +29,8 @@ from aam.data.metadata import read_metadata
 from aam.data.prepared import read_prepare_info
 from aam.data.sample_ids import read_sample_list
 from aam.data.taxonomy import read_taxonomy
-from aam.data.unifrac import read_distance_matrix, read_tree
+from aam.data.distance_io import read_distance_matrix
+from aam.data.unifrac import read_tree
 from aam.errors import InputError
 from aam.explain.importances import read_rf_importances
 from aam.explain.truth import signal_sequences

@@ -32,8 +32,8 @@ def test_thirty_steps_overfit_one_batch():
     first = objective.loss(model, batch)[0].item()
     result = fit(model, objective, [batch] * 30, [batch], _train_cfg())
     model.eval()
-    last = objective.loss(model, batch)[1]["unifrac_loss"]
-    assert result.history[0]["train_unifrac_loss"] > 0
+    last = objective.loss(model, batch)[1]["distance_loss"]
+    assert result.history[0]["train_distance_loss"] > 0
     assert last < first / 2
 
 
@@ -113,7 +113,7 @@ class _Poison(Callback):
 
     def on_epoch_end(self, state) -> None:
         if state.epoch == self.after:
-            self.batch.unifrac.fill_(math.nan)
+            self.batch.distances.fill_(math.nan)
 
 
 def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path):
@@ -132,6 +132,6 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path):
 
 def test_non_finite_loss_before_any_checkpoint_says_so():
     batch = make_batch()
-    batch.unifrac = batch.unifrac * math.nan
+    batch.distances = batch.distances * math.nan
     with pytest.raises(TrainingDiverged, match="epoch 1, step 1 .* No checkpoint was written yet"):
         fit(PretrainModel(CFG), PretrainObjective(0.0, 0.0), [batch], [batch], _train_cfg())

@@ -105,7 +105,7 @@ def test_encoder_state_loads_from_pretrain_model_keys():
     model = Predictor(tiny_cfg())
     source = Predictor(tiny_cfg())
     state = {f"encoder.{k}": v for k, v in source.encoder.state_dict().items()}
-    state["unifrac_head.weight"] = torch.zeros(2)
+    state["distance_head.weight"] = torch.zeros(2)
     load_encoder_state(model, state)
     for key, value in source.encoder.state_dict().items():
         assert torch.equal(model.encoder.state_dict()[key], value)

@@ -13,8 +13,8 @@ import pytest
 from aam.cli.prepare import main
 from aam.data.biom_io import read_table
 from aam.data.prepare import PrepareConfig, prepare
-from aam.data.prepared import load_prepared, read_sample_list
-from aam.data.unifrac import read_distance_matrix
+from aam.data.prepared import LEGACY_DISTANCES_FILE, load_prepared, read_sample_list
+from aam.data.distance_io import read_distance_matrix
 from aam.errors import InputError
 
 DATA = Path(__file__).parent / "data"
@@ -33,7 +33,7 @@ def config(tmp_path, **changes) -> PrepareConfig:
 def test_prepare_writes_contract_files_and_counts_every_drop(tmp_path):
     info = prepare(config(tmp_path))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "metadata.tsv", "prepare.json", "table.biom", "unifrac.h5"]
+        "distances.h5", "metadata.tsv", "prepare.json", "table.biom"]
     assert info["dropped_samples"] == {
         "no metadata": {"count": 1, "first": ["1234.8"]},
         "missing target": {"count": 1, "first": ["1234.6"]},
@@ -45,7 +45,7 @@ def test_prepare_writes_contract_files_and_counts_every_drop(tmp_path):
     assert json.loads((tmp_path / "out" / "prepare.json").read_text()) == info
 
 
-def test_load_prepared_round_trips_counts_metadata_and_unifrac(tmp_path):
+def test_load_prepared_round_trips_counts_metadata_and_distances(tmp_path):
     prepare(config(tmp_path))
     data = load_prepared(tmp_path / "out")
     assert data.sample_ids == KEPT
@@ -59,8 +59,15 @@ def test_load_prepared_round_trips_counts_metadata_and_unifrac(tmp_path):
     assert data.metadata.loc["1234.4", "ph"] == "6.3" and data.metadata["sex"].isna().sum() == 1
     ids, matrix = read_distance_matrix(DATA / "tiny-unifrac.tsv")
     pos = [ids.index(s) for s in KEPT]
-    np.testing.assert_allclose(data.unifrac, matrix[np.ix_(pos, pos)], atol=1e-6)
-    assert data.unifrac.dtype == np.float32
+    np.testing.assert_allclose(data.distances, matrix[np.ix_(pos, pos)], atol=1e-6)
+    assert data.distances.dtype == np.float32
+
+
+def test_a_folder_an_earlier_aam_prepared_with_unifrac_h5_still_loads(tmp_path):
+    prepare(config(tmp_path))
+    expected = load_prepared(tmp_path / "out").distances
+    (tmp_path / "out" / "distances.h5").rename(tmp_path / "out" / LEGACY_DISTANCES_FILE)
+    np.testing.assert_array_equal(load_prepared(tmp_path / "out").distances, expected)
 
 
 def test_md5_ids_with_rep_seqs_and_hash_tree_give_the_same_data(tmp_path):
@@ -70,14 +77,14 @@ def test_md5_ids_with_rep_seqs_and_hash_tree_give_the_same_data(tmp_path):
                    metadata=str(DATA / "tiny-metadata-q2.tsv"), output_dir=str(tmp_path / "md5")))
     plain, hashed = load_prepared(tmp_path / "out"), load_prepared(tmp_path / "md5")
     assert hashed.sequences == plain.sequences and hashed.sample_ids == plain.sample_ids
-    np.testing.assert_allclose(hashed.unifrac, plain.unifrac)
+    np.testing.assert_allclose(hashed.distances, plain.distances)
 
 
 def test_qza_table_and_precomputed_matrix(tmp_path):
     info = prepare(config(tmp_path, table=str(DATA / "tiny-table.qza"), tree=None,
-                          unifrac_matrix=str(DATA / "tiny-unifrac.tsv")))
+                          distance_matrix=str(DATA / "tiny-unifrac.tsv")))
     assert "not in tree" not in info["dropped_asvs"] and info["n_asvs"] == 11
-    assert load_prepared(tmp_path / "out").unifrac.shape == (7, 7)
+    assert load_prepared(tmp_path / "out").distances.shape == (7, 7)
 
 
 def test_rarefaction_is_seeded_and_drops_shallow_samples(tmp_path):
@@ -89,7 +96,7 @@ def test_rarefaction_is_seeded_and_drops_shallow_samples(tmp_path):
     assert (first.counts != second.counts).nnz == 0
     assert "1234.10" in info["dropped_samples"]["below rarefy depth"]["first"]  # 101 reads
     assert "1234.10" not in first.sample_ids and info["n_samples"] == len(first.sample_ids)
-    assert not (tmp_path / "out" / "unifrac.h5").exists()
+    assert not (tmp_path / "out" / "distances.h5").exists()
 
 
 def _bad_files(tmp_path) -> dict[str, str]:
@@ -111,7 +118,7 @@ def _bad_files(tmp_path) -> dict[str, str]:
     ({"table": str(DATA / "tiny-table-md5.json.biom"), "tree": None}, r"Pass --rep-seqs"),
     ({"min_depth": 10**6}, r"--min-depth emptied the table"),
     ({"tree": "no_tips.nwk"}, r"None of the 11 table features is a tip of the tree"),
-    ({"tree": None, "unifrac_matrix": "partial.npy"},
+    ({"tree": None, "distance_matrix": "partial.npy"},
      r"1 \(first 1: 1234.100\) samples of the table are not in the distance matrix"),
 ])
 def test_bad_inputs_raise_and_leave_no_output(tmp_path, changes, message):
@@ -142,7 +149,7 @@ def test_subset_names_missing_ids_and_the_list(tmp_path):
     prepare(config(tmp_path))
     data = load_prepared(tmp_path / "out")
     sub = data.subset(["1234.3", "1234.10"])
-    assert sub.sample_ids == ["1234.3", "1234.10"] and sub.unifrac[0, 1] == data.unifrac[2, 0]
+    assert sub.sample_ids == ["1234.3", "1234.10"] and sub.distances[0, 1] == data.distances[2, 0]
     with pytest.raises(InputError, match=r"^2 samples in train_samples.txt are not in the prepared "
                                          r"table \(first 2: 1234.1, 1234.9\)\. Regenerate"):
         data.subset(["1234.1", "1234.3", "1234.9"], source="train_samples.txt")
@@ -165,7 +172,7 @@ def test_cli_success_and_one_line_error(tmp_path, capsys):
 def test_cli_tree_and_matrix_are_exclusive(capsys):
     with pytest.raises(SystemExit):
         main(["--table", "t", "--metadata", "m", "--metadata-column", "c", "--output-dir", "o",
-              "--tree", "a.nwk", "--unifrac-matrix", "d.npy"])
+              "--tree", "a.nwk", "--distance-matrix", "d.npy"])
     assert "not allowed with argument" in capsys.readouterr().err
 
 

@@ -45,8 +45,8 @@ def test_moving_pictures_hash_ids_become_sequences(moving_pictures):
     assert all(len(s) == 120 and set(s) <= set("ACGT") for s in data.sequences)
     assert data.info["dropped_samples"] == {} and data.info["dropped_asvs"] == {}
     assert data.metadata.loc["L1S8", "body-site"] == "gut"  # '#q2:types' row skipped
-    assert data.unifrac.shape == (34, 34) and np.allclose(data.unifrac, data.unifrac.T)
-    assert 0 < data.unifrac[0, 1] < 1 and np.all(np.diag(data.unifrac) == 0)
+    assert data.distances.shape == (34, 34) and np.allclose(data.distances, data.distances.T)
+    assert 0 < data.distances[0, 1] < 1 and np.all(np.diag(data.distances) == 0)
 
 
 @pytest.mark.slow
@@ -73,7 +73,7 @@ def test_ibd_prepared_data_loads_fast_with_string_ids(ibd):
     start = time.perf_counter()
     data = load_prepared(out)
     assert time.perf_counter() - start < 2.0
-    assert "2538.1002622" in data.sample_ids and data.unifrac.shape == (449, 449)
+    assert "2538.1002622" in data.sample_ids and data.distances.shape == (449, 449)
     original = read_metadata(src / "sample-metadata.tsv")
     assert list(data.metadata.columns) == list(original.columns)
     assert data.metadata.loc["2538.1002622", "ibd"] == original.loc["2538.1002622", "ibd"]

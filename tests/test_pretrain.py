@@ -47,16 +47,16 @@ def test_validation_uses_unmasked_input():
 def test_full_matrix_validation_compares_all_pairs():
     model = PretrainModel(CFG).eval()
     batch = make_batch()
-    full = batch.unifrac.numpy().astype(np.float64)
+    full = batch.distances.numpy().astype(np.float64)
     with torch.no_grad():
         by_batch = PretrainObjective(0.0, 1.0).evaluate(model, [batch])
-        objective = PretrainObjective(0.0, 1.0, unifrac=full)
+        objective = PretrainObjective(0.0, 1.0, distances=full)
         by_matrix = objective.evaluate(model, [batch])
-        expected = pair_mse(model(batch).distances, batch.unifrac).item()
+        expected = pair_mse(model(batch).distances, batch.distances).item()
     assert by_matrix["val_loss"] == pytest.approx(by_batch["val_loss"]) == pytest.approx(expected)
     assert len(objective.last_pairs[0]) == 6  # 4 samples -> 6 pairs
     assert not math.isnan(by_matrix["val_spearman"])
-    assert "unifrac/predicted_vs_true" in objective.figures()
+    assert "distances/predicted_vs_true" in objective.figures()
 
 
 def test_pretraining_sample_path_has_no_dropout_noise():

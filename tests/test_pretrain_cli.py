@@ -45,7 +45,7 @@ def test_odd_batch_size_is_one_line_error(capsys, tmp_path):
                  "--batch-size", "7"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
-    assert err[0] == ("aam pretrain: error: batch_size must be even and at least 2 (the UniFrac "
+    assert err[0] == ("aam pretrain: error: batch_size must be even and at least 2 (the distance "
                       "loss compares every pair of samples in a batch), got 7.")
 
 

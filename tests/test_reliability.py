@@ -216,7 +216,7 @@ def test_kill_9_in_prepare_write_phase_then_a_clean_rerun(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "left by an interrupted run" in err and "taking over the lock" in err
     assert sorted(p.name for p in out.iterdir()) == [MANIFEST_NAME, "metadata.tsv",
-                                                     "prepare.json", "table.biom", "unifrac.h5"]
+                                                     "prepare.json", "table.biom", "distances.h5"]
 
 
 # --- one writer per folder ----------------------------------------------------------------

@@ -54,7 +54,7 @@ def _lists(folder, meta):
 def test_pretraining_on_all_zero_distances_is_refused(tiny_prepared, tmp_path, capsys):
     prep = tmp_path / "prep"
     shutil.copytree(tiny_prepared, prep)
-    with h5py.File(prep / "unifrac.h5", "r+") as f:
+    with h5py.File(prep / "distances.h5", "r+") as f:
         name = next(k for k in f.keys() if f[k].ndim == 2)
         f[name][...] = np.zeros_like(f[name][...])
     last = _refused(["pretrain", "--data-dir", str(prep), "--output-dir", str(tmp_path / "o"),
@@ -68,7 +68,7 @@ def test_a_qza_that_is_not_a_zip_is_named_as_such(tmp_path, capsys):
     data = Path(__file__).parent / "data"
     (tmp_path / "d.qza").write_text("sample\tS1\nS1\t0\n")
     last = _refused(["prepare", "--table", str(data / "tiny-table.biom"), "--metadata",
-                     str(data / "tiny-metadata.tsv"), "--unifrac-matrix",
+                     str(data / "tiny-metadata.tsv"), "--distance-matrix",
                      str(tmp_path / "d.qza"), "--metadata-column", "ph", "--output-dir",
                      str(tmp_path / "o")], capsys)
     assert "d.qza is not a QIIME 2 artifact (a .qza is a zip file" in last

@@ -100,7 +100,7 @@ SLOW_AAM = textwrap.dedent(
     if sys.argv[1] == "prepare" and os.environ.get("SLOW"):
         Path(os.environ["SLOW"]).write_text("started\\n")
         time.sleep(120)
-    for name in ("metadata.tsv", "tree.nwk", "unifrac.h5", "taxonomy.tsv", "truth.json",
+    for name in ("metadata.tsv", "tree.nwk", "distances.h5", "taxonomy.tsv", "truth.json",
                  "prepare.json"):
         (out / name).write_text("x\\n")
     """

@@ -11,8 +11,8 @@ import pytest
 from skbio import TreeNode
 
 from aam.data.biom_io import read_table
-from aam.data.unifrac import (align_distance_matrix, match_tree_tips, read_distance_matrix,
-                              read_tree, unweighted_unifrac)
+from aam.data.distance_io import align_distance_matrix, read_distance_matrix
+from aam.data.unifrac import match_tree_tips, read_tree, unweighted_unifrac
 from aam.errors import InputError
 
 DATA = Path(__file__).parent / "data"

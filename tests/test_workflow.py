@@ -30,7 +30,7 @@ FAKE_AAM = textwrap.dedent(
     value = lambda flag, default=None: args[args.index(flag) + 1] if flag in args else default
     FILES = {{
         "simulate": ["table.biom", "metadata.tsv", "tree.nwk", "taxonomy.tsv", "truth.json"],
-        "prepare": ["table.biom", "metadata.tsv", "unifrac.h5", "prepare.json"],
+        "prepare": ["table.biom", "metadata.tsv", "distances.h5", "prepare.json"],
         "pretrain": ["encoder.pt", "metrics.json"],
         "train": ["model.pt", "train_samples.txt", "val_samples.txt", "val_predictions.tsv",
                   "metrics.json"],

@@ -11,7 +11,7 @@ COMMANDS = {
     "prepare": ("aam.cli.prepare", "Turn a BIOM/qza table + metadata + tree into prepared files."),
     "split": ("aam.cli.split", "Write train/val/test sample lists (holdout or k-fold)."),
     "pretrain": ("aam.cli.pretrain",
-                 "Self-supervised pretraining on UniFrac + masked nucleotides."),
+                 "Self-supervised pretraining on sample distances + masked nucleotides."),
     "train": ("aam.cli.train", "Fine-tune on a sample target with categorical fusion."),
     "predict": ("aam.cli.predict", "Predict a target for samples with a trained model."),
     "explain": ("aam.cli.explain", "Which ASVs drive a model's predictions (attributions)."),

@@ -32,6 +32,7 @@ class Option:
     default: Any = None  # shown in the help
     required: bool = False
     runtime: bool = False
+    parse: Callable | None = None  # turns the flag's text into the value, in build_config
 
     @property
     def dest(self) -> str:
@@ -41,8 +42,8 @@ class Option:
 def options_of(cls, command: str | None = None, skip: Sequence[str] = (),
                flag_prefix: str = "") -> list[Option]:
     """One :class:`Option` per setting of ``cls`` that ``command`` takes
-    (:func:`aam.settings.settings_of`) whose dotted name is not in ``skip``; ``flag_prefix`` goes after the dashes
-    (``--permutation-seed`` for ``seed`` with ``permutation-``). Shorthands come first, so a
+    (:func:`aam.settings.settings_of`) whose dotted name is not in ``skip``; ``flag_prefix``
+    goes after the dashes (``--permutation-seed`` for ``seed`` with ``permutation-``). Shorthands come first, so a
     more specific flag given with them wins (``--attention-layers 2 --asv-layers 4``)."""
     rows = []
     for s in settings_of(cls, command):
@@ -50,8 +51,8 @@ def options_of(cls, command: str | None = None, skip: Sequence[str] = (),
             continue
         flag = "--" + flag_prefix + s.flag[2:]
         help_ = s.help + (f" ({s.unit})" if s.unit else "")
-        rows.append(Option(flag, s.fields, s.parse or s.type, help_, s.choices,
-                           None if s.required else s.default, s.required, s.runtime))
+        rows.append(Option(flag, s.fields, str if s.parse else s.type, help_, s.choices,
+                           None if s.required else s.default, s.required, s.runtime, s.parse))
     return sorted(rows, key=lambda o: len(o.fields) == 1)
 
 
@@ -112,7 +113,7 @@ RUNTIME_TITLE = "where the run executes (multi-GPU: batch size is per process)"
 RUNTIME_HELP = (
     "Run under 'torchrun --standalone --nproc_per_node=N -m aam.cli <command> ...' to train "
     "with N processes (DDP by default: nccl on CUDA, gloo on CPU; one GPU per process). "
-    "--batch-size is per process: the global batch is batch size x N, and UniFrac pairs are "
+    "--batch-size is per process: the global batch is batch size x N, and distance pairs are "
     "formed within each process's batch. Rank 0 alone writes files. With --parallel dp, one "
     "process splits its --batch-size samples over every visible GPU.")
 
@@ -155,8 +156,12 @@ def given_settings(cls, args: argparse.Namespace, options: Sequence[Option],
 
 def overrides_from_args(args: argparse.Namespace, options: Sequence[Option]) -> dict:
     """Nested dict of the flags that were given (later rows win over earlier ones)."""
-    return nest({path: getattr(args, o.dest) for o in options
-                 if getattr(args, o.dest, None) is not None for path in o.fields})
+    given = {}
+    for o in options:
+        value = getattr(args, o.dest, None)
+        if value is not None:
+            given.update({path: o.parse(value) if o.parse else value for path in o.fields})
+    return nest(given)
 
 
 def build_config(cls, args: argparse.Namespace, options: Sequence[Option],

@@ -16,8 +16,9 @@ log = logging.getLogger("aam.prepare")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aam prepare",
-        description="Key features by sequence, join metadata, filter samples, compute UniFrac; "
-                    "write table.biom, metadata.tsv, unifrac.h5 and prepare.json.")
+        description="Key features by sequence, join metadata, filter samples, compute the "
+                    "pretraining distances (--beta-metric); write table.biom, metadata.tsv, "
+                    "distances.h5 and prepare.json.")
     parser.add_argument("--table", required=True, help="BIOM 2.1 table (HDF5/JSON) or .qza")
     parser.add_argument("--rep-seqs", help="FASTA or FeatureData[Sequence] .qza mapping hash "
                                            "feature IDs to sequences")
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                         default="regression")
     phylo = parser.add_mutually_exclusive_group()
     phylo.add_argument("--tree", help="rooted Newick tree (.nwk) or Phylogeny .qza")
-    phylo.add_argument("--unifrac-matrix",
+    phylo.add_argument("--distance-matrix",
                        help="precomputed distances: unifrac-binaries .h5 (order, matrix; "
                             "ssu --format hdf5), .h5 (ids, matrix), QIIME 2 DistanceMatrix "
                             ".qza, scikit-bio TSV or .npy (+ <stem>.ids.txt)")
@@ -67,7 +68,7 @@ def _body(args: argparse.Namespace) -> int:
     cfg = PrepareConfig(
         table=args.table, rep_seqs=args.rep_seqs, metadata=args.metadata,
         target_column=args.metadata_column, task=args.task, tree=args.tree,
-        unifrac_matrix=args.unifrac_matrix, beta_metric=args.beta_metric,
+        distance_matrix=args.distance_matrix, beta_metric=args.beta_metric,
         categorical_columns=tuple(c.strip() for c in args.categorical_columns.split(",")
                                   if c.strip()),
         min_depth=args.min_depth, rarefy_depth=args.rarefy_depth, seed=args.seed,
@@ -80,15 +81,15 @@ def _body(args: argparse.Namespace) -> int:
         log.info("dropped %d samples: %s", entry["count"], reason)
     for reason, entry in info["dropped_asvs"].items():
         log.info("dropped %d ASVs (%s reads): %s", entry["count"], entry["reads"], reason)
-    if info["unifrac_seconds"] is not None:
-        log.info("%s distances took %.1f s", info["beta_metric"], info["unifrac_seconds"])
+    if info["distance_seconds"] is not None:
+        log.info("%s distances took %.1f s", info["beta_metric"], info["distance_seconds"])
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``aam prepare``; returns the exit code (2 on input errors)."""
     return run(_body, build_parser(), argv,
-               Outputs("output_dir", writes=("table.biom", "metadata.tsv", "unifrac.h5",
+               Outputs("output_dir", writes=("table.biom", "metadata.tsv", "distances.h5",
                                              "taxonomy.tsv", "prepare.json")))
 
 

@@ -1,4 +1,5 @@
-"""``aam pretrain``: self-supervised pretraining of the encoder on UniFrac + masked nucleotides."""
+"""``aam pretrain``: self-supervised pretraining of the encoder on sample distances + masked
+nucleotides."""
 
 from __future__ import annotations
 
@@ -15,14 +16,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aam pretrain",
         description="Pretrain the nucleotide -> ASV -> sample encoder: predicted distances "
-                    "between sample embeddings are fitted to unweighted UniFrac for every pair "
-                    "of samples in a batch, plus a masked-nucleotide loss. Writes "
+                    "between sample embeddings are fitted to the prepared distances "
+                    "(distances.h5: UniFrac, Bray-Curtis, ...) for every pair of samples in a "
+                    "batch, plus a masked-nucleotide loss. Writes "
                     "DIR/{encoder.pt, metrics.json, config.resolved.yaml, train_samples.txt, "
                     "val_samples.txt, checkpoints/{best,last}.pt, tensorboard/}. "
                     "The batch size is per process and must be even and >= 2.")
     add_run_flags(parser, "PretrainConfig",
-                  "folder written by aam prepare (needs unifrac.h5: prepare with --tree or "
-                  "--unifrac-matrix)")
+                  "folder written by aam prepare (needs distances.h5: prepare with --tree, "
+                  "--distance-matrix or a tree-free --beta-metric)")
     add_training_flags(parser, PRETRAIN_OPTIONS)
     add_common_flags(parser)
     return parser

@@ -27,7 +27,7 @@ class Batch:
     unique_tokens : LongTensor        [U, L] nucleotide tokens of the distinct ASVs
     unique_asv_index : LongTensor     [U] global ASV index of each row of ``unique_tokens``
     asv_inverse : LongTensor          [B, S] row of ``unique_tokens`` per position; 0 at padding
-    unifrac : FloatTensor or None     [B, B] true UniFrac distances between the batch's samples
+    distances : FloatTensor or None   [B, B] true distances between the batch's samples
     cat_ids : LongTensor or None      [B, C] category indices; 0 = unseen or missing
     target : Tensor or None           [B] float (transformed) or long (class index)
     group_index : LongTensor or None  [B] normalize_by group of each sample (zscore-category)
@@ -41,7 +41,7 @@ class Batch:
     unique_tokens: Tensor
     unique_asv_index: Tensor
     asv_inverse: Tensor
-    unifrac: Optional[Tensor] = None
+    distances: Optional[Tensor] = None
     cat_ids: Optional[Tensor] = None
     target: Optional[Tensor] = None
     group_index: Optional[Tensor] = None
@@ -90,7 +90,7 @@ class Batch:
             unique_tokens=self.unique_tokens[used],
             unique_asv_index=self.unique_asv_index[used],
             asv_inverse=torch.where(mask, remapped, torch.zeros_like(remapped)),
-            unifrac=None if self.unifrac is None else self.unifrac[index][:, index],
+            distances=None if self.distances is None else self.distances[index][:, index],
             cat_ids=None if self.cat_ids is None else self.cat_ids[index],
             target=None if self.target is None else self.target[index],
             group_index=None if self.group_index is None else self.group_index[index],

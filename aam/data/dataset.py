@@ -33,7 +33,7 @@ class SampleDataset(Dataset):
     ----------
     data : PreparedData
         Prepared table (``sample_ids``, ``sequences``, ``counts`` csr [n_samples, n_asvs],
-        ``unifrac`` [n_samples, n_samples] or None).
+        ``distances`` [n_samples, n_samples] or None).
     sample_ids : sequence of str, length N
         The samples of this dataset (a split), in item order.
     cfg : DataConfig
@@ -45,8 +45,8 @@ class SampleDataset(Dataset):
         Category ids from :func:`aam.data.categories.encode_categories`.
     groups : int array [N], optional
         normalize_by group index per sample (zscore-category).
-    with_unifrac : bool
-        Put the batch's UniFrac submatrix [B, B] in every batch.
+    with_distances : bool
+        Put the batch's distance submatrix [B, B] in every batch.
     seed : int
         Seed of the ``random`` ASV draws, combined with the epoch, the validation pass and the
         worker id.
@@ -54,7 +54,7 @@ class SampleDataset(Dataset):
     Raises
     ------
     InputError
-        If samples are not in the prepared data, or ``with_unifrac`` without distances.
+        If samples are not in the prepared data, or ``with_distances`` without distances.
     """
 
     def __init__(
@@ -66,7 +66,7 @@ class SampleDataset(Dataset):
         targets=None,
         cat_ids=None,
         groups=None,
-        with_unifrac: bool = False,
+        with_distances: bool = False,
         seed: int = 0,
     ) -> None:
         self.sample_ids = [str(s) for s in sample_ids]
@@ -79,7 +79,7 @@ class SampleDataset(Dataset):
         self.rows = _rows_of(data.sample_ids, self.sample_ids)
         self.max_bp = int(cfg.max_bp) or longest(data.sequences)
         self.tokens = tokenize(data.sequences, self.max_bp)  # uint8 [n_asvs, L]
-        self.unifrac = _unifrac_of(data) if with_unifrac else None
+        self.distances = _distances_of(data) if with_distances else None
         n = len(self.sample_ids)
         self.targets = _column_array(targets, n, "targets")
         self.cat_ids = _column_array(cat_ids, n, "cat_ids", dtype=np.int64)
@@ -150,7 +150,7 @@ class SampleDataset(Dataset):
             unique_tokens=torch.from_numpy(self.tokens[unique].astype(np.int64)),  # [U, L]
             unique_asv_index=torch.from_numpy(unique.astype(np.int64)),
             asv_inverse=torch.from_numpy(asv_inverse),
-            unifrac=_take(self.unifrac, np.ix_(rows, rows)),
+            distances=_take(self.distances, np.ix_(rows, rows)),
             cat_ids=_take(self.cat_ids, index),
             target=_take(self.targets, index),
             group_index=_take(self.groups, index),
@@ -215,14 +215,14 @@ def _rows_of(all_ids: Sequence[str], sample_ids: list[str]) -> np.ndarray:
     return np.asarray([position[s] for s in sample_ids], dtype=np.int64)
 
 
-def _unifrac_of(data) -> np.ndarray:
-    if data.unifrac is None:
+def _distances_of(data) -> np.ndarray:
+    if data.distances is None:
         raise InputError(
-            "Pretraining needs sample distances, but the prepared data has no unifrac.h5; "
-            "re-run aam prepare with --tree, --unifrac-matrix or a --beta-metric that needs no "
+            "Pretraining needs sample distances, but the prepared data has no distances.h5; "
+            "re-run aam prepare with --tree, --distance-matrix or a --beta-metric that needs no "
             "tree (braycurtis, jaccard, aitchison)."
         )
-    return np.asarray(data.unifrac, dtype=np.float32)
+    return np.asarray(data.distances, dtype=np.float32)
 
 
 def _column_array(values, n: int, name: str, dtype=None) -> Optional[np.ndarray]:

@@ -1,10 +1,11 @@
-"""Precomputed distance matrices for ``aam prepare --unifrac-matrix``, in the layouts users have.
+"""Distance matrices: the precomputed ones ``aam prepare --distance-matrix`` reads, in the layouts
+users have, and ``distances.h5``, the prepared folder's matrix.
 
 Accepted layouts (detected from the file's content, not only its name):
 
 - HDF5 as unifrac-binaries writes it (``ssu -m unweighted -o out.h5 --format hdf5``):
   datasets ``order`` (sample IDs) and ``matrix`` [N, N];
-- HDF5 as ``aam prepare`` writes ``unifrac.h5``: datasets ``ids`` and ``matrix``;
+- HDF5 as ``aam prepare`` writes ``distances.h5``: datasets ``ids`` and ``matrix``;
 - a QIIME 2 ``DistanceMatrix`` ``.qza`` (its ``data/distance-matrix.tsv``);
 - scikit-bio's TSV (``DistanceMatrix.write``): a header row of IDs after an empty corner cell,
   then one row per ID;
@@ -22,12 +23,13 @@ import pandas as pd
 
 from aam.data.qza import is_qza, read_qza_member
 from aam.data.sample_ids import clean_ids, read_sample_list
-from aam.errors import InputError
+from aam.errors import InputError, first_items
 from aam.validate import check_distance_matrix
 
 LAYOUTS = ("HDF5 with order + matrix (unifrac-binaries ssu)", "HDF5 with ids + matrix (aam)",
            "QIIME 2 DistanceMatrix .qza", "scikit-bio TSV", ".npy + <stem>.ids.txt")
 H5_ID_DATASETS = ("order", "ids")  # unifrac-binaries, aam
+DISTANCES_FILE = "distances.h5"  # the prepared folder's sample-by-sample distances
 
 
 def _text(value) -> str:
@@ -121,4 +123,41 @@ def read_distance_matrix(path: str | Path) -> tuple[list[str], np.ndarray]:
     return ids, check_distance_matrix(ids, matrix, str(path))
 
 
-__all__ = ["LAYOUTS", "read_distance_matrix"]
+def align_distance_matrix(ids: list[str], matrix: np.ndarray, sample_ids: list[str],
+                          source: str) -> np.ndarray:
+    """Reorder (and subset) ``matrix`` [M, M] to ``sample_ids`` [N]; float64 [N, N].
+
+    Raises
+    ------
+    InputError
+        Samples absent from the matrix, naming them.
+    """
+    position = {sid: i for i, sid in enumerate(ids)}
+    missing = [sid for sid in sample_ids if sid not in position]
+    if missing:
+        raise InputError(f"{first_items(missing)} samples of the table are not in the distance "
+                         f"matrix {source}. Recompute the matrix for these samples or pass "
+                         "--tree instead.")
+    order = np.array([position[sid] for sid in sample_ids], dtype=np.int64)
+    return matrix[np.ix_(order, order)]
+
+
+def write_distances(path: str | Path, sample_ids: list[str], matrix: np.ndarray) -> None:
+    """Write a prepared folder's distances (datasets ``ids`` utf-8, ``matrix`` float32 [N, N])
+    at ``path`` (not atomic: callers pass a temporary path)."""
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("ids", data=np.array(sample_ids, dtype=object),
+                              dtype=h5py.string_dtype("utf-8"))
+        handle.create_dataset("matrix", data=np.asarray(matrix, dtype=np.float32))
+
+
+def read_distances(path: str | Path) -> tuple[list[str], np.ndarray]:
+    """Read a prepared folder's distances: (IDs [N], matrix float32 [N, N])."""
+    with h5py.File(path, "r") as handle:
+        ids = [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in handle["ids"][()]]
+        matrix = handle["matrix"][()]
+    return ids, matrix
+
+
+__all__ = ["DISTANCES_FILE", "LAYOUTS", "align_distance_matrix", "read_distance_matrix",
+           "read_distances", "write_distances"]

@@ -23,8 +23,9 @@ from aam.data.filtering import DropLog, depth_mask, rarefy, sample_depths
 from aam.data.metadata import check_columns, read_metadata, usable_target
 from aam.data.taxonomy import (TAXONOMY_FILE, check_taxonomy_ids, read_taxonomy, taxa_by_sequence,
                                write_taxonomy)
-from aam.data.unifrac import (align_distance_matrix, match_tree_tips, read_distance_matrix,
-                              read_tree, write_unifrac)
+from aam.data.distance_io import (DISTANCES_FILE, align_distance_matrix, read_distance_matrix,
+                                  write_distances)
+from aam.data.unifrac import match_tree_tips, read_tree
 from aam.errors import InputError, first_items
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class PrepareConfig:
     task: str = "regression"
     rep_seqs: str | None = None
     tree: str | None = None
-    unifrac_matrix: str | None = None
+    distance_matrix: str | None = None
     beta_metric: str | None = None  # key of aam.data.beta.BETA_METRICS; None: UniFrac if a tree
     categorical_columns: tuple[str, ...] = ()
     min_depth: int = 0  # fewer reads (in usable ASVs) -> sample dropped; 0 drops only empty ones
@@ -56,10 +57,10 @@ class PrepareConfig:
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise InputError(f"task must be one of {', '.join(TASKS)}; got {self.task!r}.")
-        if self.tree and self.unifrac_matrix:
-            raise InputError("Pass either --tree or --unifrac-matrix, not both.")
-        if self.beta_metric and self.unifrac_matrix:
-            raise InputError("Pass either --beta-metric or --unifrac-matrix (distances already "
+        if self.tree and self.distance_matrix:
+            raise InputError("Pass either --tree or --distance-matrix, not both.")
+        if self.beta_metric and self.distance_matrix:
+            raise InputError("Pass either --beta-metric or --distance-matrix (distances already "
                              "computed), not both.")
         resolve_metric(self.beta_metric, has_tree=bool(self.tree))  # fails before any reading
         if self.min_depth < 0:
@@ -73,7 +74,7 @@ class PrepareConfig:
 
 def prepare(cfg: PrepareConfig) -> dict:
     """Run the whole preparation and write ``cfg.output_dir/{table.biom, metadata.tsv,
-    unifrac.h5, prepare.json}``.
+    distances.h5, prepare.json}``.
 
     Returns
     -------
@@ -93,7 +94,7 @@ def prepare(cfg: PrepareConfig) -> dict:
     check_columns(metadata, [cfg.target_column], cfg.metadata, what="target column")
     rep_seqs = read_fasta(cfg.rep_seqs) if cfg.rep_seqs else None
     tree = read_tree(cfg.tree) if cfg.tree else None
-    matrix = read_distance_matrix(cfg.unifrac_matrix) if cfg.unifrac_matrix else None
+    matrix = read_distance_matrix(cfg.distance_matrix) if cfg.distance_matrix else None
     taxonomy = read_taxonomy(cfg.taxonomy) if cfg.taxonomy else None
     drops = DropLog()
     columns, sequences, tips = _select_asvs(table, rep_seqs, tree, cfg, drops)
@@ -107,7 +108,7 @@ def prepare(cfg: PrepareConfig) -> dict:
     sample_ids = [table.sample_ids[i] for i in rows]
     counts, sample_ids = _rarefy_samples(counts, sample_ids, cfg, drops)
     counts, sequences, tips = _drop_empty_asvs(counts, sequences, tips, drops)
-    unifrac, seconds = _distances(counts, sample_ids, tips, tree, matrix, cfg)
+    distances, seconds = _distances(counts, sample_ids, tips, tree, matrix, cfg)
     info = _summary(cfg, sample_ids, sequences, drops, reads_lost, seconds,
                     n_metadata_only=len(set(metadata.index) - set(table.sample_ids)))
     taxa = None if taxonomy is None else taxa_by_sequence(taxonomy, sequences, table_ids)
@@ -115,7 +116,7 @@ def prepare(cfg: PrepareConfig) -> dict:
         info["taxonomy"] = {"n_assigned": int((taxa != "").sum()), "n_asvs": len(taxa)}
         log.info("taxonomy: %d of %d ASVs assigned", info["taxonomy"]["n_assigned"], len(taxa))
     _write_outputs(Path(cfg.output_dir), sample_ids, sequences, counts,
-                   metadata.loc[sample_ids], unifrac, info, taxa)
+                   metadata.loc[sample_ids], distances, info, taxa)
     return info
 
 
@@ -217,12 +218,12 @@ def _distances(counts, sample_ids, tips, tree, matrix, cfg: PrepareConfig):
     start = time.perf_counter()
     metric = resolve_metric(cfg.beta_metric, has_tree=tree is not None)
     if matrix is not None:
-        distances = align_distance_matrix(*matrix, sample_ids, str(cfg.unifrac_matrix))
+        distances = align_distance_matrix(*matrix, sample_ids, str(cfg.distance_matrix))
     elif metric is not None:
         log.info("computing %s distances for %d samples x %d ASVs", metric, *counts.shape)
         distances = beta_distances(metric, counts, tips, tree)
     else:
-        log.warning("no --tree, --unifrac-matrix or --beta-metric: no pretraining distances "
+        log.warning("no --tree, --distance-matrix or --beta-metric: no pretraining distances "
                     "written (aam pretrain needs them); metrics that need no tree: %s",
                     ", ".join(TREE_FREE))
         return None, None
@@ -241,23 +242,23 @@ def _summary(cfg: PrepareConfig, sample_ids, sequences, drops: DropLog, reads_lo
         "max_bp": max(len(s) for s in sequences),
         "dropped_samples": dropped_samples, "dropped_asvs": dropped_asvs,
         "reads_lost": reads_lost, "metadata_samples_not_in_table": n_metadata_only,
-        "unifrac_seconds": seconds,
+        "distance_seconds": seconds,
         "beta_metric": _metric_name(cfg),
         "inputs": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
         "provenance": inputs_fingerprints({
             "table": cfg.table, "metadata": cfg.metadata, "rep_seqs": cfg.rep_seqs,
-            "tree": cfg.tree, "distance_matrix": cfg.unifrac_matrix, "taxonomy": cfg.taxonomy}),
+            "tree": cfg.tree, "distance_matrix": cfg.distance_matrix, "taxonomy": cfg.taxonomy}),
     }
 
 
 def _metric_name(cfg: PrepareConfig) -> str | None:
-    """The metric of ``unifrac.h5`` as recorded in prepare.json ("precomputed" for a matrix)."""
-    if cfg.unifrac_matrix:
+    """The metric of ``distances.h5`` as recorded in prepare.json ("precomputed" for a matrix)."""
+    if cfg.distance_matrix:
         return "precomputed"
     return resolve_metric(cfg.beta_metric, has_tree=cfg.tree is not None)
 
 
-def _write_outputs(out: Path, sample_ids, sequences, counts, metadata, unifrac, info,
+def _write_outputs(out: Path, sample_ids, sequences, counts, metadata, distances, info,
                    taxa=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "prepare.json").unlink(missing_ok=True)  # absent until the folder is complete
@@ -265,11 +266,11 @@ def _write_outputs(out: Path, sample_ids, sequences, counts, metadata, unifrac, 
         write_table(tmp, sample_ids, sequences, counts)
     with atomic_path(out / "metadata.tsv") as tmp:
         metadata.rename_axis("sample_id").to_csv(tmp, sep="\t")
-    if unifrac is not None:
-        with atomic_path(out / "unifrac.h5") as tmp:
-            write_unifrac(tmp, sample_ids, unifrac)
+    if distances is not None:
+        with atomic_path(out / DISTANCES_FILE) as tmp:
+            write_distances(tmp, sample_ids, distances)
     else:
-        (out / "unifrac.h5").unlink(missing_ok=True)
+        (out / DISTANCES_FILE).unlink(missing_ok=True)
     if taxa is not None:
         write_taxonomy(out / TAXONOMY_FILE, taxa)
     else:

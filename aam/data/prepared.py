@@ -12,10 +12,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from aam.config import TASKS
+from aam.data.distance_io import DISTANCES_FILE, read_distances
 from aam.data.metadata import is_missing
 from aam.data.sample_ids import read_sample_list  # noqa: F401  (the one sample-list reader)
-from aam.data.unifrac import read_unifrac
 from aam.errors import InputError, first_items, short_text
+
+#: The name earlier aam versions gave ``distances.h5``; a folder that holds it still loads.
+LEGACY_DISTANCES_FILE = "unifrac.h5"
 
 
 @dataclass
@@ -29,7 +32,7 @@ class PreparedData:
     counts : scipy.sparse.csr_matrix     float64 [N, A]
     metadata : pandas.DataFrame          index sample_id (str), rows aligned to ``sample_ids``;
                                          values are str, missing values are NaN
-    unifrac : numpy.ndarray or None      float32 [N, N] aligned to ``sample_ids``
+    distances : numpy.ndarray or None    float32 [N, N] aligned to ``sample_ids``
     info : dict                          the ``prepare.json`` summary
     """
 
@@ -37,7 +40,7 @@ class PreparedData:
     sequences: list[str]
     counts: sp.csr_matrix
     metadata: pd.DataFrame
-    unifrac: np.ndarray | None
+    distances: np.ndarray | None
     info: dict
 
     def subset(self, sample_ids, source: str = "the sample list") -> "PreparedData":
@@ -56,20 +59,21 @@ class PreparedData:
             raise InputError(f"{len(missing)} samples in {source} are not in the prepared table "
                              f"{shown}. Regenerate the split or fix the sample IDs.")
         rows = np.array([position[sid] for sid in sample_ids], dtype=np.int64)
-        unifrac = None if self.unifrac is None else self.unifrac[np.ix_(rows, rows)]
+        distances = None if self.distances is None else self.distances[np.ix_(rows, rows)]
         return PreparedData(sample_ids, self.sequences, self.counts[rows],
-                            self.metadata.loc[sample_ids], unifrac, self.info)
+                            self.metadata.loc[sample_ids], distances, self.info)
 
 
 def load_prepared(data_dir: str | Path) -> PreparedData:
-    """Load ``table.biom``, ``metadata.tsv``, ``prepare.json`` and ``unifrac.h5`` (if present).
+    """Load ``table.biom``, ``metadata.tsv``, ``prepare.json`` and ``distances.h5`` (if present;
+    a folder an earlier aam prepared holds it as ``unifrac.h5``).
 
     Raises
     ------
     FileNotFoundError
         ``data_dir`` or one of its required files does not exist.
     InputError
-        The files disagree (metadata or UniFrac IDs differ from the table's samples), or
+        The files disagree (metadata or distance-matrix IDs differ from the table's samples), or
         ``prepare.json`` is not the summary ``aam prepare`` writes.
     """
     data_dir = Path(data_dir)
@@ -88,15 +92,22 @@ def load_prepared(data_dir: str | Path) -> PreparedData:
                          f"row in {data_dir / 'metadata.tsv'}. Re-run `aam prepare`.")
     metadata = metadata.loc[sample_ids]
     metadata = metadata.mask(metadata.apply(is_missing))
-    unifrac = None
-    if (data_dir / "unifrac.h5").is_file():
-        ids, matrix = read_unifrac(data_dir / "unifrac.h5")
-        if ids != sample_ids:
-            raise InputError(f"{data_dir / 'unifrac.h5'} IDs are not the table's samples in "
-                             "table order. Re-run `aam prepare`.")
-        unifrac = matrix
+    distances = _read_distances(data_dir, sample_ids)
     info = read_prepare_info(data_dir / "prepare.json")
-    return PreparedData(sample_ids, sequences, counts, metadata, unifrac, info)
+    return PreparedData(sample_ids, sequences, counts, metadata, distances, info)
+
+
+def _read_distances(data_dir: Path, sample_ids: list[str]) -> np.ndarray | None:
+    """The folder's distance matrix aligned to ``sample_ids`` (None when it has none)."""
+    path = next((data_dir / name for name in (DISTANCES_FILE, LEGACY_DISTANCES_FILE)
+                 if (data_dir / name).is_file()), None)
+    if path is None:
+        return None
+    ids, matrix = read_distances(path)
+    if ids != sample_ids:
+        raise InputError(f"{path} IDs are not the table's samples in table order. Re-run "
+                         "`aam prepare`.")
+    return matrix
 
 
 def read_prepare_info(path: str | Path) -> dict:

@@ -1,4 +1,4 @@
-"""UniFrac distances: Newick/.qza trees, vectorised unweighted UniFrac, precomputed matrices.
+"""UniFrac distances: Newick/.qza trees and vectorised unweighted UniFrac.
 
 Unweighted UniFrac: Lozupone C. & Knight R. (2005) "UniFrac: a new phylogenetic method for
 comparing microbial communities", Appl Environ Microbiol 71:8228-8235.
@@ -12,15 +12,13 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import h5py
 import numpy as np
 import scipy.sparse as sp
 
-from aam.data.distance_io import read_distance_matrix  # noqa: F401  (re-exported)
 from aam.data.qza import read_text_input
 from aam.data.unifrac_fast import (branch_presence, distances_from_shared, index_tree,
                                    shared_length)
-from aam.errors import InputError, first_items
+from aam.errors import InputError
 from aam.validate import check_branch_lengths
 
 if TYPE_CHECKING:  # scikit-bio is imported only where a tree is read: loading prepared data
@@ -140,39 +138,3 @@ def unweighted_unifrac(counts: sp.csr_matrix, tip_names: list[str], tree: TreeNo
     branches = index_tree(tree, list(tip_names))
     bits = branch_presence(counts, branches)  # [K, ceil(N / 8)]
     return distances_from_shared(shared_length(bits, branches.length, n_samples))
-
-
-def align_distance_matrix(ids: list[str], matrix: np.ndarray, sample_ids: list[str],
-                          source: str) -> np.ndarray:
-    """Reorder (and subset) ``matrix`` [M, M] to ``sample_ids`` [N]; float64 [N, N].
-
-    Raises
-    ------
-    InputError
-        Samples absent from the matrix, naming them.
-    """
-    position = {sid: i for i, sid in enumerate(ids)}
-    missing = [sid for sid in sample_ids if sid not in position]
-    if missing:
-        raise InputError(f"{first_items(missing)} samples of the table are not in the distance "
-                         f"matrix {source}. Recompute the matrix for these samples or pass "
-                         "--tree instead.")
-    order = np.array([position[sid] for sid in sample_ids], dtype=np.int64)
-    return matrix[np.ix_(order, order)]
-
-
-def write_unifrac(path: str | Path, sample_ids: list[str], matrix: np.ndarray) -> None:
-    """Write ``unifrac.h5`` (datasets ``ids`` utf-8, ``matrix`` float32 [N, N]) at ``path``
-    (not atomic: callers pass a temporary path)."""
-    with h5py.File(path, "w") as handle:
-        handle.create_dataset("ids", data=np.array(sample_ids, dtype=object),
-                              dtype=h5py.string_dtype("utf-8"))
-        handle.create_dataset("matrix", data=np.asarray(matrix, dtype=np.float32))
-
-
-def read_unifrac(path: str | Path) -> tuple[list[str], np.ndarray]:
-    """Read ``unifrac.h5``: (IDs [N], matrix float32 [N, N])."""
-    with h5py.File(path, "r") as handle:
-        ids = [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in handle["ids"][()]]
-        matrix = handle["matrix"][()]
-    return ids, matrix

@@ -212,7 +212,7 @@ class TargetEncoder(nn.Module):
 class TargetHead(nn.Module):
     """Maps the fused sample vector and the encoder's sample embedding to the prediction.
 
-    The encoder's ``sample_emb`` (the representation UniFrac pretraining trained) is read
+    The encoder's ``sample_emb`` (the representation distance pretraining trained) is read
     alongside the fused vector so pretraining can help the target. The last layer starts at
     zero (weight and bias), so an untrained transformer path adds exactly nothing: the first
     prediction is the fitted linear start (abundance head + category effects), and the path

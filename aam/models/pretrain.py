@@ -1,4 +1,4 @@
-"""Pretraining model: the encoder's sample embedding plus a head that predicts UniFrac distances."""
+"""Pretraining model: the encoder's sample embedding plus a head that predicts sample distances."""
 
 from __future__ import annotations
 
@@ -20,14 +20,15 @@ class PretrainOutput:
     distances: Tensor
 
 
-class UniFracHead(nn.Module):
-    """Predict the unweighted UniFrac distance between two samples from their embeddings.
+class DistanceHead(nn.Module):
+    """Predict the distance between two samples (the prepared metric: UniFrac, Bray-Curtis, ...)
+    from their embeddings.
 
     ``d(i, j) = b + || W e_i - W e_j ||_2`` for i != j and ``d(i, i) = 0``: a Euclidean distance
     of projected sample embeddings plus a learned offset ``b`` (initialised at 0.5, the middle of
-    UniFrac's [0, 1] range), so the head need not spread every embedding apart just to reach the
-    typical distance of unrelated communities. Symmetric, like UniFrac itself (Lozupone & Knight
-    2005, Appl. Environ. Microbiol. 71:8228).
+    the [0, 1] range of UniFrac, Bray-Curtis and Jaccard), so the head need not spread every
+    embedding apart just to reach the typical distance of unrelated communities. Symmetric, as
+    the distances it learns are.
     """
 
     def __init__(self, dim: int) -> None:
@@ -61,7 +62,7 @@ class UniFracHead(nn.Module):
 
 
 class PretrainModel(nn.Module):
-    """``AAMEncoder`` + ``UniFracHead``; ``.encoder`` is what fine-tuning loads.
+    """``AAMEncoder`` + ``DistanceHead``; ``.encoder`` is what fine-tuning loads.
 
     Parameters
     ----------
@@ -77,10 +78,10 @@ class PretrainModel(nn.Module):
         # on vs 0.23 in eval mode on the same training samples). Dropout therefore acts only in
         # the nucleotide encoder, whose noise the samples of a batch share (ASVs are deduped).
         self.encoder = AAMEncoder(cfg.model, sample_dropout=0.0)
-        self.unifrac_head = UniFracHead(cfg.model.embedding_dim)
+        self.distance_head = DistanceHead(cfg.model.embedding_dim)
 
     def forward(self, batch: Batch, mask_rate: float = 0.0,
                 generator: torch.Generator | None = None) -> PretrainOutput:
         """Batch -> PretrainOutput(encoder output, distances [B, B])."""
         out = self.encoder(batch, mask_rate=mask_rate, generator=generator)
-        return PretrainOutput(out, self.unifrac_head(out.sample_emb))
+        return PretrainOutput(out, self.distance_head(out.sample_emb))

@@ -158,7 +158,7 @@ class TensorBoardCallback(Callback):
     """Scalars (train/*, val/*, lr) every epoch, plus the objective's figures when it has them.
 
     An objective may define ``figures() -> dict[str, matplotlib.figure.Figure]`` built from its
-    last evaluation (e.g. predicted vs true UniFrac distances).
+    last evaluation (e.g. predicted vs true sample distances).
     """
 
     def __init__(self, log_dir: str | Path) -> None:

@@ -2,7 +2,7 @@
 share of the batch.
 
 ``nn.DataParallel`` scatters every tensor along dim 0, which cannot cut an AAM :class:`Batch`:
-its samples share one table of distinct ASV sequences, and its UniFrac matrix is over sample
+its samples share one table of distinct ASV sequences, and its distance matrix is over sample
 pairs. So the batch is split by samples instead (:meth:`Batch.split`: each part keeps the ASV
 rows its samples use), the model is replicated on every device
 (``torch.nn.parallel.replicate``: gradients flow back to the original parameters on the first
@@ -11,7 +11,7 @@ device), each replica runs the objective's ``loss`` on its part in its own threa
 averaged on the first device, weighted by part size.
 
 The gradient is then DDP's: a loss that is a mean over samples (the target loss) equals the
-one-device loss of the whole batch; UniFrac pairs are formed within each GPU's part, as within
+one-device loss of the whole batch; distance pairs are formed within each GPU's part, as within
 each process's batch under torchrun (an objective may set ``min_part_size``: pretraining needs
 2 samples per part). Validation runs on the first GPU.
 """

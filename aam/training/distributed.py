@@ -6,8 +6,8 @@ unit per trainable transformer block plus the root); checkpoints hold a full sta
 rank 0 writes, with the optimizer state keyed by parameter name under every strategy, so a run
 may be resumed under another strategy or world size. DataParallel is single-process multi-GPU
 and needs CUDA (``aam.training.data_parallel``). Batch size is per process (per rank):
-the global batch is ``batch_size x world_size``, and UniFrac pairs are formed within the batch
-each rank sees. Under ``--data-parallel`` the one process's batch is split over its GPUs.
+the global batch is ``batch_size x world_size``, and distance pairs are formed within the batch
+each rank sees. Under ``--parallel dp`` the one process's batch is split over its GPUs.
 """
 
 from __future__ import annotations

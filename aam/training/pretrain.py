@@ -1,10 +1,11 @@
 """Self-supervised pretraining: ``run_pretrain`` (the objective is in ``pretrain_objective``).
 
-Loss = MSE between predicted and true unweighted UniFrac distance over the B(B-1)/2 sample pairs
-of a batch + ``nucleotide_loss_weight`` x cross-entropy on masked nucleotides. Validation sees
-unmasked sequences: ``val_loss`` (which selects the best epoch) is the UniFrac MSE over all pairs
-of validation samples. The reported masked-nucleotide accuracy comes from a separate no-grad pass
-that masks validation sequences at the training rate with a fixed seed.
+Loss = MSE between predicted and true sample distance (the prepared ``distances.h5``: UniFrac,
+Bray-Curtis, ...) over the B(B-1)/2 sample pairs of a batch + ``nucleotide_loss_weight`` x
+cross-entropy on masked nucleotides. Validation sees unmasked sequences: ``val_loss`` (which
+selects the best epoch) is the distance MSE over all pairs of validation samples. The reported
+masked-nucleotide accuracy comes from a separate no-grad pass that masks validation sequences at
+the training rate with a fixed seed.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def run_pretrain(cfg: PretrainConfig, paths: PretrainPaths) -> dict:
     Raises
     ------
     InputError
-        No UniFrac distances, unknown sample IDs, too few samples, or a resume checkpoint whose
+        No sample distances, unknown sample IDs, too few samples, or a resume checkpoint whose
         model settings differ.
     """
     with distributed_session(cfg.train.parallel, cfg.train.device) as ctx:
@@ -94,8 +95,8 @@ def _pretrain(cfg: PretrainConfig, paths: PretrainPaths, ctx: DistContext) -> di
                   model=replace(cfg.model, max_bp=max_bp))
     seed, bs = cfg.train.seed, cfg.data.batch_size
     seed_everything(seed)
-    train_set = SampleDataset(data, train_ids, cfg.data, with_unifrac=True, seed=seed)
-    val_set = SampleDataset(data, val_ids, cfg.data, with_unifrac=True, seed=seed)
+    train_set = SampleDataset(data, train_ids, cfg.data, with_distances=True, seed=seed)
+    val_set = SampleDataset(data, val_ids, cfg.data, with_distances=True, seed=seed)
     if ctx.is_main:  # only once the inputs are known to be usable: a refused run writes nothing
         write_text(out / "config.resolved.yaml", dump_yaml(cfg))
         write_lines(out / "train_samples.txt", train_ids)
@@ -107,7 +108,7 @@ def _pretrain(cfg: PretrainConfig, paths: PretrainPaths, ctx: DistContext) -> di
     # every parameter gets a gradient when nucleotides are masked: DDP can skip its search
     model.always_uses_all_parameters = cfg.nucleotide_mask_rate > 0
     objective = PretrainObjective(cfg.nucleotide_mask_rate, cfg.nucleotide_loss_weight,
-                                  unifrac=data.unifrac, seed=seed, dist=ctx)
+                                  distances=data.distances, seed=seed, dist=ctx)
     ckpt = CheckpointCallback(out / "checkpoints", "encoder", to_dict(cfg), seed,
                               {"provenance": inputs})
     callbacks = [ResumeCheckpoints(ckpt, resume, paths.resume_from), ckpt,
@@ -148,18 +149,18 @@ def _split(sample_ids: list[str], paths: PretrainPaths, val_fraction: float,
         train = [sample_ids[i] for i in sorted(order[n_val:])]
     if len(train) < 2 or len(val) < 2:
         raise InputError(f"Pretraining needs at least 2 training and 2 validation samples "
-                         f"(UniFrac pairs); got {len(train)} and {len(val)}. Use more samples.")
+                         f"(sample pairs); got {len(train)} and {len(val)}. Use more samples.")
     return train, val
 
 
 def _check_distances_vary(data, train_ids: list[str], data_dir: Path) -> None:
     """Refuse distances that are all equal between the training samples: there is nothing to
     learn from them (the loss is flat and their correlation with any prediction undefined)."""
-    if data.unifrac is None:
+    if data.distances is None:
         return  # the dataset names the missing distances
     index = {s: i for i, s in enumerate(data.sample_ids)}
     rows = np.array([index[s] for s in train_ids])
-    block = data.unifrac[np.ix_(rows, rows)]
+    block = data.distances[np.ix_(rows, rows)]
     off = block[~np.eye(len(rows), dtype=bool)]
     if off.size and float(off.max() - off.min()) == 0.0:
         raise InputError(

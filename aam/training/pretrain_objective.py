@@ -1,6 +1,6 @@
-"""The pretraining objective: UniFrac pair MSE + masked-nucleotide cross-entropy, and validation.
+"""The pretraining objective: distance pair MSE + masked-nucleotide cross-entropy, and validation.
 
-Validation sees unmasked sequences: ``val_loss`` is the UniFrac MSE over all pairs of validation
+Validation sees unmasked sequences: ``val_loss`` is the distance MSE over all pairs of validation
 samples. Under torchrun each rank validates its shard and the rows are gathered, so every rank
 returns the metrics one process would compute.
 """
@@ -44,7 +44,7 @@ def masked_nucleotide_loss(logits: Tensor, targets: Tensor) -> tuple[Tensor, int
 
 
 class PretrainObjective:
-    """Losses and validation metrics of UniFrac pretraining (see the module docstring).
+    """Losses and validation metrics of distance pretraining (see the module docstring).
 
     Parameters
     ----------
@@ -52,7 +52,7 @@ class PretrainObjective:
         Fraction of real nucleotides masked during training (and in the accuracy pass).
     nucleotide_loss_weight : float
         Weight w of the masked-nucleotide loss.
-    unifrac : ndarray [N, N], optional
+    distances : ndarray [N, N], optional
         Full distance matrix aligned to ``Batch.sample_index``; validation then compares every
         pair of validation samples, otherwise only pairs within each batch.
     seed : int
@@ -62,14 +62,14 @@ class PretrainObjective:
         gathered and sums all-reduced, so every rank returns the one-process metrics.
     """
 
-    min_part_size = 2  # --data-parallel: each GPU's part needs a UniFrac pair
+    min_part_size = 2  # --data-parallel: each GPU's part needs a sample pair
 
     def __init__(self, mask_rate: float, nucleotide_loss_weight: float,
-                 unifrac: np.ndarray | None = None, seed: int = 0,
+                 distances: np.ndarray | None = None, seed: int = 0,
                  dist: DistContext | None = None) -> None:
         self.mask_rate = mask_rate
         self.weight = nucleotide_loss_weight
-        self.unifrac = unifrac
+        self.distances = distances
         self.seed = seed
         self.dist = dist or DistContext()
         self.last_pairs: tuple[np.ndarray, np.ndarray] | None = None
@@ -77,9 +77,9 @@ class PretrainObjective:
     def loss(self, model, batch: Batch) -> tuple[Tensor, dict[str, float]]:
         """Training loss of one batch and its parts."""
         out = model(batch, mask_rate=self.mask_rate)
-        unifrac_loss = pair_mse(out.distances, batch.unifrac)
-        logs = {"unifrac_loss": unifrac_loss.item()}
-        loss = unifrac_loss
+        distance_loss = pair_mse(out.distances, batch.distances)
+        logs = {"distance_loss": distance_loss.item()}
+        loss = distance_loss
         if out.encoder.nuc_logits is not None:
             nuc_loss, correct, n = masked_nucleotide_loss(out.encoder.nuc_logits,
                                                           out.encoder.nuc_targets)
@@ -90,7 +90,7 @@ class PretrainObjective:
 
     @torch.no_grad()
     def evaluate(self, model, loader) -> dict[str, float]:
-        """Validation metrics: val_loss (UniFrac MSE, unmasked), Pearson/Spearman, accuracy."""
+        """Validation metrics: val_loss (distance MSE, unmasked), Pearson/Spearman, accuracy."""
         predicted, true = self._distance_pairs(model, loader)
         self.last_pairs = (predicted, true)
         logs = {"val_loss": float(np.mean((predicted - true) ** 2)) if len(true) else np.nan,
@@ -101,21 +101,21 @@ class PretrainObjective:
         return logs
 
     def _distance_pairs(self, model, loader) -> tuple[np.ndarray, np.ndarray]:
-        head = unwrap(model).unifrac_head
+        head = unwrap(model).distance_head
         device = next(unwrap(model).parameters()).device
         ids, projected, rows, pred_pairs, true_pairs = [], [], [], [], []
         for batch in loader:
             batch = batch.to(device)
             out = model(batch)
-            if self.unifrac is None:
+            if self.distances is None:
                 i, j = torch.triu_indices(batch.size, batch.size, offset=1)
                 pred_pairs.append(out.distances[i, j].float().cpu())
-                true_pairs.append(batch.unifrac[i, j].float().cpu())
+                true_pairs.append(batch.distances[i, j].float().cpu())
             else:
                 ids += list(batch.sample_ids)
                 projected.append(head.embed(out.encoder.sample_emb).float())
                 rows.append(batch.sample_index)
-        if self.unifrac is None:
+        if self.distances is None:
             parts = gather_objects((pred_pairs, true_pairs), self.dist)
             pred_pairs = [t for part in parts for t in part[0]]
             true_pairs = [t for part in parts for t in part[1]]
@@ -126,7 +126,7 @@ class PretrainObjective:
             index = index.numpy()
             i, j = np.triu_indices(len(index), k=1)
             pred_pairs = [distances[i, j]]
-            true_pairs = [torch.from_numpy(np.asarray(self.unifrac)[index[i], index[j]])]
+            true_pairs = [torch.from_numpy(np.asarray(self.distances)[index[i], index[j]])]
         return (torch.cat(pred_pairs).numpy().astype(np.float64),
                 torch.cat(true_pairs).numpy().astype(np.float64))
 
@@ -152,7 +152,7 @@ class PretrainObjective:
                 "val_most_frequent_base_rate": top / total}
 
     def figures(self) -> dict:
-        """Predicted vs true UniFrac distance of the last validation pairs (matplotlib, Agg)."""
+        """Predicted vs true distance of the last validation pairs (matplotlib, Agg)."""
         if self.last_pairs is None:
             return {}
         from matplotlib.figure import Figure  # no pyplot: no GUI backend, nothing global
@@ -162,11 +162,11 @@ class PretrainObjective:
         fig = Figure(figsize=(4, 4))
         ax = fig.add_subplot()
         ax.scatter(true[keep], predicted[keep], s=3, alpha=0.4)
-        ax.set_xlabel("true unweighted UniFrac")
+        ax.set_xlabel("true distance")
         ax.set_ylabel("predicted distance")
         ax.set_title(f"validation pairs (n={len(true)})")
         fig.tight_layout()
-        return {"unifrac/predicted_vs_true": fig}
+        return {"distances/predicted_vs_true": fig}
 
 
 def _cat(tensors: list[Tensor]) -> Tensor:

@@ -20,8 +20,8 @@ ABLATION_ALIASES = {
 }
 # Ablation columns that steer the workflow and are not `aam train` flags.
 ABLATION_WORKFLOW_COLUMNS = ("pretrained",)
-INPUT_KEYS = ("table", "rep_seqs", "metadata", "tree", "unifrac_matrix", "taxonomy")
-OPTIONAL_INPUTS = ("rep_seqs", "tree", "unifrac_matrix", "taxonomy")
+INPUT_KEYS = ("table", "rep_seqs", "metadata", "tree", "distance_matrix", "taxonomy")
+OPTIONAL_INPUTS = ("rep_seqs", "tree", "distance_matrix", "taxonomy")
 SIMULATED_INPUTS = {
     "table": "resources/sim/table.biom",
     "metadata": "resources/sim/metadata.tsv",

@@ -90,12 +90,12 @@ def check_config(cfg):
     has_distances = (
         not cfg["input"]["table"]
         or cfg["input"]["tree"]
-        or cfg["input"]["unifrac_matrix"]
+        or cfg["input"]["distance_matrix"]
         or cfg["prepare"].get("beta_metric") in tree_free_metrics()
     )
     if cfg["pretrain"]["enabled"] and not has_distances:
         raise WorkflowError(
-            "pretraining needs sample distances: set input.tree (UniFrac), input.unifrac_matrix "
+            "pretraining needs sample distances: set input.tree (UniFrac), input.distance_matrix "
             f"(a precomputed matrix) or prepare.beta_metric to one of "
             f"{', '.join(tree_free_metrics())} (no tree needed), or set pretrain.enabled to false."
         )
