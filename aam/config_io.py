@@ -4,6 +4,7 @@ loaded values, merging overrides. The dataclasses themselves live in :mod:`aam.c
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import fields, is_dataclass
@@ -103,8 +104,13 @@ def _coerce(hint, value, where: str):
     if origin in (typing.Union, types.UnionType):
         if value is None:
             return None
-        inner = [a for a in args if a is not type(None)][0]
-        return _coerce(inner, value, where)
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) > 1:  # e.g. str | float | int: the value keeps its own type
+            if isinstance(value, tuple(inner)) and not isinstance(value, bool):
+                return value
+            raise InputError(f"Config key '{where}' must be one of "
+                             f"{', '.join(a.__name__ for a in inner)}, got {value!r}.")
+        return _coerce(inner[0], value, where)
     if origin is tuple:
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]
@@ -122,6 +128,8 @@ def _coerce(hint, value, where: str):
         if hint is int and float(value) != int(value):
             raise InputError(f"Config key '{where}' must be an integer, got {value!r}.")
         return hint(value)
+    if hint is str and isinstance(value, os.PathLike):
+        return os.fspath(value)  # a path flag (the output transaction stages it as a Path)
     if hint is str and not isinstance(value, str):
         raise InputError(f"Config key '{where}' must be a string, got {value!r}.")
     return value

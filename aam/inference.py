@@ -27,7 +27,8 @@ from aam.errors import InputError, first_items
 from aam.models.asv_cache import cached_encoder
 from aam.models.predictor import Predictor, predictor_from_checkpoint
 from aam.predictions import Predictions, from_passes, write_metrics, write_predictions
-from aam.training.checkpoint import load_checkpoint
+from aam.training.checkpoint import Checkpoint, load_checkpoint
+from aam.settings import setting
 from aam.training.device import resolve_device
 
 log = logging.getLogger(__name__)
@@ -37,13 +38,21 @@ log = logging.getLogger(__name__)
 class PredictConfig:
     """Settings of one prediction run; ``None`` takes the checkpoint's value."""
 
-    prediction_passes: int = 1  # passes averaged per sample (random ASV sampling only)
-    asv_sampling: Optional[str] = None  # first | abundance | random
-    batch_size: Optional[int] = None
-    num_workers: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    seed: Optional[int] = None  # pass p draws its random ASVs with seed + p
-    cache_asvs: bool = True  # encode each distinct ASV once per run (eval mode is deterministic)
+    prediction_passes: int = setting(1, "passes averaged per sample, each with a fresh random "
+                                     "ASV draw; needs --asv-sampling random")
+    asv_sampling: Optional[str] = setting(None, "which ASVs when a sample has more than the "
+                                          "token limit (default: the model's training setting)",
+                                          choices=ASV_SAMPLING)
+    batch_size: Optional[int] = setting(None, "samples per batch (default: the model's training "
+                                        "setting)")
+    num_workers: int = setting(0, "DataLoader worker processes")
+    device: str = setting("auto", "auto (cuda if available), cpu, cuda or cuda:N", runtime=True)
+    seed: Optional[int] = setting(None, "seed of the random ASV draws; pass p uses seed + p "
+                                  "(default: the model's training seed)")
+    # eval mode is deterministic, so each distinct ASV is encoded once per run
+    cache_asvs: bool = setting(True, "reuse each distinct ASV's encoding across batches and "
+                               "passes (--no-asv-cache: encode it again every time)",
+                               flag="--asv-cache")
 
     def __post_init__(self) -> None:
         if self.prediction_passes < 1:
@@ -63,8 +72,8 @@ def load_predictor(path: str | Path, command: str = "aam predict") -> tuple[Pred
     Returns
     -------
     model : Predictor
-    payload : dict
-        The checkpoint (config, ``target_transform``, ``categorical_vocab``, ``classes``).
+    payload : Checkpoint
+        The checkpoint (its ``predictor`` state: target transform, vocabulary, classes).
 
     Raises
     ------
@@ -74,15 +83,15 @@ def load_predictor(path: str | Path, command: str = "aam predict") -> tuple[Pred
         For an encoder checkpoint, a corrupt file, or weights that do not fit the config.
     """
     payload = load_checkpoint(path)
-    if payload["kind"] != "predictor":
-        raise InputError(f"{path} is an {payload['kind']} checkpoint (aam pretrain writes "
+    if payload.kind != "predictor":
+        raise InputError(f"{path} is an {payload.kind} checkpoint (aam pretrain writes "
                          f"encoder.pt); {command} needs a trained model: pass the model.pt "
                          "written by aam train.")
     return predictor_from_checkpoint(payload, str(path)), payload
 
 
 
-def predict_samples(model: Predictor, payload: dict, data: PreparedData,
+def predict_samples(model: Predictor, payload: Checkpoint, data: PreparedData,
                     sample_ids: Sequence[str], cfg: PredictConfig,
                     metadata: Optional[pd.DataFrame] = None,
                     source: str = "metadata.tsv") -> Predictions:
@@ -103,7 +112,7 @@ def predict_samples(model: Predictor, payload: dict, data: PreparedData,
     ids = [str(s) for s in sample_ids]
     _check_rows(meta, ids, source)
     data_cfg, passes, seed = _data_settings(model_cfg, cfg)
-    vocab = payload.get("categorical_vocab") or {}
+    vocab = payload.predictor.categorical_vocab
     cat_ids = None
     if model_cfg.data.categorical_columns:
         vocab = {c: vocab[c] for c in model_cfg.data.categorical_columns}
@@ -120,8 +129,8 @@ def predict_samples(model: Predictor, payload: dict, data: PreparedData,
     actual = _actual(model_cfg, payload, meta, ids, source)
     if model_cfg.task == "classification":
         probs = torch.softmax(torch.from_numpy(raw), dim=-1).numpy()  # [P, N, K]
-        return from_passes(ids, probs, actual, payload.get("classes"))
-    transform = transform_from_dict(payload["target_transform"])
+        return from_passes(ids, probs, actual, payload.predictor.classes)
+    transform = transform_from_dict(payload.predictor.target_transform)
     groups = group_keys(meta, model_cfg.data.normalize_by, ids, source)
     values = np.stack([transform.inverse(r[:, 0], groups) for r in raw])  # [P, N]
     return from_passes(ids, values, actual)
@@ -182,19 +191,19 @@ def _check_rows(meta: pd.DataFrame, ids: list[str], source: str) -> None:
                          "Add them to the metadata or leave them out of --samples.")
 
 
-def _actual(model_cfg: FinetuneConfig, payload: dict, meta: pd.DataFrame, ids: list[str],
+def _actual(model_cfg: FinetuneConfig, payload: Checkpoint, meta: pd.DataFrame, ids: list[str],
             source: str) -> np.ndarray:
     """Original-scale target (or label) per sample; NaN where unknown or unparseable."""
     column = model_cfg.target_column
     if column not in meta.columns:
         log.info("%s has no target column '%s': predictions have no actual values", source,
                  column)
-        return np.full(len(ids), np.nan, dtype=object if payload.get("classes") else float)
+        return np.full(len(ids), np.nan, dtype=object if payload.predictor.classes else float)
     raw = metadata_column(meta, column, ids, source)
     known = ~is_missing(raw)
     if model_cfg.task == "classification":
         labels = raw.astype(object).where(known, np.nan).to_numpy()
-        new = sorted({str(v) for v in labels[known]} - set(payload.get("classes") or ()))
+        new = sorted({str(v) for v in labels[known]} - set(payload.predictor.classes or ()))
         if new:
             log.warning("%s: target '%s' has %s labels not seen in training; they count as "
                         "wrong predictions", source, column, first_items(new))
@@ -236,7 +245,7 @@ class PredictInputs:
     metadata (``source`` names the metadata file in messages)."""
 
     model: Predictor
-    payload: dict
+    payload: Checkpoint
     data: PreparedData
     ids: list[str]
     metadata: pd.DataFrame
@@ -278,7 +287,7 @@ def run_predict(cfg: PredictConfig, paths: PredictPaths) -> Optional[dict]:
         return None
     metrics.update({"n_passes": result.n_passes, "wall_time_s": time.perf_counter() - start,
                     "model": str(paths.model), "samples": str(paths.samples or "all"),
-                    "seed": inputs.payload.get("seed"), "target": inputs.model.cfg.target_column,
+                    "seed": inputs.payload.seed, "target": inputs.model.cfg.target_column,
                     "config": {**to_dict(cfg),
                                "metadata_column": inputs.model.cfg.target_column}})
     write_metrics(metrics_path(paths), metrics)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from aam.atomic import write_json
 from aam.errors import InputError
+from aam.settings import setting
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +31,12 @@ PRIMARY = {"regression": "r2", "classification": "balanced_accuracy"}
 
 @dataclass(frozen=True)
 class PermutationConfig:
-    """How many shuffles per column and their seed."""
+    """How many shuffles per column and their seed (``aam predict --permutation-*``)."""
 
-    repeats: int = 3
-    seed: int = 0
-    threshold: float = INERT_THRESHOLD
+    repeats: int = setting(3, "shuffles per column, averaged")
+    seed: int = setting(0, "seed of the shuffles")
+    threshold: float = setting(INERT_THRESHOLD, "mean |prediction change| below which the "
+                               "metadata is called inert", unit="target SD or probability")
 
     def __post_init__(self) -> None:
         if self.repeats < 1:

@@ -151,7 +151,7 @@ def test_occurrence_at_the_baseline_gets_zero_attribution(trained, root, monkeyp
 
 def test_cross_attention_weights_per_level(trained, tmp_path):
     prepared, model = trained("fusion-cross-attention")
-    _explain(prepared, model, tmp_path, "--top", "5")
+    _explain(prepared, model, tmp_path, "--top-features", "5")
     cross = pd.read_csv(tmp_path / "cross_attention.tsv", sep="\t")
     meta = load_prepared(prepared).metadata
     assert set(cross["column"]) == {"category"}

@@ -169,11 +169,13 @@ def test_cli_success_and_one_line_error(tmp_path, capsys):
     assert err.startswith("aam prepare: error: target column 'nope' not found")
 
 
-def test_cli_tree_and_matrix_are_exclusive(capsys):
-    with pytest.raises(SystemExit):
-        main(["--table", "t", "--metadata", "m", "--metadata-column", "c", "--output-dir", "o",
-              "--tree", "a.nwk", "--distance-matrix", "d.npy"])
-    assert "not allowed with argument" in capsys.readouterr().err
+def test_cli_tree_and_matrix_are_exclusive(capsys, tmp_path):
+    code = main(["--table", "t", "--metadata", "m", "--metadata-column", "c", "--output-dir",
+                 str(tmp_path / "o"), "--tree", "a.nwk", "--distance-matrix", "d.npy"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == ("aam prepare: error: Pass either --tree or "
+                                               "--distance-matrix, not both.")
+    assert not (tmp_path / "o").exists()
 
 
 def test_outputs_are_readable_like_plain_files(tmp_path):

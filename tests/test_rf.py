@@ -100,7 +100,7 @@ def test_cli_writes_predictions_metrics_figure_and_importances(tmp_path, task, c
     code = main(["--data-dir", str(tmp_path / "prepared"), "--metadata-column", column,
                  "--train-samples", str(tmp_path / "train.txt"), "--val-samples",
                  str(tmp_path / "test.txt"), "--output", str(out), "--n-estimators", "20",
-                 "--random-seed", "1", "--fold", "0", "--n-jobs", "1", "--taxonomy",
+                 "--seed", "1", "--fold", "0", "--n-jobs", "1", "--taxonomy",
                  str(taxonomy)])
     assert code == 0
     assert read_predictions(out)["sample_id"].tolist() == data.sample_ids[16:]

@@ -22,6 +22,7 @@ from aam.baselines.rf import (TASKS, RFResult, feature_importances, present_samp
                               target_values)
 from aam.data.metadata import column_labels
 from aam.errors import InputError
+from aam.settings import setting
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +34,18 @@ LOGISTIC_CS = np.logspace(-4, 2, 13)  # inverse penalties of the logistic regres
 class LinearConfig:
     """Settings of one linear-baseline run (stored in its ``metrics.json``)."""
 
-    metadata_column: str
-    task: str | None = None  # None: the task recorded in prepare.json (else regression)
-    group_by: str = ""  # subject column: the penalty's CV keeps a subject's samples together
-    cv_folds: int = 5  # at most this many CV folds (fewer when there are fewer groups)
-    pseudocount: float = DEFAULT_PSEUDOCOUNT
-    categorical_columns: tuple[str, ...] = ()
-    random_seed: int = 0  # shuffles the K-fold split without group_by
-    top_features: int = 100
+    metadata_column: str = setting(help="target column")
+    task: str | None = setting(None, "regression or classification (default: the task recorded "
+                               "by aam prepare)", choices=TASKS)
+    group_by: str = setting("", "subject column: the penalty's CV folds keep a subject's "
+                            "samples together (default: plain K-fold over samples)")
+    cv_folds: int = setting(5, "CV folds choosing the L2 penalty (fewer with fewer subjects)")
+    pseudocount: float = setting(DEFAULT_PSEUDOCOUNT, "added to every count before the CLR")
+    categorical_columns: tuple[str, ...] = setting(
+        (), "metadata columns appended one-hot to the features (comma-separated, e.g. the "
+        "categorical columns AAM fuses)")
+    seed: int = setting(0, "seed of the shuffled K-fold split (without --group-by)")
+    top_features: int = setting(100, "ASVs in feature_importance.tsv")
 
     def __post_init__(self) -> None:
         if self.task is not None and self.task not in TASKS:
@@ -140,7 +145,7 @@ def fit_linear_baseline(data, train_ids, eval_ids, cfg: LinearConfig, taxonomy=N
     y_train, y_eval, classes = target_values(data.metadata, cfg.metadata_column, train_ids,
                                              eval_ids, task)
     groups = subject_labels(data.metadata, cfg.group_by, train_ids) if cfg.group_by else None
-    splits = cv_splits(len(train_ids), task, y_train, groups, cfg.cv_folds, cfg.random_seed)
+    splits = cv_splits(len(train_ids), task, y_train, groups, cfg.cv_folds, cfg.seed)
     log.info("fitting a %s linear model on %d samples x %d features (penalty by %d-fold %sCV)",
              task, *x_train.shape, len(splits), "grouped " if groups is not None else "")
     start = time.perf_counter()

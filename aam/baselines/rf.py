@@ -19,30 +19,48 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from aam.atomic import atomic_path
 from aam.baselines.features import category_features
+from aam.config import TASKS
 from aam.data.sample_ids import check_known
 from aam.data.taxonomy import read_taxonomy, taxa_by_sequence  # noqa: F401  (re-exported)
 from aam.data.targets import encode_classes, fit_classes, parse_regression_target
 from aam.errors import InputError
 from aam.predictions import metrics_from_predictions, write_metrics, write_predictions
 from aam.reports import plots
+from aam.settings import setting
+from aam.validate import check_finite
 
 log = logging.getLogger(__name__)
 
-TASKS = ("regression", "classification")
+def parse_max_features(text: str | float | int) -> str | float | int:
+    """``--max-features`` text: sqrt, log2, a fraction in (0, 1] or a count."""
+    if not isinstance(text, str) or text in ("sqrt", "log2"):
+        return text
+    try:
+        value = float(text)
+        check_finite(value, "--max-features")
+    except ValueError:
+        raise InputError(f"--max-features must be sqrt, log2, a fraction in (0, 1] or a count; "
+                         f"got {text!r}.") from None
+    return int(value) if value > 1 else value
 
 
 @dataclass(frozen=True)
 class RFConfig:
     """Settings of one random-forest run (stored in its ``metrics.json``)."""
 
-    metadata_column: str
-    task: str | None = None  # None: the task recorded in prepare.json (else regression)
-    n_estimators: int = 500
-    max_features: str | float | int = "sqrt"  # sklearn's max_features: sqrt, log2, fraction, count
-    random_seed: int = 0
-    n_jobs: int = -1
-    top_features: int = 100  # rows of the importance table
-    categorical_columns: tuple[str, ...] = ()  # one-hot metadata appended to the features
+    metadata_column: str = setting(help="target column")
+    task: str | None = setting(None, "regression or classification (default: the task recorded "
+                               "by aam prepare)", choices=TASKS)
+    n_estimators: int = setting(500, "trees in the forest")
+    max_features: str | float | int = setting(
+        "sqrt", "features per split: sqrt, log2, a fraction or a count",
+        parse=parse_max_features)
+    seed: int = setting(0, "seed of the forest")
+    n_jobs: int = setting(-1, "sklearn n_jobs (-1: all cores)", runtime=True)
+    top_features: int = setting(100, "ASVs in feature_importance.tsv")
+    categorical_columns: tuple[str, ...] = setting(
+        (), "metadata columns appended one-hot to the features (comma-separated, e.g. the "
+        "categorical columns AAM fuses)")
 
     def __post_init__(self) -> None:
         if self.task is not None and self.task not in TASKS:
@@ -162,7 +180,7 @@ def fit_random_forest(data, train_ids, eval_ids, cfg: RFConfig, taxonomy=None) -
                                              eval_ids, task)
     model_cls = RandomForestClassifier if task == "classification" else RandomForestRegressor
     model = model_cls(n_estimators=cfg.n_estimators, max_features=cfg.max_features,
-                      random_state=cfg.random_seed, n_jobs=cfg.n_jobs)
+                      random_state=cfg.seed, n_jobs=cfg.n_jobs)
     log.info("fitting a %d-tree random forest (%s) on %d samples x %d ASVs", cfg.n_estimators,
              task, x_train.shape[0], x_train.shape[1])
     start = time.perf_counter()
@@ -208,7 +226,7 @@ def write_rf_outputs(result: RFResult, output: str | Path, fold: int | None = No
     write_predictions(output, frame["sample_id"], frame["prediction"], actual=frame["actual"],
                       proba=proba, classes=result.classes or None)
     metrics = {**metrics_from_predictions(frame), "model": model,
-               "seed": result.config["random_seed"], "fold": fold, "n_train": result.n_train,
+               "seed": result.config["seed"], "fold": fold, "n_train": result.n_train,
                "wall_seconds": round(result.wall_seconds, 3), **result.details,
                "config": result.config}
     if result.category_importance:

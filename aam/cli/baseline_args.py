@@ -10,18 +10,21 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Sequence
 
 from aam.data.sample_ids import read_sample_lists
 from aam.data.taxonomy import TAXONOMY_FILE, read_taxonomy
+from aam.cli.options import Option, add_options
 from aam.errors import InputError
 
 log = logging.getLogger("aam")
 
 
-def add_baseline_flags(parser: argparse.ArgumentParser) -> None:
-    """Data, sample lists, output, task, categorical columns, importances, fold."""
+def add_baseline_flags(parser: argparse.ArgumentParser, options: Sequence[Option]) -> None:
+    """Data, sample lists, output, fold and taxonomy, then the ``options`` of the baseline's
+    config (RFConfig or LinearConfig: target column, task, categorical columns, seed,
+    importances, ...)."""
     parser.add_argument("--data-dir", required=True, help="folder written by aam prepare")
-    parser.add_argument("--metadata-column", required=True, help="target column")
     parser.add_argument("--train-samples", required=True, nargs="+", metavar="FILE",
                         help="training sample list(s); with several (e.g. train_samples.txt "
                              "val_samples.txt) the model trains on all of them")
@@ -33,17 +36,10 @@ def add_baseline_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True,
                         help="predictions.tsv; metrics.json, feature_importance.tsv and a "
                              "figure are written beside it")
-    parser.add_argument("--task", choices=("regression", "classification"),
-                        help="default: the task recorded by aam prepare")
-    parser.add_argument("--categorical-columns", default="",
-                        help="metadata columns appended one-hot to the features (comma-"
-                             "separated, e.g. the categorical columns AAM fuses)")
-    parser.add_argument("--random-seed", type=int, default=0)
-    parser.add_argument("--top-features", type=int, default=100,
-                        help="ASVs in feature_importance.tsv (default 100)")
     parser.add_argument("--taxonomy", help="QIIME 2 taxonomy TSV or .qza (Feature ID, Taxon); "
                                            "default: the taxonomy aam prepare stored, if any")
     parser.add_argument("--fold", type=int, help="fold number recorded in metrics.json")
+    add_options(parser, options, "settings")
 
 
 def baseline_samples(args: argparse.Namespace, known) -> tuple[list[str], list[str], str]:

@@ -64,20 +64,11 @@ class Outputs:
 def add_model_input_flags(parser: argparse.ArgumentParser, model_help: str,
                           data_help: str) -> None:
     """The trained model, prepared data and samples a model-reading command (predict,
-    explain) takes, and how it batches them; all default to the model's training settings."""
-    from aam.config import ASV_SAMPLING
-
+    explain) takes."""
     parser.add_argument("--model", required=True, type=Path, help=model_help)
     parser.add_argument("--data-dir", required=True, type=Path, help=data_help)
     parser.add_argument("--samples", type=Path,
                         help="sample list, one ID a line (default: every prepared sample)")
-    parser.add_argument("--asv-sampling", choices=ASV_SAMPLING,
-                        help="which ASVs when a sample has more than the token limit "
-                             "(default: the model's training setting)")
-    parser.add_argument("--batch-size", type=int,
-                        help="samples per batch (default: the model's training setting)")
-    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda "
-                                                         "or cuda:N (default auto)")
 
 
 def run(body: Callable[[argparse.Namespace], int | None], parser: argparse.ArgumentParser,

@@ -14,9 +14,11 @@ import logging
 from pathlib import Path
 
 from aam.cli.common import Outputs, add_common_flags, add_model_input_flags, run
+from aam.cli.options import add_options, build_config, options_of
 from aam.explain import ExplainConfig, ExplainPaths, run_explain
 
 log = logging.getLogger("aam")
+OPTIONS = options_of(ExplainConfig)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,17 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--truth", type=Path,
                         help="truth.json of aam simulate (table.biom beside it): report how "
                              "well attributions rank the signal ASVs (AUROC)")
-    parser.add_argument("--steps", type=int, default=32,
-                        help="integration steps from the zero-abundance baseline (default 32)")
-    parser.add_argument("--top", type=int, default=100,
-                        help="rows of attributions.tsv (0 = every ASV seen; default 100)")
+    add_options(parser, OPTIONS, "settings")
     add_common_flags(parser)
     return parser
 
 
 def _body(args: argparse.Namespace) -> int:
-    cfg = ExplainConfig(steps=args.steps, top=args.top, batch_size=args.batch_size,
-                        asv_sampling=args.asv_sampling, device=args.device)
+    cfg = build_config(ExplainConfig, args, OPTIONS)
     paths = ExplainPaths(model=args.model, data_dir=args.data_dir, output_dir=args.output_dir,
                          samples=args.samples, taxonomy=args.taxonomy,
                          rf_importances=args.rf_importances,

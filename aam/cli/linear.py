@@ -13,38 +13,26 @@ from __future__ import annotations
 import argparse
 import logging
 
-from aam.baselines.features import DEFAULT_PSEUDOCOUNT, parse_columns
 from aam.baselines.linear import LinearConfig, fit_linear_baseline
 from aam.baselines.rf import write_rf_outputs
 from aam.cli.baseline_args import add_baseline_flags, baseline_samples, log_metrics, taxonomy_of
 from aam.cli.common import Outputs, add_common_flags, run
+from aam.cli.options import build_config, options_of
 from aam.data.prepared import load_prepared
 
 log = logging.getLogger("aam")
+OPTIONS = options_of(LinearConfig)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aam linear-baseline", description=__doc__)
-    add_baseline_flags(parser)
-    parser.add_argument("--group-by", default="",
-                        help="subject column: the penalty's CV folds keep a subject's samples "
-                             "together (default: plain K-fold over samples)")
-    parser.add_argument("--cv-folds", type=int, default=5,
-                        help="CV folds choosing the penalty (default 5; fewer with fewer "
-                             "subjects)")
-    parser.add_argument("--pseudocount", type=float, default=DEFAULT_PSEUDOCOUNT,
-                        help=f"added to every count before the CLR (default "
-                             f"{DEFAULT_PSEUDOCOUNT})")
+    add_baseline_flags(parser, OPTIONS)
     add_common_flags(parser)
     return parser
 
 
 def _body(args: argparse.Namespace) -> int:
-    cfg = LinearConfig(metadata_column=args.metadata_column, task=args.task,
-                       group_by=args.group_by, cv_folds=args.cv_folds,
-                       pseudocount=args.pseudocount,
-                       categorical_columns=parse_columns(args.categorical_columns),
-                       random_seed=args.random_seed, top_features=args.top_features)
+    cfg = build_config(LinearConfig, args, OPTIONS)
     data = load_prepared(args.data_dir)
     train, test, source = baseline_samples(args, data.sample_ids)
     result = fit_linear_baseline(data, train, test, cfg, taxonomy_of(args))

@@ -43,8 +43,9 @@ def options_of(cls, command: str | None = None, skip: Sequence[str] = (),
                flag_prefix: str = "") -> list[Option]:
     """One :class:`Option` per setting of ``cls`` that ``command`` takes
     (:func:`aam.settings.settings_of`) whose dotted name is not in ``skip``; ``flag_prefix``
-    goes after the dashes (``--permutation-seed`` for ``seed`` with ``permutation-``). Shorthands come first, so a
-    more specific flag given with them wins (``--attention-layers 2 --asv-layers 4``)."""
+    goes after the dashes (``--permutation-seed`` for ``seed`` with ``permutation-``).
+    Shorthands come first, so a more specific flag given with them wins
+    (``--attention-layers 2 --asv-layers 4``)."""
     rows = []
     for s in settings_of(cls, command):
         if s.name in skip:
@@ -66,8 +67,8 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence[Option],
     the config's own default applies (and a resumed run keeps its checkpoint's value)."""
     group = parser.add_argument_group(title)
     for o in options:
-        shown = "" if o.required else f" (default: {_shown(o.default)})"
-        text = f"{o.help}{shown}" if o.help else None
+        shown = "" if o.required or "default" in o.help else f" (default: {_shown(o.default)})"
+        text = f"{o.help}{shown}".replace("%", "%%") if o.help else None
         if o.type is bool:
             group.add_argument(o.flag, dest=o.dest, action=argparse.BooleanOptionalAction,
                                default=None, help=text)

@@ -14,10 +14,15 @@ import logging
 from pathlib import Path
 
 from aam.cli.common import Outputs, add_common_flags, add_model_input_flags, run
+from aam.cli.options import add_options, build_config, options_of
 from aam.inference import PredictConfig, PredictPaths, metrics_path, run_predict
 from aam.permutation import PermutationConfig, run_permutation_check
 
 log = logging.getLogger("aam")
+
+
+OPTIONS = options_of(PredictConfig)
+PERMUTATION_OPTIONS = options_of(PermutationConfig, flag_prefix="permutation-")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,35 +35,21 @@ def build_parser() -> argparse.ArgumentParser:
                              "instead of the prepared metadata.tsv")
     parser.add_argument("--metrics", type=Path,
                         help="metrics.json to write (default: beside --output)")
-    parser.add_argument("--prediction-passes", type=int, default=1,
-                        help="passes averaged per sample, each with a fresh random ASV draw; "
-                             "needs --asv-sampling random (default 1)")
-    parser.add_argument("--num-workers", type=int, default=0,
-                        help="DataLoader worker processes (default 0)")
-    parser.add_argument("--seed", type=int,
-                        help="seed of the random ASV draws; pass p uses seed + p "
-                             "(default: the model's training seed)")
-    parser.add_argument("--no-asv-cache", dest="cache_asvs", action="store_false",
-                        help="encode ASVs again in every batch and pass instead of reusing them")
     parser.add_argument("--permutation-check", action="store_true",
                         help="also write permutation.json beside --output: shuffle each "
                              "categorical column across the samples and report the change of "
                              "the metric and of the predictions")
-    parser.add_argument("--permutation-repeats", type=int, default=3,
-                        help="shuffles per column, averaged (default 3)")
-    parser.add_argument("--permutation-seed", type=int, default=0,
-                        help="seed of the shuffles (default 0)")
+    add_options(parser, OPTIONS, "settings")
+    add_options(parser, PERMUTATION_OPTIONS, "metadata permutation check")
     add_common_flags(parser)
     return parser
 
 
 def _body(args: argparse.Namespace) -> int:
-    cfg = PredictConfig(prediction_passes=args.prediction_passes, asv_sampling=args.asv_sampling,
-                        batch_size=args.batch_size, num_workers=args.num_workers,
-                        device=args.device, seed=args.seed, cache_asvs=args.cache_asvs)
+    cfg = build_config(PredictConfig, args, OPTIONS)
     paths = PredictPaths(model=args.model, data_dir=args.data_dir, output=args.output,
                          samples=args.samples, metadata=args.metadata, metrics=args.metrics)
-    check = (PermutationConfig(args.permutation_repeats, args.permutation_seed)
+    check = (build_config(PermutationConfig, args, PERMUTATION_OPTIONS)
              if args.permutation_check else None)  # checked before predicting
     metrics = run_predict(cfg, paths)
     if check is not None:

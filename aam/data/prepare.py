@@ -16,7 +16,8 @@ import scipy.sparse as sp
 
 from aam.atomic import atomic_path, write_json
 from aam.provenance import inputs_fingerprints
-from aam.data.beta import TREE_FREE, beta_distances, resolve_metric
+from aam.config import TASKS
+from aam.data.beta import BETA_METRICS, TREE_FREE, beta_distances, resolve_metric
 from aam.data.biom_io import FeatureTable, read_table, write_table
 from aam.data.fasta import read_fasta, resolve_sequences
 from aam.data.filtering import DropLog, depth_mask, rarefy, sample_depths
@@ -27,32 +28,47 @@ from aam.data.distance_io import (DISTANCES_FILE, align_distance_matrix, read_di
                                   write_distances)
 from aam.data.unifrac import match_tree_tips, read_tree
 from aam.errors import InputError, first_items
+from aam.settings import setting
 
 log = logging.getLogger(__name__)
-TASKS = ("regression", "classification")
+_BETA_HELP = ("pretraining distances: " + "; ".join(
+    f"{m.name}: {m.summary}" + (" (needs --tree)" if m.needs_tree else "")
+    for m in BETA_METRICS.values()) + " (default: unweighted-unifrac with --tree, none without)")
 
 
 @dataclass(frozen=True)
 class PrepareConfig:
     """Inputs and filters of ``aam prepare`` (paths as strings; optional ones None)."""
 
-    table: str
-    metadata: str
-    target_column: str
-    output_dir: str
-    task: str = "regression"
-    rep_seqs: str | None = None
-    tree: str | None = None
-    distance_matrix: str | None = None
-    beta_metric: str | None = None  # key of aam.data.beta.BETA_METRICS; None: UniFrac if a tree
-    categorical_columns: tuple[str, ...] = ()
-    min_depth: int = 0  # fewer reads (in usable ASVs) -> sample dropped; 0 drops only empty ones
-    rarefy_depth: int | None = None  # subsample every sample to this many reads (seeded)
-    seed: int = 0
-    max_ambiguous_fraction: float = 0.01  # features with more non-ACGT bases are dropped
-    # non-integer counts: an error unless set (then a warning)
-    allow_fractional_counts: bool = False
-    taxonomy: str | None = None  # taxonomy TSV or FeatureData[Taxonomy] .qza, stored by sequence
+    table: str = setting(help="BIOM 2.1 table (HDF5/JSON) or .qza")
+    metadata: str = setting(help="metadata TSV; first column sample ID")
+    target_column: str = setting(help="target column", flag="--metadata-column")
+    output_dir: str = setting(help="folder to write")
+    task: str = setting("regression", "regression for a numeric target, classification for a "
+                        "categorical one", choices=TASKS)
+    rep_seqs: str | None = setting(None, "FASTA or FeatureData[Sequence] .qza mapping hash "
+                                   "feature IDs to sequences")
+    tree: str | None = setting(None, "rooted Newick tree (.nwk) or Phylogeny .qza")
+    distance_matrix: str | None = setting(
+        None, "precomputed distances: unifrac-binaries .h5 (order, matrix; ssu --format hdf5), "
+        ".h5 (ids, matrix), QIIME 2 DistanceMatrix .qza, scikit-bio TSV or .npy (+ "
+        "<stem>.ids.txt)")
+    beta_metric: str | None = setting(None, _BETA_HELP, choices=tuple(BETA_METRICS))
+    categorical_columns: tuple[str, ...] = setting(
+        (), "comma-separated metadata columns used as categories")
+    min_depth: int = setting(0, "drop samples with fewer reads (in usable ASVs); 0 drops only "
+                             "empty samples", unit="reads")
+    rarefy_depth: int | None = setting(None, "subsample every sample to this many reads "
+                                       "(seeded); shallower samples are dropped", unit="reads")
+    seed: int = setting(0, "rarefaction seed")
+    max_ambiguous_fraction: float = setting(0.01, "drop features whose non-ACGT fraction "
+                                            "exceeds this")
+    allow_fractional_counts: bool = setting(
+        False, "accept non-integer counts (e.g. relative abundances) with a warning; by default "
+        "they are an error")
+    taxonomy: str | None = setting(None, "taxonomy TSV or FeatureData[Taxonomy] .qza; stored as "
+                                   "taxonomy.tsv (keyed by sequence) for rf-baseline, explain "
+                                   "and the report")
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

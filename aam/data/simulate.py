@@ -17,6 +17,7 @@ import pandas as pd
 from aam.atomic import atomic_path, write_json, write_text
 from aam.data.taxonomy import TAXONOMY_FILE, write_taxonomy
 from aam.errors import InputError
+from aam.settings import setting
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +38,21 @@ class SimulationConfig:
     + subject_effect + noise`` with ``z_c`` the standardised log relative abundance of clade c.
     """
 
-    n_samples: int = 200
-    n_asvs: int = 300
-    seed: int = 0
-    seq_length: int = 120  # nucleotides per ASV (100-150 like V4 amplicons)
-    n_subjects: int = 0
-    n_categories: int = 3
-    n_clades: int = 2
-    tree_height: float = 0.3  # root-to-tip substitutions per site (Jukes-Cantor)
-    mean_depth: float = 5000.0  # median reads per sample (log-normal)
-    concentration: float = 4.0  # Dirichlet precision per present ASV (lower = more overdispersed)
-    intercept: float = 10.0
-    noise_sd: float = 0.4
-    subject_sd: float = 0.2  # per-subject random effect on the target
+    n_samples: int = setting(200, "number of samples", flag="--samples")
+    n_asvs: int = setting(300, "number of ASVs, i.e. tree tips", flag="--asvs")
+    seed: int = setting(0, "random seed; the same seed gives the same files")
+    seq_length: int = setting(120, "nucleotides per ASV, 100-150 (like V4 amplicons)")
+    n_subjects: int = setting(0, "number of subjects (0 = one per 4 samples)", flag="--subjects")
+    n_categories: int = setting(3, "levels of the 'category' column", flag="--categories")
+    n_clades: int = setting(2, "signal clades whose abundances drive the target",
+                            flag="--clades")
+    tree_height: float = setting(0.3, "root-to-tip substitutions per site (Jukes-Cantor)")
+    mean_depth: float = setting(5000.0, "median reads per sample (log-normal)")
+    concentration: float = setting(4.0, "Dirichlet precision per present ASV (lower = more "
+                                   "overdispersed)")
+    intercept: float = setting(10.0, "intercept of the target")
+    noise_sd: float = setting(0.4, "SD of the target's noise")
+    subject_sd: float = setting(0.2, "SD of the per-subject random effect on the target")
 
     def __post_init__(self) -> None:
         n_subj = f"0 (auto) or 1..n_samples, got {self.n_subjects}"

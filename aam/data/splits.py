@@ -21,6 +21,7 @@ from aam.atomic import write_json, write_lines
 from aam.provenance import file_fingerprint, list_fingerprint
 from aam.data.sample_ids import short_id
 from aam.errors import InputError, first_items
+from aam.settings import setting
 
 log = logging.getLogger(__name__)
 SIDES = ("train", "val", "test")
@@ -44,14 +45,17 @@ class SplitConfig:
     validation side is not left with one class.
     """
 
-    folds: Optional[int] = None
-    val_fraction: float = 0.2
-    test_fraction: float = 0.0
-    group_by: Optional[str] = None
-    stratify_by: Optional[str] = None
-    seed: int = 0
-    inner_val_fraction: float = 0.0  # > 0 with test_fraction 0: val = inner split of train
-
+    folds: Optional[int] = setting(None, "number of cross-validation folds (>= 2); unset: one "
+                                   "holdout split (--val-fraction)")
+    val_fraction: float = setting(0.2, "holdout: fraction of samples (groups) in val")
+    test_fraction: float = setting(0.0, "fixed test set taken first, the same in every fold")
+    group_by: Optional[str] = setting(None, "column whose values never straddle sides (e.g. "
+                                      "subject)")
+    stratify_by: Optional[str] = setting(None, "class column whose proportions every side keeps")
+    seed: int = setting(0, "random seed of the split")
+    inner_val_fraction: float = setting(
+        0.0, "with --test-fraction 0: validate on this fraction of each fold's training groups, "
+        "so test samples never choose an epoch (0: validate on the test side)")
 
     def __post_init__(self) -> None:
         if self.folds is not None and self.folds < 2:

@@ -36,6 +36,7 @@ from aam.explain.tables import aggregate, rank_agreement
 from aam.explain.truth import signal_sequences, truth_aurocs
 from aam.inference import load_predictor, warn_truncation
 from aam.reports.plots import save_figure
+from aam.settings import setting
 from aam.training.device import resolve_device
 
 log = logging.getLogger(__name__)
@@ -45,17 +46,20 @@ log = logging.getLogger(__name__)
 class ExplainConfig:
     """Settings of one explain run; ``None`` takes the model's value."""
 
-    steps: int = 32  # integration steps (midpoint rule) from the zero-abundance baseline
-    top: int = 100  # rows of attributions.tsv (0 = every ASV seen)
-    batch_size: Optional[int] = None
-    asv_sampling: Optional[str] = None
-    device: str = "auto"
+    steps: int = setting(32, "integration steps from the zero-abundance baseline")
+    top_features: int = setting(100, "rows of attributions.tsv (0 = every ASV seen)")
+    batch_size: Optional[int] = setting(None, "samples per batch (default: the model's training "
+                                        "setting)")
+    asv_sampling: Optional[str] = setting(None, "which ASVs when a sample has more than the "
+                                          "token limit (default: the model's training setting)",
+                                          choices=ASV_SAMPLING)
+    device: str = setting("auto", "auto (cuda if available), cpu, cuda or cuda:N", runtime=True)
 
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise InputError(f"--steps must be >= 1, got {self.steps}.")
-        if self.top < 0:
-            raise InputError(f"--top must be >= 0 (0 = all), got {self.top}.")
+        if self.top_features < 0:
+            raise InputError(f"--top-features must be >= 0 (0 = all), got {self.top_features}.")
         if self.batch_size is not None and self.batch_size < 1:
             raise InputError(f"--batch-size must be >= 1, got {self.batch_size}.")
         if self.asv_sampling is not None and self.asv_sampling not in ASV_SAMPLING:
@@ -122,7 +126,7 @@ def explain(cfg: ExplainConfig, paths: ExplainPaths) -> Explanation:
     rf = baselines["rf"][0] if "rf" in baselines else None
     signal = signal_sequences(paths.truth) if paths.truth is not None else None
     warn_truncation(model.cfg, data.sequences)
-    classes = payload.get("classes") if model.cfg.task == "classification" else None
+    classes = payload.predictor.classes if model.cfg.task == "classification" else None
     got = collect(model, payload, data, ids, data.metadata, cfg.steps, cfg.batch_size,
                   cfg.asv_sampling, resolve_device(cfg.device))
     table = aggregate(got.per_sample, len(ids), classes, data.sequences, taxa)
@@ -180,7 +184,7 @@ def write_explanation(result: Explanation, paths: ExplainPaths, cfg: ExplainConf
     """Write the files listed in the module docstring (each atomically)."""
     out = Path(paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    top = result.table if cfg.top == 0 else result.table.head(cfg.top)
+    top = result.table if cfg.top_features == 0 else result.table.head(cfg.top_features)
     _tsv(top.drop(columns="asv_index"), out / "attributions.tsv")
     per_sample = result.collected.per_sample.copy()
     sequences = result.table.set_index("asv_index")
@@ -189,7 +193,7 @@ def write_explanation(result: Explanation, paths: ExplainPaths, cfg: ExplainConf
     _tsv(result.collected.samples, out / "samples.tsv")
     cross = cross_attention_by_level(result.collected, result.metadata, result.table,
                                      result.columns,
-                                     cfg.top or len(result.table))
+                                     cfg.top_features or len(result.table))
     if cross is not None:
         _tsv(cross, out / "cross_attention.tsv")
     save_figure(attribution_figure(result.table, result.rf, title=f"top ASVs for "

@@ -18,6 +18,7 @@ from aam.reports.explanations import explain_markdown, explain_table
 from aam.permutation import INERT_THRESHOLD
 from aam.reports.labels import model_labels, read_labels
 from aam.reports.runs import discover_runs, read_run_list
+from aam.settings import setting
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +27,28 @@ log = logging.getLogger(__name__)
 class CompareConfig:
     """Settings of ``aam compare``."""
 
-    results_dir: str
-    output_dir: str
-    baseline: str = "rf"
-    other_baselines: tuple[str, ...] = ("linear",)  # compared too; absent runs are skipped
-    n_bootstrap: int = 2000
-    seed: int = 0
-    png: bool = True  # a PNG twin of every SVG
-    figures: bool = True  # False: tables and text only
-    run_list: str | None = None  # a file naming the runs to read; None: every run in results_dir
-    labels: str | None = None  # TSV model -> label; None: labels derived from the settings
-    figures_dir: str | None = None  # where the figures go; None: output_dir
+    results_dir: str = setting(help="tree with finetune/<ablation>/fold~K/seed~S/ and "
+                               "rf/fold~K/seed~S/ folders holding predictions.tsv; a run's path "
+                               "below it names its model, fold and seed")
+    output_dir: str = setting(help="where the report files go")
+    baseline: str = setting("rf", "path segment of the baseline runs")
+    other_baselines: tuple[str, ...] = setting(
+        ("linear",), "comma-separated path segments of further baselines compared with every "
+        "model ('' for none); skipped when they have no runs")
+    n_bootstrap: int = setting(2000, "paired bootstrap replicates for the 95% CI")
+    seed: int = setting(0, "bootstrap seed")
+    png: bool = setting(True, "a PNG twin of every SVG figure (--no-png: SVG only)")
+    figures: bool = setting(True, "draw the figures (--no-figures: tables and text only)")
+    run_list: str | None = setting(
+        None, "read only the runs named in this file (one predictions.tsv or run folder a line, "
+        "inside --results-dir) instead of every predictions.tsv under --results-dir")
+    labels: str | None = setting(
+        None, "TSV with columns model and label: readable model names for the summary, tables "
+        "and figures (default: derived from each ablation's settings, e.g. 'cross-attention, "
+        "frozen')")
+    figures_dir: str | None = setting(
+        None, "folder for the figures (default: --output-dir); which figures exist depends on "
+        "the task and on the metrics that have values")
 
     def __post_init__(self) -> None:
         if self.n_bootstrap < 1:

@@ -24,7 +24,7 @@ rule rf_baseline:
     shell:
         "aam rf-baseline --data-dir {params.data_dir} --metadata-column {params.target:q} "
         "--train-samples {params.train} --test-samples {input.test} "
-        "--output {output.predictions} --random-seed {wildcards.seed} --fold {wildcards.fold} "
+        "--output {output.predictions} --seed {wildcards.seed} --fold {wildcards.fold} "
         "--n-jobs {threads} {params.flags} > {log} 2>&1"
 
 
@@ -53,5 +53,5 @@ rule linear_baseline:
     shell:
         "aam linear-baseline --data-dir {params.data_dir} --metadata-column {params.target:q} "
         "--train-samples {params.train} --test-samples {input.test} "
-        "--output {output.predictions} --random-seed {wildcards.seed} --fold {wildcards.fold} "
+        "--output {output.predictions} --seed {wildcards.seed} --fold {wildcards.fold} "
         "{params.flags} > {log} 2>&1"
