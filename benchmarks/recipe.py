@@ -46,6 +46,7 @@ VARIANTS = {
     "epochs-20": ("20 epochs (the workflow's finetune.epochs)", ["--epochs", "20"]),
     "catlr-1e-2-e20": ("categorical lr 1e-2 with 20 epochs (best on sim-fusion.md's split)",
                        ["--epochs", "20", "--categorical-lr", "1e-2"]),
+    "selection-folds-5": ("selection on 5 inner folds of subjects", ["--selection-folds", "5"]),
 }
 
 

@@ -13,6 +13,7 @@ import torch
 from aam.config import FinetuneConfig, ModelConfig, from_dict
 from aam.data.categories import CategoryVocab, cardinalities, encode_categories, fit_categories
 from aam.data.dataset import SampleDataset
+from aam.data.metadata import column_labels
 from aam.data.prepared import PreparedData
 from aam.data.targets import (TargetTransform, build_transform, encode_classes, fit_classes,
                               group_keys, parse_regression_target)
@@ -52,6 +53,26 @@ def random_split(sample_ids: Sequence[str], val_fraction: float,
     order = np.random.default_rng(seed).permutation(len(ids))
     n_val = min(len(ids) - 1, max(1, int(round(val_fraction * len(ids)))))
     return sorted(ids[order[n_val:]].tolist()), sorted(ids[order[:n_val]].tolist())
+
+
+def subject_groups(data: PreparedData, column: str, sample_ids: list[str]) -> Optional[dict]:
+    """Sample -> subject from metadata ``column`` (None when no column is given).
+
+    Raises
+    ------
+    InputError
+        When the column is missing or empty for a training sample.
+    """
+    if not column:
+        return None
+    meta = data.metadata
+    if column not in meta.columns:
+        raise InputError(f"--group-by column '{column}' is not in the prepared metadata "
+                         f"(columns: {', '.join(map(str, meta.columns))}); name the subject "
+                         "column, or leave --group-by out.")
+    labels = column_labels(meta.loc[sample_ids, column], "--group-by", "the prepared metadata")
+    return labels.to_dict()
+
 
 
 def encoder_model_config(encoder_config: dict, user: ModelConfig) -> ModelConfig:

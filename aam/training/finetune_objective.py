@@ -84,6 +84,7 @@ class FinetuneObjective:
                       and start_mode(cfg) != "frozen")
         self.mask_rate = cfg.nucleotide_mask_rate if train_base else 0.0
         self.last: Optional[Predictions] = None
+        self.sample_losses: dict[str, float] = {}  # validation sample -> loss, last evaluation
         self.units = units or {}
         self.reference: dict[str, float] = {}
         self._take_reference = False
@@ -152,6 +153,7 @@ class FinetuneObjective:
                                                       reduction="none")
             result = self._regression_result(ids, raw[..., 0].numpy())
         self.last = result
+        self.sample_losses = dict(zip(ids, losses.double().tolist()))
         out = {"val_loss": float(losses.mean())}
         out.update(self._selection(ids, losses.double().numpy(), out["val_loss"]))
         out.update({k: float(v) for k, v in result.metric_values().items() if v is not None})
