@@ -317,6 +317,12 @@ class FinetuneConfig:
         "only when its validation loss is lower by more than this many standard errors of the "
         "paired per-subject (--group-by, else per-sample) difference; 0: the lowest validation "
         "loss wins")
+    selection_folds: int = setting(
+        0, "choose between the fitted start and fine-tuning on this many inner folds of "
+        "subjects (--group-by) of the training + validation samples instead of the one "
+        "validation split: each fold's out-of-fold loss per epoch, pooled over every subject, "
+        "picks the epoch (with the --selection-se margin), and the final model trains on all "
+        "given samples; costs K + 1 trainings, not resumable (0 or 1: the one split)")
     group_by: str = setting(
         "", "metadata column of the subject (e.g. host_subject_id): the abundance head's fit "
         "chooses its penalty by cross-validation that keeps each subject's samples together "
@@ -354,6 +360,7 @@ class FinetuneConfig:
                          "1e-4 to 1e-2; training diverges well below 1")
         _check_positive("count_penalty", self.count_penalty, allow_zero=True)
         _check_positive("selection_se", self.selection_se, allow_zero=True)
+        _check_positive("selection_folds", self.selection_folds, allow_zero=True)
         _check_positive("nucleotide_loss_weight", self.nucleotide_loss_weight, allow_zero=True)
         if not 0.0 <= self.nucleotide_mask_rate < 1.0:
             raise InputError(
