@@ -28,7 +28,7 @@ TYPOS = {
     "finetune": ("finetune:\n  extra_args: '--lr-x 3'\n", ["aam train", "--lr-x"]),
     "pretrain": ("pretrain:\n  extra_args: '--epoch 3'\n", ["aam pretrain", "--epoch"]),
     "top level": ("predikt:\n  x: 1\n", ["top-level config key 'predikt'", "'predict'"]),
-    "a bad value": ("split:\n  folds: -2\n", ["config key split.folds: -2 is less than"]),
+    "a bad value": ("split:\n  folds: -2\n", ["split.folds is -2; use 0 for one holdout"]),
 }
 
 

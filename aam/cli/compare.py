@@ -20,6 +20,7 @@ log = logging.getLogger("aam")
 
 
 OPTIONS = options_of(CompareConfig)
+CONFIGS = ((CompareConfig, OPTIONS),)  # the configs its flags build (the workflow checks them)
 
 
 def build_parser() -> argparse.ArgumentParser:

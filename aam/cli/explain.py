@@ -19,6 +19,7 @@ from aam.explain import ExplainConfig, ExplainPaths, run_explain
 
 log = logging.getLogger("aam")
 OPTIONS = options_of(ExplainConfig)
+CONFIGS = ((ExplainConfig, OPTIONS),)  # the configs its flags build (the workflow checks them)
 
 
 def build_parser() -> argparse.ArgumentParser:

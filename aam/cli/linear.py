@@ -22,6 +22,7 @@ from aam.data.prepared import load_prepared
 
 log = logging.getLogger("aam")
 OPTIONS = options_of(LinearConfig)
+CONFIGS = ((LinearConfig, OPTIONS),)  # the configs its flags build (the workflow checks them)
 
 
 def build_parser() -> argparse.ArgumentParser:

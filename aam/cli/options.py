@@ -51,7 +51,7 @@ def options_of(cls, command: str | None = None, skip: Sequence[str] = (),
         if s.name in skip:
             continue
         flag = "--" + flag_prefix + s.flag[2:]
-        help_ = s.help + (f" ({s.unit})" if s.unit else "")
+        help_ = s.help + (f" (unit: {s.unit})" if s.unit else "")
         rows.append(Option(flag, s.fields, str if s.parse else s.type, help_, s.choices,
                            None if s.required else s.default, s.required, s.runtime, s.parse))
     return sorted(rows, key=lambda o: len(o.fields) == 1)

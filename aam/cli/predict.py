@@ -23,6 +23,8 @@ log = logging.getLogger("aam")
 
 OPTIONS = options_of(PredictConfig)
 PERMUTATION_OPTIONS = options_of(PermutationConfig, flag_prefix="permutation-")
+# the configs its flags build (the workflow checks them)
+CONFIGS = ((PredictConfig, OPTIONS), (PermutationConfig, PERMUTATION_OPTIONS))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ from aam.validate import set_archive_limits
 
 log = logging.getLogger("aam.prepare")
 OPTIONS = options_of(PrepareConfig)
+CONFIGS = ((PrepareConfig, OPTIONS),)  # the configs its flags build (the workflow checks them)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,6 +17,7 @@ from aam.data.prepared import load_prepared
 
 log = logging.getLogger("aam")
 OPTIONS = options_of(RFConfig)
+CONFIGS = ((RFConfig, OPTIONS),)  # the configs its flags build (the workflow checks them)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ from aam.data.simulate import SimulationConfig, simulate, write_simulation
 
 
 OPTIONS = options_of(SimulationConfig)
+CONFIGS = ((SimulationConfig, OPTIONS),)  # the configs its flags build (the workflow checks them)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ from aam.errors import InputError
 
 log = logging.getLogger("aam.split")
 OPTIONS = options_of(SplitConfig)
+CONFIGS = ((SplitConfig, OPTIONS),)  # the configs its flags build (the workflow checks them)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,8 +45,8 @@ class SplitConfig:
     validation side is not left with one class.
     """
 
-    folds: Optional[int] = setting(None, "number of cross-validation folds (>= 2); unset: one "
-                                   "holdout split (--val-fraction)")
+    folds: Optional[int] = setting(None, "number of cross-validation folds (>= 2); without it "
+                                   "one holdout split (--val-fraction)")
     val_fraction: float = setting(0.2, "holdout: fraction of samples (groups) in val")
     test_fraction: float = setting(0.0, "fixed test set taken first, the same in every fold")
     group_by: Optional[str] = setting(None, "column whose values never straddle sides (e.g. "

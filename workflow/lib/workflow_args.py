@@ -59,6 +59,13 @@ def input_files(inputs):
     return {key: inputs[key] for key in INPUT_KEYS if inputs[key]}
 
 
+def input_flags(config):
+    """`--tree PATH` (and the other optional inputs) that `aam prepare` will get, for checks
+    made before any job runs."""
+    files = input_files(config["input"])
+    return cli_flags({key: files[key] for key in OPTIONAL_INPUTS if key in files})
+
+
 def optional_file_flags(input, **flags):
     """`--flag path` for each optional input the job has; `flags` maps flag names to input keys."""
     flags = flags or {key: key for key in OPTIONAL_INPUTS}
@@ -75,9 +82,10 @@ def target_column(prepare):
 
 
 def prepare_flags(prepare):
+    """`aam prepare` options: the target column (`metadata_column`, else `target`) and every
+    other key (false becomes `--no-flag`; null and "" are left out)."""
     opts = {"metadata_column": target_column(prepare)}
-    opts.update({k: v for k, v in prepare.items()
-                 if k not in ("target", "metadata_column") and v != 0})
+    opts.update({k: v for k, v in prepare.items() if k not in ("target", "metadata_column")})
     return cli_flags(opts)
 
 

@@ -99,9 +99,11 @@ def check_config(cfg):
             f"(a precomputed matrix) or prepare.beta_metric to one of "
             f"{', '.join(tree_free_metrics())} (no tree needed), or set pretrain.enabled to false."
         )
-    if cfg["split"]["folds"] == 1:
+    folds = cfg["split"]["folds"]
+    if folds is None or folds == 1 or folds < 0:
         raise WorkflowError(
-            "split.folds is 1; use 0 for one holdout split or K >= 2 for K-fold cross-validation."
+            f"split.folds is {folds}; use 0 for one holdout split or K >= 2 for K-fold "
+            "cross-validation."
         )
 
 
@@ -256,11 +258,12 @@ def check_section_flags(cfg, table):
         return
     import importlib
 
-    from workflow_args import baseline_flags, cli_flags, predict_flags, prepare_flags, split_flags
+    from workflow_args import (baseline_flags, cli_flags, input_flags, predict_flags, prepare_flags,
+                               split_flags)
 
     rows = table.to_dict("records") or [{}]
     jobs = [("simulate", "simulate", cli_flags(cfg["simulate"])),
-            ("prepare", "prepare", prepare_flags(cfg["prepare"])),
+            ("prepare", "prepare", f"{prepare_flags(cfg['prepare'])} {input_flags(cfg)}"),
             ("split", "split", split_flags(cfg["split"])),
             ("rf", "rf-baseline", baseline_flags(cfg, "rf")),
             ("explain", "explain", cli_flags(cfg["explain"])),
@@ -268,12 +271,21 @@ def check_section_flags(cfg, table):
     if cfg.get("linear", {}).get("enabled", True):
         jobs.append(("linear", "linear-baseline", baseline_flags(cfg, "linear")))
     jobs += [("predict", "predict", predict_flags(row, cfg["predict"])) for row in rows[:1]]
+    from aam.cli.options import build_config
+    from aam.errors import InputError
+
     for section, command, flags in jobs:
         if command not in COMMANDS:
             continue
-        parser = importlib.import_module(COMMANDS[command][0]).build_parser()
+        module = importlib.import_module(COMMANDS[command][0])
         what = f"section {section!r} of the config gives `aam {command}` flags it refuses"
-        parse_or_fail(parser, [*REQUIRED[command], *shlex.split(flags)], what)
+        args = parse_or_fail(module.build_parser(), [*REQUIRED[command], *shlex.split(flags)],
+                             what)
+        try:  # the values too: each command's config checks its ranges and choices
+            for cls, options in module.CONFIGS:
+                build_config(cls, args, options)
+        except InputError as err:
+            raise WorkflowError(f"{what}: {err}") from None
 
 
 def parse_or_fail(parser, argv, what):
