@@ -1,5 +1,6 @@
 """One validation layer for numbers that come from outside: flags, YAML, tables, trees,
-distance matrices, archives and checkpoints.
+distance matrices, archives and model sizes (a checkpoint's fields are checked by
+:class:`aam.training.checkpoint.Checkpoint`).
 
 Each check raises :class:`aam.errors.InputError` with one line naming the source (flag, config
 key, file and sample/feature/line) and how to fix it. Callers hook a check at the boundary where
@@ -182,7 +183,7 @@ def check_distance_matrix(ids: Sequence[str], matrix, source: str, atol: float =
     return array
 
 
-# --- archives and checkpoints: sizes before allocation ----------------------------------------
+# --- archives and model sizes: sizes before allocation ----------------------------------------
 
 
 def check_archive_members(infos: Iterable, source: str,
@@ -204,29 +205,6 @@ def check_archive_members(infos: Iterable, source: str,
             raise InputError(f"{source}: member {short_id(info.filename, 60)} expands "
                              f"{ratio:.0f} times (limit {max_ratio:g}, --max-archive-ratio); it "
                              "looks like a zip bomb. Check the file or raise the limit.")
-
-
-def check_tensor_sizes(state: dict, source: str, limit: Optional[int] = None) -> int:
-    """Refuse a model state whose tensors hold more than ``limit`` elements in total, or whose
-    entries are not tensors (checked on a memory-mapped load, before anything is copied)."""
-    import torch
-
-    limit = MAX_CHECKPOINT_ELEMENTS if limit is None else limit
-    if not isinstance(state, dict):
-        raise InputError(f"{source}: model_state is a {type(state).__name__}, not a mapping of "
-                         "tensors. Use a checkpoint written by aam.")
-    total = 0
-    for name, value in state.items():
-        if not isinstance(value, torch.Tensor):
-            raise InputError(f"{source}: model_state entry {short_id(name, 40)} is a "
-                             f"{type(value).__name__}, not a tensor. Use a checkpoint written "
-                             "by aam.")
-        total += value.numel()
-    if total > limit:
-        raise InputError(f"{source}: its tensors hold {total} values, more than the limit "
-                         f"{limit} (AAM_MAX_CHECKPOINT_ELEMENTS). Check the file or raise the "
-                         "limit.")
-    return total
 
 
 def check_model_sizes(model_config: dict, source: str, limit: Optional[int] = None,
@@ -252,70 +230,6 @@ def check_model_sizes(model_config: dict, source: str, limit: Optional[int] = No
                          f"max_bp {max_bp}) would need about {estimate} parameters, more than "
                          f"{than}the limit {limit} (AAM_MAX_CHECKPOINT_ELEMENTS). Use smaller "
                          "sizes or check the file.")
-
-
-def check_checkpoint_fields(payload: dict, source: str) -> None:
-    """The plain fields of a checkpoint have the types and ranges aam writes (so resuming or
-    predicting from a crafted or damaged file fails here, with one line, not deep inside).
-
-    Raises
-    ------
-    InputError
-        Naming the first field that is wrong.
-    """
-    import torch
-
-    def bad(field: str, what: str):
-        shown = str(payload.get(field))[:40]
-        return InputError(f"{source}: checkpoint field {field!r} must be {what}, got {shown!r}. "
-                          "Use a checkpoint written by aam.")
-
-    for name in ("epoch", "global_step", "best_epoch", "resume_batch"):
-        value = payload.get(name, 0)
-        if value is None and name != "epoch":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10**9:
-            raise bad(name, "a whole number >= 0")
-    best = payload.get("best_metric")
-    if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))
-                             or math.isnan(best)):
-        raise bad("best_metric", "a number or null")
-    seed = payload.get("seed")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
-        raise bad("seed", f"a whole number in [0, {SEED_MAX}]")
-    for name in ("optimizer_state", "scheduler_state", "target_transform", "rng_state"):
-        if payload.get(name) is not None and not isinstance(payload[name], dict):
-            raise bad(name, "a mapping or null")
-    optimizer = payload.get("optimizer_state")
-    if optimizer is not None and not (isinstance(optimizer.get("state"), dict)
-                                      and isinstance(optimizer.get("param_groups"), list)):
-        raise bad("optimizer_state", "an optimizer state (state, param_groups)")
-    scheduler = payload.get("scheduler_state")
-    if scheduler is not None and not {"base_lrs", "last_epoch", "lr_lambdas"} <= set(scheduler):
-        raise bad("scheduler_state", "a learning-rate schedule state")
-    rng = payload.get("rng_state")
-    if rng is not None:
-        ok = (isinstance(rng.get("torch"), torch.Tensor) and rng["torch"].dtype == torch.uint8
-              and isinstance(rng.get("numpy"), dict) and isinstance(rng.get("python"), dict)
-              and isinstance(rng["numpy"].get("keys"), torch.Tensor)
-              and rng["numpy"]["keys"].numel() == 624
-              and isinstance(rng["python"].get("internal"), (list, tuple))
-              and len(rng["python"]["internal"]) == 625)
-        if not ok:
-            raise bad("rng_state", "the random-number state aam writes")
-    vocab = payload.get("categorical_vocab") or {}
-    if not isinstance(vocab, dict) or not all(
-            isinstance(v, dict) and all(isinstance(i, int) and not isinstance(i, bool)
-                                        for i in v.values()) for v in vocab.values()):
-        raise bad("categorical_vocab", "a mapping of column to {category: index}")
-    transform = payload.get("target_transform")
-    if transform is not None:
-        from aam.data.target_transforms import transform_from_dict
-
-        try:
-            transform_from_dict(transform)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
-            raise bad("target_transform", "a fitted target transform") from None
 
 
 def load_error_reason(err: Exception) -> str:

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", choices=("ibd", "sim"), default=d.data)
     p.add_argument("--quick", action="store_true",
                    help="1 warmup + 2 timed steps, two sweep points, no profile")
-    p.add_argument("--prepared-dir", help="reuse this `aam prepare` folder (with unifrac.h5)")
+    p.add_argument("--prepared-dir", help="reuse this `aam prepare` folder (with distances.h5)")
     p.add_argument("--cache-dir", default=str(HERE / "out"), help="prepared data cache")
     p.add_argument("--results-dir", help="default: benchmarks/results (benchmarks/out/results "
                                          "with --quick)")

@@ -34,9 +34,9 @@ from aam_science.settings import STUDIES, preset  # noqa: E402
 def asv_vectors(encoder: Path, sequences) -> np.ndarray:
     """The pretrained encoder's sequence-only ASV vectors [V, D] (eval mode)."""
     payload = load_checkpoint(encoder, "encoder")
-    cfg = from_dict(PretrainConfig, payload["config"])
+    cfg = from_dict(PretrainConfig, payload.config)
     model = PretrainModel(cfg)
-    model.load_state_dict(payload["model_state"])
+    model.load_state_dict(payload.model_state)
     model.eval()
     with torch.no_grad():
         tokens = torch.as_tensor(tokenize(sequences, cfg.model.max_bp)).long()

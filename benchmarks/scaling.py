@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = ScalingConfig()
     p = argparse.ArgumentParser(prog="scaling.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=d.data, choices=("ibd", "sim"))
-    p.add_argument("--prepared-dir", help="reuse this `aam prepare` folder (with unifrac.h5)")
+    p.add_argument("--prepared-dir", help="reuse this `aam prepare` folder (with distances.h5)")
     p.add_argument("--cache-dir", default=d.cache_dir)
     p.add_argument("--device", default=d.device, choices=("cpu", "cuda"))
     p.add_argument("--processes", default="1,2", help="process (or GPU) counts, e.g. 1,2,4")

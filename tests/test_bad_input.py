@@ -27,7 +27,7 @@ from aam.config import ModelConfig, PretrainConfig, to_dict
 from aam.data.biom_io import read_table, write_table
 from aam.errors import InputError
 from aam.models.pretrain import PretrainModel
-from aam.training.checkpoint import make_payload, save_checkpoint
+from aam.training.checkpoint import Checkpoint, save_checkpoint
 
 TINY = ["--embedding-dim", "16", "--attention-heads", "2", "--attention-layers", "1",
         "--batch-size", "4", "--token-limit", "8", "--device", "cpu", "--epochs", "1"]
@@ -55,7 +55,7 @@ def _encoder_checkpoint(path: Path, embedding_dim: int, weights_dim: int) -> Pat
     state = PretrainModel(cfg).state_dict()
     config = to_dict(cfg)
     config["model"]["embedding_dim"] = embedding_dim
-    save_checkpoint(path, make_payload("encoder", config, state))
+    save_checkpoint(path, Checkpoint("encoder", config, state))
     return path
 
 

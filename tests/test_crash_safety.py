@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from aam.cli.__main__ import main as aam_main
-from aam.training.checkpoint import load_checkpoint, make_payload, save_checkpoint
+from aam.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
 DATA = Path(__file__).parent / "data"
 TINY = ["--embedding-dim", "16", "--attention-heads", "2", "--attention-layers", "1",
@@ -143,13 +143,13 @@ def test_split_dying_on_a_later_file_leaves_no_file_at_all(w, tmp_path, monkeypa
 
 def test_checkpoint_save_dying_half_way_keeps_the_previous_file(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
-    save_checkpoint(path, make_payload("encoder", {}, {"w": torch.ones(3)}, epoch=1))
+    save_checkpoint(path, Checkpoint("encoder", {}, {"w": torch.ones(3)}, epoch=1))
     monkeypatch.setattr(torch, "save", _half_torch_save)
     with pytest.raises(OSError, match="No space left"):
-        save_checkpoint(path, make_payload("encoder", {}, {"w": torch.zeros(3)}, epoch=2))
-    assert load_checkpoint(path, "encoder")["epoch"] == 1
+        save_checkpoint(path, Checkpoint("encoder", {}, {"w": torch.zeros(3)}, epoch=2))
+    assert load_checkpoint(path, "encoder").epoch == 1
     with pytest.raises(OSError, match="No space left"):
-        save_checkpoint(tmp_path / "fresh.pt", make_payload("encoder", {}, {}, epoch=1))
+        save_checkpoint(tmp_path / "fresh.pt", Checkpoint("encoder", {}, {}, epoch=1))
     assert not (tmp_path / "fresh.pt").exists()
     assert _leftover_temps(tmp_path) == []
 

@@ -51,3 +51,23 @@ def test_fresh_clone_dry_runs_the_qiime2_example_on_moving_pictures(tmp_path):
     for name in MOVING_PICTURES.values():
         assert str(data / name) in prepare
     assert "--taxonomy" in prepare and "--metadata-column body-site" in prepare
+
+
+def test_fresh_clone_dry_runs_the_tree_free_example_on_sleep_apnea(tmp_path):
+    """The tree-free example plans pretraining on Bray-Curtis distances of a study with no
+    tree (sleep-apnea: 184 samples, 16 mice, target age)."""
+    data = shared_dataset("sleep-apnea")
+    clone = tmp_path / "clone"
+    shutil.copytree(REPO / "config", clone / "config")
+    text = (clone / "config" / "examples" / "tree-free-study.yaml").read_text()
+    for key, name in (("table", "table.biom"), ("metadata", "metadata.tsv")):
+        text, n = re.subn(rf"^(  {key}:) \S+", rf"\1 {data / name}", text, flags=re.MULTILINE)
+        assert n == 1, key
+    (clone / "config" / "my-study.yaml").write_text(text)
+    result = snakemake("-n", "-p", "--configfile", "config/my-study.yaml", workdir=clone)
+    assert result.returncode == 0, result.stdout[-3000:]
+    counts = job_counts(result.stdout)
+    assert counts["prepare"] == counts["pretrain"] == 1 and counts["finetune"] == 2
+    prepare = job_blocks(result.stdout, "prepare")[0]
+    assert "--beta-metric braycurtis" in prepare and "--tree" not in prepare
+    assert "--metadata-column age" in prepare

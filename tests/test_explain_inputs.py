@@ -267,14 +267,14 @@ def test_garbled_prepare_json_is_one_line(w, tmp_path, capsys):
 
 def test_encoder_checkpoint_names_aam_explain(w, tmp_path, capsys):
     from aam.models.pretrain import PretrainModel
-    from aam.training.checkpoint import make_payload, save_checkpoint
+    from aam.training.checkpoint import Checkpoint, save_checkpoint
 
     cfg = PretrainConfig(model=ModelConfig(embedding_dim=16, attention_heads=2,
                                            nucleotide_layers=1, asv_layers=1, sample_layers=1,
                                            max_bp=100))
     encoder = tmp_path / "encoder.pt"
-    save_checkpoint(encoder, make_payload("encoder", to_dict(cfg),
-                                          PretrainModel(cfg).state_dict()))
+    save_checkpoint(encoder, Checkpoint("encoder", to_dict(cfg),
+                                        PretrainModel(cfg).state_dict()))
     line = _fails(_argv(w, tmp_path / "out", model=encoder), capsys)
     assert re.search(r"encoder\.pt is an encoder checkpoint \(aam pretrain writes encoder\.pt\); "
                      r"aam explain needs a trained model: pass the model\.pt written by aam "

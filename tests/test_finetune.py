@@ -16,7 +16,7 @@ from aam.data.prepared import read_sample_list
 from aam.errors import InputError
 from aam.models.predictor import Predictor
 from aam.models.pretrain import PretrainModel
-from aam.training.checkpoint import load_checkpoint, make_payload, save_checkpoint
+from aam.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from aam.training.distributed import DistContext
 from aam.training.finetune import (FinetunePaths, parameter_groups, predictor_from_checkpoint,
                                    run_finetune)
@@ -59,16 +59,16 @@ def test_outputs_follow_the_file_contracts(trained, prepared):
 def test_model_pt_carries_what_predict_needs_and_reloads_identically(trained):
     out, _ = trained
     payload = load_checkpoint(out / "model.pt", "predictor")
-    assert payload["target_transform"]["name"] == "zscore"
-    assert set(payload["categorical_vocab"]) == {"category", "batch"}
-    assert payload["config"]["fusion"]["cardinalities"] == [
-        len(payload["categorical_vocab"]["category"]) + 1,
-        len(payload["categorical_vocab"]["batch"]) + 1]
+    state = payload.predictor
+    assert state.target_transform["name"] == "zscore"
+    assert set(state.categorical_vocab) == {"category", "batch"}
+    assert payload.config["fusion"]["cardinalities"] == [
+        len(state.categorical_vocab["category"]) + 1, len(state.categorical_vocab["batch"]) + 1]
     model_a, model_b = predictor_from_checkpoint(payload), predictor_from_checkpoint(payload)
     for (_, a), (_, b) in zip(model_a.state_dict().items(), model_b.state_dict().items()):
         assert torch.equal(a, b)
     best = load_checkpoint(out / "checkpoints" / "best.pt", "predictor")
-    assert all(torch.equal(v, payload["model_state"][k]) for k, v in best["model_state"].items())
+    assert all(torch.equal(v, payload.model_state[k]) for k, v in best.model_state.items())
 
 
 def test_checkpoint_reload_gives_identical_predictions(prepared, tmp_path):
@@ -89,7 +89,7 @@ def test_classification_path(tmp_path_factory):
     cfg = tiny_finetune_cfg("concat", columns=("batch",), task="classification",
                             class_weights=True, epochs=1)
     metrics = run_finetune(cfg, FinetunePaths(prepared, out))
-    classes = load_checkpoint(out / "model.pt", "predictor")["classes"]
+    classes = load_checkpoint(out / "model.pt", "predictor").predictor.classes
     assert len(classes) >= 2
     table = pd.read_csv(out / "val_predictions.tsv", sep="\t", dtype=str)
     assert [c for c in table.columns if c.startswith("prob_")] == [f"prob_{c}" for c in classes]
@@ -164,12 +164,12 @@ def test_pretrained_encoder_sizes_override_and_frozen_weights_stay(prepared, tmp
                                            max_bp=100))
     pre = PretrainModel(pre_cfg)
     path = tmp_path / "encoder.pt"
-    save_checkpoint(path, make_payload("encoder", to_dict(pre_cfg), pre.state_dict()))
+    save_checkpoint(path, Checkpoint("encoder", to_dict(pre_cfg), pre.state_dict()))
     cfg = tiny_finetune_cfg("concat", epochs=1, freeze_base=True)
     with caplog.at_level(logging.INFO):
         run_finetune(cfg, FinetunePaths(prepared, tmp_path / "out", pretrained_encoder=path))
     assert "override the given ones" in caplog.text
-    state = load_checkpoint(tmp_path / "out" / "model.pt", "predictor")["model_state"]
+    state = load_checkpoint(tmp_path / "out" / "model.pt", "predictor").model_state
     for key, value in pre.encoder.state_dict().items():
         assert torch.equal(state[f"encoder.{key}"], value)
 
@@ -190,8 +190,8 @@ def test_resume_with_new_lr_and_output_dir(prepared, one_epoch, tmp_path, caplog
         run_finetune(new, FinetunePaths(prepared, tmp_path / "b", resume_from=last))
     assert caplog.text.count("lr 0.003 (checkpoint) -> 0.0001 (--lr)") == 1
     last = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt", "predictor")
-    assert last["epoch"] == 2
-    peaks = {g["name"]: g["initial_lr"] for g in last["optimizer_state"]["param_groups"]}
+    assert last.epoch == 2
+    peaks = {g["name"]: g["initial_lr"] for g in last.optimizer_state["param_groups"]}
     assert peaks == {"base": 1e-4, "categorical": 1e-2}  # categorical_lr stays its own
     for name in ("checkpoints/best.pt", "val_predictions.tsv", "metrics.json", "model.pt"):
         assert (tmp_path / "b" / name).is_file()

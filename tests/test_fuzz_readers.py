@@ -252,13 +252,13 @@ def test_prepare_json_reader(prepare_json_bytes):
 def checkpoint_bytes(tmp_path_factory) -> bytes:
     from aam.config import ModelConfig, PretrainConfig, to_dict
     from aam.models.pretrain import PretrainModel
-    from aam.training.checkpoint import make_payload, save_checkpoint
+    from aam.training.checkpoint import Checkpoint, save_checkpoint
 
     cfg = PretrainConfig(model=ModelConfig(embedding_dim=8, attention_heads=2,
                                            nucleotide_layers=1, asv_layers=1, sample_layers=1,
                                            max_bp=8))
     path = tmp_path_factory.mktemp("ckpt") / "encoder.pt"
-    save_checkpoint(path, make_payload("encoder", to_dict(cfg), PretrainModel(cfg).state_dict()))
+    save_checkpoint(path, Checkpoint("encoder", to_dict(cfg), PretrainModel(cfg).state_dict()))
     return path.read_bytes()
 
 
@@ -267,6 +267,6 @@ def test_checkpoint_reader(checkpoint_bytes):
     def check(payload):
         got = _read(".pt", payload, lambda p: load_checkpoint(p, "encoder"))
         if got is not None:
-            assert got["kind"] == "encoder" and isinstance(got["model_state"], dict)
+            assert got.kind == "encoder" and isinstance(got.model_state, dict)
 
     check()

@@ -164,7 +164,7 @@ def test_group_by_subject_is_used_for_the_penalty(prepared, tmp_path, caplog):
 def _head_state(path):
     from aam.training.checkpoint import load_checkpoint
 
-    state = load_checkpoint(path, "predictor")["model_state"]
+    state = load_checkpoint(path, "predictor").model_state
     return ({k: v for k, v in state.items() if k.startswith("abundance_head.net.2")},
             {k: v for k, v in state.items() if not k.startswith(("abundance_head.net.2",
                                                                   "head.net.4.bias"))})
@@ -280,8 +280,8 @@ def test_the_selection_margin_keeps_the_fitted_start_and_survives_a_resume(prepa
     assert all(row["selection_loss"] > row["val_loss"] + 1.0 for row in later)
     assert ("lower by more than 1e+06 standard error of the per-subject difference"
             in (strict / "model-card.md").read_text())
-    reference = load_checkpoint(strict / "checkpoints" / "last.pt", "predictor")[
-        "selection_reference"]
+    reference = load_checkpoint(strict / "checkpoints" / "last.pt",
+                                "predictor").predictor.selection_reference
     val_ids = (strict / "val_samples.txt").read_text().split()
     assert set(reference) == set(load_prepared(prepared).metadata.loc[val_ids, "subject"])
 

@@ -207,16 +207,16 @@ def test_aam_train_fits_keeps_and_refits_the_category_effects(prepared, tmp_path
     out = tmp_path / "run"
     run_finetune(cfg, FinetunePaths(prepared, out))
     saved = json.loads((out / "metrics.json").read_text())
-    n_categories = len(load_checkpoint(out / "model.pt", "predictor")["categorical_vocab"][
-        "category"])
+    n_categories = len(load_checkpoint(out / "model.pt",
+                                       "predictor").predictor.categorical_vocab["category"])
     assert saved["abundance_head_fit"]["n_category_features"] == n_categories
     assert saved["best_epoch"] == 0 and saved["abundance_head_refit"] is not None
     assert (f"The same fit holds the main effects of the categorical columns ({n_categories} "
             "one-hot columns)") in (out / "model-card.md").read_text()
     key = "category_effects.tables.0.weight"
-    best = load_checkpoint(out / "checkpoints" / "best.pt", "predictor")["model_state"][key]
-    final = load_checkpoint(out / "model.pt", "predictor")["model_state"][key]
-    last = load_checkpoint(out / "checkpoints" / "last.pt", "predictor")["model_state"][key]
+    best = load_checkpoint(out / "checkpoints" / "best.pt", "predictor").model_state[key]
+    final = load_checkpoint(out / "model.pt", "predictor").model_state[key]
+    last = load_checkpoint(out / "checkpoints" / "last.pt", "predictor").model_state[key]
     assert best[1:].abs().sum() > 0 and not best[0].any() and not final[0].any()
     assert torch.equal(best, last)  # fixed while fine-tuning
     assert not torch.equal(best, final)  # the refit fitted them again

@@ -75,7 +75,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path / "cut", interrupt=2)
     last = load_checkpoint(tmp_path / "cut" / "last.pt", "encoder")
-    assert last["epoch"] == 2
+    assert last.epoch == 2
     _, resumed = _run(tmp_path / "cut", resume=last)
     assert [h["epoch"] for h in resumed.history] == [3, 4]
     for a, b in zip(full.history[2:], resumed.history):
@@ -127,7 +127,7 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path):
         "training diverged: non-finite loss at epoch 2, step 3 (loss=nan). The last good "
         f"checkpoint is {tmp_path / 'last.pt'} (epoch 1); resume from it with a lower --lr.")
     last = load_checkpoint(tmp_path / "last.pt", "encoder")
-    assert last["epoch"] == 1 and all(torch.isfinite(v).all() for v in last["model_state"].values())
+    assert last.epoch == 1 and all(torch.isfinite(v).all() for v in last.model_state.values())
 
 
 def test_non_finite_loss_before_any_checkpoint_says_so():

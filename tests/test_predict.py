@@ -18,7 +18,7 @@ from aam.errors import InputError
 from aam.inference import PredictConfig, PredictPaths, load_predictor, run_predict
 from aam.models.fusion import FUSIONS
 from aam.predictions import read_predictions
-from aam.training.checkpoint import make_payload, save_checkpoint
+from aam.training.checkpoint import Checkpoint, save_checkpoint
 from finetune_fixtures import lazy_trainer, prepare_both_tasks
 
 # name -> (task, tiny_finetune_cfg keyword arguments)
@@ -80,7 +80,7 @@ def test_every_weight_loads_strictly(trained):
     _, run = trained("no-count-frozen-scaled")
     model, payload = load_predictor(run / "model.pt")
     assert model.count_head is None and model.output_scaling is not None
-    assert set(model.state_dict()) == set(payload["model_state"])
+    assert set(model.state_dict()) == set(payload.model_state)
 
 
 def test_multi_pass_is_mean_and_std_of_single_passes(trained, tmp_path):
@@ -141,7 +141,7 @@ def test_unknown_target_gives_empty_actual_and_no_metrics(trained, tmp_path):
 
 def test_encoder_checkpoint_is_refused(tmp_path, capsys):
     path = tmp_path / "encoder.pt"
-    save_checkpoint(path, make_payload("encoder", {}, {"w": torch.zeros(1)}))
+    save_checkpoint(path, Checkpoint("encoder", {}, {"w": torch.zeros(1)}))
     with pytest.raises(InputError, match="encoder checkpoint .*model.pt written by aam train"):
         load_predictor(path)
     assert predict_main(["--model", str(path), "--data-dir", str(tmp_path), "--output",

@@ -41,15 +41,15 @@ def test_a_signal_mid_epoch_then_the_same_command_gives_the_uninterrupted_model(
     err = capsys.readouterr().err
     assert "stopped by SIGTERM in epoch 2 after batch" in err and "Traceback" not in err
     last = load_checkpoint(stopped / "checkpoints" / "last.pt")
-    assert last["preempted"] and last["global_step"] == 8 and last["resume_batch"] > 0
+    assert last.preempted and last.global_step == 8 and last.resume_batch > 0
     assert not (stopped / "metrics.json").exists()
     monkeypatch.delenv(TEST_HOOK)
     assert aam_main(_argv(stage, simulated_prepared, stopped)) == 0  # the same command
     assert "continuing the preempted run" in capsys.readouterr().err
     name = "encoder.pt" if stage == "pretrain" else "model.pt"
     kind = "encoder" if stage == "pretrain" else "predictor"
-    _same_tensors(load_checkpoint(clean / name, kind)["model_state"],
-                  load_checkpoint(stopped / name, kind)["model_state"])
+    _same_tensors(load_checkpoint(clean / name, kind).model_state,
+                  load_checkpoint(stopped / name, kind).model_state)
     if stage == "train":
         a, b = (pd.read_csv(p / "val_predictions.tsv", sep="\t") for p in (clean, stopped))
         pd.testing.assert_frame_equal(a, b, check_exact=True)
@@ -58,7 +58,7 @@ def test_a_signal_mid_epoch_then_the_same_command_gives_the_uninterrupted_model(
 def test_a_finished_run_is_not_continued_but_retrained(simulated_prepared, tmp_path, capsys):
     out = tmp_path / "run"
     assert aam_main(_argv("pretrain", simulated_prepared, out)) == 0
-    assert not load_checkpoint(out / "checkpoints" / "last.pt").get("preempted")
+    assert not load_checkpoint(out / "checkpoints" / "last.pt").preempted
     capsys.readouterr()
     assert aam_main(_argv("pretrain", simulated_prepared, out)) == 0
     assert "continuing the preempted run" not in capsys.readouterr().err

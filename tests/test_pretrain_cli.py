@@ -63,7 +63,7 @@ def test_pretrain_writes_outputs_and_resumes(prepared, tmp_path):
             "val_most_frequent_base_rate"} <= set(metrics["best"])
     encoder = load_checkpoint(out / "encoder.pt", "encoder")
     best = torch.load(out / "checkpoints" / "best.pt", weights_only=True)
-    assert encoder["epoch"] == best["epoch"] == metrics["best_epoch"]
+    assert encoder.epoch == best["epoch"] == metrics["best_epoch"]
     assert list(out.glob("tensorboard/events.out.tfevents.*"))
     assert "max_bp: " in (out / "config.resolved.yaml").read_text()
     assert main(["--data-dir", str(prepared), "--output-dir", str(out), "--epochs", "3",

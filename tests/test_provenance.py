@@ -34,7 +34,7 @@ def test_every_checkpoint_and_model_records_its_inputs(stage, runs):
     run = runs[stage][2]
     final = run / ("encoder.pt" if stage == "pretrain" else "model.pt")
     for path in (final, run / "checkpoints" / "last.pt"):
-        saved = load_checkpoint(path)["provenance"]
+        saved = load_checkpoint(path).provenance
         assert {"data", "train_samples", "val_samples", "data_dir"} <= set(saved)
 
 

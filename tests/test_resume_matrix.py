@@ -160,13 +160,13 @@ def test_config_file_keys_count_as_given_on_resume(tmp_path):
     from aam.cli.train import build_parser
     from aam.config import FinetuneConfig, ModelConfig, TrainConfig, to_dict
     from aam.errors import InputError
-    from aam.training.checkpoint import make_payload, save_checkpoint
+    from aam.training.checkpoint import Checkpoint, save_checkpoint
 
     saved = FinetuneConfig(model=ModelConfig(embedding_dim=16, attention_heads=2),
                            train=TrainConfig(lr=0.003, parallel="fsdp"), target_column="ph")
     ckpt = tmp_path / "last.pt"
-    save_checkpoint(ckpt, make_payload("predictor", to_dict(saved), {},
-                                       optimizer_state={"state": {}, "param_groups": []}))
+    save_checkpoint(ckpt, Checkpoint("predictor", to_dict(saved), {},
+                                     optimizer_state={"state": {}, "param_groups": []}))
     parser = build_parser()
 
     def resume(yaml_text, *flags):

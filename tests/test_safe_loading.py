@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from aam.cli.__main__ import main as aam_main
-from aam.training.checkpoint import make_payload
+from aam.training.checkpoint import Checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
@@ -37,9 +37,9 @@ class _Payload:
 def evil(tmp_path) -> tuple[Path, Path]:
     """A checkpoint-shaped file whose ``model_state`` runs ``touch MARKER`` when unpickled."""
     marker = tmp_path / "PWNED"
-    payload = make_payload("predictor", {}, {"w": _Payload(f"touch {marker}")})
+    payload = Checkpoint("predictor", {}, {"w": _Payload(f"touch {marker}")})
     path = tmp_path / "evil.pt"
-    torch.save(payload, path)
+    torch.save(payload.to_payload(), path)
     return path, marker
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from aam.models.predictor import Predictor
-from aam.training.checkpoint import FORMAT_VERSION
+from aam.training.checkpoint import FORMAT_VERSION, OLDEST_FORMAT
 from aam.training.head_fit import fit_abundance_head
 from test_linear_start import _cfg, _mse
 from test_predictor import tiny_batch
@@ -125,8 +125,8 @@ def test_the_snapshot_is_saved_and_taken_at_the_fit():
 def test_a_format_4_predictor_loads_and_predicts_as_before():
     """A format-4 predictor (no snapshot keys; its head read the encoder's own vectors) loads
     strictly into today's model (snapshot by default) and predicts exactly as the live model
-    it was; the format is 5."""
-    assert FORMAT_VERSION == 5
+    it was; this aam still reads format 4."""
+    assert OLDEST_FORMAT <= 4 < FORMAT_VERSION
     old, train = _fitted("live")
     _epoch(old, train, lr=1e-2)  # the encoder moved after the fit, as in format 4
     state = old.state_dict()
@@ -158,16 +158,17 @@ def test_a_format_4_checkpoint_resumes_with_the_encoder_it_trained(tmp_path):
     with abundance_head_encoder live, so a resumed run's optimizer state still fits; format 5
     keeps what it recorded."""
     from aam.config import FinetuneConfig, from_dict, to_dict
-    from aam.training.checkpoint import load_checkpoint, make_payload, save_checkpoint
+    from aam.training.checkpoint import Checkpoint, load_checkpoint
 
     cfg = FinetuneConfig()
     for version, expected in ((4, "live"), (5, "frozen")):
-        payload = make_payload("predictor", to_dict(cfg), {}, epoch=1, best_metric=0.0, seed=0)
+        payload = Checkpoint("predictor", to_dict(cfg), {}, epoch=1, best_metric=0.0,
+                             seed=0).to_payload()
         payload["format_version"] = version
         if version == 4:
             del payload["config"]["abundance_head_encoder"]
-        save_checkpoint(tmp_path / f"{version}.pt", payload)
-        loaded = load_checkpoint(tmp_path / f"{version}.pt", "predictor")["config"]
+        torch.save(payload, tmp_path / f"{version}.pt")
+        loaded = load_checkpoint(tmp_path / f"{version}.pt", "predictor").config
         assert from_dict(FinetuneConfig, loaded).abundance_head_encoder == expected
 
 

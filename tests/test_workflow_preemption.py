@@ -28,13 +28,13 @@ def test_a_signalled_training_job_is_continued_by_the_next_snakemake(workflow_wo
     log = (workflow_workdir / "logs/pretrain/fold~0/seed~0.log").read_text()
     assert "stopped by SIGTERM in epoch 1 after batch 2" in log
     last = workflow_workdir / "results/pretrain/fold~0/seed~0/checkpoints/last.pt"
-    assert load_checkpoint(last)["preempted"]
+    assert load_checkpoint(last).preempted
     monkeypatch.delenv(TEST_HOOK)
     again = snakemake(*CONFIG, ENCODER, workdir=workflow_workdir)
     assert again.returncode == 0, again.stdout
     log = (workflow_workdir / "logs/pretrain/fold~0/seed~0.log").read_text()
     assert "continuing the preempted run" in log and "after batch 2" in log
-    a, b = (load_checkpoint(root / ENCODER, "encoder")["model_state"]
+    a, b = (load_checkpoint(root / ENCODER, "encoder").model_state
             for root in (clean, workflow_workdir))
     assert all(torch.equal(a[k], b[k]) for k in a) and a.keys() == b.keys()
 

@@ -17,6 +17,7 @@ from aam.data.prepared import PreparedData
 from aam.explain.attribution import explain_batch
 from aam.explain.tables import attribution_columns
 from aam.models.predictor import Predictor
+from aam.training.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def metadata_tokens(columns: Sequence[str], n_tokens: int) -> list[str]:
     return [f"{c}#{j + 1}" for c in columns for j in range(per)]
 
 
-def collect(model: Predictor, payload: dict, data: PreparedData, ids: list[str],
+def collect(model: Predictor, payload: Checkpoint, data: PreparedData, ids: list[str],
             meta: pd.DataFrame, steps: int, batch_size: Optional[int],
             asv_sampling: Optional[str], device: torch.device) -> Collected:
     """Explain ``ids`` batch by batch (ASV choice as at prediction: the model's token limit and
@@ -56,11 +57,11 @@ def collect(model: Predictor, payload: dict, data: PreparedData, ids: list[str],
     cat_ids = None
     columns = list(cfg.data.categorical_columns)
     if columns:
-        vocab = payload.get("categorical_vocab") or {}
+        vocab = payload.predictor.categorical_vocab
         cat_ids = encode_categories(meta, {c: vocab[c] for c in columns}, ids)[0]
     dataset = SampleDataset(data, ids, data_cfg, cat_ids=cat_ids, seed=cfg.train.seed)
     loader = make_loader(dataset, data_cfg.batch_size, False, cfg.train.seed)
-    names = attribution_columns(payload.get("classes") if cfg.task == "classification" else None)
+    names = attribution_columns(payload.predictor.classes if cfg.task == "classification" else None)
     rows, sample_rows, cross_rows, extras = [], [], [], {}
     model = model.to(device).eval()
     for batch in tqdm(loader, desc="explain", disable=None):

@@ -277,9 +277,9 @@ def state_dict_problem(err: RuntimeError) -> str:
     return load_error_reason(err)
 
 
-def predictor_from_checkpoint(payload: dict, source: str = "the checkpoint") -> Predictor:
+def predictor_from_checkpoint(checkpoint, source: str = "the checkpoint") -> Predictor:
     """Rebuild a trained :class:`Predictor` (strict load, eval mode) from a ``predictor``
-    checkpoint payload (``load_checkpoint(path, "predictor")``).
+    :class:`~aam.training.checkpoint.Checkpoint` (``load_checkpoint(path, "predictor")``).
 
     Raises
     ------
@@ -288,9 +288,9 @@ def predictor_from_checkpoint(payload: dict, source: str = "the checkpoint") -> 
     """
     from aam.config import FinetuneConfig, from_dict
 
-    model = Predictor(from_dict(FinetuneConfig, payload["config"]))
+    model = Predictor(from_dict(FinetuneConfig, checkpoint.config))
     try:
-        model.load_state_dict(payload["model_state"], strict=True)
+        model.load_state_dict(checkpoint.model_state, strict=True)
     except RuntimeError as err:
         raise InputError(f"{source}: the weights do not fit the model config stored with them "
                          f"({state_dict_problem(err)}). Re-run aam train.") from None

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aam.atomic import atomic_path
-from aam.training.checkpoint import make_payload, save_checkpoint
+from aam.training.checkpoint import Checkpoint, PredictorState, save_checkpoint
 from aam.training.distributed import full_state_dict, optimizer_state_dict
 from aam.training.seeding import get_rng_state
 
@@ -46,29 +47,33 @@ class CheckpointCallback(Callback):
     config : dict
         Plain dict of the resolved stage config.
     seed : int
-    extras : dict, optional
-        Further payload entries, e.g. ``target_transform`` and ``categorical_vocab``.
+    provenance : dict, optional
+        Fingerprints of the data the run reads.
+    predictor : PredictorState, optional
+        The predictor kind's state (target transform, vocabulary, classes, ...); kept by
+        reference, so what the run adds to it later is in every later checkpoint.
     """
 
     def __init__(self, directory: str | Path, kind: str, config: dict, seed: int,
-                 extras: dict | None = None) -> None:
+                 provenance: dict | None = None,
+                 predictor: PredictorState | None = None) -> None:
         self.directory = Path(directory)
         self.kind, self.config, self.seed = kind, config, seed
-        self.extras = dict(extras or {})
+        self.provenance, self.predictor = provenance, predictor
 
-    def payload(self, state: "TrainState") -> dict:
-        """The full resumable checkpoint dict for the current state.
+    def payload(self, state: "TrainState") -> Checkpoint:
+        """The full resumable checkpoint of the current state.
 
         Under FSDP every rank must call this (the full state is gathered to rank 0).
         """
-        return make_payload(
+        return Checkpoint(
             self.kind, self.config, full_state_dict(state.model, state.dist),
             optimizer_state=optimizer_state_dict(state.model, state.optimizer, state.dist),
             scheduler_state=state.scheduler.state_dict(), epoch=state.epoch,
             best_metric=state.best_metric, seed=self.seed,
             rng_state=state.resume_rng if state.resume_batch else get_rng_state(),
-            best_epoch=state.best_epoch, global_step=state.global_step, **self.extras,
-            **_position(state),
+            best_epoch=state.best_epoch, global_step=state.global_step,
+            provenance=self.provenance, predictor=self.predictor, **_position(state),
         )
 
     def on_preempt(self, state: "TrainState") -> None:
@@ -76,7 +81,7 @@ class CheckpointCallback(Callback):
         same command continues from it (:func:`aam.training.preemption.preempted_checkpoint`)."""
         payload = self.payload(state)  # every rank: FSDP gathers the full state
         if state.is_main:
-            save_checkpoint(self.directory / "last.pt", {**payload, "preempted": True})
+            save_checkpoint(self.directory / "last.pt", replace(payload, preempted=True))
         state.last_checkpoint = (self.directory / "last.pt", state.epoch)
 
     def on_fit_start(self, state: "TrainState") -> None:
@@ -113,7 +118,7 @@ class ResumeCheckpoints(Callback):
     The resumed checkpoint's sibling ``best.pt`` (if any) becomes this run's ``best.pt``.
     """
 
-    def __init__(self, checkpoints: CheckpointCallback, resume: dict | None,
+    def __init__(self, checkpoints: CheckpointCallback, resume: Checkpoint | None,
                  resume_from: str | Path | None) -> None:
         self.checkpoints, self.resume = checkpoints, resume
         self.resume_from = Path(resume_from) if resume_from else None
@@ -124,8 +129,8 @@ class ResumeCheckpoints(Callback):
         payload = self.checkpoints.payload(state)  # every rank: FSDP gathers the full state
         if not state.is_main:
             return
-        if self.resume.get("preempted"):  # still the preempted state until the next epoch ends
-            payload["preempted"] = True
+        if self.resume.preempted:  # still the preempted state until the next epoch ends
+            payload.preempted = True
         directory = self.checkpoints.directory
         save_checkpoint(directory / "last.pt", payload)
         old_best = self.resume_from.parent / "best.pt" if self.resume_from else None

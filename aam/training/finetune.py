@@ -26,7 +26,8 @@ from aam.models.predictor import Predictor, load_encoder_state, predictor_from_c
 from aam.predictions import write_metrics, write_predictions
 from aam.provenance import check_same_inputs, provenance
 from aam.training.callbacks import CheckpointCallback, EarlyStopping, ResumeCheckpoints
-from aam.training.checkpoint import load_checkpoint, save_checkpoint
+from aam.training.checkpoint import (Checkpoint, PredictorState, load_checkpoint,
+                                     save_checkpoint)
 from aam.training.dist_data import build_loaders
 from aam.training.distributed import DistContext, barrier, distributed_session
 from aam.training.finetune_callbacks import FinetuneTensorBoard
@@ -114,7 +115,7 @@ def _split_prepared(cfg: FinetuneConfig, data: PreparedData) -> tuple[list[str],
     return sorted(fold.train), sorted(fold.val)
 
 
-def _model_config(cfg: FinetuneConfig, paths: FinetunePaths, resume: Optional[dict]):
+def _model_config(cfg: FinetuneConfig, paths: FinetunePaths, resume: Optional[Checkpoint]):
     """Model sizes from the resumed or pretrained checkpoint; returns (cfg, encoder payload).
 
     A resumed run must match its checkpoint's model and data settings (``check_resume``);
@@ -126,7 +127,7 @@ def _model_config(cfg: FinetuneConfig, paths: FinetunePaths, resume: Optional[di
     if paths.pretrained_encoder is None:
         return cfg, None
     encoder = load_checkpoint(paths.pretrained_encoder, "encoder")
-    model = encoder_model_config(encoder["config"], cfg.model)
+    model = encoder_model_config(encoder.config, cfg.model)
     if model != cfg.model:
         log.info("model sizes come from the pretrained encoder %s and override the given ones: "
                  "%s", paths.pretrained_encoder, to_dict(model))
@@ -153,13 +154,11 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
     out = Path(paths.output_dir)
     data = load_prepared(paths.data_dir)
     resume = load_checkpoint(paths.resume_from, "predictor") if paths.resume_from else None
-    if resume is not None:
-        resume["loaded_from"] = str(paths.resume_from)  # named by the loop's checks
     cfg, encoder = _model_config(cfg, paths, resume)
     train_ids, val_ids = _split(cfg, data, paths)
     inputs = provenance(data, train_ids, val_ids, paths.data_dir, cfg.target_column)
     if resume is not None:
-        check_same_inputs(resume.get("provenance"), inputs, paths.resume_from)
+        check_same_inputs(resume.provenance, inputs, paths.resume_from)
     cfg = resolve_sizes(cfg, data, pretrained=resume is not None or encoder is not None)
     setup = build_setup(cfg, data, train_ids, val_ids, **_reused(resume))
     cfg = setup.cfg
@@ -179,13 +178,15 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
                                   setup.actual, setup.class_weight, dist=ctx, units=units)
     seed = cfg.train.seed
     train_loader, val_loader = build_loaders(setup.train_set, setup.val_set, cfg.data, seed, ctx)
-    extras = {"target_transform": setup.transform.to_dict() if setup.transform else None,
-              "categorical_vocab": setup.vocab, "classes": setup.classes,
-              "task": cfg.task, "target_column": cfg.target_column, "provenance": inputs,
-              # the fitted start's per-subject validation losses, filled at epoch 0 (the
-              # same dict object, so every checkpoint carries it; a resumed run reads it)
-              "selection_reference": objective.reference}
-    checkpoints = CheckpointCallback(out / "checkpoints", "predictor", to_dict(cfg), seed, extras)
+    state = PredictorState(cfg.task, cfg.target_column,
+                           setup.transform.to_dict() if setup.transform else None, setup.vocab,
+                           setup.classes,
+                           # the fitted start's per-subject validation losses, filled at epoch 0
+                           # (the same dict object, so every checkpoint carries it; a resumed
+                           # run reads it)
+                           objective.reference)
+    checkpoints = CheckpointCallback(out / "checkpoints", "predictor", to_dict(cfg), seed,
+                                     provenance=inputs, predictor=state)
     tensorboard = FinetuneTensorBoard(out / "tensorboard", cfg)
     callbacks = [ResumeCheckpoints(checkpoints, resume, paths.resume_from), checkpoints,
                  EarlyStopping(cfg.train.patience), tensorboard]
@@ -206,7 +207,8 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
     if head_fit is not None:  # the fitted start is the reference a fine-tuned epoch must beat
         objective.set_reference()
     elif resume is not None:
-        objective.reference.update(resume.get("selection_reference") or {})
+        objective.reference.update(resume.predictor.selection_reference if resume.predictor
+                                   else {})
     result = fit(model, objective, train_loader, val_loader, cfg.train, callbacks,
                  param_groups=parameter_groups(model, cfg), resume=resume, dist=ctx,
                  validate_start=head_fit is not None)
@@ -215,22 +217,22 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
     barrier(ctx)  # rank 0 has written best.pt before anyone reads it
     best = load_checkpoint(out / "checkpoints" / "best.pt", "predictor")
     model = predictor_from_checkpoint(best).to(ctx.device)  # a plain module (FSDP shards)
-    setup.val_set.set_epoch(int(best.get("epoch", 0)))  # the best epoch's validation draws
+    setup.val_set.set_epoch(best.epoch)  # the best epoch's validation draws
     metrics = objective.evaluate(model, val_loader)  # every rank: predictions are gathered
     refit = None
-    if fitted and cfg.abundance_head_refit and best.get("best_epoch") == 0:
+    if fitted and cfg.abundance_head_refit and best.best_epoch == 0:
         refit = refit_abundance_head(model, train_loader, val_loader, objective.target_loss,
                                      ctx.device, ctx, subject_groups(data, cfg.group_by,
                                                                      train_ids + val_ids))
         if refit is not None:
-            best = {**best, "model_state": {k: v.detach().cpu()
-                                            for k, v in model.state_dict().items()}}
+            best = replace(best, model_state={k: v.detach().cpu()
+                                              for k, v in model.state_dict().items()})
     if not ctx.is_main:
         return {"val_loss": metrics["val_loss"]}
     _write_val_predictions(out / "val_predictions.tsv", objective, setup.classes)
     save_checkpoint(out / "model.pt", best)
     summary = {"task": cfg.task, "n": len(val_ids), **_metric_values(objective),
-               "val_loss": metrics["val_loss"], "best_epoch": best.get("best_epoch"),
+               "val_loss": metrics["val_loss"], "best_epoch": best.best_epoch,
                "epochs_run": result.epochs_run, "history": _history(result.history),
                "seed": seed, "fold": paths.fold, "wall_time_s": time.perf_counter() - start,
                "train_samples_per_s": result.train_samples_per_s,
@@ -287,14 +289,14 @@ def _history(history: list) -> list:
             for row in history]
 
 
-def _reused(resume: Optional[dict]) -> dict:
+def _reused(resume: Optional[Checkpoint]) -> dict:
     """Vocabulary, transform and classes of a resumed run (so they stay identical)."""
-    if resume is None:
+    if resume is None or resume.predictor is None:
         return {}
-    state = resume.get("target_transform")
-    return {"vocab": resume.get("categorical_vocab") or {},
+    state = resume.predictor.target_transform
+    return {"vocab": resume.predictor.categorical_vocab,
             "transform_state": transform_from_dict(state) if state else None,
-            "classes": resume.get("classes")}
+            "classes": resume.predictor.classes}
 
 
 def _metric_values(objective: FinetuneObjective) -> dict:

@@ -28,6 +28,7 @@ from aam.config import TrainConfig
 from aam.errors import InputError
 from aam.training import preemption
 from aam.training.callbacks import Callback
+from aam.training.checkpoint import Checkpoint
 from aam.training.state import TrainState
 from aam.training.device import resolve_device
 from aam.training.distributed import (DistContext, all_reduce_sums, any_rank, clip_gradients,
@@ -68,7 +69,7 @@ class TrainingDiverged(InputError):
 
 def fit(model: nn.Module, objective, train_loader: Iterable, val_loader: Iterable,
         cfg: TrainConfig, callbacks: Sequence[Callback] = (), param_groups=None,
-        resume: dict | None = None, device: torch.device | None = None,
+        resume: Checkpoint | None = None, device: torch.device | None = None,
         is_main: bool = True, dist: DistContext | None = None,
         validate_start: bool = False) -> FitResult:
     """Train ``model`` for ``cfg.epochs`` epochs with AdamW, warmup + cosine and clipping.
@@ -89,8 +90,8 @@ def fit(model: nn.Module, objective, train_loader: Iterable, val_loader: Iterabl
     callbacks : sequence of Callback
     param_groups : list of dict, optional
         AdamW parameter groups (each may carry its own ``lr``); default decays matrices only.
-    resume : dict, optional
-        A checkpoint payload from ``CheckpointCallback``: restores weights, optimizer,
+    resume : Checkpoint, optional
+        A checkpoint ``CheckpointCallback`` wrote: restores weights, optimizer,
         scheduler, epoch, best metric and RNG state, and continues with the next epoch.
     device : torch.device, optional
         Default: ``dist.device``, else ``resolve_device(cfg.device)``.
@@ -116,7 +117,7 @@ def fit(model: nn.Module, objective, train_loader: Iterable, val_loader: Iterabl
     model.to(device)
     if resume is not None:
         try:
-            unwrap(model).load_state_dict(resume["model_state"])
+            unwrap(model).load_state_dict(resume.model_state)
         except RuntimeError as err:  # a crafted or foreign checkpoint: one line, not a traceback
             raise InputError(f"the --resume-from checkpoint's weights do not fit this model "
                              f"({load_error_reason(err)}). Resume with the settings of the "
@@ -174,7 +175,7 @@ def _bind_groups(named: list[dict], wrapped: nn.Module) -> list[dict]:
     return [{**g, "params": [params[n] for n in g["params"]]} for g in named]
 
 
-def _apply_resume(state: TrainState, payload: dict) -> None:
+def _apply_resume(state: TrainState, checkpoint: Checkpoint) -> None:
     """Optimizer, schedule, counters and RNG of a checkpoint (weights are loaded by ``fit``).
 
     The moments and the step count come from the checkpoint; each group's peak learning rate
@@ -182,29 +183,29 @@ def _apply_resume(state: TrainState, payload: dict) -> None:
     the user gave new ones, see ``aam.training.resume``), for every remaining step.
     """
     configured = [(g["initial_lr"], g["weight_decay"]) for g in state.optimizer.param_groups]
-    if payload.get("optimizer_state") is not None:
-        check_optimizer_state(unwrap(state.model), state.optimizer, payload["optimizer_state"],
-                              payload.get("loaded_from", "the checkpoint"))
-        load_optimizer_state(state.model, state.optimizer, payload["optimizer_state"])
-    if payload.get("scheduler_state") is not None:
-        state.scheduler.load_state_dict(payload["scheduler_state"])
+    if checkpoint.optimizer_state is not None:
+        check_optimizer_state(unwrap(state.model), state.optimizer, checkpoint.optimizer_state,
+                              checkpoint.source or "the checkpoint")
+        load_optimizer_state(state.model, state.optimizer, checkpoint.optimizer_state)
+    if checkpoint.scheduler_state is not None:
+        state.scheduler.load_state_dict(checkpoint.scheduler_state)
     scheduler = state.scheduler
     for i, (group, (lr, decay)) in enumerate(zip(state.optimizer.param_groups, configured)):
         scheduler.base_lrs[i] = group["initial_lr"] = lr
         group["weight_decay"] = decay
         group["lr"] = lr * scheduler.lr_lambdas[i](scheduler.last_epoch)
-    state.epoch = int(payload["epoch"])
-    state.global_step = int(payload.get("global_step", 0))
-    state.resume_batch = int(payload.get("resume_batch", 0))
+    state.epoch = checkpoint.epoch
+    state.global_step = checkpoint.global_step
+    state.resume_batch = checkpoint.resume_batch
     if state.resume_batch:
-        state.partial_sums = dict(payload.get("partial_sums") or {})
-        state.partial_samples = int(payload.get("partial_samples", 0))
-        state.resume_rng = payload.get("rng_state")
-    best = payload.get("best_metric")
-    state.best_metric = math.inf if best is None else float(best)
-    state.best_epoch = int(payload.get("best_epoch", state.epoch))
-    if payload.get("rng_state") is not None:
-        set_rng_state(payload["rng_state"])
+        state.partial_sums = dict(checkpoint.partial_sums)
+        state.partial_samples = checkpoint.partial_samples
+        state.resume_rng = checkpoint.rng_state
+    best = checkpoint.best_metric
+    state.best_metric = math.inf if best is None else best
+    state.best_epoch = state.epoch if checkpoint.best_epoch is None else checkpoint.best_epoch
+    if checkpoint.rng_state is not None:
+        set_rng_state(checkpoint.rng_state)
     within = (f", inside epoch {state.epoch + 1} after batch {state.resume_batch}"
               if state.resume_batch else "")
     log.info("resuming after epoch %d%s (best selection loss %.4g at epoch %d)", state.epoch,

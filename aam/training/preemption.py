@@ -100,7 +100,7 @@ def preempted_checkpoint(output_dir: Path) -> Optional[Path]:
     if not last.is_file():
         return None
     try:
-        return last if load_checkpoint(last).get("preempted") else None
+        return last if load_checkpoint(last).preempted else None
     except InputError as err:
         log.warning("not continuing from %s: %s", last, err)
         return None

@@ -26,7 +26,7 @@ from aam.errors import InputError
 from aam.provenance import check_same_inputs, provenance
 from aam.training.callbacks import (CheckpointCallback, EarlyStopping, ResumeCheckpoints,
                                     TensorBoardCallback)
-from aam.training.checkpoint import load_checkpoint, save_checkpoint
+from aam.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from aam.training.dist_data import build_loaders
 from aam.training.distributed import DistContext, barrier, distributed_session
 from aam.training.pretrain_objective import (PretrainObjective, masked_nucleotide_loss,
@@ -88,7 +88,7 @@ def _pretrain(cfg: PretrainConfig, paths: PretrainPaths, ctx: DistContext) -> di
     resume = _load_resume(paths.resume_from, cfg)
     inputs = provenance(data, train_ids, val_ids, paths.data_dir)
     if resume is not None:
-        check_same_inputs(resume.get("provenance"), inputs, paths.resume_from)
+        check_same_inputs(resume.provenance, inputs, paths.resume_from)
         cfg = adopt_derived(cfg, resume)
     max_bp = cfg.data.max_bp or longest(data.sequences)
     cfg = replace(cfg, data=replace(cfg.data, max_bp=max_bp),
@@ -110,7 +110,7 @@ def _pretrain(cfg: PretrainConfig, paths: PretrainPaths, ctx: DistContext) -> di
     objective = PretrainObjective(cfg.nucleotide_mask_rate, cfg.nucleotide_loss_weight,
                                   distances=data.distances, seed=seed, dist=ctx)
     ckpt = CheckpointCallback(out / "checkpoints", "encoder", to_dict(cfg), seed,
-                              {"provenance": inputs})
+                              provenance=inputs)
     callbacks = [ResumeCheckpoints(ckpt, resume, paths.resume_from), ckpt,
                  EarlyStopping(cfg.train.patience), TensorBoardCallback(out / "tensorboard")]
     log.info("pretraining on %d samples, validating on %d; %d parameters; batch %d per process "
@@ -121,7 +121,7 @@ def _pretrain(cfg: PretrainConfig, paths: PretrainPaths, ctx: DistContext) -> di
     barrier(ctx)  # rank 0 has written best.pt before anyone reads it
     best = load_checkpoint(out / "checkpoints" / "best.pt", "encoder")
     model = PretrainModel(cfg).to(ctx.device)
-    model.load_state_dict(best["model_state"])
+    model.load_state_dict(best.model_state)
     model.eval()
     with torch.no_grad():
         best_logs = objective.evaluate(model, val_loader)
@@ -169,13 +169,12 @@ def _check_distances_vary(data, train_ids: list[str], data_dir: Path) -> None:
             "distance matrix (a tree or metric that sees no differences), or skip pretraining.")
 
 
-def _load_resume(path: Optional[Path], cfg: PretrainConfig) -> Optional[dict]:
+def _load_resume(path: Optional[Path], cfg: PretrainConfig) -> Optional[Checkpoint]:
     if path is None:
         return None
-    payload = load_checkpoint(path, "encoder")
-    check_resume(cfg, payload, path)
-    payload["loaded_from"] = str(path)  # named by the loop's checks
-    return payload
+    checkpoint = load_checkpoint(path, "encoder")
+    check_resume(cfg, checkpoint, path)
+    return checkpoint
 
 
 def _metrics(cfg: PretrainConfig, result, best_logs: dict, n_train: int, n_val: int) -> dict:

@@ -23,18 +23,21 @@ import dataclasses
 import logging
 from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from aam.config import (DERIVED, RUNTIME, SCHEDULE, flag_of, flatten, from_dict, merge, nest,
                         to_dict)
 from aam.errors import InputError
 
+if TYPE_CHECKING:
+    from aam.training.checkpoint import Checkpoint
+
 log = logging.getLogger(__name__)
 
 
-def checkpoint_config(cls, payload: dict, path: Path):
+def checkpoint_config(cls, checkpoint: Checkpoint, path: Path):
     """The checkpoint's resolved config as ``cls``, runtime settings back at their defaults."""
-    config = payload.get("config") or {}
+    config = checkpoint.config
     sections = [f.name for f in dataclasses.fields(cls) if dataclasses.is_dataclass(f.type)
                 or f.name in ("data", "model", "train", "fusion")]
     empty = [name for name in sections if not config.get(name)]
@@ -50,14 +53,14 @@ def checkpoint_config(cls, payload: dict, path: Path):
         raise InputError(f"{path} holds a config this aam cannot resume ({err})") from None
 
 
-def resumed_config(cls, payload: dict, path: Path, given: dict,
+def resumed_config(cls, checkpoint: Checkpoint, path: Path, given: dict,
                    sources: Optional[dict[str, str]] = None):
     """``cls`` from the checkpoint's config with the user's ``given`` settings applied.
 
     Parameters
     ----------
     cls : PretrainConfig or FinetuneConfig
-    payload : dict
+    checkpoint : Checkpoint
         The checkpoint (``load_checkpoint``).
     path : path
         Where it came from (named in messages).
@@ -71,13 +74,13 @@ def resumed_config(cls, payload: dict, path: Path, given: dict,
     InputError
         A given model- or data-defining setting differs from the checkpoint's.
     """
-    base = checkpoint_config(cls, payload, path)
+    base = checkpoint_config(cls, checkpoint, path)
     cfg = merge(base, given)
-    check_resume(cfg, payload, path, sources, log_changes=False)  # the run logs them, once
+    check_resume(cfg, checkpoint, path, sources, log_changes=False)  # the run logs them, once
     return cfg
 
 
-def check_resume(cfg, payload: dict, path: Path, sources: Optional[dict[str, str]] = None,
+def check_resume(cfg, checkpoint: Checkpoint, path: Path, sources: Optional[dict[str, str]] = None,
                  log_changes: bool = True) -> None:
     """Refuse model/data settings that differ from the checkpoint's; log schedule changes once.
 
@@ -85,7 +88,7 @@ def check_resume(cfg, payload: dict, path: Path, sources: Optional[dict[str, str
     the checkpoint (:func:`adopt_derived`).
     """
     sources = sources or {}
-    saved = flatten(payload.get("config") or {})
+    saved = flatten(checkpoint.config)
     current = flatten(to_dict(cfg))
     changes = []
     for key in sorted(current):
@@ -107,13 +110,13 @@ def check_resume(cfg, payload: dict, path: Path, sources: Optional[dict[str, str
         )
     if changes and log_changes:
         log.info("resume %s with changed schedule: %s", path, "; ".join(changes))
-    if payload.get("optimizer_state") is None:
+    if checkpoint.optimizer_state is None:
         raise InputError(f"{path} has no optimizer state; resume from checkpoints/last.pt.")
 
 
-def adopt_derived(cfg, payload: dict):
+def adopt_derived(cfg, checkpoint: Checkpoint):
     """``cfg`` with the data-derived values of the checkpoint (sequence length, classes, ...)."""
-    saved = flatten(payload.get("config") or {})
+    saved = flatten(checkpoint.config)
     derived = {k: v for k, v in saved.items() if k in DERIVED and _has(cfg, k)}
     return merge(cfg, nest(derived)) if derived else cfg
 

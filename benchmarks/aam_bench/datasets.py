@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aam.atomic import write_lines
+from aam.data.distance_io import DISTANCES_FILE
+from aam.data.prepared import LEGACY_DISTANCES_FILE
 from aam.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -58,15 +60,17 @@ def ensure_data(cfg) -> BenchData:
     FileNotFoundError
         When ibd-2538 is not at ``../shared/data/ibd-2538`` and no ``prepared_dir`` is given.
     InputError
-        When a given prepared folder has no UniFrac distances.
+        When a given prepared folder has no distances.
     """
     target, categories, group, min_depth = SPECS[cfg.data]
     tag = "ibd-2538" if cfg.data == "ibd" else f"sim-{cfg.sim_samples}x{cfg.sim_asvs}-{cfg.seed}"
     root = Path(cfg.cache_dir).resolve() / tag
     prepared = Path(cfg.prepared_dir).resolve() if cfg.prepared_dir else root / "prepared"
-    if cfg.prepared_dir and not (prepared / "unifrac.h5").exists():
-        raise InputError(f"{prepared} has no unifrac.h5; pretraining needs distances. Give a "
-                         "folder prepared with --tree, or leave --prepared-dir out.")
+    if cfg.prepared_dir and not any((prepared / name).exists()
+                                    for name in (DISTANCES_FILE, LEGACY_DISTANCES_FILE)):
+        raise InputError(f"{prepared} has no {DISTANCES_FILE}; pretraining needs distances. Give "
+                         "a folder prepared with --tree or --beta-metric, or leave "
+                         "--prepared-dir out.")
     if not (prepared / "prepare.json").exists():
         if cfg.data == "ibd":
             _prepare_ibd(prepared, target, categories, min_depth)

@@ -19,7 +19,7 @@ class BenchConfig:
     """
 
     data: str = "ibd"  # ibd | sim
-    prepared_dir: str | None = None  # reuse an existing `aam prepare` folder (needs unifrac.h5)
+    prepared_dir: str | None = None  # reuse an existing `aam prepare` folder (needs distances.h5)
     cache_dir: str = "benchmarks/out"  # prepared data and split lists are cached here
     embedding_dim: int = 64
     attention_heads: int = 4
@@ -57,7 +57,7 @@ class BenchConfig:
                              f"{self.sweep_stage!r}.")
         small = [s for s in (self.batch_size, *self.batch_sizes) if s < 2 or s % 2]
         if small:
-            raise InputError(f"batch sizes must be even and >= 2 (UniFrac pairs), got "
+            raise InputError(f"batch sizes must be even and >= 2 (sample pairs), got "
                              f"{', '.join(map(str, small))}.")
         for name in ("warmup_steps", "timed_steps", "sweep_steps"):
             if getattr(self, name) < 1:

@@ -141,8 +141,8 @@ def build_stage(spec: dict, data) -> Stage:
         max_bp = longest(data.sequences)
         cfg = replace(cfg, data=replace(cfg.data, max_bp=max_bp),
                       model=replace(cfg.model, max_bp=max_bp))
-        train_set = SampleDataset(data, train_ids, cfg.data, with_unifrac=True, seed=seed)
-        val_set = SampleDataset(data, val_ids, cfg.data, with_unifrac=True, seed=seed)
+        train_set = SampleDataset(data, train_ids, cfg.data, with_distances=True, seed=seed)
+        val_set = SampleDataset(data, val_ids, cfg.data, with_distances=True, seed=seed)
         objective = PretrainObjective(cfg.nucleotide_mask_rate, cfg.nucleotide_loss_weight,
                                       seed=seed)
         return Stage(PretrainModel(cfg), objective, train_set, val_set, None, cfg)

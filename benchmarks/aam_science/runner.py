@@ -187,9 +187,9 @@ def sample_embeddings(encoder: Path, data: PreparedData, ids: list[str], preset:
     from aam.training.checkpoint import load_checkpoint
 
     payload = load_checkpoint(encoder, "encoder")
-    cfg = from_dict(PretrainConfig, payload["config"])
+    cfg = from_dict(PretrainConfig, payload.config)
     model = PretrainModel(cfg)
-    model.load_state_dict(payload["model_state"])
+    model.load_state_dict(payload.model_state)
     device = torch.device(preset.device)
     model.to(device).eval()
     loader = make_loader(SampleDataset(data, ids, cfg.data, seed=0), preset.batch_size, False, 0)
