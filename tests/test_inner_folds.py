@@ -13,7 +13,7 @@ import pytest
 from aam.cli.__main__ import main as aam_main
 from aam.errors import InputError
 from aam.training.checkpoint import load_checkpoint
-from aam.training.inner_folds import assign_folds, choose_epoch
+from aam.training.inner_folds import assign_folds, choose_epoch, pool_losses
 from aam.training.preemption import EXIT_PREEMPTED, TEST_HOOK
 
 TINY = ["--embedding-dim", "16", "--attention-heads", "2", "--attention-layers", "1",
@@ -62,6 +62,15 @@ def test_a_fine_tuned_epoch_is_kept_only_beyond_the_margin_of_the_pooled_differe
     assert choose_epoch([start, steady], selection_se=1.0).epoch == 1  # any gain beats SE 0
     assert choose_epoch([start, start], selection_se=0.0).epoch == 0  # a tie keeps the start
     assert choose_epoch([steady, start], selection_se=0.0).epoch == 0  # the start is lowest
+
+
+def test_pooled_losses_average_each_subjects_samples_then_each_folds_subjects():
+    units = {"a1": "A", "a2": "A", "b1": "B", "c1": "C"}
+    folds = [{0: {"a1": 1.0, "a2": 3.0, "b1": 4.0}, 1: {"a1": 0.0, "a2": 2.0, "b1": 4.0}},
+             {0: {"c1": 5.0}, 1: {"c1": 1.0}, 2: {"c1": 0.0}}]  # epoch 2: one fold only
+    per_epoch, per_fold = pool_losses(folds, units)
+    assert per_epoch == [{"A": 2.0, "B": 4.0, "C": 5.0}, {"A": 1.0, "B": 4.0, "C": 1.0}]
+    assert per_fold == [[3.0, 2.5], [5.0, 1.0]]
 
 
 def test_selection_folds_writes_the_model_its_pooled_losses_chose(simulated_prepared, tmp_path):

@@ -57,6 +57,11 @@ class FinetuneObjective:
 
     Attributes
     ----------
+    last : Predictions or None
+        The last evaluation's original-scale predictions.
+    sample_losses : dict[str, float]
+        The last evaluation's loss of each validation sample (model scale): what
+        ``aam train --selection-folds`` pools by subject.
     reference : dict[str, float]
         Per-unit validation losses of the reference model (the fitted start), filled by the
         evaluation after :meth:`set_reference` and kept in the checkpoints (a resumed run
