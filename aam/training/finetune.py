@@ -15,14 +15,13 @@ from typing import Optional
 
 from aam.atomic import write_lines, write_text
 from aam.config import FinetuneConfig, dump_yaml, to_dict
-from aam.data.metadata import column_labels
 from aam.data.prepared import PreparedData, load_prepared
 from aam.data.sample_ids import read_sample_lists
 from aam.data.splits import SplitConfig, split_samples
 from aam.data.targets import transform_from_dict
 from aam.errors import InputError
 from aam.model_card import write_model_card
-from aam.models.predictor import Predictor, load_encoder_state, predictor_from_checkpoint
+from aam.models.predictor import predictor_from_checkpoint
 from aam.predictions import write_metrics, write_predictions
 from aam.provenance import check_same_inputs, provenance
 from aam.training.callbacks import CheckpointCallback, EarlyStopping, ResumeCheckpoints
@@ -32,13 +31,15 @@ from aam.training.dist_data import build_loaders
 from aam.training.distributed import DistContext, barrier, distributed_session
 from aam.training.finetune_callbacks import FinetuneTensorBoard
 from aam.training.finetune_data import (build_setup, encoder_model_config, random_split,
-                                        resolve_sizes)
+                                        resolve_sizes, subject_groups)
+from aam.training.finetune_model import (build_model, fit_start, has_fitted_start,
+                                         parameter_groups)
 from aam.training.finetune_objective import FinetuneObjective
-from aam.training.head_fit import (calibrate_asv_norm, fit_abundance_head,
-                                     refit_abundance_head)
+from aam.training.head_fit import refit_abundance_head
+from aam.training.inner_folds import check_selection
+from aam.training.inner_folds_run import run_selection
 from aam.training.loop import fit
 from aam.training.resume import adopt_derived, check_resume
-from aam.training.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +55,6 @@ class FinetunePaths:
     pretrained_encoder: Optional[Path] = None
     resume_from: Optional[Path] = None
     fold: Optional[str] = None
-
-
-def parameter_groups(model: Predictor, cfg: FinetuneConfig) -> list[dict]:
-    """AdamW groups: ``base`` at ``train.lr``; ``categorical`` (category embeddings, fusion,
-    output scaling) at ``categorical_lr`` (default ``train.lr``). Frozen parameters are left out."""
-    cat = {id(p) for m in model.categorical_modules() for p in m.parameters()}
-    params = [p for p in model.parameters() if p.requires_grad]
-    cat_lr = cfg.categorical_lr or cfg.train.lr
-    return [
-        {"name": "base", "lr": cfg.train.lr, "params": [p for p in params if id(p) not in cat]},
-        {"name": "categorical", "lr": cat_lr, "params": [p for p in params if id(p) in cat]},
-    ]
 
 
 def warn_redundant(cfg: FinetuneConfig) -> None:
@@ -144,6 +133,7 @@ def run_finetune(cfg: FinetuneConfig, paths: FinetunePaths) -> dict:
     InputError
         For bad targets, columns, sample lists or checkpoints.
     """
+    check_selection(cfg, paths.resume_from)
     with distributed_session(cfg.train.parallel, cfg.train.device) as ctx:
         return _finetune(cfg, paths, ctx)
 
@@ -155,6 +145,10 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
     data = load_prepared(paths.data_dir)
     resume = load_checkpoint(paths.resume_from, "predictor") if paths.resume_from else None
     cfg, encoder = _model_config(cfg, paths, resume)
+    if cfg.selection_folds >= 2:  # K inner folds of subjects choose; then one final run
+        given = list(data.sample_ids) if paths.train_samples is None else \
+            sum(_split(cfg, data, paths), [])
+        return run_selection(cfg, data, given, encoder, paths, ctx)
     train_ids, val_ids = _split(cfg, data, paths)
     inputs = provenance(data, train_ids, val_ids, paths.data_dir, cfg.target_column)
     if resume is not None:
@@ -165,11 +159,7 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
     units = subject_groups(data, cfg.group_by, val_ids)
     cfg = _margin_units(cfg, units, len(val_ids))
     warn_redundant(cfg)
-    seed_everything(cfg.train.seed)  # weight init follows --seed, not the process's RNG history
-    model = Predictor(cfg)
-    if encoder is not None:
-        load_encoder_state(model, encoder["model_state"])
-        log.info("loaded the pretrained encoder from %s", paths.pretrained_encoder)
+    model = build_model(cfg, encoder, paths.pretrained_encoder)
     if ctx.is_main:
         write_lines(out / "train_samples.txt", train_ids)
         write_lines(out / "val_samples.txt", val_ids)
@@ -190,20 +180,14 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
     tensorboard = FinetuneTensorBoard(out / "tensorboard", cfg)
     callbacks = [ResumeCheckpoints(checkpoints, resume, paths.resume_from), checkpoints,
                  EarlyStopping(cfg.train.patience), tensorboard]
-    if encoder is None and resume is None:
-        calibrate_asv_norm(model.to(ctx.device), train_loader, ctx.device, ctx)
-    head_fit, fitted = None, model.abundance_head is not None and cfg.abundance_head_init == "fit"
-    if fitted and resume is None:
-        if not cfg.group_by:
-            log.warning("the abundance head's penalty is chosen on the %d validation samples; "
-                        "when samples come in subjects (repeated sampling), give --group-by "
-                        "SUBJECT_COLUMN so it is cross-validated by subject", len(val_ids))
-        head_fit = fit_abundance_head(model.to(ctx.device), train_loader, val_loader,
-                                      objective.target_loss, ctx.device, ctx,
-                                      groups=subject_groups(data, cfg.group_by, train_ids))
-    if fitted:  # the fitted linear start stays as fitted (a resumed run too)
-        for module in model.linear_start():
-            module.requires_grad_(False)
+    fitted = has_fitted_start(model, cfg)
+    if fitted and resume is None and not cfg.group_by:
+        log.warning("the abundance head's penalty is chosen on the %d validation samples; "
+                    "when samples come in subjects (repeated sampling), give --group-by "
+                    "SUBJECT_COLUMN so it is cross-validated by subject", len(val_ids))
+    head_fit = fit_start(model, cfg, train_loader, val_loader, objective.target_loss, ctx,
+                         subject_groups(data, cfg.group_by, train_ids),
+                         calibrate=encoder is None and resume is None, fit=resume is None)
     if head_fit is not None:  # the fitted start is the reference a fine-tuned epoch must beat
         objective.set_reference()
     elif resume is not None:
@@ -263,25 +247,6 @@ def _margin_units(cfg: FinetuneConfig, units: Optional[dict], n_val: int) -> Fin
     return cfg
 
 
-def subject_groups(data: PreparedData, column: str, sample_ids: list[str]) -> Optional[dict]:
-    """Sample -> subject from metadata ``column`` (None when no column is given).
-
-    Raises
-    ------
-    InputError
-        When the column is missing or empty for a training sample.
-    """
-    if not column:
-        return None
-    meta = data.metadata
-    if column not in meta.columns:
-        raise InputError(f"--group-by column '{column}' is not in the prepared metadata "
-                         f"(columns: {', '.join(map(str, meta.columns))}); name the subject "
-                         "column, or leave --group-by out.")
-    labels = column_labels(meta.loc[sample_ids, column], "--group-by", "the prepared metadata")
-    return labels.to_dict()
-
-
 def _history(history: list) -> list:
     """Per-epoch validation numbers of this run (original-scale metrics, val_loss, lr)."""
     skip = ("seconds", "samples_per_s")
@@ -312,4 +277,5 @@ def _write_val_predictions(path: Path, objective: FinetuneObjective, classes) ->
                       proba=last.proba, classes=classes)
 
 
-__all__ = ["FinetunePaths", "run_finetune", "parameter_groups", "predictor_from_checkpoint"]
+__all__ = ["FinetunePaths", "run_finetune", "parameter_groups", "predictor_from_checkpoint",
+           "subject_groups"]
