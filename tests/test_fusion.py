@@ -92,7 +92,7 @@ def test_cross_attention_gives_two_asvs_different_updates():
 def test_cross_attention_weights_zero_at_padding():
     fusion = build_fusion(_cfg("cross-attention"), D).eval()
     asv_emb, asv_mask, cat_emb = _inputs()
-    weights = fusion(asv_emb, asv_mask, cat_emb).extras["attention"]
+    weights = fusion(asv_emb, asv_mask, cat_emb).attention
     assert weights[1, :, 3:].abs().sum() == 0
 
 

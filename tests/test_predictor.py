@@ -44,7 +44,7 @@ def test_forward_shapes():
     out = model(tiny_batch())
     assert out.prediction.shape == (3, 3)
     assert out.count_pred.shape == (3, 5)
-    assert out.extras["attention"].shape == (3, 2, 5, 8)
+    assert out.attention.shape == (3, 2, 5, 8)
 
 
 def test_count_head_off_is_not_built_or_computed():

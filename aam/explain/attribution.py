@@ -179,10 +179,10 @@ def explain_batch(model: Predictor, batch: Batch, steps: int = 32) -> BatchExpla
             out = model(batch)
             output = model_outputs(model, out.prediction)
         attribution = (path.features.unsqueeze(-1) * total / steps).sum(2)  # [B, S, K]
-        cross = out.extras.get("attention")
+        cross = out.attention
         if cross is not None:
             cross = cross.float().mean(1)  # [B, S, T]
-        extras = {k: v.detach().float().cpu() for k, v in out.extras.items() if k != "attention"}
+        extras = {k: v.detach().float().cpu() for k, v in out.extras.items()}
         target = path.pools.get("target")
         return BatchExplanation(
             attribution.detach().float().cpu(), output.detach().cpu(), baseline.detach().cpu(),

@@ -1,8 +1,8 @@
 """Categorical fusion strategies: one registry, one interface.
 
 Every strategy maps ``(asv_emb [B,S,D], asv_mask [B,S], cat_emb [B,C,D])`` to
-``FusionOut(pooled [B,D], extras)``. A new strategy is one class plus ``@register_fusion``;
-nothing outside this module compares fusion names.
+``FusionOut(pooled [B,D], extras, attention)``. A new strategy is one class plus
+``@register_fusion``; nothing outside this module compares fusion names.
 """
 
 from __future__ import annotations
@@ -24,10 +24,21 @@ TOKENS_PER_COLUMN = 4  # metadata tokens per categorical column for the attentio
 
 @dataclass
 class FusionOut:
-    """Output of every fusion: the pooled sample vector [B, D] and named diagnostics."""
+    """Output of every fusion.
+
+    Attributes
+    ----------
+    pooled : FloatTensor [B, D]          the fused sample vector
+    extras : dict[str, Tensor]           per-sample diagnostics (a gate, a share of attention),
+                                         each logged as its mean and spread
+    attention : FloatTensor [B, H, S, T] or None   a fusion whose ASV positions attend to the
+        metadata tokens declares their weights here (zero at padding positions); the logs
+        report their entropy, TensorBoard and ``aam explain`` the weights per category
+    """
 
     pooled: Tensor
     extras: dict[str, Tensor] = field(default_factory=dict)
+    attention: Tensor | None = None
 
 
 def register_fusion(name: str) -> Callable[[type], type]:
@@ -197,7 +208,7 @@ class GatedFusion(Fusion):
 class CrossAttentionFusion(Fusion):
     """Each ASV position attends to the metadata tokens (``TOKENS_PER_COLUMN`` per column).
 
-    ``extras["attention"]`` holds the per-position weights [B, heads, S, T]; padding positions
+    ``FusionOut.attention`` holds the per-position weights [B, heads, S, T]; padding positions
     are zero.
     """
 
@@ -231,7 +242,7 @@ class CrossAttentionFusion(Fusion):
         update, weights = self._attend(asv_emb, cat_emb)
         x = self.norm(asv_emb + update)  # [B, S, D]
         weights = weights * asv_mask[:, None, :, None].to(weights.dtype)
-        return FusionOut(self.pool(x, asv_mask), {"attention": weights})
+        return FusionOut(self.pool(x, asv_mask), attention=weights)
 
 
 @register_fusion("perceiver")

@@ -34,13 +34,17 @@ class PredictorOutput:
         Predicted log relative abundance per ASV; None when the count head is off.
     encoder : EncoderOutput
     extras : dict[str, Tensor]
-        Fusion diagnostics (gate values, attention weights).
+        The fusion's per-sample diagnostics (``FusionOut.extras``: gate values, ...).
+    attention : FloatTensor [B, H, S, T] or None
+        The per-position weights over metadata tokens a fusion declares
+        (``FusionOut.attention``: cross-attention).
     """
 
     prediction: Tensor
     count_pred: Optional[Tensor]
     encoder: EncoderOutput
     extras: dict[str, Tensor] = field(default_factory=dict)
+    attention: Optional[Tensor] = None
 
 
 class Predictor(nn.Module):
@@ -199,7 +203,7 @@ class Predictor(nn.Module):
         asv_emb, asv_mask = enc.asv_emb, enc.asv_mask  # [B, S, D], [B, S]
         count_pred = self.count_head(asv_emb) if self.count_head is not None else None
         hidden = self.target_encoder(asv_emb, asv_mask)  # [B, S, D]
-        extras: dict[str, Tensor] = {}
+        fused = None
         if self.cfg.data.categorical_columns:
             if batch.cat_ids is None:
                 raise InputError("the model was trained with categorical columns "
@@ -207,7 +211,7 @@ class Predictor(nn.Module):
                                  "has none; give the same metadata columns.")
             cat_emb = self.category_embeddings(batch.cat_ids)  # [B, C, D]
             fused = self.fusion(hidden, asv_mask, cat_emb)
-            pooled, extras = fused.pooled, fused.extras
+            pooled = fused.pooled
         else:
             pooled = self.pool(hidden, asv_mask)  # [B, D]
         prediction = self.head(pooled, enc.sample_emb)  # [B, out_dim]; 0 before training
@@ -218,7 +222,9 @@ class Predictor(nn.Module):
             prediction = prediction + self.category_effects(batch.cat_ids)
         if self.output_scaling is not None:
             prediction = self.output_scaling(prediction, batch.cat_ids[:, self.scaling_column])
-        return PredictorOutput(prediction, count_pred, enc, extras)
+        if fused is None:
+            return PredictorOutput(prediction, count_pred, enc)
+        return PredictorOutput(prediction, count_pred, enc, fused.extras, fused.attention)
 
 
 def start_mode(cfg: FinetuneConfig) -> str:

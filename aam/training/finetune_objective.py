@@ -121,7 +121,7 @@ class FinetuneObjective:
                                   out.encoder.nuc_targets.flatten(), ignore_index=-100)
             total = total + self.cfg.nucleotide_loss_weight * nuc
             logs["nucleotide_loss"] = float(nuc.detach())
-        logs.update(fusion_statistics(out.extras))
+        logs.update(fusion_statistics(out.extras, out.attention))
         return total, logs
 
     def set_reference(self) -> None:
@@ -188,8 +188,8 @@ class FinetuneObjective:
             ids += list(batch.sample_ids)
             preds.append(out.prediction.float().cpu())
             targets.append(batch.target.cpu())
-            if pass_index == 0 and "attention" in out.extras:
-                attention.add(out.extras["attention"])
+            if pass_index == 0 and out.attention is not None:
+                attention.add(out.attention)
         if pass_index == 0:
             self.attention_map = attention.mean(self.dist)
         ids, (preds, targets) = gather_samples(ids, [_cat(preds), _cat(targets)], self.dist)
@@ -291,22 +291,23 @@ def _cat(tensors: list[Tensor]) -> Tensor:
     return torch.cat(tensors) if tensors else torch.zeros(0)
 
 
-def fusion_statistics(extras: dict[str, Tensor]) -> dict[str, float]:
-    """Scalar summaries of fusion diagnostics for the logs and TensorBoard.
+def fusion_statistics(extras: dict[str, Tensor],
+                      attention: Optional[Tensor] = None) -> dict[str, float]:
+    """Scalar summaries of a fusion's diagnostics (``FusionOut``) for the logs and TensorBoard.
 
-    ``gate`` -> ``gate_mean``/``gate_std``; per-position ``attention`` [B, H, S, T] -> mean
-    entropy over metadata tokens at real positions and the spread of weights across positions;
-    other tensors -> their mean.
+    Each of ``extras`` (e.g. ``gate``) -> ``<name>_mean``/``<name>_std``; the per-position
+    ``attention`` [B, H, S, T] a fusion declares -> the mean entropy over metadata tokens at real
+    positions and the spread of weights across positions.
     """
     stats: dict[str, float] = {}
     for name, value in extras.items():
         value = value.detach().float()
-        if name == "attention":
-            real = value.sum(-1) > 0  # [B, H, S]
-            entropy = -(value.clamp_min(1e-12).log() * value).sum(-1)  # [B, H, S]
-            stats["attention_entropy"] = float(entropy[real].mean()) if real.any() else 0.0
-            stats["attention_position_std"] = float(value.std(dim=2).mean())
-        else:
-            stats[f"{name}_mean"] = float(value.mean())
-            stats[f"{name}_std"] = float(value.std()) if value.numel() > 1 else 0.0
+        stats[f"{name}_mean"] = float(value.mean())
+        stats[f"{name}_std"] = float(value.std()) if value.numel() > 1 else 0.0
+    if attention is not None:
+        value = attention.detach().float()
+        real = value.sum(-1) > 0  # [B, H, S]
+        entropy = -(value.clamp_min(1e-12).log() * value).sum(-1)  # [B, H, S]
+        stats["attention_entropy"] = float(entropy[real].mean()) if real.any() else 0.0
+        stats["attention_position_std"] = float(value.std(dim=2).mean())
     return stats
