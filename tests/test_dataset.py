@@ -101,7 +101,7 @@ def test_max_bp_from_config_truncates_tokens():
     assert batch.unique_tokens[0].tolist() == [1, 2, 3, 4]
 
 
-def test_unifrac_block_is_the_batch_submatrix():
+def test_distance_block_is_the_batch_submatrix():
     data = _data()
     ds = SampleDataset(data, ["S4", "S1", "S2"], DataConfig(token_limit=2), with_distances=True)
     batch = ds.collate([ds[2], ds[0]])
@@ -110,7 +110,7 @@ def test_unifrac_block_is_the_batch_submatrix():
     np.testing.assert_array_equal(batch.distances.numpy(), expected)
 
 
-def test_unifrac_without_distances_and_unknown_samples_fail():
+def test_pretraining_without_distances_and_unknown_samples_fail():
     data = _data(with_distances=False)
     with pytest.raises(InputError, match="no distances.h5; re-run aam prepare with --tree, "
                                          "--distance-matrix or a --beta-metric"):

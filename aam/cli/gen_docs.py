@@ -154,7 +154,7 @@ INPUT = {
                 "hashes.",
     "metadata": "Sample metadata TSV (first column the sample ID); required with `table`.",
     "tree": "Rooted phylogeny (Newick or .qza) whose tips are the ASVs; needed for UniFrac "
-            "pretraining.",
+            "distances.",
     "distance_matrix": "Precomputed sample distances, used instead of `tree` (unifrac-binaries "
                        ".h5, QIIME 2 DistanceMatrix .qza, scikit-bio TSV, .npy + IDs).",
     "taxonomy": "Taxonomy TSV or FeatureData[Taxonomy] .qza; stored with the prepared data and "
