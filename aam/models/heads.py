@@ -120,7 +120,7 @@ class AbundanceHead(nn.Module):
     ``v_i`` is the ASV's vector (from its sequence only), ``c_if`` its abundance features (the
     ones the sample encoder reads, ``EncoderOutput.count_features``) and ``a``, ``b_f`` come from
     one network of ``v_i``: a hidden layer (``features``: ``fourier``, random Fourier features
-    with :data:`RFF_SCALE`; ``mlp``, a GELU layer, the format-3 head) and a linear layer. It is
+    with :data:`RFF_SCALE`; ``mlp``, a GELU layer) and a linear layer. It is
     a linear model over presence and abundance whose coefficients are functions of each ASV's
     sequence; attention pooling averages and cannot sum. ``budget`` (the token limit) keeps the
     output's scale independent of how many ASVs the samples hold. Zero-initialised output;
