@@ -25,7 +25,9 @@ TARGET_TRANSFORMS = tuple(TRANSFORMS)  # the one registry: aam.data.target_trans
 COUNT_FEATURES = ("clr", "log1p", "log1p-clr", "log1p-cpm")
 TASKS = ("regression", "classification")
 HEAD_INITS = ("fit", "zero")
-HEAD_FEATURES = ("fourier", "mlp")
+# what the abundance head reads per ASV: features of its sequence (fourier, mlp: of the ASV
+# vectors) or identity (one indicator per ASV of the run's samples: no sequence information)
+HEAD_FEATURES = ("fourier", "mlp", "identity")
 REGRESSION_LOSSES = ("mse", "mae", "huber")
 PARALLEL_CHOICES = ("auto", "none", "ddp", "fsdp", "dp")
 
@@ -352,10 +354,10 @@ class FinetuneConfig:
         _check_positive("out_dim", self.out_dim)
         _check_positive("target_layers", self.target_layers, allow_zero=True)
         _check_positive("abundance_head_width", self.abundance_head_width, allow_zero=True)
-        if self.categorical_lr is not None:
-            _check_positive("categorical_lr", self.categorical_lr)
         if not self.attention_path:
             self._check_head_only()
+        if self.categorical_lr is not None:
+            _check_positive("categorical_lr", self.categorical_lr)
             _check_range("categorical_lr", self.categorical_lr, 1.0, "typical values are "
                          "1e-4 to 1e-2; training diverges well below 1")
         _check_positive("count_penalty", self.count_penalty, allow_zero=True)
@@ -366,8 +368,6 @@ class FinetuneConfig:
             raise InputError(
                 f"nucleotide_mask_rate must be in [0, 1), got {self.nucleotide_mask_rate}.")
 
-
-# The dict/YAML conversions live in aam.config_io; imported here so ``from aam.config import
     def _check_head_only(self) -> None:
         """Without the attention path nothing trains: the fitted start must be the model."""
         if not self.abundance_head or self.abundance_head_init != "fit":
@@ -377,6 +377,10 @@ class FinetuneConfig:
         if self.fusion.conditional_output_scaling:
             raise InputError("--conditional-output-scaling is trained by fine-tuning, which "
                              "--no-attention-path does not run; drop one of the two.")
+        if self.selection_folds >= 2:
+            raise InputError("--selection-folds chooses between the fitted start and "
+                             "fine-tuning, and --no-attention-path has no fine-tuning to "
+                             "choose; drop one of the two.")
 
 
 # Where and how long a run executes (--device, --parallel, --stop-after-minutes): a resumed run
@@ -394,6 +398,8 @@ def flag_of(dotted: str) -> str:
     """The command-line flag of a dotted config field (``train.lr`` -> ``--lr``)."""
     return _flags().get(dotted, "--" + dotted.split(".")[-1].replace("_", "-"))
 
+
+# The dict/YAML conversions live in aam.config_io; imported here so ``from aam.config import
 # load_yaml`` keeps working.
 from aam.config_io import (  # noqa: E402,F401
     DERIVED, settable_fields, flatten, nest, to_dict, from_dict, load_yaml, dump_yaml, merge,

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Optional
 
+import torch
 from torch import Tensor, nn
 
 from aam.config import FinetuneConfig
@@ -16,6 +17,7 @@ from aam.models.encoder import AAMEncoder, EncoderOutput, n_count_features
 from aam.models.fusion import build_fusion
 from aam.models.heads import (AbundanceHead, CategoryEffects, CategoryEmbeddings, CountHead,
                               MaskedAttentionPool, OutputScaling, TargetEncoder, TargetHead)
+from aam.models.identity import IdentityHead
 from aam.models.start import SequenceSnapshot, fill_missing_snapshot
 from aam.validate import load_error_reason
 
@@ -58,6 +60,11 @@ class Predictor(nn.Module):
     (interactions). The abundance head's random features come from its own generator seeded
     with ``train.seed``, so they do not depend on the fusion or categorical settings.
 
+    Without the attention path (``attention_path`` off: the head-only ablation) there is no
+    count head, target encoder, fusion or target head: the prediction is the linear start plus
+    an :class:`Intercept`, and ``aam train`` runs no epoch. The encoder is still built (the
+    abundance head reads its ASV vectors; a pretrained encoder loads as usual).
+
     Parameters
     ----------
     cfg : FinetuneConfig
@@ -82,27 +89,19 @@ class Predictor(nn.Module):
     def __init__(self, cfg: FinetuneConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        dim, model = cfg.model.embedding_dim, cfg.model
         columns = cfg.data.categorical_columns
         if len(cfg.fusion.cardinalities) != len(columns):
             raise InputError(f"fusion.cardinalities has {len(cfg.fusion.cardinalities)} entries "
                              f"but there are {len(columns)} categorical columns.")
-        self.encoder = AAMEncoder(model)
-        self.count_head = CountHead(dim) if cfg.count_prediction else None
-        self.target_encoder = TargetEncoder(dim, model.attention_heads, cfg.target_layers,
-                                            model.ff_mult, model.dropout)
-        if columns:
-            self.category_embeddings = CategoryEmbeddings(cfg.fusion.cardinalities, dim,
-                                                          cfg.fusion.category_dim)
-            self.fusion = build_fusion(cfg.fusion, dim)
-        else:
-            self.pool = MaskedAttentionPool(dim)
-        self.head = TargetHead(dim, cfg.out_dim, model.dropout)
-        self.abundance_head = (AbundanceHead(dim, cfg.out_dim,
-                                             n_count_features(model.count_features),
-                                             cfg.data.token_limit, cfg.abundance_head_width,
-                                             cfg.abundance_head_features, seed=cfg.train.seed)
-                               if cfg.abundance_head else None)
+        self.encoder = AAMEncoder(cfg.model)
+        self.count_head: Optional[CountHead] = None
+        self.head: Optional[TargetHead] = None
+        self.intercept: Optional[Intercept] = None
+        if cfg.attention_path:
+            self._build_attention_path(cfg)
+        else:  # the fitted start alone: its constant needs a home without the target head
+            self.intercept = Intercept(cfg.out_dim)
+        self.abundance_head = _abundance_head(cfg) if cfg.abundance_head else None
         self.category_effects = (CategoryEffects(cfg.fusion.cardinalities, cfg.out_dim)
                                  if cfg.abundance_head and columns else None)
         self.scaling_column = scaling_column_index(cfg)
@@ -123,6 +122,21 @@ class Predictor(nn.Module):
             self.encoder.eval()
             self.encoder_cache = EncoderCache(sample_level=cfg.data.asv_sampling != "random")
         self.encoder.register_load_state_dict_pre_hook(self._forget_encoder_outputs)
+
+    def _build_attention_path(self, cfg: FinetuneConfig) -> None:
+        """Count head, target encoder, category embeddings + fusion (or pooling), target head:
+        what fine-tuning trains as a residual of the fitted start."""
+        dim, model = cfg.model.embedding_dim, cfg.model
+        self.count_head = CountHead(dim) if cfg.count_prediction else None
+        self.target_encoder = TargetEncoder(dim, model.attention_heads, cfg.target_layers,
+                                            model.ff_mult, model.dropout)
+        if cfg.data.categorical_columns:
+            self.category_embeddings = CategoryEmbeddings(cfg.fusion.cardinalities, dim,
+                                                          cfg.fusion.category_dim)
+            self.fusion = build_fusion(cfg.fusion, dim)
+        else:
+            self.pool = MaskedAttentionPool(dim)
+        self.head = TargetHead(dim, cfg.out_dim, model.dropout)
 
     def _forget_encoder_outputs(self, *_args) -> None:
         """Empty the cache before encoder weights are replaced."""
@@ -153,6 +167,21 @@ class Predictor(nn.Module):
         a no-op without a snapshot)."""
         if self.start_encoder is not None:
             self.start_encoder.take(self.encoder)
+
+    def output_bias(self) -> Tensor:
+        """The constant of the prediction [out_dim] (the fitted start's intercept is folded
+        into it): the target head's last bias, or the intercept without an attention path."""
+        if self.head is not None:
+            return self.head.net[-1].bias
+        assert self.intercept is not None
+        return self.intercept.bias
+
+    def start_inputs(self, batch: Batch, enc: EncoderOutput) -> Tensor:
+        """What the abundance head reads per ASV occurrence: vocabulary columns [B, S] for
+        the identity head, else the ASV vectors of :meth:`start_vectors` [B, S, D]."""
+        if isinstance(self.abundance_head, IdentityHead):
+            return self.abundance_head.columns(batch)
+        return self.start_vectors(batch, enc)
 
     def start_vectors(self, batch: Batch, enc: EncoderOutput) -> Tensor:
         """The ASV vectors [B, S, D] the abundance head reads: the snapshot's, else the
@@ -200,23 +229,19 @@ class Predictor(nn.Module):
             ``prediction`` [B, out_dim].
         """
         enc = self.encode(batch, mask_rate)
-        asv_emb, asv_mask = enc.asv_emb, enc.asv_mask  # [B, S, D], [B, S]
-        count_pred = self.count_head(asv_emb) if self.count_head is not None else None
-        hidden = self.target_encoder(asv_emb, asv_mask)  # [B, S, D]
-        fused = None
-        if self.cfg.data.categorical_columns:
-            if batch.cat_ids is None:
-                raise InputError("the model was trained with categorical columns "
-                                 f"{', '.join(self.cfg.data.categorical_columns)} but the batch "
-                                 "has none; give the same metadata columns.")
-            cat_emb = self.category_embeddings(batch.cat_ids)  # [B, C, D]
-            fused = self.fusion(hidden, asv_mask, cat_emb)
-            pooled = fused.pooled
+        asv_mask = enc.asv_mask  # [B, S]
+        if self.cfg.data.categorical_columns and batch.cat_ids is None:
+            raise InputError("the model was trained with categorical columns "
+                             f"{', '.join(self.cfg.data.categorical_columns)} but the batch "
+                             "has none; give the same metadata columns.")
+        count_pred, fused = None, None
+        if self.head is not None:  # [B, out_dim]; 0 before training
+            prediction, count_pred, fused = self._attention_prediction(batch, enc)
         else:
-            pooled = self.pool(hidden, asv_mask)  # [B, D]
-        prediction = self.head(pooled, enc.sample_emb)  # [B, out_dim]; 0 before training
+            assert self.intercept is not None
+            prediction = self.intercept(batch.size)
         if self.abundance_head is not None:
-            prediction = prediction + self.abundance_head(self.start_vectors(batch, enc),
+            prediction = prediction + self.abundance_head(self.start_inputs(batch, enc),
                                                           enc.count_features, asv_mask)
         if self.category_effects is not None:
             prediction = prediction + self.category_effects(batch.cat_ids)
@@ -226,6 +251,47 @@ class Predictor(nn.Module):
             return PredictorOutput(prediction, count_pred, enc)
         return PredictorOutput(prediction, count_pred, enc, fused.extras, fused.attention)
 
+    def _attention_prediction(self, batch: Batch, enc: EncoderOutput):
+        """The attention path's part of the prediction [B, out_dim], the count head's output
+        and the fusion's output (None without categorical columns)."""
+        asv_emb, asv_mask = enc.asv_emb, enc.asv_mask  # [B, S, D], [B, S]
+        assert self.head is not None
+        count_pred = self.count_head(asv_emb) if self.count_head is not None else None
+        hidden = self.target_encoder(asv_emb, asv_mask)  # [B, S, D]
+        fused = None
+        if self.cfg.data.categorical_columns:
+            cat_emb = self.category_embeddings(batch.cat_ids)  # [B, C, D]
+            fused = self.fusion(hidden, asv_mask, cat_emb)
+            pooled = fused.pooled
+        else:
+            pooled = self.pool(hidden, asv_mask)  # [B, D]
+        return self.head(pooled, enc.sample_emb), count_pred, fused
+
+
+class Intercept(nn.Module):
+    """The constant of a model without a target head (``attention_path`` off): one value per
+    output, set by the fitted start's intercept."""
+
+    def __init__(self, out_dim: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(out_dim))
+
+    def forward(self, batch_size: int) -> Tensor:
+        """-> [batch_size, out_dim]."""
+        return self.bias.expand(batch_size, -1)
+
+
+def _abundance_head(cfg: FinetuneConfig) -> AbundanceHead:
+    """The abundance head of ``cfg``: over ASV identity, or over the ASV vectors."""
+    model = cfg.model
+    n_features = n_count_features(model.count_features)
+    if cfg.abundance_head_features == "identity":
+        return IdentityHead(cfg.out_dim, n_features, cfg.data.token_limit,
+                            cfg.data.max_bp or model.max_bp)
+    return AbundanceHead(model.embedding_dim, cfg.out_dim, n_features, cfg.data.token_limit,
+                         cfg.abundance_head_width, cfg.abundance_head_features,
+                         seed=cfg.train.seed)
+
 
 def start_mode(cfg: FinetuneConfig) -> str:
     """Which ASV vectors the abundance head reads (``abundance_head_encoder``): only a fitted
@@ -233,6 +299,8 @@ def start_mode(cfg: FinetuneConfig) -> str:
     moves with the encoder; a frozen base does not move)."""
     if not cfg.abundance_head or cfg.abundance_head_init != "fit" or cfg.freeze_base:
         return "live"
+    if cfg.abundance_head_features == "identity" and cfg.abundance_head_encoder == "snapshot":
+        return "live"  # the identity head reads no ASV vectors: nothing to keep a copy of
     return cfg.abundance_head_encoder
 
 

@@ -29,7 +29,7 @@ from aam.training.checkpoint import (Checkpoint, PredictorState, load_checkpoint
                                      save_checkpoint)
 from aam.training.dist_data import build_loaders
 from aam.training.distributed import DistContext, barrier, distributed_session
-from aam.training.finetune_callbacks import FinetuneTensorBoard
+from aam.training.finetune_callbacks import FinetuneTensorBoard, start_only
 from aam.training.finetune_data import (build_setup, encoder_model_config, random_split,
                                         resolve_sizes, subject_groups)
 from aam.training.finetune_model import (build_model, fit_start, has_fitted_start,
@@ -179,7 +179,7 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
                                      provenance=inputs, predictor=state)
     tensorboard = FinetuneTensorBoard(out / "tensorboard", cfg)
     callbacks = [ResumeCheckpoints(checkpoints, resume, paths.resume_from), checkpoints,
-                 EarlyStopping(cfg.train.patience), tensorboard]
+                 EarlyStopping(cfg.train.patience), tensorboard, *start_only(cfg)]
     fitted = has_fitted_start(model, cfg)
     if fitted and resume is None and not cfg.group_by:
         log.warning("the abundance head's penalty is chosen on the %d validation samples; "

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from aam.config import FinetuneConfig
 from aam.metrics import metric_names
-from aam.training.callbacks import TensorBoardCallback
+from aam.training.callbacks import Callback, TensorBoardCallback
 
 if TYPE_CHECKING:
     from aam.training.loop import TrainState
@@ -20,6 +20,19 @@ log = logging.getLogger(__name__)
 def group_learning_rates(cfg: FinetuneConfig) -> dict[str, float]:
     """Base learning rate of each named parameter group."""
     return {"base": cfg.train.lr, "categorical": cfg.categorical_lr or cfg.train.lr}
+
+
+class StartOnly(Callback):
+    """No epoch runs (``attention_path`` off): the fitted start, validated as epoch 0, is the
+    model. Set at the fit's start, so a resumed run trains no epoch either."""
+
+    def on_fit_start(self, state: "TrainState") -> None:
+        state.stop = True
+
+
+def start_only(cfg: FinetuneConfig) -> list[Callback]:
+    """``[StartOnly()]`` for a model without an attention path, else nothing."""
+    return [] if cfg.attention_path else [StartOnly()]
 
 
 class FinetuneTensorBoard(TensorBoardCallback):

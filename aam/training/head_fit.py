@@ -30,9 +30,11 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterable
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from aam.models.identity import IdentityHead
 from aam.training.dist_data import gather_samples
 from aam.training.distributed import DistContext, gather_objects
 
@@ -86,8 +88,8 @@ def _design(model, loader: Iterable, device: torch.device, dist: DistContext) ->
         batch = batch.to(device)
         out = model(batch)
         enc = out.encoder
-        vectors = model.start_vectors(batch, enc) if hasattr(model, "start_vectors") \
-            else enc.asv_vectors
+        vectors = model.start_inputs(batch, enc) if hasattr(model, "start_inputs") \
+            else enc.asv_vectors  # [B, S, D] ASV vectors, or [B, S] identity columns
         own = head(vectors, enc.count_features, enc.asv_mask)
         if effects is not None:
             own = own + effects(batch.cat_ids)
@@ -118,7 +120,12 @@ class _Solver:
 
     def __init__(self, train: _Design, loss_fn: Callable, classification: bool) -> None:
         self.mean = train.features.mean(0)
-        spread = (train.features - self.mean).pow(2).mean(0).mean().sqrt()
+        variance = (train.features - self.mean).pow(2).mean(0)  # [P]
+        spread = variance.mean().sqrt()
+        # columns that never vary over these samples (e.g. identity columns of ASVs they do not
+        # hold) get weight 0 whatever the penalty: they are left out of the solve
+        self.varies = torch.cat([variance > 0, torch.ones(train.categories.shape[1],
+                                                          dtype=torch.bool)])
         self.scale = float(spread) if float(spread) > 0 else 1.0
         self.cat_mean = train.categories.mean(0)
         variance = float((train.categories - self.cat_mean).pow(2).mean(0).sum())
@@ -140,16 +147,8 @@ class _Solver:
         """(weight [P, K], bias [K]) for each penalty, on the standardised-by-one-scale
         features."""
         z, off, y = self.z(self.train), self.train.offset, self.train.target
-        if not self.classification:  # ridge in closed form, one SVD for every penalty
-            residual = y.double() - off[:, 0]
-            centre = residual.mean()
-            u, s, vt = torch.linalg.svd(z - z.mean(0), full_matrices=False)
-            proj = u.T @ (residual - centre)
-            out = []
-            for penalty in penalties:
-                w = vt.T @ (s / (s * s + penalty) * proj)
-                out.append((w.unsqueeze(1), (centre - z.mean(0) @ w).reshape(1)))
-            return out
+        if not self.classification:
+            return self._ridge(z, y.double() - off[:, 0], penalties)
         k = off.shape[1]
         weight = torch.zeros(z.shape[1], k, dtype=torch.float64, requires_grad=True)
         bias = torch.zeros(k, dtype=torch.float64, requires_grad=True)
@@ -158,6 +157,28 @@ class _Solver:
             _lbfgs(z, off, y, self.loss_fn, penalties[i] / len(y), weight, bias)  # warm starts
             out[i] = (weight.detach().clone(), bias.detach().clone())
         return [out[i] for i in range(len(penalties))]
+
+    def _ridge(self, z: Tensor, residual: Tensor, penalties) -> list[tuple[Tensor, Tensor]]:
+        """Ridge in closed form for every penalty from one decomposition: the SVD of the
+        centred features, or with many more features than samples (ASV identity: thousands of
+        columns) the eigendecomposition of their [N, N] Gram matrix (the same solutions)."""
+        centre, z_mean = residual.mean(), z.mean(0)
+        zc = (z - z_mean)[:, self.varies]
+        target = residual - centre
+        out = []
+        if zc.shape[1] > max(2 * zc.shape[0], 4096):
+            evals, u = torch.linalg.eigh(zc @ zc.T)
+            proj = u.T @ target
+            solve = lambda penalty: zc.T @ (u @ (proj / (evals.clamp_min(0) + penalty)))  # noqa: E731
+        else:
+            u, s, vt = torch.linalg.svd(zc, full_matrices=False)
+            proj = u.T @ target
+            solve = lambda penalty: vt.T @ (s / (s * s + penalty) * proj)  # noqa: E731
+        for penalty in penalties:
+            w = torch.zeros(z.shape[1], dtype=z.dtype)
+            w[self.varies] = solve(penalty)
+            out.append((w.unsqueeze(1), (centre - z_mean @ w).reshape(1)))
+        return out
 
     def loss(self, design: _Design, weight: Tensor, bias: Tensor) -> float:
         with torch.no_grad():
@@ -234,6 +255,11 @@ def fit_abundance_head(model, train_loader: Iterable, val_loader: Iterable,
     dist = dist or DistContext()
     if snapshot and hasattr(model, "take_start_snapshot"):
         model.take_start_snapshot()
+    head = model.abundance_head
+    if isinstance(head, IdentityHead) and head.size == 0:  # a refit keeps the first vocabulary
+        head.set_vocabulary(fed_asv_tokens((train_loader, val_loader), dist))
+        log.info("abundance head: ASV identity over the %d ASVs fed in the training and "
+                 "validation samples", head.size)
     was_training = model.training
     model.eval()
     train = _design(model, train_loader, device, dist)
@@ -262,13 +288,26 @@ def fit_abundance_head(model, train_loader: Iterable, val_loader: Iterable,
     if n_categories:
         model.category_effects.set_output_matrix(cat_matrix)
     with torch.no_grad():
-        model.head.net[-1].bias.add_(intercept.to(model.head.net[-1].bias))
+        bias = model.output_bias()
+        bias.add_(intercept.to(bias))
     fit = HeadFit(PENALTIES[best], chosen_by, cv[best], val_losses[best], before,
                   len(train.ids), len(val.ids), n_features, n_categories)
     log.info("abundance head: fitted start on %d training samples (%d features, %d category "
              "columns), L2 penalty %.3g chosen by %s: val loss %.4g (%.4g before the fit)",
              fit.n_train, n_features, n_categories, fit.penalty, chosen_by, fit.val_loss, before)
     return fit
+
+
+def fed_asv_tokens(loaders: Iterable, dist: DistContext | None = None) -> Tensor:
+    """Tokens [V, L] (uint8, sorted, distinct) of every ASV the ``loaders`` feed the model
+    (within the token limit; under torchrun the union over every rank's share)."""
+    parts = [batch.unique_tokens.to(torch.uint8).cpu().numpy()
+             for loader in loaders for batch in loader]
+    rows = [np.unique(np.concatenate(parts), axis=0)] if parts else []
+    every = [r for part in gather_objects(rows, dist or DistContext()) for r in part]
+    if not every:
+        return torch.zeros(0, 0, dtype=torch.uint8)
+    return torch.from_numpy(np.unique(np.concatenate(every), axis=0))
 
 
 class _Chained:
@@ -349,5 +388,6 @@ def calibrate_asv_norm(model, loader: Iterable, device: torch.device,
              len(vectors))
 
 
-__all__ = ["HeadFit", "PENALTIES", "calibrate_asv_norm", "fit_abundance_head",
+__all__ = ["HeadFit", "PENALTIES", "calibrate_asv_norm", "fed_asv_tokens",
+           "fit_abundance_head",
            "refit_abundance_head"]
