@@ -4,7 +4,9 @@ AAM against the random forest on sleep-apnea ``age`` (regression), sleep-apnea
 ``exposure_type`` and ibd-2538 ``ibd`` (classification): grouped K-fold by subject, several
 seeds, the forest on exactly the same folds, paired bootstrap intervals resampling subjects.
 Writes ``<results-dir>/science-<preset>.{md,tsv}`` and the out-of-fold predictions
-(``science-<preset>-predictions.tsv.gz``). See benchmarks/README.md.
+(``science-<preset>-predictions.tsv.gz``). With ``--ablations``, a separate run at one seed:
+the full model against head only, a random encoder, ASV identity and a corpus-pretrained
+encoder (``science-ablations-<preset>.*``). See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from aam.cli.common import add_common_flags, run  # noqa: E402
+from aam.errors import InputError  # noqa: E402
 
-from aam_science.report import comparison, machine, markdown  # noqa: E402
+from aam_science.ablations import ABLATIONS, BASE, run_ablations  # noqa: E402
+from aam_science.report import (ablation_comparison, ablation_markdown, comparison,  # noqa: E402
+                                machine, markdown)
 from aam_science.runner import long_table, prepare_study, run_study  # noqa: E402
 from aam_science.settings import PRESETS, STUDIES, preset  # noqa: E402
 
@@ -79,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recipe development: benchmark only the training subjects of this "
                         "outer fold (its test subjects are never read); writes *-dev.* files")
     p.add_argument("--tag", default="", help="suffix of the result files (e.g. an ablation)")
+    p.add_argument("--ablations", action="store_true",
+                   help="the ablation run instead: at the first seed, the rows of "
+                        "--ablation-rows against the full model (science-ablations-<preset>.*)")
+    p.add_argument("--ablation-rows", type=_tuple(str), default=tuple(ABLATIONS),
+                   help=f"rows of --ablations (default all: {','.join(ABLATIONS)})")
+    p.add_argument("--corpus", help="unlabelled BIOM table pretrained on beside each study's "
+                                    "training samples (default <data-root>/cf-sputum-corpus/"
+                                    "table.biom; the pretrained-corpus row)")
+    p.add_argument("--pretrain-corpus", action="store_true",
+                   help="pretrain the benchmark's encoders on each fold's training samples "
+                        "plus --corpus (sequences cut to the study's length, Bray-Curtis)")
     p.add_argument("--freeze-base", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--inner-rotation", action=argparse.BooleanOptionalAction, default=None,
                    help="seed r of an ensemble validates on inner grouped fold r of the "
@@ -118,9 +134,13 @@ def _body(args) -> int:
     if args.prepare_only:
         log.info("prepared %s under %s", ", ".join(dirs), work / "prepared")
         return 0
+    corpus = _corpus(args)
+    if args.ablations:
+        return _ablations(args, settings, studies, dirs, work, corpus, start)
     tables, predictions, encoders, seconds = [], [], {}, {}
     for study in studies:  # the files are rewritten after each study: a partial run shows
-        result = run_study(study, dirs[study.name], work, settings, encoders)
+        result = run_study(study, dirs[study.name], work, settings, encoders,
+                           corpus if args.pretrain_corpus else None)
         tables.append(comparison(result, settings.n_bootstrap))
         predictions.append(long_table(result))
         seconds[study.name] = round(result.seconds)
@@ -128,6 +148,80 @@ def _body(args) -> int:
         text = _write(args, settings, tables, predictions, seconds, time.perf_counter() - start)
     print(text)  # noqa: T201 (a script's report goes to stdout)
     return 0
+
+
+def _corpus(args) -> Path | None:
+    """The corpus table when a run uses it (--pretrain-corpus, or the pretrained-corpus row)."""
+    if not (args.pretrain_corpus or (args.ablations and "pretrained-corpus" in
+                                     args.ablation_rows)):
+        return None
+    path = Path(args.corpus or Path(args.data_root) / "cf-sputum-corpus" / "table.biom")
+    if not path.is_file():
+        raise FileNotFoundError(f"corpus table not found: {path} (give --corpus TABLE, or "
+                                "leave the pretrained-corpus row out of --ablation-rows)")
+    return path
+
+
+def _ablations(args, settings, studies, dirs, work: Path, corpus, start: float) -> int:
+    """The ablation run: every row on every study at the first seed; files rewritten after
+    each study."""
+    unknown = [r for r in args.ablation_rows if r not in ABLATIONS]
+    if unknown:
+        raise InputError(f"unknown --ablation-rows {', '.join(unknown)}; choose from "
+                         f"{', '.join(ABLATIONS)}.")
+    rows = (BASE, *[r for r in args.ablation_rows if r != BASE])
+    tables, predictions, seconds, row_seconds, encoders = [], [], {}, dict.fromkeys(rows, 0.0), {}
+    for study in studies:
+        done = run_ablations(study, dirs[study.name], work, settings, encoders, rows, corpus)
+        tables.append(ablation_comparison(done.result, BASE, settings.n_bootstrap))
+        predictions.append(long_table(done.result).rename(columns={"variant": "row"}))
+        seconds[study.name] = round(done.result.seconds)
+        for row, value in done.seconds.items():
+            row_seconds[row] += value
+        row_seconds["pretraining"] = row_seconds.get("pretraining", 0.0) + done.pretrain_seconds
+        log.info("%s finished in %.0f s", study.name, done.result.seconds)
+        text = _write_ablations(args, settings, rows, tables, predictions, seconds, row_seconds,
+                                time.perf_counter() - start)
+    print(text)  # noqa: T201 (a script's report goes to stdout)
+    return 0
+
+
+def _write_ablations(args, settings, rows, tables, predictions, seconds, row_seconds,
+                     wall: float) -> str:
+    """Write science-ablations-<preset>.{md,tsv} and its predictions; returns the text."""
+    header = {
+        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "wall time": f"{wall / 60:.1f} min (per study, s: {seconds}; per row, fine-tuning and "
+                     f"prediction, s: { {k: round(v) for k, v in row_seconds.items()} })",
+        "preset": f"{args.preset}: {settings.note}",
+        "seed": f"{settings.seeds[0]} (one run per row)",
+        "settings": ", ".join(f"{k}={v}" for k, v in asdict(settings).items()
+                              if k not in ("note", "variants", "seeds")),
+        "selection": "the benchmark's grouped K-fold by subject (split seed 0) and its inner "
+                     "split of seed 0 (inner-train / inner-validation by subject); every row "
+                     "trains on inner-train, chooses on inner-validation and predicts the "
+                     "fold's test subjects once. Pretrained rows use the benchmark's encoder "
+                     "of the fold (self-supervised on inner-train, best epoch on "
+                     "inner-validation).",
+        "corpus": "pretrained-corpus pretrains on inner-train plus the cf-sputum corpus "
+                  "(CF sputum, another body site than the studies' stool; no labels), its "
+                  "150-nt sequences cut to the study's 100 nt (counts of sequences identical "
+                  "after the cut summed; corpus samples under 1,000 reads dropped), with "
+                  "Bray-Curtis distances over the joint table (for ibd-2538 this also "
+                  "replaces the study's unweighted UniFrac); best epoch on inner-validation.",
+    }
+    out = Path(args.results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / ("science-ablations-" + "-".join(filter(None, (args.preset, args.tag))))
+    table = pd.concat(tables, ignore_index=True)
+    text = ablation_markdown(table, header, {r: ABLATIONS[r].change for r in rows})
+    stem.with_suffix(".md").write_text(text, encoding="utf-8")
+    table.to_csv(stem.with_suffix(".tsv"), sep="\t", index=False, float_format="%.4f")
+    pd.concat(predictions).to_csv(f"{stem}-predictions.tsv.gz", sep="\t", index=False,
+                                  float_format="%.5g")
+    return text
 
 
 def _write(args, settings, tables, predictions, seconds, wall: float) -> str:
@@ -161,7 +255,8 @@ def _write(args, settings, tables, predictions, seconds, wall: float) -> str:
     out = Path(args.results_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / ("science-" + "-".join(filter(None, (
-        args.preset, "dev" if settings.dev_fold is not None else "", args.tag))))
+        args.preset, "dev" if settings.dev_fold is not None else "",
+        "corpus" if args.pretrain_corpus else "", args.tag))))
     text = markdown(table, header)
     stem.with_suffix(".md").write_text(text, encoding="utf-8")
     table.to_csv(stem.with_suffix(".tsv"), sep="\t", index=False, float_format="%.4f")

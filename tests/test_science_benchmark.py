@@ -4,6 +4,7 @@ that held its subject out, and no test subject is ever a training or validation 
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pandas as pd
@@ -108,3 +109,79 @@ def test_inner_rotation_gives_ensemble_members_disjoint_validation_subjects():
     held = inner_split(ids, subject_of, 0, preset("cpu", inner_rotation=False), class_of, 1)[1]
     assert held == inner_split(ids, subject_of, 0, preset("cpu", inner_rotation=False),
                                class_of, 0)[1]
+
+
+@pytest.fixture(scope="module")
+def ablations(tmp_path_factory):
+    shared_dataset("sleep-apnea")
+    shared_dataset("cf-sputum-corpus")
+    import science
+
+    work, results = tmp_path_factory.mktemp("work"), tmp_path_factory.mktemp("results")
+    code = science.main(["--preset", "smoke", "--ablations", "--studies", "sleep-apnea-age",
+                         "--work-dir", str(work), "--results-dir", str(results)])
+    return code, work, results
+
+
+def test_ablation_run_compares_every_row_with_the_full_model(ablations):
+    """science.py --ablations writes one line per row against `full` (full - row with its
+    subject-bootstrap interval) and the out-of-fold predictions of every row."""
+    from aam_science.ablations import ABLATIONS
+
+    code, _, results = ablations
+    assert code == 0
+    table = pd.read_csv(results / "science-ablations-smoke.tsv", sep="\t")
+    assert list(table["row"]) == [r for r in ABLATIONS if r != "full"]
+    assert (table["full_minus_row"] - (table["full"] - table["row_value"])).abs().max() < 1e-3
+    assert (table["ci_low"] <= table["full_minus_row"] + 1e-9).all()
+    assert (table["full_minus_row"] <= table["ci_high"] + 1e-9).all()
+    text = (results / "science-ablations-smoke.md").read_text()
+    assert "head-only" in text and "verdict" in text and "cf-sputum" in text
+    pred = pd.read_csv(results / "science-ablations-smoke-predictions.tsv.gz", sep="\t",
+                       dtype={"sample_id": str})
+    for _, rows in pred.groupby("row"):
+        assert rows["sample_id"].is_unique and len(rows) == 184
+        assert rows["prediction"].notna().all()
+
+
+def test_ablation_rows_train_what_they_say(ablations):
+    """head-only runs no epoch and has no target head; asv-identity's head reads identity;
+    the full row starts from the benchmark's own pretrained encoder of the fold."""
+    import torch
+
+    _, work, _ = ablations
+    runs = work / "bench" / "ablations" / "sleep-apnea-age"
+    for fold in ("fold~0", "fold~1"):
+        head = json.loads((runs / "head-only" / fold / "seed~0" / "metrics.json").read_text())
+        assert head["epochs_run"] == 0 and head["config"]["attention_path"] is False
+        state = torch.load(runs / "head-only" / fold / "seed~0" / "model.pt",
+                           weights_only=True)["model_state"]
+        assert not any(k.startswith(("head.", "fusion.", "target_encoder.")) for k in state)
+        identity = json.loads((runs / "asv-identity" / fold / "seed~0" /
+                               "metrics.json").read_text())
+        assert identity["config"]["abundance_head_features"] == "identity"
+        card = (runs / "full" / fold / "seed~0" / "model-card.md").read_text()
+        assert str(work / "bench" / "pretrain-sleep-apnea" / fold / "encoder.pt") in card
+
+
+def test_corpus_pretraining_sees_no_test_sample(ablations):
+    """The corpus encoder trains on inner-train plus corpus samples, chooses on inner-validation
+    (study samples only), and the joint table holds no test sample of the fold."""
+    from aam.data.prepared import load_prepared
+
+    _, work, results = ablations
+    pred = pd.read_csv(results / "science-ablations-smoke-predictions.tsv.gz", sep="\t",
+                       dtype={"sample_id": str})
+    full = pred[pred["row"] == "full"]
+    for fold, rows in full.groupby("fold"):
+        test = set(rows["sample_id"])
+        pretrain = work / "bench" / "pretrain-corpus-sleep-apnea" / f"fold~{fold}"
+        train = set((pretrain / "train_samples.txt").read_text().split())
+        val = set((pretrain / "val_samples.txt").read_text().split())
+        corpus = {s for s in train if s.startswith("corpus.")}
+        assert len(corpus) == 592 and not val & corpus  # 44 corpus samples under 1,000 reads
+        assert not (train | val) & test
+        joint = load_prepared(work / "bench" / "corpus-sleep-apnea" / f"fold~{fold}" /
+                              "prepared")
+        assert not set(joint.sample_ids) & test
+        assert max(len(s) for s in joint.sequences) == 100

@@ -151,11 +151,31 @@ def pretrain_fold(data_dir: Path, out: Path, train: list[str], val: list[str], f
     return out / "encoder.pt"
 
 
+def corpus_encoder(data_dir: Path, key: str, fold: int, train: list[str], val: list[str],
+                   work: Path, preset: Preset, corpus_table: Path, encoders: dict) -> Path:
+    """An encoder pretrained on the fold's training samples plus the unlabelled corpus
+    (:mod:`aam_science.corpus`): trained on inner-train + every corpus sample, its best epoch
+    chosen on inner-validation (study samples only). Cached in ``encoders`` like the study-only
+    encoders."""
+    from aam_science.corpus import prepare_joint
+
+    cache_key = (key, "corpus", fold, tuple(train), tuple(val))
+    if cache_key not in encoders:
+        root = work / _tag(preset)
+        prepared, corpus_ids = prepare_joint(data_dir, train + val, corpus_table,
+                                             root / f"corpus-{key}" / f"fold~{fold}")
+        encoders[cache_key] = pretrain_fold(prepared, root / f"pretrain-corpus-{key}" /
+                                            f"fold~{fold}", train + corpus_ids, val, fold,
+                                            preset)
+    return encoders[cache_key]
+
+
 def finetune_and_predict(data_dir: Path, data: PreparedData, out: Path, study: Study,
                          train: list[str], val: list[str], test: list[str], seed: int,
-                         encoder: Path | None, preset: Preset):
+                         encoder: Path | None, preset: Preset, settings: dict | None = None):
     """Fine-tune on inner-train (best epoch on inner-val), then predict the test samples once;
-    returns :class:`aam.predictions.Predictions`."""
+    returns :class:`aam.predictions.Predictions`. ``settings``: further ``FinetuneConfig``
+    fields (an ablation row's, e.g. ``attention_path``)."""
     from aam.inference import PredictConfig, load_predictor, predict_samples
     from aam.training.finetune import FinetunePaths, run_finetune
 
@@ -171,7 +191,7 @@ def finetune_and_predict(data_dir: Path, data: PreparedData, out: Path, study: S
         task=study.task, target_column=study.target, freeze_base=preset.freeze_base,
         abundance_head=preset.abundance_head, abundance_head_init=preset.abundance_head_init,
         abundance_head_refit=preset.abundance_head_refit, selection_se=preset.selection_se,
-        group_by=study.group_by)
+        group_by=study.group_by, **(settings or {}))
     run_finetune(cfg, FinetunePaths(data_dir, out, train_file, val_file,
                                     pretrained_encoder=encoder, fold=out.parent.name))
     model, payload = load_predictor(out / "model.pt")
@@ -231,9 +251,11 @@ def _linear(clr, train_idx, test_idx, y, groups, task: str) -> np.ndarray:
 
 
 def run_study(study: Study, data_dir: Path, work: Path, preset: Preset,
-              encoders: dict) -> StudyResult:
+              encoders: dict, corpus_table: Path | None = None) -> StudyResult:
     """Every variant of ``study`` on every fold and seed; ``encoders`` caches pretrained
-    encoders across studies that share a ``pretrain_key`` and identical fold lists."""
+    encoders across studies that share a ``pretrain_key`` and identical fold lists. With
+    ``corpus_table`` the encoders are pretrained on the fold's training samples plus that
+    unlabelled corpus (:func:`corpus_encoder`)."""
     start = time.perf_counter()
     data = load_prepared(data_dir)
     folds, subjects = outer_folds(data, study, preset)
@@ -243,10 +265,7 @@ def run_study(study: Study, data_dir: Path, work: Path, preset: Preset,
     ids = list(data.sample_ids)
     index = {s: i for i, s in enumerate(ids)}
     subject_of = dict(zip(ids, subjects))
-    raw = data.metadata.loc[ids, study.target].astype(str)
-    classes = sorted(raw.unique()) if study.task == "classification" else None
-    actual = (raw.map({c: i for i, c in enumerate(classes)}).to_numpy() if classes
-              else data.metadata.loc[ids, study.target].astype(float).to_numpy())
+    raw, classes, actual = study_targets(data, study)
     result = StudyResult(study, ids, subjects, actual, classes, np.full(len(ids), -1))
     shape = (len(preset.seeds), len(ids)) + ((len(classes),) if classes else ())
     runs = {v: np.full(shape, np.nan) for v in ("rf", *_row_variants(preset))}
@@ -273,12 +292,11 @@ def run_study(study: Study, data_dir: Path, work: Path, preset: Preset,
             pre_train, pre_val = ((inner_train, inner_val) if member == 0 else
                                   inner_split(train, subject_of, k, preset, class_of, 0))
             key = study.pretrain_key or study.name
-            cache_key = (key, k, tuple(pre_train), tuple(pre_val))
-            if cache_key not in encoders:
-                encoders[cache_key] = pretrain_fold(data_dir, work / _tag(preset) /
-                                                    f"pretrain-{key}" / f"fold~{k}", pre_train,
-                                                    pre_val, k, preset)
-            return inner_train, inner_val, encoders[cache_key]
+            if corpus_table is not None:
+                return inner_train, inner_val, corpus_encoder(
+                    data_dir, key, k, pre_train, pre_val, work, preset, corpus_table, encoders)
+            return inner_train, inner_val, study_encoder(data_dir, key, k, pre_train, pre_val,
+                                                         work, preset, encoders)
 
         if "hybrid-rf" in runs:
             emb = sample_embeddings(member_inputs(0)[2], data, ids, preset)
@@ -306,6 +324,28 @@ def run_study(study: Study, data_dir: Path, work: Path, preset: Preset,
     result.runs = runs
     result.seconds = time.perf_counter() - start
     return result
+
+
+def study_targets(data: PreparedData, study: Study):
+    """(target as text [N], classes or None, actual values or class indices [N]) of every
+    prepared sample."""
+    ids = list(data.sample_ids)
+    raw = data.metadata.loc[ids, study.target].astype(str)
+    classes = sorted(raw.unique()) if study.task == "classification" else None
+    actual = (raw.map({c: i for i, c in enumerate(classes)}).to_numpy() if classes
+              else data.metadata.loc[ids, study.target].astype(float).to_numpy())
+    return raw, classes, actual
+
+
+def study_encoder(data_dir: Path, key: str, fold: int, train: list[str], val: list[str],
+                  work: Path, preset: Preset, encoders: dict) -> Path:
+    """The fold's encoder pretrained on ``train`` (best epoch on ``val``), cached in
+    ``encoders`` and on disk (the benchmark's own folder, so an ablation run reuses it)."""
+    cache_key = (key, fold, tuple(train), tuple(val))
+    if cache_key not in encoders:
+        encoders[cache_key] = pretrain_fold(data_dir, work / _tag(preset) / f"pretrain-{key}" /
+                                            f"fold~{fold}", train, val, fold, preset)
+    return encoders[cache_key]
 
 
 def _tag(preset: Preset) -> str:
