@@ -15,12 +15,13 @@ from aam.predictions import write_metrics, write_predictions
 from aam.reports.runs import discover_runs, parse_run_path
 from aam.reports.summary import CompareConfig, write_report
 
-ABLATION = "fusion~cross-attention_freeze~true"
+ABLATION = "categorical-fusion~cross-attention_freeze-base~true"
 
 
 def fabricate(root, noise=None, folds=2, seeds=(0, 1), n=80):
     """results/finetune/<ablation>/fold~k/seed~s and results/rf/... with truth + N(0, sd)."""
-    noise = noise or {f"finetune/{ABLATION}": 1.0, "finetune/fusion~add": 2.0, "rf": 2.0}
+    noise = noise or {f"finetune/{ABLATION}": 1.0, "finetune/categorical-fusion~add": 2.0,
+                      "rf": 2.0}
     rng = np.random.default_rng(7)
     for fold in range(folds):
         ids = [f"f{fold}s{i:03d}" for i in range(n)]
@@ -37,17 +38,19 @@ def fabricate(root, noise=None, folds=2, seeds=(0, 1), n=80):
 
 def test_parse_run_path_reads_model_params_fold_and_seed():
     parsed = parse_run_path(Path(f"finetune/{ABLATION}/fold~3/seed~2"))
-    assert parsed == (ABLATION, {"fusion": "cross-attention", "freeze": "true"}, 3, 2)
+    assert parsed == (ABLATION, {"categorical-fusion": "cross-attention",
+                                  "freeze-base": "true"}, 3, 2)
     assert parse_run_path(Path("rf/fold~0/seed~1")) == ("rf", {}, 0, 1)
-    with pytest.raises(InputError, match="'fusion~cross_attention' .* not key~value pairs"):
-        parse_run_path(Path("finetune/fusion~cross_attention/fold~0"))
+    with pytest.raises(InputError,
+                       match="'categorical-fusion~cross_attention' .* not key~value pairs"):
+        parse_run_path(Path("finetune/categorical-fusion~cross_attention/fold~0"))
 
 
 def test_comparison_ranks_models_and_finds_the_known_difference(tmp_path):
     fabricate(tmp_path / "results")
     table = write_report(CompareConfig(str(tmp_path / "results"), str(tmp_path / "out"),
                                        n_bootstrap=300, png=False))
-    assert table["model"].tolist() == [ABLATION, "fusion~add", "rf"]
+    assert table["model"].tolist() == [ABLATION, "categorical-fusion~add", "rf"]
     best = table.iloc[0]
     assert (best["n_runs"], best["n_folds"], best["n_seeds"]) == (4, 2, 2)
     # MAE difference of N(0,1) vs N(0,2) noise is -sqrt(2/pi) = -0.80
@@ -81,12 +84,12 @@ def test_rerunning_compare_gives_byte_identical_tables(tmp_path):
 
 def test_unparseable_run_folder_is_skipped_with_a_warning_naming_it(tmp_path, caplog):
     fabricate(tmp_path / "results", folds=1, seeds=(0,), n=20)
-    write_predictions(tmp_path / "results" / "finetune" / "fusion~gmu_old" / "predictions.tsv",
-                      ["a"], [1.0], actual=[1.0])
+    write_predictions(tmp_path / "results" / "finetune" / "categorical-fusion~gmu_old" /
+                      "predictions.tsv", ["a"], [1.0], actual=[1.0])
     with caplog.at_level(logging.WARNING):
         runs = discover_runs(tmp_path / "results")
-    assert "fusion~gmu_old" in caplog.text
-    assert {r.model for r in runs} == {ABLATION, "fusion~add", "rf"}
+    assert "categorical-fusion~gmu_old" in caplog.text
+    assert {r.model for r in runs} == {ABLATION, "categorical-fusion~add", "rf"}
 
 
 def test_empty_tree_is_a_one_line_error(tmp_path, capsys):
@@ -97,8 +100,8 @@ def test_empty_tree_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_differing_actual_values_are_reported(tmp_path):
-    fabricate(tmp_path / "results", noise={"finetune/fusion~add": 1.0, "rf": 1.0}, folds=1,
-              seeds=(0,), n=10)
+    fabricate(tmp_path / "results", noise={"finetune/categorical-fusion~add": 1.0, "rf": 1.0},
+              folds=1, seeds=(0,), n=10)
     path = tmp_path / "results" / "rf" / "fold~0" / "seed~0" / "predictions.tsv"
     frame = pd.read_csv(path, sep="\t", dtype={"sample_id": str})
     write_predictions(path, frame["sample_id"], frame["prediction"], actual=frame["actual"] * 2)
@@ -121,7 +124,7 @@ def test_summary_cautions_when_no_model_beats_the_mean(tmp_path):
 
 
 def test_run_list_compares_only_the_listed_runs(tmp_path, capsys):
-    fabricate(tmp_path / "results", folds=1, n=30)  # ABLATION, fusion~add and rf, seeds 0 and 1
+    fabricate(tmp_path / "results", folds=1, n=30)  # ABLATION, ...~add and rf, seeds 0 and 1
     listed = tmp_path / "run_list.txt"
     listed.write_text(f"# runs the config defines\n"
                       f"{tmp_path}/results/finetune/{ABLATION}/fold~0/seed~0/predictions.tsv\n"
@@ -135,7 +138,7 @@ def test_run_list_compares_only_the_listed_runs(tmp_path, capsys):
     assert table["n_runs"].tolist() == [2, 1]
     runs = pd.read_csv(tmp_path / "out" / "runs.tsv", sep="\t")
     assert sorted(zip(runs["model"], runs["seed"])) == [(ABLATION, 0), (ABLATION, 1), ("rf", 0)]
-    assert "fusion~add" not in (tmp_path / "out" / "summary.md").read_text()
+    assert "categorical-fusion~add" not in (tmp_path / "out" / "summary.md").read_text()
 
 
 def _bad_lists(root):

@@ -10,7 +10,7 @@ from aam.predictions import write_metrics, write_predictions
 from aam.reports.columns import selection_cell, verdict_word
 from aam.reports.summary import CompareConfig, write_report
 
-GOOD, INERT = "fusion~concat", "fusion~gmu"
+GOOD, INERT = "categorical-fusion~concat", "categorical-fusion~gmu"
 
 
 def fabricate(root, n=80):
@@ -94,12 +94,12 @@ def test_models_with_identical_predictions_share_a_rank(tmp_path):
     fabricate(tmp_path / "results")
     import shutil
 
-    twin = tmp_path / "results" / "finetune" / "fusion~perceiver"
+    twin = tmp_path / "results" / "finetune" / "categorical-fusion~perceiver"
     shutil.copytree(tmp_path / "results" / "finetune" / GOOD, twin)
     table = write_report(CompareConfig(str(tmp_path / "results"), str(tmp_path / "out"),
                                        n_bootstrap=50, figures=False))
     ranks = table.set_index("model")["rank"]
-    assert ranks[GOOD] == ranks["fusion~perceiver"] == 1 and ranks["linear"] == 3
+    assert ranks[GOOD] == ranks["categorical-fusion~perceiver"] == 1 and ranks["linear"] == 3
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "Same model, shared rank: **concat** = **perceiver**" in summary or \
         "Same model, shared rank: **perceiver** = **concat**" in summary

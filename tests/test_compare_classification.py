@@ -18,14 +18,15 @@ def test_rf_classification_runs_compare_with_a_sharper_model(tmp_path):
     rf = read_predictions(rf_dir / "predictions.tsv")
     truth = (rf["actual"] == "low").to_numpy(float)
     p_low = np.clip(0.9 * truth + 0.05, 0, 1)  # a near-perfect "AAM" run on the same samples
-    write_predictions(tmp_path / "results" / "finetune" / "fusion~gmu" / "fold~0" / "seed~0" /
-                      "predictions.tsv", rf["sample_id"], np.where(truth > 0, "low", "high"),
+    write_predictions(tmp_path / "results" / "finetune" / "categorical-fusion~gmu" / "fold~0" /
+                      "seed~0" / "predictions.tsv", rf["sample_id"],
+                      np.where(truth > 0, "low", "high"),
                       actual=rf["actual"], proba=np.column_stack([1 - p_low, p_low]),
                       classes=["high", "low"])
     out = tmp_path / "report"
     table = write_report(CompareConfig(str(tmp_path / "results"), str(out), n_bootstrap=200,
                                        png=False))
-    assert table["model"].tolist() == ["fusion~gmu", "rf"]
+    assert table["model"].tolist() == ["categorical-fusion~gmu", "rf"]
     assert table.loc[0, "accuracy_mean"] == 1.0 and table.loc[0, "auc_mean"] == 1.0
     comparison = pd.read_csv(out / "comparison.tsv", sep="\t")
     assert {"balanced_accuracy_ci_low", "f1_macro_diff", "auc_ci_high"} <= set(comparison)

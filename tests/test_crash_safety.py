@@ -113,7 +113,7 @@ def test_compare_dying_half_way_leaves_no_table(w, tmp_path, monkeypatch, capsys
     results = tmp_path / "results"
     fold = results / "rf" / "fold~0" / "seed~0"
     assert aam_main(CSV_WRITERS["rf-baseline"][0](prep, run, fold)) == 0
-    fine = results / "finetune" / "fusion~concat" / "fold~0" / "seed~0"
+    fine = results / "finetune" / "categorical-fusion~concat" / "fold~0" / "seed~0"
     assert aam_main(CSV_WRITERS["predict"][0](prep, run, fine)) == 0
     monkeypatch.setattr(pd.DataFrame, "to_csv", _half_to_csv)
     _fails_with_disk_full(["compare", "--results-dir", str(results), "--output-dir",

@@ -11,11 +11,13 @@ from test_compare import ABLATION, fabricate
 
 
 @pytest.mark.parametrize(("model", "params", "label"), [
-    (ABLATION, {"fusion": "cross-attention", "freeze": "true"}, "cross-attention, frozen"),
-    ("x", {"fusion": "concat", "freeze": "false", "pretrained": "false"},
+    (ABLATION, {"categorical-fusion": "cross-attention", "freeze-base": "true"},
+     "cross-attention, frozen"),
+    ("x", {"categorical-fusion": "concat", "freeze-base": "false", "pretrained": "false"},
      "concat, no pretraining"),
-    ("x", {"fusion": "gmu", "sampling": "random", "counts": "false", "transform": "zscore"},
-     "gmu, random ASVs, no count head, transform zscore"),
+    ("x", {"categorical-fusion": "gmu", "asv-sampling": "random", "count-prediction": "false",
+           "target-transform": "zscore"},
+     "gmu, random ASVs, no count head, target-transform zscore"),
     ("x", {"categorical-fusion": "add", "freeze-base": "true", "lr": "0.01"},
      "add, frozen, lr 0.01"),
     ("rf", {}, "random forest"),
@@ -47,10 +49,10 @@ def test_explicit_labels_and_explain_section(tmp_path):
                  "--labels", str(labels), "--n-bootstrap", "100", "--no-png"]) == 0
     table = pd.read_csv(out / "comparison.tsv", sep="\t")
     assert dict(zip(table["model"], table["label"])) == {
-        ABLATION: "CA frozen", "fusion~add": "add", "rf": "random forest"}
+        ABLATION: "CA frozen", "categorical-fusion~add": "add", "rf": "random forest"}
     runs = pd.read_csv(out / "runs.tsv", sep="\t")
     assert set(zip(runs["model"], runs["label"])) == {
-        (ABLATION, "CA frozen"), ("fusion~add", "add"), ("rf", "random forest")}
+        (ABLATION, "CA frozen"), ("categorical-fusion~add", "add"), ("rf", "random forest")}
     summary = (out / "summary.md").read_text()
     assert "**CA frozen** beats RF" in summary
     assert "## Which ASVs drive the predictions" in summary

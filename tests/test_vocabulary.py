@@ -108,8 +108,8 @@ def test_every_workflow_key_parses_with_its_command(config_file, monkeypatch):
     table = read_ablation_table(REPO / cfg["ablations"])
     for row in table.to_dict("records"):
         args = _parse("train", wa.train_flags(row, cfg))
-        if "fusion" in row:
-            assert args.categorical_fusion == row["fusion"]
+        if "categorical-fusion" in row:
+            assert args.categorical_fusion == row["categorical-fusion"]
         _parse("predict", wa.predict_flags(row, cfg["predict"]))
     wa_keys = set(cfg["pretrain"]) | set(cfg["finetune"]) | set(cfg["model"])
     assert wa_keys  # every key went through a parser above
@@ -128,7 +128,8 @@ def test_false_becomes_no_flag_and_columns_may_be_any_train_flag(monkeypatch):
         == "target"  # the published alias
     config = {"prepare": {"task": "regression", "categorical_columns": ["category"]},
               "model": {}, "finetune": {"freeze_base": True}}
-    row = {"categorical-fusion": "gmu", "freeze": "false", "lr": "0.0003", "pretrained": "true"}
+    row = {"categorical-fusion": "gmu", "freeze-base": "false", "lr": "0.0003",
+           "pretrained": "true"}
     args = _parse("train", train_flags(row, config))
     assert (args.categorical_fusion, args.freeze_base, args.lr) == ("gmu", False, 0.0003)
 
@@ -141,12 +142,12 @@ def test_a_misspelt_column_stops_the_workflow_with_one_line(monkeypatch):
     from workflow_checks import check_aam_flags
 
     cfg = _with_defaults(yaml.safe_load((REPO / "tests" / "data" / "config.yaml").read_text()))
-    check_aam_flags(cfg, pd.DataFrame({"fusion": ["gmu"], "lr": ["0.001"]}))
+    check_aam_flags(cfg, pd.DataFrame({"categorical-fusion": ["gmu"], "lr": ["0.001"]}))
     with pytest.raises(WorkflowError, match=r"unrecognized arguments: --lrr 0\.001"):
-        check_aam_flags(cfg, pd.DataFrame({"fusion": ["gmu"], "lrr": ["0.001"]}))
+        check_aam_flags(cfg, pd.DataFrame({"categorical-fusion": ["gmu"], "lrr": ["0.001"]}))
     with pytest.raises(WorkflowError, match=r"pretrain sections of the config.*--epoch"):
         check_aam_flags({**cfg, "pretrain": {**cfg["pretrain"], "epoch": 3}},
-                        pd.DataFrame({"fusion": ["gmu"]}))
+                        pd.DataFrame({"categorical-fusion": ["gmu"]}))
 
 
 def test_a_bad_value_in_a_column_stops_the_workflow(monkeypatch):
@@ -158,7 +159,7 @@ def test_a_bad_value_in_a_column_stops_the_workflow(monkeypatch):
 
     cfg = _with_defaults(yaml.safe_load((REPO / "tests" / "data" / "config.yaml").read_text()))
     with pytest.raises(WorkflowError, match="Unknown fusion 'gmu2'. Choose one of: add, concat"):
-        check_aam_flags(cfg, pd.DataFrame({"fusion": ["gmu2"]}))
+        check_aam_flags(cfg, pd.DataFrame({"categorical-fusion": ["gmu2"]}))
 
 
 # --- one list per choice ---------------------------------------------------------------------
@@ -184,8 +185,38 @@ def test_every_choice_has_one_list_that_schemas_and_flags_read():
     assert set(props["pretrain"]["properties"]["asv_sampling"]["enum"]) == set(ASV_SAMPLING)
     ablation = yaml.safe_load((REPO / "workflow" / "schemas" /
                                "ablations.schema.yaml").read_text())["properties"]
-    assert set(ablation["transform"]["enum"]) <= set(TRANSFORMS)  # zscore-category needs a column
-    assert set(ablation["sampling"]["enum"]) == set(ASV_SAMPLING)
+    assert set(ablation["target-transform"]["enum"]) <= set(TRANSFORMS)  # zscore-category: a column
+    assert set(ablation["asv-sampling"]["enum"]) == set(ASV_SAMPLING)
     for name in FUSIONS:  # every registered fusion is a valid ablation cell
-        assert re.fullmatch(ablation["fusion"]["pattern"], name)
+        assert re.fullmatch(ablation["categorical-fusion"]["pattern"], name)
     assert "zscore-category" in TRANSFORMS and {"gmu", "perceiver"} <= set(FUSIONS)
+
+
+@pytest.mark.parametrize("old,new", [("fusion", "categorical-fusion"), ("freeze", "freeze-base"),
+                                     ("sampling", "asv-sampling"),
+                                     ("transform", "target-transform"),
+                                     ("counts", "count-prediction")])
+def test_a_short_ablation_column_names_its_flag_in_one_line(old, new, monkeypatch):
+    import pandas as pd
+    from snakemake.exceptions import WorkflowError
+
+    monkeypatch.syspath_prepend(str(REPO / "workflow" / "lib"))
+    from workflow_checks import check_ablation_columns
+
+    check_ablation_columns(pd.DataFrame({new: ["x"], "pretrained": ["true"]}), "a.tsv")
+    with pytest.raises(WorkflowError, match=rf"^a\.tsv: the column '{old}' is now '{new}' "):
+        check_ablation_columns(pd.DataFrame({old: ["x"]}), "a.tsv")
+
+
+def test_ablation_folders_name_each_row_by_its_flags_and_read_back(monkeypatch):
+    import pandas as pd
+
+    monkeypatch.syspath_prepend(str(REPO / "workflow" / "lib"))
+    from workflow_args import ablation_folders, ablation_settings
+
+    table = pd.DataFrame({"categorical-fusion": ["cross-attention", "gmu"],
+                          "freeze-base": ["true", ""], "lr": ["0.001", "3e-4"]})
+    folders = ablation_folders(table)
+    assert folders == ["categorical-fusion~cross-attention_freeze-base~true_lr~0.001",
+                       "categorical-fusion~gmu_freeze-base~_lr~3e-4"]
+    assert [ablation_settings(f) for f in folders] == table.to_dict("records")

@@ -128,7 +128,8 @@ def test_flag_helpers_map_config_and_ablation_cells_to_aam_flags(monkeypatch):
         "--folds 5 --test-fraction 0 --seed 3 --inner-val-fraction 0.2"
     config = {"prepare": {"task": "regression", "categorical_columns": []},
               "model": {"embedding_dim": 16}, "finetune": {"target_transform": "zscore"}}
-    row = {"fusion": "gmu", "freeze": "false", "transform": "none", "pretrained": "true"}
+    row = {"categorical-fusion": "gmu", "freeze-base": "false", "target-transform": "none",
+           "pretrained": "true"}
     assert train_flags(row, config) == ("--task regression --embedding-dim 16 --target-transform "
                                         "none --categorical-fusion gmu --no-freeze-base")
     # validation on the test side (test_fraction 0, no inner split): the abundance head must
@@ -169,10 +170,10 @@ def test_test_config_trains_one_row_from_scratch(workdir):
     result = snakemake("-n", "-p", "--configfile", "tests/data/config.yaml", workdir=workdir)
     assert result.returncode == 0, result.stdout
     blocks = {re.search(r"ablation=(\S+),", b)[1]: b for b in job_blocks(result.stdout, "finetune")}
-    assert set(blocks) == {"fusion~concat_freeze~false_pretrained~false",
-                           "fusion~cross-attention_freeze~true_pretrained~true"}
-    scratch = blocks["fusion~concat_freeze~false_pretrained~false"]
-    frozen = blocks["fusion~cross-attention_freeze~true_pretrained~true"]
+    assert set(blocks) == {"categorical-fusion~concat_freeze-base~false_pretrained~false",
+                           "categorical-fusion~cross-attention_freeze-base~true_pretrained~true"}
+    scratch = blocks["categorical-fusion~concat_freeze-base~false_pretrained~false"]
+    frozen = blocks["categorical-fusion~cross-attention_freeze-base~true_pretrained~true"]
     assert "--pretrained-encoder" not in scratch and "--no-freeze-base" in scratch
     assert "--pretrained-encoder 'results/pretrain/fold~0/seed~0/encoder.pt'" in frozen
     assert "--freeze-base" in frozen and "--categorical-fusion cross-attention" in frozen
@@ -188,20 +189,21 @@ def test_pretraining_switched_off_drops_the_encoder(workdir):
 
 def test_label_column_names_rows_in_the_report_but_not_the_folders(workdir, tmp_path):
     table = tmp_path / "ablations.tsv"
-    table.write_text("fusion\tfreeze\tlabel\nconcat\tfalse\tbaseline concat\n"
+    table.write_text("categorical-fusion\tfreeze-base\tlabel\nconcat\tfalse\tbaseline concat\n"
                      "gmu\ttrue\t\n")
     result = snakemake("-n", "-p", "--config", f"ablations={table}", workdir=workdir)
     assert result.returncode == 0, result.stdout
     finetune = " ".join(job_blocks(result.stdout, "finetune"))
-    assert "fusion~concat_freeze~false/" in finetune and "label" not in finetune
+    assert "categorical-fusion~concat_freeze-base~false/" in finetune and "label" not in finetune
     compare = job_blocks(result.stdout, "compare_models")[0]
-    assert "'fusion~concat_freeze~false\tbaseline concat'" in compare
-    assert "fusion~gmu_freeze~true\t" not in compare  # unlabelled: aam compare derives it
+    assert "'categorical-fusion~concat_freeze-base~false\tbaseline concat'" in compare
+    # unlabelled: aam compare derives it
+    assert "categorical-fusion~gmu_freeze-base~true\t" not in compare
     assert "--labels results/report/labels.tsv" in compare
 
 
-@pytest.mark.parametrize("table", ["fusion\tfreeze\nconcat\tfalse\ngmu\tfalse\n",
-                                   "fusion\tcross-attn-heads\ncross-attention\t2\n"])
+@pytest.mark.parametrize("table", ["categorical-fusion\tfreeze-base\nconcat\tfalse\ngmu\tfalse\n",
+                                   "categorical-fusion\tcross-attn-heads\ncross-attention\t2\n"])
 def test_fusion_rows_without_categorical_columns_stop_before_any_job(workdir, tmp_path, table):
     (tmp_path / "ablations.tsv").write_text(table)
     none = override(workdir, "no-categories", "prepare: {categorical_columns: []}")
@@ -215,7 +217,8 @@ def test_fusion_rows_without_categorical_columns_stop_before_any_job(workdir, tm
 
 
 def test_without_categorical_columns_one_fusion_plans_no_permutation_check(workdir, tmp_path):
-    (tmp_path / "ablations.tsv").write_text("fusion\tfreeze\nconcat\tfalse\nconcat\ttrue\n")
+    (tmp_path / "ablations.tsv").write_text(
+        "categorical-fusion\tfreeze-base\nconcat\tfalse\nconcat\ttrue\n")
     none = override(workdir, "no-categories", "prepare: {categorical_columns: []}\n"
                                               "split: {test_fraction: 0, folds: 3, "
                                               "inner_val_fraction: 0}")
@@ -326,7 +329,8 @@ def test_new_ablation_row_trains_only_that_row(finished_run, tmp_path):
     assert result.returncode == 0, result.stdout
     assert job_counts(result.stdout) == {"finetune": 1, "predict": 1, "explain": 1,
                                          "compare_models": 1, "all": 1}
-    assert "ablation=fusion~gmu_freeze~true" in job_blocks(result.stdout, "finetune")[0]
+    assert "ablation=categorical-fusion~gmu_freeze-base~true" in job_blocks(result.stdout,
+                                                                            "finetune")[0]
 
 
 def test_removed_ablation_row_leaves_the_comparison(finished_run, tmp_path):
@@ -339,11 +343,13 @@ def test_removed_ablation_row_leaves_the_comparison(finished_run, tmp_path):
     assert result.returncode == 0, result.stdout
     assert job_counts(result.stdout) == {"compare_models": 1, "all": 1}
     listed = (workdir / "results" / "report" / "run_list.txt").read_text().splitlines()
-    assert listed == ["results/finetune/fusion~concat_freeze~false/fold~0/seed~0/predictions.tsv",
+    assert listed == ["results/finetune/categorical-fusion~concat_freeze-base~false/fold~0/seed~0/"
+                      "predictions.tsv",
                       "results/rf/fold~0/seed~0/predictions.tsv",
                       "results/linear/fold~0/seed~0/predictions.tsv"]
     # the removed row's results stay on disk; only the run list decides what is compared
-    assert (workdir / "results" / "finetune" / "fusion~cross-attention_freeze~false").is_dir()
+    assert (workdir / "results" / "finetune" /
+            "categorical-fusion~cross-attention_freeze-base~false").is_dir()
 
 
 @pytest.mark.parametrize(

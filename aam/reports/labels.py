@@ -1,5 +1,5 @@
 """Readable model labels for the report: "cross-attention, frozen" instead of the Paramspace
-folder name ``fusion~cross-attention_freeze~true``.
+folder name ``categorical-fusion~cross-attention_freeze-base~true``.
 
 A label comes from the ablation table's optional ``label`` column (the workflow passes them as a
 two-column TSV, ``model`` and ``label``), else from the row's settings: the fusion name, then the
@@ -17,16 +17,15 @@ from aam.errors import InputError
 
 BASELINE_LABEL = "random forest"
 OTHER_BASELINE_LABELS = {"linear": "linear (CLR)"}  # further baselines' run folders -> labels
-ALIASES = {"categorical-fusion": "fusion", "freeze-base": "freeze", "asv-sampling": "sampling",
-           "count-prediction": "counts", "target-transform": "transform"}  # flag -> short column
 # (column, value) -> words; a pair listed with None is a default and left out of the label.
 WORDS = {
-    ("freeze", "true"): "frozen", ("freeze", "false"): None,
+    ("freeze-base", "true"): "frozen", ("freeze-base", "false"): None,
     ("pretrained", "true"): None, ("pretrained", "false"): "no pretraining",
-    ("counts", "true"): None, ("counts", "false"): "no count head",
-    ("sampling", "first"): None, ("sampling", "abundance"): "abundant ASVs",
-    ("sampling", "random"): "random ASVs",
+    ("count-prediction", "true"): None, ("count-prediction", "false"): "no count head",
+    ("asv-sampling", "first"): None, ("asv-sampling", "abundance"): "abundant ASVs",
+    ("asv-sampling", "random"): "random ASVs",
 }
+FUSION = "categorical-fusion"  # its value leads the label
 
 
 def derive_label(model: str, params: dict, baseline: str = "rf") -> str:
@@ -35,10 +34,9 @@ def derive_label(model: str, params: dict, baseline: str = "rf") -> str:
         return BASELINE_LABEL
     if not params:
         return OTHER_BASELINE_LABELS.get(model, model)
-    params = {ALIASES.get(k, k): v for k, v in params.items()}
-    words = [params["fusion"]] if "fusion" in params else []
+    words = [params[FUSION]] if FUSION in params else []
     for key, value in params.items():
-        if key == "fusion":
+        if key == FUSION:
             continue
         if (key, value) in WORDS:
             word = WORDS[(key, value)]

@@ -2,7 +2,8 @@
 
 A run is a folder holding ``predictions.tsv`` (and usually ``metrics.json``) below a results
 folder: ``finetune/{ablation}/fold~{k}/seed~{s}/`` or ``rf/fold~{k}/seed~{s}/``, where
-``{ablation}`` is a Paramspace string such as ``fusion~cross-attention_freeze~true``. The runs are
+``{ablation}`` is a Paramspace string such as
+``categorical-fusion~cross-attention_freeze-base~true``. The runs are
 every ``predictions.tsv`` found there, or only those a run list names.
 """
 
@@ -73,7 +74,7 @@ def parse_run_path(relative: Path, baseline: str | tuple[str, ...] = "rf"
     model = model or "/".join(ablation) or None
     if model is None:
         raise InputError(f"{relative} names no model: expected {'/ or '.join(baselines)}/ or an "
-                         "ablation segment such as fusion~gmu.")
+                         "ablation segment such as categorical-fusion~gmu.")
     return model, params, fold, seed
 
 

@@ -1,4 +1,4 @@
-"""Single-process multi-GPU training (``--data-parallel``): each GPU computes the loss of its
+"""Single-process multi-GPU training (``--parallel dp``): each GPU computes the loss of its
 share of the batch.
 
 ``nn.DataParallel`` scatters every tensor along dim 0, which cannot cut an AAM :class:`Batch`:

@@ -62,7 +62,7 @@ class PretrainObjective:
         gathered and sums all-reduced, so every rank returns the one-process metrics.
     """
 
-    min_part_size = 2  # --data-parallel: each GPU's part needs a sample pair
+    min_part_size = 2  # --parallel dp: each GPU's part needs a sample pair
 
     def __init__(self, mask_rate: float, nucleotide_loss_weight: float,
                  distances: np.ndarray | None = None, seed: int = 0,

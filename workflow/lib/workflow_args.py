@@ -10,14 +10,7 @@ import shlex
 
 # An ablation column is an `aam train` flag without its dashes (`categorical-fusion`,
 # `freeze-base`, `lr`); names hold no `_` (the path segment joins key~value pairs with `_`), and
-# true/false cells become `--flag` / `--no-flag`. The published short names stay aliases.
-ABLATION_ALIASES = {
-    "fusion": "categorical-fusion",
-    "freeze": "freeze-base",
-    "sampling": "asv-sampling",
-    "transform": "target-transform",
-    "counts": "count-prediction",
-}
+# true/false cells become `--flag` / `--no-flag`.
 # Ablation columns that steer the workflow and are not `aam train` flags.
 ABLATION_WORKFLOW_COLUMNS = ("pretrained",)
 INPUT_KEYS = ("table", "rep_seqs", "metadata", "tree", "distance_matrix", "taxonomy")
@@ -103,9 +96,23 @@ def split_flags(split):
     return cli_flags(opts)
 
 
+def ablation_folders(table):
+    """The folder name of each ablation row, in table order: `column~value` pairs joined by `_`
+    (`categorical-fusion~gmu_freeze-base~true`). Snakemake's Paramspace builds the same names
+    but cannot take column names with `-`, which every multi-word flag has."""
+    return ["_".join(f"{column}~{value}" for column, value in row.items())
+            for row in table.to_dict("records")]
+
+
+def ablation_settings(folder):
+    """The ablation row of a folder name, as {column: string value} (the inverse of
+    `ablation_folders`: names and values hold no `_`, names no `~`)."""
+    return dict(pair.split("~", 1) for pair in folder.split("_"))
+
+
 def ablation_column_key(column):
-    """The `aam train` setting (config-key spelling) of an ablation column, aliases resolved."""
-    return ABLATION_ALIASES.get(column, column).replace("-", "_")
+    """The `aam train` setting (config-key spelling) of an ablation column (its flag)."""
+    return column.replace("-", "_")
 
 
 def train_flags(row, config):

@@ -117,9 +117,24 @@ def read_ablation_table(path):
     table = table.apply(lambda column: column.str.strip())
     if table.empty:
         raise WorkflowError(
-            f"{path} has no rows; add at least one, e.g. fusion=concat."
+            f"{path} has no rows; add at least one, e.g. categorical-fusion concat."
         )
     return table
+
+
+#: Short column names the ablation table once used -> the `aam train` flag that replaced them.
+OLD_COLUMNS = {"fusion": "categorical-fusion", "freeze": "freeze-base", "sampling": "asv-sampling",
+               "transform": "target-transform", "counts": "count-prediction"}
+
+
+def check_ablation_columns(table, path):
+    """Raise WorkflowError naming the new column for a short name the table no longer takes."""
+    for column in table.columns:
+        if column in OLD_COLUMNS:
+            raise WorkflowError(
+                f"{path}: the column {column!r} is now {OLD_COLUMNS[column]!r} (ablation columns "
+                "are `aam train` flags without their dashes); rename it in the header. Result "
+                "folders are named after the columns, so the renamed rows train again.")
 
 
 def check_ablation_rows(table, path, pretrain_enabled):
@@ -169,7 +184,7 @@ def check_fusion_rows(table, path, categorical_columns):
 
 def split_labels(table):
     """(settings table without the optional `label` column, {row index: label}); the label is
-    a display name only, so it is no part of the Paramspace folder name."""
+    a display name only, so it is no part of the folder name."""
     if "label" not in table:
         return table, {}
     labels = {i: label for i, label in table["label"].items() if label}

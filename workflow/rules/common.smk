@@ -11,12 +11,14 @@ import sys
 import yaml
 
 from snakemake.settings.types import DeploymentMethod
-from snakemake.utils import Paramspace, validate
+from snakemake.utils import validate
 
 sys.path.insert(0, os.path.join(workflow.basedir, "lib"))
 
 from workflow_args import (
     SIMULATED_TRUTH,
+    ablation_folders,
+    ablation_settings,
     baseline_flags,
     baseline_train_lists,
     cli_flags,
@@ -37,6 +39,7 @@ from workflow_checks import (
     check_keys,
     check_schema,
     check_section_flags,
+    check_ablation_columns,
     check_ablation_rows,
     check_config,
     check_fusion_rows,
@@ -58,6 +61,7 @@ validate(config, "../schemas/config.schema.yaml")  # fills in the defaults
 config["prepare"]["target"] = target_column(config["prepare"])
 check_config(config)
 ABLATIONS = read_ablation_table(config["ablations"])
+check_ablation_columns(ABLATIONS, config["ablations"])
 validate(ABLATIONS, "../schemas/ablations.schema.yaml")
 ABLATIONS, LABELS = split_labels(ABLATIONS)
 check_ablation_rows(ABLATIONS, config["ablations"], config["pretrain"]["enabled"])
@@ -66,7 +70,7 @@ check_fusion_rows(
 )
 check_aam_flags(config, ABLATIONS)
 check_section_flags(config, ABLATIONS)
-PARAMSPACE = Paramspace(ABLATIONS, filename_params="*", single_wildcard="ablation")
+ABLATION_FOLDERS = ablation_folders(ABLATIONS)  # one results/finetune/<folder> per row
 FOLDS = list(range(config["split"]["folds"])) if config["split"]["folds"] >= 2 else [0]
 SEEDS = config["seeds"]
 # the models fuse metadata: predict checks how much shuffling it moves them (permutation.json)
@@ -86,7 +90,7 @@ wildcard_constraints:
 
 def ablation_row(wildcards):
     """The ablation table row of a job, as {column: string value}."""
-    return {key: str(value) for key, value in PARAMSPACE.instance(wildcards).items()}
+    return ablation_settings(wildcards.ablation)
 
 
 def uses_encoder(wildcards):
@@ -112,7 +116,7 @@ def finetune_outputs(name):
     """`name` of every fine-tuned model."""
     return expand(
         f"results/finetune/{{ablation}}/fold~{{fold}}/seed~{{seed}}/{name}",
-        ablation=PARAMSPACE.instance_patterns,
+        ablation=ABLATION_FOLDERS,
         fold=FOLDS,
         seed=SEEDS,
     )
@@ -141,7 +145,7 @@ def explain_outputs():
         return []
     return expand(
         "results/finetune/{ablation}/fold~{fold}/seed~{seed}/explain/explain.json",
-        ablation=PARAMSPACE.instance_patterns,
+        ablation=ABLATION_FOLDERS,
         fold=FOLDS,
         seed=SEEDS,
     )
@@ -150,7 +154,7 @@ def explain_outputs():
 def label_lines():
     """Shell-quoted lines of labels.tsv: a header and `model<TAB>label` for each row with a
     `label` (aam compare derives the others from the row's settings)."""
-    patterns = list(PARAMSPACE.instance_patterns)
+    patterns = ABLATION_FOLDERS
     rows = [f"{patterns[i]}\t{label}" for i, label in LABELS.items()]
     return shlex.join(["model\tlabel"] + rows)
 
