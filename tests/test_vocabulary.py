@@ -126,6 +126,11 @@ def test_false_becomes_no_flag_and_columns_may_be_any_train_flag(monkeypatch):
     assert _parse("prepare", prepare_flags(prepare)).metadata_column == "ph"
     assert _parse("prepare", prepare_flags({**prepare, "metadata_column": ""})).metadata_column \
         == "target"  # the published alias
+    for value in (False, True):  # false is a setting too: --no-flag, never dropped
+        args = _parse("prepare", prepare_flags({**prepare, "allow_fractional_counts": value,
+                                                "min_depth": 0, "rarefy_depth": None}))
+        assert (args.allow_fractional_counts, args.min_depth, args.rarefy_depth) == (value, 0,
+                                                                                    None)
     config = {"prepare": {"task": "regression", "categorical_columns": ["category"]},
               "model": {}, "finetune": {"freeze_base": True}}
     row = {"categorical-fusion": "gmu", "freeze-base": "false", "lr": "0.0003",
