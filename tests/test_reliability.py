@@ -215,8 +215,8 @@ def test_kill_9_in_prepare_write_phase_then_a_clean_rerun(tmp_path, capsys):
     assert aam_main(_prepare_argv(out)) == 0
     err = capsys.readouterr().err
     assert "left by an interrupted run" in err and "taking over the lock" in err
-    assert sorted(p.name for p in out.iterdir()) == [MANIFEST_NAME, "metadata.tsv",
-                                                     "prepare.json", "table.biom", "distances.h5"]
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST_NAME, "distances.h5",
+                                                     "metadata.tsv", "prepare.json", "table.biom"]
 
 
 # --- one writer per folder ----------------------------------------------------------------
