@@ -161,6 +161,8 @@ def test_saving_writes_the_current_format_and_every_field_round_trips(tmp_path):
     ("selection_reference", {"s": "x"}, "checkpoint field 'selection_reference' must be a "
      "mapping of subject to loss"),
     ("provenance", [1], "checkpoint field 'provenance' must be a mapping or null"),
+    ("partial_sums", {"loss": "x"}, "checkpoint field 'partial_sums' must be a mapping of log "
+     "name to number"),
 ])
 def test_a_field_that_is_not_what_aam_writes_is_named(tmp_path, field, value, message):
     payload = Checkpoint("predictor", {}, {"w": torch.ones(1)}).to_payload()

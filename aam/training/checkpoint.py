@@ -200,6 +200,8 @@ class Checkpoint:
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
             raise _bad(source, "seed", f"a whole number in [0, {SEED_MAX}]", seed)
         sums = _mapping(source, "partial_sums", payload.get("partial_sums")) or {}
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in sums.values()):
+            raise _bad(source, "partial_sums", "a mapping of log name to number", sums)
         return cls(
             kind=payload["kind"], config=payload["config"], model_state=payload["model_state"],
             optimizer_state=_optimizer_state(payload.get("optimizer_state"), source),
