@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from aam.cli.common import add_common_flags, run  # noqa: E402
 from aam.errors import InputError  # noqa: E402
 
-from aam_science.ablations import ABLATIONS, BASE, run_ablations  # noqa: E402
+from aam_science.ablations import ABLATIONS, BASE, DEFAULT_ROWS, run_ablations  # noqa: E402
 from aam_science.report import (ablation_comparison, ablation_markdown, comparison,  # noqa: E402
                                 machine, markdown)
 from aam_science.runner import long_table, prepare_study, run_study  # noqa: E402
@@ -87,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablations", action="store_true",
                    help="the ablation run instead: at the first seed, the rows of "
                         "--ablation-rows against the full model (science-ablations-<preset>.*)")
-    p.add_argument("--ablation-rows", type=_tuple(str), default=tuple(ABLATIONS),
-                   help=f"rows of --ablations (default all: {','.join(ABLATIONS)})")
+    p.add_argument("--ablation-rows", type=_tuple(str), default=DEFAULT_ROWS,
+                   help=f"rows of --ablations, from {','.join(ABLATIONS)} (default "
+                        f"{','.join(DEFAULT_ROWS)})")
     p.add_argument("--corpus", help="unlabelled BIOM table pretrained on beside each study's "
                                     "training samples (default <data-root>/cf-sputum-corpus/"
                                     "table.biom; the pretrained-corpus row)")

@@ -196,5 +196,62 @@ def test_config_round_trips_the_ablation_settings():
     assert from_dict(FinetuneConfig, to_dict(cfg)) == cfg
 
 
+def _wide_design(n: int, p: int, classes: int = 0, seed: int = 0):
+    """A _Design with many more (sparse, identity-like) columns than samples; a few columns
+    never vary."""
+    from aam.training.head_fit import _Design
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, p, generator=gen, dtype=torch.float64)
+    x = x * (torch.rand(n, p, generator=gen, dtype=torch.float64) < 0.05)
+    x[:, :7] = 0.0  # ASVs these samples do not hold
+    signal = x[:, 7:40].sum(1)
+    target = ((signal > signal.median()).long() if classes else signal
+              + 0.1 * torch.randn(n, generator=gen, dtype=torch.float64))
+    return _Design([f"s{i}" for i in range(n)], x, torch.zeros(n, 0, dtype=torch.float64),
+                   torch.zeros(n, max(classes, 1), dtype=torch.float64), target)
+
+
+def test_wide_ridge_matches_an_independent_ridge():
+    """With columns far outnumbering samples the fit solves through the Gram matrix; its
+    solution is scikit-learn's ridge on the same scaled features."""
+    from sklearn.linear_model import Ridge
+
+    from aam.training.head_fit import _Solver
+
+    design = _wide_design(40, 4200)
+    solver = _Solver(design, torch.nn.functional.mse_loss, classification=False)
+    z = solver.z(design)
+    for penalty, (w, b) in zip((0.1, 10.0), solver.fits((0.1, 10.0))):
+        reference = Ridge(alpha=penalty).fit(z.numpy(), design.target.numpy())
+        np.testing.assert_allclose(w[:, 0].numpy(), reference.coef_, atol=1e-8)
+        assert float(b[0]) == pytest.approx(float(reference.intercept_), abs=1e-8)
+        assert float(w[:7].abs().max()) == 0.0
+
+
+def test_wide_logistic_fit_reaches_the_full_problems_optimum():
+    """The L2-logistic fit over many more columns than samples runs in their row space and
+    reaches the optimum of the problem over every column."""
+    from aam.training.head_fit import _Solver, _lbfgs
+
+    design = _wide_design(40, 4200, classes=2)
+
+    def loss(pred, target):
+        return torch.nn.functional.cross_entropy(pred, target)
+
+    solver = _Solver(design, loss, classification=True)
+    z = solver.z(design)
+    (w, b), = solver.fits((1.0,))
+    weight = torch.zeros(z.shape[1], 2, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    _lbfgs(z, design.offset, design.target, loss, 1.0 / 40, weight, bias)
+
+    def objective(w, b):
+        return float(loss(z @ w + b, design.target) + w.pow(2).sum() / 40)
+
+    assert objective(w, b) == pytest.approx(objective(weight.detach(), bias.detach()),
+                                            rel=1e-4, abs=1e-6)
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))

@@ -119,6 +119,8 @@ def ablations(tmp_path_factory):
 
     work, results = tmp_path_factory.mktemp("work"), tmp_path_factory.mktemp("results")
     code = science.main(["--preset", "smoke", "--ablations", "--studies", "sleep-apnea-age",
+                         "--ablation-rows", "full,head-only,random-encoder,asv-identity,"
+                         "head-only-identity,pretrained-corpus",
                          "--work-dir", str(work), "--results-dir", str(results)])
     return code, work, results
 

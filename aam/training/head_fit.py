@@ -150,13 +150,27 @@ class _Solver:
         if not self.classification:
             return self._ridge(z, y.double() - off[:, 0], penalties)
         k = off.shape[1]
-        weight = torch.zeros(z.shape[1], k, dtype=torch.float64, requires_grad=True)
+        basis, inputs = self._row_space(z)
+        weight = torch.zeros(inputs.shape[1], k, dtype=torch.float64, requires_grad=True)
         bias = torch.zeros(k, dtype=torch.float64, requires_grad=True)
         out = {}
         for i in sorted(range(len(penalties)), key=lambda i: -penalties[i]):  # strongest first:
-            _lbfgs(z, off, y, self.loss_fn, penalties[i] / len(y), weight, bias)  # warm starts
-            out[i] = (weight.detach().clone(), bias.detach().clone())
+            _lbfgs(inputs, off, y, self.loss_fn, penalties[i] / len(y), weight, bias)  # warm
+            full = torch.zeros(z.shape[1], k, dtype=torch.float64)  # starts
+            full[self.varies] = weight.detach() if basis is None else basis @ weight.detach()
+            out[i] = (full, bias.detach().clone())
         return [out[i] for i in range(len(penalties))]
+
+    def _row_space(self, z: Tensor) -> tuple[Tensor | None, Tensor]:
+        """(basis [P', r] or None, inputs [N, r]) of the L2-logistic fit: the varying columns,
+        or with many more of them than samples (ASV identity) their coordinates in the row
+        space of ``z`` (the penalised optimum lies in it, and ``|w|`` there is ``|beta|``)."""
+        varying = z[:, self.varies]
+        if varying.shape[1] <= max(2 * varying.shape[0], 4096):
+            return None, varying
+        u, s, vt = torch.linalg.svd(varying, full_matrices=False)
+        rank = int((s > s[0] * 1e-10).sum()) if len(s) else 0
+        return vt[:rank].T, u[:, :rank] * s[:rank]
 
     def _ridge(self, z: Tensor, residual: Tensor, penalties) -> list[tuple[Tensor, Tensor]]:
         """Ridge in closed form for every penalty from one decomposition: the SVD of the

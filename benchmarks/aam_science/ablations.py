@@ -4,7 +4,8 @@ taken away (or, for the corpus row, added), every row predicting the same test s
 
 Each row is ``aam train`` settings plus which encoder it starts from: ``pretrained`` (the
 benchmark's encoder of the fold, reused from its folder when it exists), ``random`` (no
-pretraining: the encoder starts from its random initialisation) or ``corpus`` (pretrained on
+pretraining: the encoder starts from its random initialisation; ``head-only-identity`` reads
+no encoder output and takes that one) or ``corpus`` (pretrained on
 the fold's training samples plus the unlabelled cf-sputum corpus, :mod:`aam_science.corpus`).
 """
 
@@ -45,13 +46,15 @@ ABLATIONS = {a.name: a for a in (
     Ablation("random-encoder", "random", "no pretraining: the encoder starts at random",),
     Ablation("asv-identity", "pretrained", "the fitted head reads ASV identity (one indicator "
              "per ASV), not sequence features", {"abundance_head_features": "identity"}),
-    Ablation("head-only-identity", "pretrained", "both of the above: a ridge over per-ASV "
+    Ablation("head-only-identity", "random", "both of the above: a ridge over per-ASV "
              "presence and counts + category main effects, no sequence, no fine-tuning",
              {"attention_path": False, "abundance_head_features": "identity"}),
     Ablation("pretrained-corpus", "corpus", "pretraining on the training samples plus the "
              "cf-sputum corpus (Bray-Curtis over the joint table)"),
 )}
 BASE = "full"
+# the rows of a plain --ablations run (head-only-identity on request: --ablation-rows)
+DEFAULT_ROWS = ("full", "head-only", "random-encoder", "asv-identity", "pretrained-corpus")
 
 
 @dataclass
