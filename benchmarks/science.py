@@ -195,7 +195,8 @@ def _write_ablations(args, settings, rows, tables, predictions, seconds, row_sec
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "wall time": f"{wall / 60:.1f} min (per study, s: {seconds}; per row, fine-tuning and "
-                     f"prediction, s: { {k: round(v) for k, v in row_seconds.items()} })",
+                     f"prediction, s: { {k: round(v) for k, v in row_seconds.items()} }; a row "
+                     "reused from an earlier run in the same work folder counts 0)",
         "preset": f"{args.preset}: {settings.note}",
         "seed": f"{settings.seeds[0]} (one run per row)",
         "settings": ", ".join(f"{k}={v}" for k, v in asdict(settings).items()

@@ -187,3 +187,23 @@ def test_corpus_pretraining_sees_no_test_sample(ablations):
                               "prepared")
         assert not set(joint.sample_ids) & test
         assert max(len(s) for s in joint.sequences) == 100
+
+
+def test_a_second_ablation_run_reuses_the_rows_it_shares(ablations, tmp_path):
+    """Rows whose inputs, settings and code are unchanged are read back, not trained again
+    (the corpus row can run apart and pay for `full` once)."""
+    import science
+
+    _, work, results = ablations
+    model = work / "bench" / "ablations" / "sleep-apnea-age" / "full" / "fold~0" / "seed~0" / \
+        "model.pt"
+    written = model.stat().st_mtime_ns
+    assert science.main(["--preset", "smoke", "--ablations", "--studies", "sleep-apnea-age",
+                         "--ablation-rows", "full,head-only", "--work-dir", str(work),
+                         "--results-dir", str(tmp_path)]) == 0
+    assert model.stat().st_mtime_ns == written
+    first = pd.read_csv(results / "science-ablations-smoke.tsv", sep="\t")
+    again = pd.read_csv(tmp_path / "science-ablations-smoke.tsv", sep="\t")
+    assert list(again["row"]) == ["head-only"]
+    assert float(again["full"].iloc[0]) == pytest.approx(float(first["full"].iloc[0]))
+

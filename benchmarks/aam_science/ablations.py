@@ -11,13 +11,16 @@ the fold's training samples plus the unlabelled cf-sputum corpus, :mod:`aam_scie
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 
+import aam
 from aam.data.prepared import load_prepared
 
 from aam_science.runner import (StudyResult, _scores, _tag, corpus_encoder,
@@ -103,10 +106,49 @@ def run_ablations(study: Study, data_dir: Path, work: Path, preset: Preset, enco
             pretraining += trained - began
             out = work / _tag(preset) / "ablations" / study.name / row / f"fold~{k}" / \
                 f"seed~{seed}"
-            pred = finetune_and_predict(data_dir, data, out, study, inner_train, inner_val,
-                                        test, seed, encoder, preset, ablation.settings)
-            result.runs[row][0, test_idx] = _scores(pred, classes)
+            stamp = _stamp(ablation, preset, seed, (inner_train, inner_val, test), encoder)
+            scores = _cached(out, stamp)
+            if scores is None:
+                pred = finetune_and_predict(data_dir, data, out, study, inner_train, inner_val,
+                                            test, seed, encoder, preset, ablation.settings)
+                scores = _scores(pred, classes)
+                np.save(out / "test_scores.npy", scores)
+                (out / "inputs.sha").write_text(stamp)
+            result.runs[row][0, test_idx] = scores
             seconds[row] += time.perf_counter() - trained
         log.info("%s fold %d done (%.0f s so far)", study.name, k, time.perf_counter() - start)
     result.seconds = time.perf_counter() - start
     return AblationResult(result, seconds, pretraining)
+
+
+def _stamp(ablation: Ablation, preset: Preset, seed: int, lists, encoder: Path | None) -> str:
+    """What a row's test predictions depend on: its settings, the preset, the sample lists,
+    its encoder (that pretraining's own stamp) and the code of aam and of this benchmark."""
+    sizes = {k: v for k, v in asdict(preset).items()
+             if k not in ("note", "variants", "seeds", "studies", "rf_trees", "n_bootstrap")}
+    pretrained = ""
+    if encoder is not None and (encoder.parent / "inputs.sha").is_file():
+        pretrained = (encoder.parent / "inputs.sha").read_text()
+    return hashlib.sha256(repr((ablation, sizes, seed, lists, str(encoder), pretrained,
+                                _code())).encode()).hexdigest()[:16]
+
+
+@cache
+def _code() -> str:
+    """A digest of the aam package's and this benchmark's sources."""
+    digest = hashlib.sha256()
+    for root in (Path(aam.__file__).parent, Path(__file__).parent):
+        for path in sorted(root.rglob("*.py")):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _cached(out: Path, stamp: str) -> np.ndarray | None:
+    """A row's saved test scores when they were made from the same inputs (a run split in
+    several invocations, e.g. the corpus row apart, pays for ``full`` once)."""
+    saved, done = out / "test_scores.npy", out / "inputs.sha"
+    if saved.is_file() and done.is_file() and done.read_text() == stamp:
+        log.info("reusing %s (same inputs and code)", saved)
+        return np.load(saved)
+    return None
+
