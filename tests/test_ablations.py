@@ -126,6 +126,20 @@ def test_identity_with_the_attention_path_trains_and_predicts(prepared, tmp_path
     assert len(predicted) == 8 and np.isfinite(predicted["prediction"]).all()
 
 
+@pytest.mark.parametrize("features", ["fourier", "identity"])
+def test_aam_explain_reads_a_head_only_model(prepared, tmp_path, features):
+    """Integrated gradients over the abundance input explain a model without an attention
+    path; per sample the attributions add up to the prediction's change (completeness)."""
+    _train(prepared, tmp_path / "run", attention_path=False, abundance_head_features=features)
+    out = tmp_path / "explain"
+    assert aam_main(["explain", "--model", str(tmp_path / "run" / "model.pt"), "--data-dir",
+                     str(prepared), "--output-dir", str(out), "--steps", "8"]) == 0
+    summary = json.loads((out / "explain.json").read_text())
+    assert summary["n_samples"] == 32
+    assert summary["completeness"]["max_relative_gap"] < 1e-3
+    assert summary["completeness"]["mean_abs_output_change"] > 0
+
+
 def _batch(sequences: list[list[str]], counts: list[list[float]]) -> Batch:
     """A batch of samples holding the given ASV sequences (each distinct sequence once in
     ``unique_tokens``)."""
