@@ -20,6 +20,10 @@ from test_compare import ABLATION, fabricate
      "gmu, random ASVs, no count head, target-transform zscore"),
     ("x", {"categorical-fusion": "add", "freeze-base": "true", "lr": "0.01"},
      "add, frozen, lr 0.01"),
+    ("x", {"categorical-fusion": "concat", "attention-path": "false",
+           "abundance-head-features": "identity"}, "concat, head only, ASV identity head"),
+    ("x", {"categorical-fusion": "concat", "attention-path": "true",
+           "abundance-head-features": "fourier"}, "concat"),
     ("rf", {}, "random forest"),
 ])
 def test_labels_are_derived_from_non_default_settings(model, params, label):

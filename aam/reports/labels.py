@@ -24,6 +24,10 @@ WORDS = {
     ("count-prediction", "true"): None, ("count-prediction", "false"): "no count head",
     ("asv-sampling", "first"): None, ("asv-sampling", "abundance"): "abundant ASVs",
     ("asv-sampling", "random"): "random ASVs",
+    ("attention-path", "true"): None, ("attention-path", "false"): "head only",
+    ("abundance-head-features", "fourier"): None,
+    ("abundance-head-features", "identity"): "ASV identity head",
+    ("abundance-head-features", "mlp"): "GELU head",
 }
 FUSION = "categorical-fusion"  # its value leads the label
 
