@@ -47,6 +47,7 @@ class IdentityHead(AbundanceHead):
         self.budget = float(budget)
         self.register_buffer("vocab_tokens", torch.zeros(0, max_bp, dtype=torch.uint8))
         self.net = nn.Sequential(self._last_layer(0))
+        self._known = torch.full((0,), -2, dtype=torch.long)  # global ASV index -> column
 
     def _last_layer(self, size: int) -> nn.Linear:
         """Linear(V, (1 + F) * out_dim) at zero (no random init: it may have no inputs yet)."""
@@ -69,21 +70,36 @@ class IdentityHead(AbundanceHead):
         device = self.vocab_tokens.device
         self.vocab_tokens = tokens.to(device=device, dtype=torch.uint8)
         self.net[0] = self._last_layer(self.size).to(device)
+        self._known = torch.full((0,), -2, dtype=torch.long)
 
     def columns(self, batch: Batch) -> Tensor:
         """Vocabulary column of every ASV occurrence [B, S] (long; -1 at ASVs outside the
-        vocabulary and at padding)."""
-        tokens = batch.unique_tokens.to(torch.uint8)  # [U, L]
+        vocabulary and at padding). Looked up once per global ASV index and kept (a plain
+        attribute, emptied when the vocabulary changes), as the ASV vector caches do: within
+        one run every batch indexes the same prepared table."""
+        keys = batch.unique_asv_index.cpu()
+        if keys.numel() and int(keys.max()) >= len(self._known):
+            grown = torch.full((int(keys.max()) + 1,), -2, dtype=torch.long)
+            grown[: len(self._known)] = self._known
+            self._known = grown
+        new = self._known[keys] == -2
+        if new.any():
+            rows = new.to(batch.unique_tokens.device)
+            self._known[keys[new]] = self._lookup(batch.unique_tokens[rows]).cpu()
+        per_asv = self._known[keys].to(batch.asv_mask.device)  # [U]
+        return torch.where(batch.asv_mask, per_asv[batch.asv_inverse], -1)
+
+    def _lookup(self, tokens: Tensor) -> Tensor:
+        """Vocabulary column of each row of ``tokens`` [U, L] (-1 outside it) -> [U]."""
         width = self.vocab_tokens.shape[1]
         if tokens.shape[1] != width:  # pad or cut to the vocabulary's length
             tokens = nn.functional.pad(tokens, (0, max(0, width - tokens.shape[1])))[:, :width]
-        both = torch.cat([self.vocab_tokens, tokens])
+        both = torch.cat([_packed(self.vocab_tokens), _packed(tokens)])  # exact, 21 bases a word
         _, group = torch.unique(both, dim=0, return_inverse=True)
         column_of = torch.full((int(group.max()) + 1 if len(group) else 0,), -1,
                                dtype=torch.long, device=tokens.device)
         column_of[group[: self.size]] = torch.arange(self.size, device=tokens.device)
-        per_asv = column_of[group[self.size:]]  # [U]
-        return torch.where(batch.asv_mask, per_asv[batch.asv_inverse], -1)
+        return column_of[group[self.size:]]
 
     def coefficients(self, columns: Tensor) -> tuple[Tensor, Tensor]:
         """``columns`` [...] -> (presence term [..., out_dim], slopes [..., F, out_dim])."""
@@ -110,4 +126,16 @@ class IdentityHead(AbundanceHead):
         saved = state_dict.get(prefix + "vocab_tokens")
         if saved is not None and tuple(saved.shape) != tuple(self.vocab_tokens.shape):
             self.set_vocabulary(torch.zeros_like(saved, dtype=torch.uint8))  # sizes only
+        self._known = torch.full((0,), -2, dtype=torch.long)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _packed(tokens: Tensor) -> Tensor:
+    """Tokens [N, L] (values below 8) -> [N, ceil(L / 21)] int64 words holding 21 tokens of 3
+    bits each: equal rows stay equal, different rows differ."""
+    tokens = tokens.long()
+    n, length = tokens.shape
+    tokens = nn.functional.pad(tokens, (0, -length % 21))
+    shifts = 3 * torch.arange(21, device=tokens.device)
+    return (tokens.view(n, -1, 21) << shifts).sum(-1)
+
