@@ -7,7 +7,7 @@ checkpoint and model.
 
 ``provenance(data, train_ids, val_ids, data_dir, target_column)`` fingerprints the prepared data
 (samples, ASV sequences, counts, distances, and the target's values) and the two sample lists. Every
-checkpoint and model of ``aam pretrain`` / ``aam train`` holds it (``payload["provenance"]``). A
+checkpoint and model of ``aam pretrain`` / ``aam train`` holds it (``Checkpoint.provenance``). A
 resumed run compares it with its own inputs and refuses another data set or other sample lists,
 naming both sides: otherwise its best epoch would be chosen by comparing losses of different data.
 """
