@@ -254,6 +254,12 @@ def _write(args, settings, tables, predictions, seconds, wall: float) -> str:
                      "; test subjects are predicted once. The forests and the linear reference "
                      "fit on all training samples of the fold.",
     }
+    if args.pretrain_corpus:
+        header["pretraining corpus"] = (
+            f"{args.corpus or 'cf-sputum-corpus'}: each fold's encoder pretrains on inner-train "
+            "plus the corpus (sequences cut to the study's longest ASV, counts of sequences "
+            "identical after the cut summed, corpus samples under 1,000 reads dropped), "
+            "Bray-Curtis distances over the joint table; best epoch on inner validation")
     out = Path(args.results_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / ("science-" + "-".join(filter(None, (
