@@ -27,6 +27,7 @@ import scipy.sparse as sp
 from aam.atomic import atomic_path
 from aam.data.biom_io import read_table, write_table
 from aam.data.prepared import load_prepared
+from aam.errors import InputError
 
 log = logging.getLogger("aam_science")
 
@@ -102,6 +103,7 @@ def prepare_joint(study_dir: Path, sample_ids: list[str], corpus_table: Path, ou
     kept = load_prepared(prepared).sample_ids
     missing = sorted(set(sample_ids) - set(kept))
     if missing:
-        raise ValueError(f"{len(missing)} study samples fell below {CORPUS_MIN_DEPTH} reads in "
-                         f"the joint table (first: {missing[:5]}); lower CORPUS_MIN_DEPTH")
+        raise InputError(f"{len(missing)} study samples fell below {CORPUS_MIN_DEPTH} reads in "
+                         f"the joint table (first: {missing[:5]}); lower CORPUS_MIN_DEPTH in "
+                         "benchmarks/aam_science/corpus.py.")
     return prepared, [s for s in kept if s.startswith(CORPUS_PREFIX)]
