@@ -41,8 +41,7 @@ def check_selection(cfg: FinetuneConfig, resume_from: Optional[Path]) -> None:
         raise InputError(f"--resume-from cannot be combined with --selection-folds {k}: the "
                          "inner-fold runs keep no checkpoint. Run the command again without "
                          "--resume-from (it starts over), or drop --selection-folds.")
-    if not (cfg.abundance_head and cfg.abundance_head_init == "fit") or \
-            not getattr(cfg, "attention_path", True):
+    if not (cfg.abundance_head and cfg.abundance_head_init == "fit" and cfg.attention_path):
         raise InputError(f"--selection-folds {k} chooses between the fitted start and "
                          "fine-tuned epochs, and this run lacks one of them (--no-abundance-head, "
                          "--abundance-head-init zero or --no-attention-path). Drop "
