@@ -49,10 +49,10 @@ def _extra(command: str) -> dict:
 
 @dataclass(frozen=True)
 class Section:
-    """A workflow config section: the command it feeds and which of its settings it lists."""
+    """A workflow config section: the config classes of the command it feeds and which of
+    their settings it lists."""
 
     name: str
-    command: str
     description: str
     sources: tuple  # (config class, command filter or None, key prefix)
     skip: frozenset = frozenset()  # dotted settings the rule sets itself or takes elsewhere
@@ -65,9 +65,9 @@ class Section:
 
 _TRAINING_SKIP = frozenset({"train.seed"})  # the rule passes --seed: one run per seed
 SECTIONS = (
-    Section("simulate", "simulate", "Size of the simulated dataset (used only when "
+    Section("simulate", "Size of the simulated dataset (used only when "
             "`input.table` is empty).", ((SimulationConfig, None, ""),)),
-    Section("prepare", "prepare", "What to predict and how `aam prepare` filters the table.",
+    Section("prepare", "What to predict and how `aam prepare` filters the table.",
             ((PrepareConfig, None, ""),),
             skip=frozenset({"table", "metadata", "output_dir", "rep_seqs", "tree",
                             "distance_matrix", "taxonomy"}),
@@ -77,17 +77,17 @@ SECTIONS = (
                                       "column)."}},
             defaults=True, default_overrides={"metadata_column": ""},
             notes={"metadata_column": "wins over `target` when set"}),
-    Section("split", "split", "How samples are split into train, validation and test sets "
+    Section("split", "How samples are split into train, validation and test sets "
             "(shared by AAM and the baselines).", ((SplitConfig, None, ""),), defaults=True,
             default_overrides={"folds": 0, "test_fraction": 0.2, "inner_val_fraction": 0.2,
                                "group_by": "", "stratify_by": ""},
             notes={"folds": "0 = one holdout split (fold 0); K >= 2 = K-fold cross-validation",
                    "group_by": "empty = no grouping", "stratify_by": "empty = none"}),
-    Section("model", "pretrain` and `aam train", "Encoder sizes shared by pretraining and "
+    Section("model", "Encoder sizes shared by pretraining and "
             "fine-tuning (a pretrained encoder's sizes win); any flag both commands take may "
             "be set here.", ((PretrainConfig, "pretrain", ""),),
             skip=frozenset(), strict=False),
-    Section("pretrain", "pretrain", "Self-supervised pretraining (sample distances + masked "
+    Section("pretrain", "Self-supervised pretraining (sample distances + masked "
             "nucleotides), once per seed.", ((PretrainConfig, "pretrain", ""),),
             skip=_TRAINING_SKIP,
             workflow_keys={"enabled": {"type": "boolean", "default": True, "description":
@@ -95,22 +95,22 @@ SECTIONS = (
                                        "from scratch."},
                            "multi_gpu": MULTI_GPU, "extra_args": _extra("pretrain")},
             strict=False),
-    Section("finetune", "train", "Fine-tuning settings shared by every ablation row (columns of "
+    Section("finetune", "Fine-tuning settings shared by every ablation row (columns of "
             "the ablation table override them).", ((FinetuneConfig, "train", ""),),
             skip=_TRAINING_SKIP | {"task", "target_column", "data.categorical_columns",
                                    "group_by"},
             workflow_keys={"multi_gpu": MULTI_GPU, "extra_args": _extra("train")},
             notes={"abundance_head_refit": "the baselines then train on training + "
                    "validation samples too"}, strict=False),
-    Section("predict", "predict", "Test-set prediction of every fine-tuned model (and the "
+    Section("predict", "Test-set prediction of every fine-tuned model (and the "
             "metadata permutation check with categorical columns).",
             ((PredictConfig, None, ""), (PermutationConfig, None, "permutation-")),
             workflow_keys={"extra_args": _extra("predict")}, strict=False),
-    Section("rf", "rf-baseline", "Random-forest baseline on the same splits.",
+    Section("rf", "Random-forest baseline on the same splits.",
             ((RFConfig, None, ""),),
             skip=frozenset({"metadata_column", "seed", "task", "categorical_columns"}),
             workflow_keys={"extra_args": _extra("rf-baseline")}, strict=False),
-    Section("linear", "linear-baseline", "Linear baseline (ridge / L2-logistic regression on "
+    Section("linear", "Linear baseline (ridge / L2-logistic regression on "
             "CLR abundances) on the same splits.", ((LinearConfig, None, ""),),
             skip=frozenset({"metadata_column", "seed", "task", "categorical_columns",
                             "group_by"}),
@@ -118,14 +118,14 @@ SECTIONS = (
                                        "Run `aam linear-baseline` beside the forest and compare "
                                        "every model with it."},
                            "extra_args": _extra("linear-baseline")}, strict=False),
-    Section("explain", "explain", "Which ASVs drive each fine-tuned model (`aam explain` on its "
+    Section("explain", "Which ASVs drive each fine-tuned model (`aam explain` on its "
             "test samples, compared with the baselines' importances).",
             ((ExplainConfig, None, ""),),
             workflow_keys={"enabled": {"type": "boolean", "default": True, "description":
                                        "Run aam explain for every fine-tuned model and show it "
                                        "in the report."},
                            "extra_args": _extra("explain")}),
-    Section("compare", "compare", "The comparison of every model against the baselines.",
+    Section("compare", "The comparison of every model against the baselines.",
             ((CompareConfig, None, ""),),
             skip=frozenset({"results_dir", "output_dir", "run_list", "labels", "figures_dir"}),
             workflow_keys={"extra_args": _extra("compare")}, strict=False),

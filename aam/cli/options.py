@@ -62,10 +62,11 @@ FINETUNE_OPTIONS = options_of(FinetuneConfig, "train")
 
 
 def add_options(parser: argparse.ArgumentParser, options: Sequence[Option],
-                title: str = "settings (override --config)") -> None:
+                title: str = "settings (override --config)",
+                description: str | None = None) -> None:
     """Add one flag per option; help shows the default. A flag not given parses to None, so
     the config's own default applies (and a resumed run keeps its checkpoint's value)."""
-    group = parser.add_argument_group(title)
+    group = parser.add_argument_group(title, description)
     for o in options:
         shown = "" if o.required or "default" in o.help else f" (default: {_shown(o.default)})"
         text = f"{o.help}{shown}".replace("%", "%%") if o.help else None
@@ -105,9 +106,7 @@ def add_training_flags(parser: argparse.ArgumentParser, options: Sequence[Option
     """The settings of ``aam pretrain`` or ``aam train``; where the run executes
     (``--device``, ``--parallel``, ``--stop-after-minutes``) in a group of its own."""
     add_options(parser, [o for o in options if not o.runtime])
-    add_options(parser, [o for o in options if o.runtime], RUNTIME_TITLE)
-    group = parser._action_groups[-1]
-    group.description = RUNTIME_HELP
+    add_options(parser, [o for o in options if o.runtime], RUNTIME_TITLE, RUNTIME_HELP)
 
 
 RUNTIME_TITLE = "where the run executes (multi-GPU: batch size is per process)"
