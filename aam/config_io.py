@@ -76,9 +76,6 @@ def to_dict(cfg) -> dict[str, Any]:
 def from_dict(cls, data: dict[str, Any] | None, _where: str = ""):
     """Build ``cls`` from a nested dict, rejecting unknown keys by name."""
     data = dict(data or {})
-    for old, new in getattr(cls, "RENAMED", {}).items():
-        if old in data and new not in data:
-            data[new] = data.pop(old)
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     unknown = sorted(str(key) for key in set(data) - known)

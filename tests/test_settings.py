@@ -145,3 +145,12 @@ def test_every_setting_of_every_command_is_its_flag(command):
             args = module.build_parser().parse_args([*PATHS[command], *flag])
             cfg = build_config(cls, args, options)
             assert getattr(cfg, s.name) == value, (command, o.flag)
+
+
+def test_an_old_config_key_is_unknown_not_renamed():
+    from aam.config import TrainConfig, from_dict
+    from aam.errors import InputError
+
+    with pytest.raises(InputError, match=r"Unknown config key\(s\) in 'train': distributed"):
+        from_dict(FinetuneConfig, {"train": {"distributed": "ddp"}})
+    assert from_dict(TrainConfig, {"parallel": "ddp"}).parallel == "ddp"
