@@ -29,6 +29,11 @@ TYPOS = {
     "pretrain": ("pretrain:\n  extra_args: '--epoch 3'\n", ["aam pretrain", "--epoch"]),
     "top level": ("predikt:\n  x: 1\n", ["top-level config key 'predikt'", "'predict'"]),
     "a bad value": ("split:\n  folds: -2\n", ["split.folds is -2; use 0 for one holdout"]),
+    "a wrong type": ("split:\n  stratify_by: 3\n",
+                     ["config key split.stratify_by: 3 is not of type 'string', 'null'"]),
+    "a value the command refuses": ("simulate:\n  samples: 4\n", [
+        "section 'simulate' of the config gives `aam simulate` flags it refuses",
+        "n_samples (--samples) must be >= 8, got 4"]),
 }
 
 
