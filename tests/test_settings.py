@@ -154,3 +154,14 @@ def test_an_old_config_key_is_unknown_not_renamed():
     with pytest.raises(InputError, match=r"Unknown config key\(s\) in 'train': distributed"):
         from_dict(FinetuneConfig, {"train": {"distributed": "ddp"}})
     assert from_dict(TrainConfig, {"parallel": "ddp"}).parallel == "ddp"
+
+
+def test_split_takes_folds_or_a_holdout_fraction_not_both(tmp_path, capsys):
+    from aam.cli.split import main
+
+    code = main(["--metadata", str(REPO / "tests" / "data" / "tiny-metadata.tsv"), "--output-dir",
+                 str(tmp_path / "s"), "--folds", "3", "--val-fraction", "0.3"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == ("aam split: error: give --folds (K-fold) or "
+                                               "--val-fraction (one holdout split), not both.")
+    assert not (tmp_path / "s").exists()
