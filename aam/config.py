@@ -161,8 +161,8 @@ class FusionConfig:
     category_dim: int = setting(0, "embedding size per categorical column (0 = embedding dim)")
     cross_attn_heads: int = setting(8, "heads of cross-attention/perceiver fusion; must divide "
                                     "the embedding dim")
-    perceiver_num_latents: int = setting(16, "learned latents of perceiver fusion")
-    perceiver_num_layers: int = setting(2, "self-attention layers over the perceiver latents")
+    perceiver_num_latents: int = setting(4, "learned latents of perceiver fusion")
+    perceiver_num_layers: int = setting(1, "self-attention layers over the perceiver latents")
     conditional_output_scaling: Optional[str] = setting(
         None, "categorical column with a learned per-category scale and shift of the "
         "prediction")

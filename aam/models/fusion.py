@@ -249,13 +249,15 @@ class CrossAttentionFusion(Fusion):
 class PerceiverFusion(Fusion):
     """Learned latents attend to the ASV + metadata tokens (padding masked), then self-attend.
 
-    Cost is linear in the number of ASVs S (``perceiver_num_latents`` queries). The pooled vector
-    is the mean of the latents.
+    Each latent's query is shifted by a projection of the sample's category embeddings, so what
+    a latent reads from the ASVs depends on the categories (a category x microbe interaction);
+    the metadata tokens are also among the inputs it reads. Cost is linear in the number of ASVs
+    S (``perceiver_num_latents`` queries). The pooled vector is the mean of the latents.
     """
 
     GUIDE = ((50, "Are samples very rich (thousands of ASVs, large --token-limit)?",
-              "--categorical-fusion perceiver [--perceiver-num-latents 16 "
-              "--perceiver-num-layers 2]",
+              "--categorical-fusion perceiver [--perceiver-num-latents 4 "
+              "--perceiver-num-layers 1]",
               "learned latents read the ASV and metadata tokens; cost grows linearly with "
               "ASVs"),)
 
@@ -264,6 +266,7 @@ class PerceiverFusion(Fusion):
         _check_heads(cfg.cross_attn_heads, dim, "perceiver")
         heads = cfg.cross_attn_heads
         self.latents = nn.Parameter(torch.randn(cfg.perceiver_num_latents, dim) * 0.02)
+        self.query_shift = nn.Linear(self.n_columns * dim, cfg.perceiver_num_latents * dim)
         self.tokens = MetadataTokens(self.n_columns, dim)
         self.input_norm = nn.LayerNorm(dim)
         self.cross = nn.MultiheadAttention(dim, heads, batch_first=True)
@@ -280,7 +283,8 @@ class PerceiverFusion(Fusion):
         inputs = self.input_norm(torch.cat([asv_emb, meta], dim=1))  # [B, S+T, D]
         real = torch.cat([asv_mask, torch.ones(meta.shape[:2], dtype=torch.bool,
                                                device=meta.device)], dim=1)  # [B, S+T]
-        latents = self.latents.unsqueeze(0).expand(b, -1, -1)  # [B, N, D]
+        shift = self.query_shift(cat_emb.flatten(1)).reshape(b, *self.latents.shape)
+        latents = self.latents.unsqueeze(0) + shift  # [B, N, D]: queries conditioned on metadata
         update, weights = self.cross(latents, inputs, inputs, key_padding_mask=~real,
                                      need_weights=True)  # [B, N, D], [B, N, S+T]
         x = latents + update
