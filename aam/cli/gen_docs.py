@@ -10,6 +10,8 @@ plus the few keys that steer the workflow itself.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,7 +173,8 @@ def section_settings(section: Section) -> list[tuple[str, Setting]]:
             if (s.runtime or s.name in section.skip
                     or (section.name == "model") != in_model):
                 continue
-            out.append((prefix.replace("-", "_") + s.flag[2:].replace("-", "_"), s))
+            flag = "--" + prefix + s.flag[2:]
+            out.append((flag[2:].replace("-", "_"), dataclasses.replace(s, flag=flag)))
     return out
 
 
@@ -195,7 +198,9 @@ def property_of(s: Setting, default: Any = REQUIRED, note: str = "") -> dict:
         prop.update(item)
     if default is not REQUIRED:
         prop["default"] = list(default) if isinstance(default, tuple) else default
-    text = s.help[0].upper() + s.help[1:] if s.help else ""
+    text = s.help
+    if re.match(r"[a-z]+\b(?![.\d])", text):  # a plain word, not a name such as bf16
+        text = text[0].upper() + text[1:]
     unit = f" Unit: {s.unit}." if s.unit else ""
     prop["description"] = f"{text}{'; ' + note if note else ''}.{unit} Flag: `{s.flag}`."
     return prop
