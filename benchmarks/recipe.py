@@ -9,10 +9,8 @@ difference to the recipe with a paired subject-bootstrap 95% interval; a choice 
 when an alternative is better with the whole interval above 0.
 
     python benchmarks/recipe.py --workdir /tmp/aam-recipe            # prints a markdown table
-    python benchmarks/recipe.py --workdir /tmp/aam-recipe --study fusions
 
-``--study fusions`` runs the same folds for what attention fusion adds over the fitted start with
-the metadata's main effects ("head-only"), and what the metadata adds at all ("no-metadata").
+What attention fusion and the metadata add is ``benchmarks/fusions.py`` (same simulator and folds).
 
 No pretraining (every run starts from a new encoder) keeps it to about 15 minutes on 2 cores;
 the choices it re-makes are those of fine-tuning and of the data fed to it.
@@ -43,29 +41,19 @@ VARIANTS = {
     "no-refit": ("no refit of the kept start on train + validation",
                  ["--no-abundance-head-refit"]),
     "lr-3e-3": ("lr 3e-3 (the benchmark preset's)", ["--lr", "3e-3"]),
-    "epochs-20": ("20 epochs (the workflow's finetune.epochs)", ["--epochs", "20"]),
-    "catlr-1e-2-e20": ("categorical lr 1e-2 with 20 epochs (best on sim-fusion.md's split)",
-                       ["--epochs", "20", "--categorical-lr", "1e-2"]),
+    "epochs-10": ("10 epochs (the recipe: 20)", ["--epochs", "10"]),
+    "catlr-1e-3": ("categorical lr 1e-3, the encoder's lr (the recipe: 1e-2)",
+                   ["--categorical-lr", "1e-3"]),
+    "warmup-0.3": ("warm-up over 30% of the steps (the recipe: 10%)",
+                   ["--warmup-fraction", "0.3"]),
+    "weight-decay-0.1": ("weight decay 0.1 (the recipe: 0.01)", ["--weight-decay", "0.1"]),
+    "freeze-base": ("the encoder frozen, only the new path trains", ["--freeze-base"]),
     "selection-folds-5": ("selection on 5 inner folds of subjects", ["--selection-folds", "5"]),
 }
 
 
-#: ``--study fusions``: what attention fusion adds over the fitted start with the metadata's
-#: main effects (head + one-hot, no attention path), and what the metadata adds at all; the
-#: reference is the head.
-FUSIONS = {
-    "head-only": ("fitted start with one-hot main effects, no attention path (kept, refitted)",
-                  ["--selection-se", "1e6", "--epochs", "1"]),
-    "concat": ("concat fusion fine-tuned on top (the recipe)", []),
-    "gmu": ("gmu fusion", ["--categorical-fusion", "gmu"]),
-    "cross-attention": ("cross-attention fusion", ["--categorical-fusion", "cross-attention"]),
-    "perceiver": ("perceiver fusion", ["--categorical-fusion", "perceiver"]),
-    "no-metadata": ("no categorical column (sequence and abundance only)",
-                    ["--categorical-columns", ""]),
-}
-#: study -> (variants, the reference variant, flags every run of the study adds after SIZES)
-STUDIES = {"recipe": (VARIANTS, "recipe", []),
-           "fusions": (FUSIONS, "head-only", ["--epochs", "20"])}
+#: flags every run adds after SIZES (the recipe fine-tunes 20 epochs: FinetuneConfig's default)
+COMMON = ["--epochs", "20"]
 
 
 def aam(args: list[str], log: Path, env: dict) -> None:
@@ -115,52 +103,47 @@ def oof(work: Path, split: Path, folds: int, variant: str, flags: list[str],
     return out
 
 
-def compare(work: Path, predictions: dict, n_bootstrap: int, settings: dict = VARIANTS,
-            reference: str = "recipe") -> list[dict]:
+def compare(work: Path, predictions: dict, n_bootstrap: int) -> list[dict]:
     import pandas as pd
 
     from aam.reports.stats import subject_bootstrap
 
     meta = pd.read_csv(work / "prep" / "metadata.tsv", sep="\t", dtype=str).set_index(
         "sample_id")
-    ids = sorted(predictions[reference])
+    ids = sorted(predictions["recipe"])
     actual = meta.loc[ids, "target"].astype(float).to_numpy()
     subjects = meta.loc[ids, "subject"].to_numpy()
-    base = np.array([[predictions[reference][s] for s in ids]])
+    base = np.array([[predictions["recipe"][s] for s in ids]])
     rows = []
     for variant in predictions:
-        setting = settings[variant][0]
         values = np.array([[predictions[variant][s] for s in ids]])
         stats = subject_bootstrap("regression", actual, values, base, subjects,
                                   n_bootstrap=n_bootstrap, seed=0)["r2"]
-        rows.append({"variant": variant, "setting": setting, "r2": stats["model"],
-                     "reference": variant == reference,
+        rows.append({"variant": variant, "setting": VARIANTS[variant][0], "r2": stats["model"],
+                     "reference": variant == "recipe",
                      "diff": stats["diff"], "low": stats["ci_low"], "high": stats["ci_high"]})
     return rows
 
 
-def verdict(row: dict, study: str = "recipe") -> str:
+def verdict(row: dict) -> str:
     if row["reference"]:
-        return "the recipe" if study == "recipe" else "the reference"
+        return "the recipe"
     words = ("better" if row["low"] > 0 else "worse" if row["high"] < 0
              else "no clear difference")
-    if study != "recipe":
-        return words
     return f"{words}: {'change' if words == 'better' else 'keep'} the recipe"
 
 
-def markdown(rows: list[dict], folds: int, seconds: float, study: str = "recipe") -> str:
-    reference = STUDIES[study][1]
-    lines = [f"| variant | setting | out-of-fold R² | variant - {reference} [95% CI] | "
-             f"{'decision' if study == 'recipe' else 'verdict'} |", "|---|---|---|---|---|"]
+def markdown(rows: list[dict], folds: int, seconds: float) -> str:
+    lines = ["| variant | setting | out-of-fold R² | variant - recipe [95% CI] | decision |",
+             "|---|---|---|---|---|"]
     for r in rows:
         diff = ("" if r["reference"]
                 else f"{r['diff']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]")
         lines.append(f"| {r['variant']} | {r['setting']} | {r['r2']:.3f} | {diff} | "
-                     f"{verdict(r, study)} |")
+                     f"{verdict(r)} |")
     lines += ["", f"Simulator ({' '.join(SIM)}), {folds} folds grouped by subject, epochs chosen "
               "on an inner 20% of each fold's training subjects, categorical column `category`, "
-              f"sizes `{' '.join([*SIZES, *STUDIES[study][2]])}` (later flags win), no "
+              f"sizes `{' '.join([*SIZES, *COMMON])}` (later flags win), no "
               f"pretraining; {seconds / 60:.1f} min."]
     return "\n".join(lines)
 
@@ -169,21 +152,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=Path("aam-recipe"))
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--study", choices=tuple(STUDIES), default="recipe",
-                        help="recipe: one variant per recipe choice; fusions: what attention "
-                             "fusion and the metadata add over the fitted start")
     parser.add_argument("--variants", nargs="+",
-                        help="a subset of the study's variants (default: all)")
+                        help="a subset of the variants (default: all)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per run")
     parser.add_argument("--n-bootstrap", type=int, default=2000)
     args = parser.parse_args(argv)
-    settings, reference, common = STUDIES[args.study]
-    variants = list(args.variants or settings)
-    unknown = [v for v in variants if v not in settings]
+    variants = list(args.variants or VARIANTS)
+    unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
-        parser.error(f"unknown variants {unknown} for --study {args.study}: {list(settings)}")
-    if reference not in variants:
-        variants.insert(0, reference)
+        parser.error(f"unknown variants {unknown}: {list(VARIANTS)}")
+    if "recipe" not in variants:
+        variants.insert(0, "recipe")
     start = time.perf_counter()
     work = args.workdir.resolve()
     (work / "runs").mkdir(parents=True, exist_ok=True)
@@ -192,13 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     split = prepare(work, args.folds, env)
     predictions = {}
     for variant in variants:
-        flags = [*common, *settings[variant][1]]  # later flags win
+        flags = [*COMMON, *VARIANTS[variant][1]]  # later flags win
         predictions[variant] = oof(work, split, args.folds, variant, flags, env)
         print(f"{variant}: {len(predictions[variant])} out-of-fold predictions", flush=True)
-    rows = compare(work, predictions, args.n_bootstrap, settings, reference)
-    table = markdown(rows, args.folds, time.perf_counter() - start, args.study)
-    (work / f"{args.study}.md").write_text(table + "\n")
-    (work / f"{args.study}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    rows = compare(work, predictions, args.n_bootstrap)
+    table = markdown(rows, args.folds, time.perf_counter() - start)
+    (work / "recipe.md").write_text(table + "\n")
+    (work / "recipe.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(table)
     return 0
 
