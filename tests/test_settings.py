@@ -32,7 +32,8 @@ PATHS = {
 }
 
 
-@pytest.mark.parametrize("path", [gen_docs.SCHEMA, gen_docs.README], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [gen_docs.SCHEMA, gen_docs.ABLATION_SCHEMA, gen_docs.README],
+                         ids=lambda p: p.name)
 def test_generated_files_are_current(path):
     expected = gen_docs.outputs()[REPO / path]
     current = (REPO / path).read_text(encoding="utf-8")
@@ -41,7 +42,7 @@ def test_generated_files_are_current(path):
 
 
 def test_the_check_mode_names_a_stale_file(tmp_path, monkeypatch, capsys):
-    for path in (gen_docs.SCHEMA, gen_docs.README):
+    for path in (gen_docs.SCHEMA, gen_docs.ABLATION_SCHEMA, gen_docs.README):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text((REPO / path).read_text(encoding="utf-8"))
     monkeypatch.setattr(gen_docs, "REPO", tmp_path)
@@ -78,6 +79,9 @@ def test_a_new_train_setting_is_a_flag_a_schema_entry_and_a_docs_row(monkeypatch
     entry = gen_docs.build_schema()["properties"]["finetune"]["properties"]["ema_decay"]
     assert entry == {"type": "number", "description": "Decay of the weights' moving average. "
                                                       "Flag: `--ema-decay`."}
+    monkeypatch.setattr(gen_docs, "FinetuneConfig", extended)
+    column = gen_docs.build_ablation_schema()["properties"]["ema-decay"]  # an ablation column
+    assert column["pattern"] == gen_docs.CELL and "--ema-decay" in column["description"]
     assert ("| `finetune.ema_decay` | `0.0` | Decay of the weights' moving average. Flag: "
             "`--ema-decay`. |") in gen_docs.key_table()
 
