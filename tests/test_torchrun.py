@@ -5,7 +5,7 @@ batch 4 see exactly the batches 1 process x batch 8 sees (``RankSampler`` deals 
 r, r + 2, ... of one seeded permutation), and DDP averages the ranks' gradients, which equals
 the global-batch gradient when the loss is a per-sample mean over equal rank batches. The
 fine-tuning target loss (MSE) is such a mean, so fine-tuning matches to float rounding
-(relative 1e-3). The UniFrac loss is a mean over the pairs *within* each rank's batch (6 pairs
+(relative 1e-3). The distance loss is a mean over the pairs *within* each rank's batch (6 pairs
 per rank instead of 28 per global batch), so pretraining follows a different gradient and is
 only compared loosely (relative 0.25; measured 0.162 vs 0.161 after 2 epochs).
 """
@@ -189,7 +189,7 @@ def test_pretrain_under_torchrun_writes_each_output_once(prepared, tmp_path, str
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (ddp, single))
     assert (a["world_size"], b["world_size"]) == (2, 1)
     assert a["n_val"] == b["n_val"] == 8
-    # UniFrac pairs within each rank's batch: a different gradient, so a loose tolerance
+    # distance pairs within each rank's batch: a different gradient, so a loose tolerance
     assert a["best"]["val_loss"] == pytest.approx(b["best"]["val_loss"], rel=0.25)
     encoder = torch.load(ddp / "encoder.pt", weights_only=True)
     assert encoder["epoch"] == a["best_epoch"] and encoder["kind"] == "encoder"
