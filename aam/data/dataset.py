@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from aam.config import DataConfig
 from aam.data.batch import Batch
+from aam.data.beta import TREE_FREE
 from aam.data.tokens import longest, tokenize
 from aam.errors import InputError, first_items
 
@@ -220,7 +221,7 @@ def _distances_of(data) -> np.ndarray:
         raise InputError(
             "Pretraining needs sample distances, but the prepared data has no distances.h5; "
             "re-run aam prepare with --tree, --distance-matrix or a --beta-metric that needs no "
-            "tree (braycurtis, jaccard, aitchison)."
+            f"tree ({', '.join(TREE_FREE)})."
         )
     return np.asarray(data.distances, dtype=np.float32)
 

@@ -14,12 +14,10 @@ from snakemake.exceptions import WorkflowError
 
 def tree_free_metrics():
     """The metrics `aam prepare --beta-metric` computes without a tree: the registry decides
-    (``BETA_METRICS[m].needs_tree``); without aam in this Python, its current list."""
-    try:
-        from aam.data.beta import BETA_METRICS
-    except ImportError:
-        return ("braycurtis", "jaccard", "aitchison")
-    return tuple(name for name, metric in BETA_METRICS.items() if not metric.needs_tree)
+    (``BETA_METRICS[m].needs_tree``)."""
+    from aam.data.beta import TREE_FREE
+
+    return TREE_FREE
 
 
 #: The path arguments each rule passes itself (so a section's flags can be parsed alone).
