@@ -20,14 +20,10 @@ from aam.validate import check_finite, check_model_sizes, check_seed
 
 ASV_SAMPLING = ("first", "abundance", "random")
 TARGET_TRANSFORMS = tuple(TRANSFORMS)  # the one registry: aam.data.target_transforms
-# How an ASV's count enters the sample encoder (aam.models.encoder.FEATURE_PARTS; a test keeps
-# the two equal without importing torch here).
-COUNT_FEATURES = ("clr", "log1p", "log1p-clr", "log1p-cpm")
 TASKS = ("regression", "classification")
-HEAD_INITS = ("fit", "zero")
-# what the abundance head reads per ASV: features of its sequence (fourier, mlp: of the ASV
-# vectors) or identity (one indicator per ASV of the run's samples: no sequence information)
-HEAD_FEATURES = ("fourier", "mlp", "identity")
+# what the abundance head reads per ASV: random Fourier features of its ASV vector (fourier) or
+# identity (one indicator per ASV of the run's samples: no sequence information)
+HEAD_FEATURES = ("fourier", "identity")
 REGRESSION_LOSSES = ("mse", "mae", "huber")
 PARALLEL_CHOICES = ("auto", "none", "ddp", "fsdp", "dp")
 
@@ -121,15 +117,6 @@ class ModelConfig:
                                     "base)")
     gradient_checkpointing: bool = setting(
         False, "recompute activations in the backward pass to save memory", schedule=True)
-    count_features: str = setting(
-        "log1p-clr", "how a count enters the sample encoder (each with the relative "
-        "abundance): log1p (log1p(count)), clr (centred log relative abundance), log1p-clr "
-        "(both), log1p-cpm (log1p of counts per million); docs/science.md compares them",
-        choices=COUNT_FEATURES)
-    asv_norm: bool = setting(
-        True, "standardise ASV vectors across ASVs (batch norm) before the sample encoder; "
-        "without it the vectors of similar 16S sequences are nearly parallel and every sample "
-        "looks alike to the target head")
 
     # --attention-layers sets the three layer counts at once; a more specific flag wins
     SHORTHANDS: typing.ClassVar[dict] = {"attention_layers": Shorthand(
@@ -137,7 +124,6 @@ class ModelConfig:
         "sets nucleotide, ASV and sample layer counts at once")}
 
     def __post_init__(self) -> None:
-        _check_choice("count_features", self.count_features, COUNT_FEATURES)
         for name in ("embedding_dim", "attention_heads", "nucleotide_layers", "asv_layers",
                      "ff_mult", "max_bp", "nucleotide_patch"):
             _check_positive(name, getattr(self, name))
@@ -285,22 +271,16 @@ class FinetuneConfig:
         "fine-tuning trains as a residual of the fitted start; --no-attention-path: the model "
         "is the fitted start alone (abundance head + category main effects + intercept), "
         "refitted on training + validation samples as a kept start is, and no epoch runs")
-    abundance_head: bool = setting(
-        True, "add a per-ASV term to the prediction: the sum over the sample's ASVs of a(ASV) + "
-        "its count features x b(ASV), a linear model over abundances whose coefficients come "
-        "from each ASV's sequence (--no-abundance-head: not built)")
-    abundance_head_init: str = setting(
-        "fit", "start of the abundance head: fit (a ridge / L2-logistic fit of its last layer on "
-        "the training samples before fine-tuning, the penalty chosen as --group-by says) or "
-        "zero", choices=HEAD_INITS)
-    abundance_head_width: int = setting(512, "hidden units of the abundance head (0: 4 x the "
-                                        "embedding dim)")
+    abundance_head_width: int = setting(512, "hidden units (random Fourier features) of the "
+                                        "abundance head")
     abundance_head_features: str = setting(
-        "fourier", "hidden layer of the abundance head: fourier (random Fourier features of the "
-        "ASV vectors: the fit is kernel ridge over sequences), identity (one indicator per "
+        "fourier", "what the abundance head reads per ASV (the head adds the sum over a "
+        "sample's ASVs of a(ASV) + its count features x b(ASV), its last layer fitted by ridge / "
+        "L2-logistic regression on the training samples before fine-tuning, the penalty chosen "
+        "as --group-by says): fourier (random Fourier features of the ASV vectors: the fit is "
+        "kernel ridge over sequences), identity (one indicator per "
         "ASV of the training and validation samples, no sequence information: the fit is a "
-        "ridge over per-ASV presence and counts; an ASV unseen there gets no term of its own) "
-        "or mlp (one GELU layer)",
+        "ridge over per-ASV presence and counts; an ASV unseen there gets no term of its own)",
         choices=HEAD_FEATURES)
     # frozen beat snapshot on the simulator (3 seeds, gmu): test R2 over the start +0.042 vs
     # +0.001; live scrambled the start (-0.23). benchmarks/results/sim-fusion.md
@@ -315,10 +295,9 @@ class FinetuneConfig:
         "cross-validated again; the reported validation metrics stay those of the model "
         "selection", schedule=True)  # what model.pt is after selection, not the trained model
     selection_se: float = setting(
-        1.0, "with a fitted abundance head, a fine-tuned epoch is chosen over the fitted start "
-        "only when its validation loss is lower by more than this many standard errors of the "
-        "paired per-subject (--group-by, else per-sample) difference; 0: the lowest validation "
-        "loss wins")
+        1.0, "a fine-tuned epoch is chosen over the fitted start only when its validation "
+        "loss is lower by more than this many standard errors of the paired per-subject "
+        "(--group-by, else per-sample) difference; 0: the lowest validation loss wins")
     selection_folds: int = setting(
         0, "choose between the fitted start and fine-tuning on this many inner folds of "
         "subjects (--group-by) of the training + validation samples instead of the one "
@@ -344,7 +323,6 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         _check_choice("task", self.task, TASKS)
-        _check_choice("abundance_head_init", self.abundance_head_init, HEAD_INITS)
         _check_choice("abundance_head_features", self.abundance_head_features, HEAD_FEATURES)
         _check_choice("abundance_head_encoder", self.abundance_head_encoder,
                       ("frozen", "snapshot", "live"))  # aam.models.start.START_ENCODERS
@@ -353,7 +331,7 @@ class FinetuneConfig:
         _check_positive("val_prediction_passes", self.val_prediction_passes)
         _check_positive("out_dim", self.out_dim)
         _check_positive("target_layers", self.target_layers, allow_zero=True)
-        _check_positive("abundance_head_width", self.abundance_head_width, allow_zero=True)
+        _check_positive("abundance_head_width", self.abundance_head_width)
         if not self.attention_path:
             self._check_head_only()
         if self.categorical_lr is not None:
@@ -370,10 +348,6 @@ class FinetuneConfig:
 
     def _check_head_only(self) -> None:
         """Without the attention path nothing trains: the fitted start must be the model."""
-        if not self.abundance_head or self.abundance_head_init != "fit":
-            raise InputError("--no-attention-path keeps only the fitted start, so it needs "
-                             "--abundance-head with --abundance-head-init fit; drop "
-                             "--no-attention-path or restore those settings.")
         if self.fusion.conditional_output_scaling:
             raise InputError("--conditional-output-scaling is trained by fine-tuning, which "
                              "--no-attention-path does not run; drop one of the two.")

@@ -113,10 +113,9 @@ def model_card(summary: dict, info: dict, data_dir: str, run_dir: Path,
               "",
               "## Settings", "",
               f"- fusion: {(cfg.get('fusion') or {}).get('name')}; frozen base: "
-              f"{cfg.get('freeze_base')}; abundance head: {cfg.get('abundance_head')} "
-              f"({cfg.get('abundance_head_features')} features, start: "
-              f"{cfg.get('abundance_head_init')}); "
-              "pretrained encoder: "
+              f"{cfg.get('freeze_base')}; abundance head: "
+              f"{cfg.get('abundance_head_features')} features, width "
+              f"{cfg.get('abundance_head_width')}; pretrained encoder: "
               f"{encoder or 'none (trained from scratch)'}",
               f"- model: {cfg.get('model')}",
               f"- training: epochs {train.get('epochs')}, lr {train.get('lr')}, batch size "

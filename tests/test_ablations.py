@@ -71,12 +71,10 @@ def test_head_only_refits_on_training_and_validation_samples(prepared, tmp_path)
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"abundance_head": False}, "--no-attention-path keeps only the fitted start"),
-    ({"abundance_head_init": "zero"}, "--no-attention-path keeps only the fitted start"),
     ({"conditional_output_scaling": "category"}, "--conditional-output-scaling is trained"),
     ({"selection_folds": 5}, "--no-attention-path has no fine-tuning to choose"),
 ])
-def test_head_only_without_a_fitted_start_is_refused(settings, message):
+def test_head_only_refuses_what_only_fine_tuning_trains(settings, message):
     with pytest.raises(InputError, match=message):
         tiny_finetune_cfg(attention_path=False, **settings)
 

@@ -11,8 +11,9 @@ import torch
 from aam.config import DataConfig, PretrainConfig, to_dict
 from aam.errors import InputError
 from aam.models.pretrain import PretrainModel
-from aam.training.checkpoint import (FORMAT_VERSION, LAST_READER, OLDEST_FORMAT, Checkpoint,
-                                     PredictorState, load_checkpoint, save_checkpoint)
+from aam.training.checkpoint import (FORMAT_VERSION, LAST_BUILDER, LAST_READER, OLDEST_FORMAT,
+                                     REMOVED, Checkpoint, PredictorState, load_checkpoint,
+                                     save_checkpoint)
 from aam.training.seeding import get_rng_state, set_rng_state
 from test_encoder import TINY, make_batch
 
@@ -171,3 +172,48 @@ def test_a_field_that_is_not_what_aam_writes_is_named(tmp_path, field, value, me
     with pytest.raises(InputError) as err:
         load_checkpoint(tmp_path / "model.pt", "predictor")
     assert message in str(err.value) and "Use a checkpoint written by aam." in str(err.value)
+
+
+def _with_setting(tmp_path, dotted: str, value, version: int = FORMAT_VERSION):
+    """A predictor checkpoint whose stored config holds ``dotted: value`` (as aam wrote before
+    the setting was removed)."""
+    from aam.config import FinetuneConfig
+
+    payload = Checkpoint("predictor", to_dict(FinetuneConfig()), {"w": torch.ones(1)}).to_payload()
+    payload["format_version"] = version
+    *section, key = dotted.split(".")
+    (payload["config"][section[0]] if section else payload["config"])[key] = value
+    torch.save(payload, tmp_path / "model.pt")
+    return tmp_path / "model.pt"
+
+
+@pytest.mark.parametrize("version", [4, FORMAT_VERSION])
+@pytest.mark.parametrize("dotted, value", list(REMOVED.items()))
+def test_a_removed_setting_at_the_value_still_built_loads_without_it(tmp_path, dotted, value,
+                                                                      version):
+    from aam.config import FinetuneConfig, from_dict
+
+    config = load_checkpoint(_with_setting(tmp_path, dotted, value, version), "predictor").config
+    assert from_dict(FinetuneConfig, config) == FinetuneConfig()
+
+
+@pytest.mark.parametrize("dotted, value, shown", [
+    ("model.count_features", "clr", "clr"), ("model.count_features", "log1p", "log1p"),
+    ("model.count_features", "log1p-cpm", "log1p-cpm"), ("model.asv_norm", False, "false"),
+    ("abundance_head", False, "false"), ("abundance_head_init", "zero", "zero"),
+    ("abundance_head_features", "mlp", "mlp"),
+])
+def test_a_removed_variant_fails_with_one_line_naming_the_aam_that_builds_it(tmp_path, dotted,
+                                                                             value, shown):
+    path = _with_setting(tmp_path, dotted, value)
+    with pytest.raises(InputError) as err:
+        load_checkpoint(path, "predictor")
+    assert str(err.value) == (
+        f"{path}: {dotted} {shown} is a model variant this aam no longer builds (removed after "
+        f"losing on development data). Retrain with this aam, or read it with {LAST_BUILDER}.")
+
+
+def test_a_stored_head_width_of_0_loads_as_4_x_the_embedding_dim(tmp_path):
+    config = load_checkpoint(_with_setting(tmp_path, "abundance_head_width", 0),
+                             "predictor").config
+    assert config["abundance_head_width"] == 4 * config["model"]["embedding_dim"]

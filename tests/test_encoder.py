@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from aam.config import ModelConfig, PretrainConfig, DataConfig
@@ -132,37 +131,30 @@ def test_every_patch_size_predicts_every_base_and_ignores_padding():
                                    model.encode_asvs(batch.unique_tokens))
 
 
-@pytest.mark.parametrize("kind", ["clr", "log1p-cpm"])
-def test_depth_free_count_features_ignore_sequencing_depth(kind):
-    """clr and log1p-cpm describe relative abundances: a sample sequenced ten times deeper
-    gets the same features (log1p(count) does not), and padding stays 0."""
-    from aam.models.encoder import count_features
+def test_count_features_are_log1p_clr_and_relative_abundance():
+    """log1p(count) grows with sequencing depth; the CLR and the relative abundance do not (a
+    sample sequenced ten times deeper gets the same ones); padding stays 0."""
+    from aam.models.encoder import COUNT_FEATURES, count_features
 
     counts = torch.tensor([[5.0, 50.0, 500.0, 0.0], [1.0, 1.0, 2.0, 7.0]])
     mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
-    feats = count_features(counts, mask, kind)
-    torch.testing.assert_close(count_features(counts * 10, mask, kind), feats)
+    feats = count_features(counts, mask)
+    assert COUNT_FEATURES == ("log1p", "clr", "relative") and feats.shape == (2, 4, 3)
+    deeper = count_features(counts * 10, mask)
+    torch.testing.assert_close(deeper[..., 1:], feats[..., 1:])
+    assert not torch.allclose(deeper[..., 0], feats[..., 0])
     assert (feats[0, 3] == 0).all()
-    assert not torch.allclose(count_features(counts * 10, mask, "log1p"),
-                              count_features(counts, mask, "log1p"))
-    assert feats[0, 0, 0] < feats[0, 1, 0] < feats[0, 2, 0]  # rises with abundance
+    assert feats[0, 0, 1] < feats[0, 1, 1] < feats[0, 2, 1]  # rises with abundance
+    torch.testing.assert_close(feats[1, :, 2], torch.tensor([1.0, 1.0, 2.0, 7.0]) / 11)
 
 
-def test_log1p_cpm_is_zero_at_a_zero_count():
-    """The integrated-gradients baseline of log1p-cpm (both features 0) is what a count of 0
-    gives, so an absent ASV and the baseline agree."""
+def test_an_asv_at_a_zero_count_is_at_the_attribution_baseline():
+    """The integrated-gradients baseline is what a count of 0 gives (the sample's CLR centre
+    kept), so an absent ASV and the baseline agree."""
     from aam.explain.attribution import zero_count_features
     from aam.models.encoder import count_features
 
-    counts = torch.tensor([[0.0, 30.0, 70.0]])
-    feats = count_features(counts, torch.ones(1, 3, dtype=torch.bool), "log1p-cpm")
-    assert (feats[0, 0] == 0).all()
-    assert (zero_count_features(feats, "log1p-cpm") == 0).all()
-
-
-def test_every_count_feature_kind_is_defined_where_it_is_computed():
-    from aam.config import COUNT_FEATURES
-    from aam.models.encoder import FEATURE_PARTS
-
-    assert set(COUNT_FEATURES) == set(FEATURE_PARTS)
-    assert all(parts[-1] == "relative" for parts in FEATURE_PARTS.values())
+    feats = count_features(torch.tensor([[0.0, 30.0, 70.0]]), torch.ones(1, 3, dtype=torch.bool))
+    base = zero_count_features(feats)
+    torch.testing.assert_close(base[0, 0], feats[0, 0])
+    assert (base[0, 1:, [0, 2]] == 0).all()

@@ -29,8 +29,6 @@ RUNS.update({
                                                 "fusion": "cross-attention"}),
     "frozen-scaled": ("regression", {"freeze_base": True, "columns": ("category", "batch"),
                                      "conditional_output_scaling": "batch"}),
-    "abundance-head": ("regression", {"abundance_head": True}),
-    "no-abundance-head": ("regression", {"abundance_head": False}),
 })
 
 
@@ -112,7 +110,7 @@ def test_the_abundance_heads_term_is_explained(trained):
     own change between the observed and the baseline features."""
     from aam.explain.attribution import zero_count_features
 
-    model, batch = _first_samples(trained("abundance-head"), 4)
+    model, batch = _first_samples(trained("fusion-concat"), 4)
     head = model.abundance_head.net[-1]
     with torch.no_grad():
         head.weight.zero_()
@@ -122,7 +120,7 @@ def test_the_abundance_heads_term_is_explained(trained):
         head.weight.normal_(std=5.0)
         head.bias.normal_(std=5.0)
         enc = model.encode(batch)
-        base = zero_count_features(enc.count_features, model.cfg.model.count_features)
+        base = zero_count_features(enc.count_features)
         change = (model.abundance_head(enc.asv_vectors, enc.count_features, batch.asv_mask)
                   - model.abundance_head(enc.asv_vectors, base, batch.asv_mask))
     after = explain_batch(model, batch, steps=16)
@@ -138,8 +136,8 @@ def test_occurrence_at_the_baseline_gets_zero_attribution(trained, root, monkeyp
     model, batch = _first_samples(trained("fusion-gmu"), 3)
     features = encoder.count_features
 
-    def at_baseline(counts, mask, kind):  # the first occurrence's features are the baseline (0)
-        out = features(counts, mask, kind).clone()
+    def at_baseline(counts, mask):  # the first occurrence's features are the baseline (0)
+        out = features(counts, mask).clone()
         out[0, 0] = 0.0
         return out
 

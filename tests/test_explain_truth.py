@@ -8,11 +8,8 @@ and explaining on one thread, too slow for the suite, so the test simulates 128 
 categorical columns, every ASV of a sample as input) for 40 epochs; ``aam explain`` then runs at
 its default settings (32 integration steps, zero-count baseline). With the format-3 defaults
 (log1p-clr count features, abundance head) this test measures AAM 0.853 and forest 0.995 (forest
-fit on the run's train samples; the format-2 model gave 0.966). The slow test below runs the
-simulator's defaults (200 samples x 300 ASVs of 120 nt, seed 0; 60 epochs, token limit 128)
-with the format-2 model: AAM 0.856, forest 0.874. Earlier numbers
-with the format-1 encoder (0.83-0.84 at 30 epochs) came from a model that did not predict
-(validation R2 0.002): attributions of such a model say little, hence 60 epochs.
+fit on the run's train samples). Attributions of a model that does not predict say little, hence
+40 epochs.
 """
 
 from __future__ import annotations
@@ -21,7 +18,6 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 import torch
 
 from aam.cli.__main__ import main as aam_main
@@ -32,7 +28,7 @@ from finetune_fixtures import tiny_finetune_cfg
 def _truth_run(tmp_path: Path, sim_flags: list[str], epochs: int, token_limit: int,
                **model: object) -> dict:
     """simulate -> prepare -> tiny AAM + forest -> aam explain --truth; returns explain.json.
-    ``model`` overrides settings of the tiny model (``count_features``, ``abundance_head``)."""
+    ``model`` overrides settings of the tiny model (e.g. ``group_by``)."""
     sim, prepared, run, rf = (tmp_path / p for p in ("sim", "prepared", "run", "rf"))
     assert aam_main(["simulate", "--output-dir", str(sim), *sim_flags]) == 0
     assert aam_main(["prepare", "--table", str(sim / "table.biom"), "--metadata",
@@ -40,8 +36,6 @@ def _truth_run(tmp_path: Path, sim_flags: list[str], epochs: int, token_limit: i
                      "--output-dir", str(prepared)]) == 0
     torch.manual_seed(0)
     cfg = tiny_finetune_cfg(epochs=epochs, columns=(), token_limit=token_limit, batch_size=16)
-    if "count_features" in model:
-        cfg = replace(cfg, model=replace(cfg.model, count_features=model.pop("count_features")))
     run_finetune(replace(cfg, **model), FinetunePaths(prepared, run))
     assert aam_main(["rf-baseline", "--data-dir", str(prepared), "--metadata-column", "target",
                      "--train-samples", str(run / "train_samples.txt"), "--val-samples",
@@ -64,9 +58,7 @@ def test_attributions_rank_the_signal_asvs_first(tmp_path: Path, record_property
     cross-validated by subject: --group-by subject; epoch 0 wins, so it is refitted on the training
     + validation samples). Measured here: signal-ASV AUROC 0.951 (0.946 before the refit; the same
     with the selection margin), validation R2 0.559. Without --group-by (penalty chosen on the 26
-    validation samples) the fit is looser and the ranking worse (0.632, R2 0.634); the same head
-    learned from zero (--abundance-head-init zero) 1.000 (R2 0.556); the format-2 model (log1p, no
-    head) 0.843."""
+    validation samples) the fit is looser and the ranking worse (0.632, R2 0.634)."""
     truth = _truth_run(tmp_path, ["--samples", "128", "--asvs", "40", "--seq-length", "100",
                                   "--seed", "0"], epochs=40, token_limit=40, group_by="subject")
     record_property("aam_auroc", truth["aam_auroc"])
@@ -74,22 +66,3 @@ def test_attributions_rank_the_signal_asvs_first(tmp_path: Path, record_property
     assert truth["n_signal"] == 6 and truth["n_asvs"] == 40
     assert truth["aam_auroc"] >= 0.8, truth
     assert 0.0 <= truth["rf_auroc"] <= 1.0
-
-
-@pytest.mark.slow
-def test_signal_asvs_at_the_simulator_defaults(tmp_path: Path, record_property):
-    """The simulator's defaults (200 samples x 300 ASVs, seed 0), so marked slow. 60 epochs:
-    the model must predict before its attributions mean anything (at 30 epochs the format-1
-    encoder reached validation R2 0.002).
-
-    This checks the attribution method on the format-2 model (log1p count features, no
-    abundance head): signal-ASV AUROC 0.841, forest 0.874 (0.856 when first measured; 0.841
-    at 1b7f1c4 and after). The format-3 defaults (log1p-clr
-    features + abundance head) predict better here (validation R2 0.197 against 0.172) but
-    rank the signal ASVs lower (AUROC 0.759); docs/science.md reports it."""
-    truth = _truth_run(tmp_path, [], epochs=60, token_limit=128, count_features="log1p",
-                       abundance_head=False)
-    record_property("aam_auroc", truth["aam_auroc"])
-    record_property("rf_auroc", truth["rf_auroc"])
-    assert truth["n_asvs"] == 300
-    assert truth["aam_auroc"] >= 0.8, truth

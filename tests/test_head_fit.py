@@ -19,7 +19,7 @@ from test_predictor import tiny_batch, tiny_cfg
 
 def _model(out_dim: int = 1) -> Predictor:
     torch.manual_seed(0)
-    cfg = tiny_cfg(abundance_head=True, out_dim=out_dim, data=DataConfig(),
+    cfg = tiny_cfg(out_dim=out_dim, data=DataConfig(),
                    fusion=FusionConfig())
     return Predictor(cfg).eval()
 
@@ -128,31 +128,25 @@ def prepared(tmp_path_factory):
 
 
 def test_aam_train_fits_the_head_by_default_and_records_it(prepared, tmp_path):
-    cfg = tiny_finetune_cfg(columns=(), epochs=1, abundance_head=True)
+    cfg = tiny_finetune_cfg(columns=(), epochs=1)
     run_finetune(cfg, FinetunePaths(prepared, tmp_path / "fit"))
     saved = json.loads((tmp_path / "fit" / "metrics.json").read_text())
     record = saved["abundance_head_fit"]
     assert record["penalty"] in PENALTIES and record["n_train"] + record["n_val"] == 32
-    assert saved["config"]["abundance_head_init"] == "fit"
     assert saved["history"][0]["epoch"] == 0  # the fitted start is a candidate for best.pt
-
-    zero = dataclasses.replace(cfg, abundance_head_init="zero")
-    run_finetune(zero, FinetunePaths(prepared, tmp_path / "zero"))
-    assert json.loads((tmp_path / "zero" / "metrics.json").read_text())[
-        "abundance_head_fit"] is None
 
 
 def test_group_by_names_a_missing_column(prepared, tmp_path):
     from aam.errors import InputError
 
-    cfg = tiny_finetune_cfg(columns=(), epochs=1, abundance_head=True, group_by="nope")
+    cfg = tiny_finetune_cfg(columns=(), epochs=1, group_by="nope")
     with pytest.raises(InputError, match="--group-by column 'nope' is not in the prepared"):
         run_finetune(cfg, FinetunePaths(prepared, tmp_path / "bad"))
     assert not (tmp_path / "bad" / "model.pt").exists()
 
 
 def test_group_by_subject_is_used_for_the_penalty(prepared, tmp_path, caplog):
-    cfg = tiny_finetune_cfg(columns=(), epochs=1, abundance_head=True, group_by="subject")
+    cfg = tiny_finetune_cfg(columns=(), epochs=1, group_by="subject")
     run_finetune(cfg, FinetunePaths(prepared, tmp_path / "cv"))
     record = json.loads((tmp_path / "cv" / "metrics.json").read_text())["abundance_head_fit"]
     assert record["chosen_by"].startswith("grouped")
@@ -177,7 +171,7 @@ def test_a_winning_fitted_start_is_refitted_on_training_and_validation_samples(p
     cross-validated by subject; checkpoints/best.pt and the validation metrics stay those of
     the selected model. Without --group-by (no held-out choice of the penalty left) or with
     --no-abundance-head-refit, model.pt is best.pt."""
-    cfg = tiny_finetune_cfg(columns=(), epochs=1, abundance_head=True, group_by="subject",
+    cfg = tiny_finetune_cfg(columns=(), epochs=1, group_by="subject",
                             lr=1e-30)
     out = tmp_path / "refit"
     run_finetune(cfg, FinetunePaths(prepared, out))
@@ -262,7 +256,7 @@ def test_the_selection_margin_keeps_the_fitted_start_and_survives_a_resume(prepa
     from aam.data.prepared import load_prepared
     from aam.training.checkpoint import load_checkpoint
 
-    cfg = tiny_finetune_cfg(columns=(), epochs=3, abundance_head=True, group_by="subject",
+    cfg = tiny_finetune_cfg(columns=(), epochs=3, group_by="subject",
                             lr=3e-2)
     plain = tmp_path / "plain"
     run_finetune(dataclasses.replace(cfg, selection_se=0.0), FinetunePaths(prepared, plain))

@@ -121,8 +121,8 @@ def test_selection_folds_writes_the_model_its_pooled_losses_chose(simulated_prep
     (["--selection-folds", "3"], "--selection-folds 3 needs --group-by SUBJECT_COLUMN"),
     (["--selection-folds", "9", "--group-by", "subject"],
      "--selection-folds 9 needs at least 9 subjects, but the 32 given samples hold 8"),
-    (["--selection-folds", "3", "--group-by", "subject", "--abundance-head-init", "zero"],
-     "--selection-folds 3 chooses between the fitted start and fine-tuned epochs"),
+    (["--selection-folds", "3", "--group-by", "subject", "--no-attention-path"],
+     "--no-attention-path has no fine-tuning to choose"),
     (["--selection-folds", "-2"], "selection_folds must be >= 0, got -2"),
 ])
 def test_bad_selection_settings_stop_with_one_line(flags, message, simulated_prepared,

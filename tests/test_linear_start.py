@@ -56,7 +56,7 @@ def _with_target(batches, fn) -> list:
 def test_before_training_the_transformer_path_adds_exactly_nothing(fusion):
     """The target head's last layer starts at zero and the linear start (abundance head,
     category effects) at zero: a new model predicts exactly 0, whatever the fusion."""
-    model = _model(fusion, abundance_head=True, out_dim=2)
+    model = _model(fusion, out_dim=2)
     batch = _batches(1, 0, columns=fusion is not None)[0]
     with torch.no_grad():
         assert torch.equal(model(batch).prediction, torch.zeros(8, 2))
@@ -202,8 +202,8 @@ def test_aam_train_fits_keeps_and_refits_the_category_effects(prepared, tmp_path
     refit of a winning start fits them again on training + validation samples."""
     from aam.training.checkpoint import load_checkpoint
 
-    cfg = tiny_finetune_cfg("gmu", columns=("category",), epochs=1, abundance_head=True,
-                            group_by="subject", lr=1e-30)
+    cfg = tiny_finetune_cfg("gmu", columns=("category",), epochs=1, group_by="subject",
+                            lr=1e-30)
     out = tmp_path / "run"
     run_finetune(cfg, FinetunePaths(prepared, out))
     saved = json.loads((out / "metrics.json").read_text())

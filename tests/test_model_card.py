@@ -38,7 +38,7 @@ def test_every_trained_model_gets_a_card(tmp_path, task):
     if task == "regression":
         assert "target transform: `zscore`" in card
     assert f"epoch {metrics['best_epoch']} of {metrics['epochs_run']}" in card
-    assert "abundance head: True (fourier features, start: fit)" in card  # format-4 defaults
+    assert "abundance head: fourier features, width 512" in card
     fit = metrics["abundance_head_fit"]
     assert (f"Epoch 0 is the fitted start: the abundance head's last layer fitted in closed form "
             f"on the {fit['n_train']} training samples, its L2 penalty {fit['penalty']:.3g} "

@@ -133,7 +133,7 @@ def test_predict_on_longer_asvs_than_the_model_read_warns(simulated_prepared, tm
 
 @pytest.mark.parametrize("flags,message", [
     (["--normalize-by", "category"], "--normalize-by is ignored"),
-    (["--abundance-head-init", "zero", "--selection-se", "2"], "--selection-se is ignored"),
+    (["--no-attention-path", "--selection-se", "2"], "--selection-se is ignored"),
     (["--task", "classification", "--metadata-column", "category", "--target-transform",
       "minmax"], "--target-transform minmax is ignored"),
     (["--class-weights"], "--class-weights is ignored"),

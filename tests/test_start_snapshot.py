@@ -141,16 +141,14 @@ def test_a_format_4_predictor_loads_and_predicts_as_before():
 
 
 def test_no_snapshot_where_nothing_moves_or_nothing_was_fitted():
-    """The default freezes the sequence encoder; a frozen base, a head learned from zero, or
-    no head: no snapshot, the encoder's vectors."""
+    """The default freezes the sequence encoder; a frozen base: no snapshot, the encoder's
+    vectors."""
     model = Predictor(_cfg("gmu"))
     assert model.start_mode == "frozen" and model.start_encoder is None
     assert not any(p.requires_grad for p in model.encoder.asv_norm.parameters())
     assert all(p.requires_grad for p in model.encoder.sample.parameters())
-    for kw in ({"freeze_base": True}, {"abundance_head_init": "zero"},
-               {"abundance_head": False}):
-        model = Predictor(_cfg("gmu", **kw))
-        assert model.start_encoder is None and model.start_mode == "live"
+    model = Predictor(_cfg("gmu", freeze_base=True))
+    assert model.start_encoder is None and model.start_mode == "live"
 
 
 def test_a_format_4_checkpoint_resumes_with_the_encoder_it_trained(tmp_path):

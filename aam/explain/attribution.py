@@ -1,7 +1,7 @@
 """Integrated gradients over the ASV abundance input of a trained :class:`Predictor`.
 
 The model sees each ASV occurrence's abundance as a few features
-(:func:`aam.models.encoder.count_features`, e.g. ``[log1p(count), count / depth]``), read by
+(:func:`aam.models.encoder.count_features`: ``[log1p(count), clr / 4, count / depth]``), read by
 the sample encoder's count embedding (``SampleEncoder.count_emb``) and by the abundance head.
 We integrate the gradient of the output along the straight path from the baseline (the
 features every ASV of the sample would have at a count of 0, the sample's own CLR centre kept;
@@ -31,7 +31,7 @@ from torch import Tensor
 
 from aam.data.batch import Batch
 from aam.models.attention import AttentionPooling
-from aam.models.encoder import FEATURE_PARTS, EncoderOutput
+from aam.models.encoder import COUNT_FEATURES, EncoderOutput
 from aam.models.heads import MaskedAttentionPool
 from aam.models.predictor import Predictor
 
@@ -72,19 +72,17 @@ class _FixedAsvVectors:
         return encoder.encode_samples(self.vectors, batch)
 
 
-def zero_count_features(x: Tensor, kind: str) -> Tensor:
+def zero_count_features(x: Tensor) -> Tensor:
     """The count features [B, S, F] each occurrence would have at a count of 0 (0 at padding).
 
     Every part is 0 at a count of 0 except ``clr``, which becomes ``(log(1e-6) - centre) / 4``;
     the sample's centre is recovered from ``x`` itself, since ``4 * clr = log(relative + 1e-6)
-    - centre`` at every real ASV (the relative abundance is always the last part).
+    - centre`` at every real ASV (the relative abundance is the last part).
     """
-    parts = FEATURE_PARTS[kind]
     base = torch.zeros_like(x)
-    if "clr" in parts:
-        i = parts.index("clr")
-        shift = (torch.log(x[..., -1] + 1e-6) - math.log(1e-6)) / 4.0  # 0 at padding
-        base[..., i] = x[..., i] - shift
+    i = COUNT_FEATURES.index("clr")
+    shift = (torch.log(x[..., -1] + 1e-6) - math.log(1e-6)) / 4.0  # 0 at padding
+    base[..., i] = x[..., i] - shift
     return base
 
 
@@ -95,7 +93,6 @@ class _AbundancePath:
 
     def __init__(self, model: Predictor) -> None:
         self.alpha = 1.0
-        self.kind = model.cfg.model.count_features
         self.features: Optional[Tensor] = None  # x - baseline [B, S, F]
         self.scaled: Optional[Tensor] = None  # alpha * x, requires grad
         self.pools: dict[str, Tensor] = {}
@@ -107,7 +104,7 @@ class _AbundancePath:
 
     def _scale(self, _module, _args, output):
         x = output.detach()
-        base = zero_count_features(x, self.kind)
+        base = zero_count_features(x)
         self.features = x - base
         self.scaled = (base + self.alpha * self.features).requires_grad_(True)
         return self.scaled

@@ -133,31 +133,19 @@ class NucleotideEncoder(nn.Module):
         return self.nuc_head(hidden).view(n, t * self.patch, VOCAB_SIZE)[:, :length]
 
 
-# The abundance features of each ``model.count_features`` kind, in order (relative abundance
-# always last):
-# - log1p: log1p(count), the input of format-1 checkpoints; it grows with sequencing depth;
-# - clr: the centred log relative abundance over the sample's real ASVs, / 4 (it depends on
-#   which other ASVs the sample holds);
-# - cpm: log1p(counts per million) / 4, the log abundance independent of depth, 0 at count 0.
-FEATURE_PARTS = {"log1p": ("log1p", "relative"), "clr": ("clr", "relative"),
-                 "log1p-cpm": ("cpm", "relative"), "log1p-clr": ("log1p", "clr", "relative")}
+# The abundance features of an ASV occurrence, in order: log1p(count), which grows with
+# sequencing depth; the centred log relative abundance over the sample's real ASVs, / 4 (it
+# depends on which other ASVs the sample holds); the relative abundance.
+COUNT_FEATURES = ("log1p", "clr", "relative")
 
 
-def n_count_features(kind: str) -> int:
-    """How many features :func:`count_features` returns per ASV for ``kind``."""
-    return len(FEATURE_PARTS[kind])
-
-
-def count_features(counts: Tensor, mask: Tensor, kind: str) -> Tensor:
-    """Per-ASV count features [B, S, F] from raw ``counts`` [B, S] (0 at padding); the parts
-    of each ``kind`` are :data:`FEATURE_PARTS`."""
+def count_features(counts: Tensor, mask: Tensor) -> Tensor:
+    """Per-ASV count features [B, S, F] (:data:`COUNT_FEATURES`) from raw ``counts`` [B, S] (0
+    at padding)."""
     counts = counts.float() * mask
     relative = counts / counts.sum(-1, keepdim=True).clamp_min(1.0)
-    part = {"log1p": lambda: torch.log1p(counts),
-            "clr": lambda: centred_log_ratio(counts, mask) / 4.0,
-            "cpm": lambda: torch.log1p(relative * 1e6) / 4.0,
-            "relative": lambda: relative}
-    return torch.stack([part[name]() for name in FEATURE_PARTS[kind]], dim=-1)
+    return torch.stack([torch.log1p(counts), centred_log_ratio(counts, mask) / 4.0, relative],
+                       dim=-1)
 
 
 def centred_log_ratio(counts: Tensor, mask: Tensor) -> Tensor:
@@ -196,27 +184,23 @@ class CountFeatures(nn.Module):
     """:func:`count_features` as a module (no parameters), so one hook sees the abundance input
     wherever the model reads it (the count embedding and the abundance head)."""
 
-    def __init__(self, kind: str) -> None:
-        super().__init__()
-        self.kind = kind
-
     def forward(self, counts: Tensor, mask: Tensor) -> Tensor:
         """counts [B, S], mask [B, S] -> features [B, S, F]."""
-        return count_features(counts, mask, self.kind)
+        return count_features(counts, mask)
 
 
 class SampleEncoder(nn.Module):
     """Transformer across the ASVs of a sample, with a count embedding and padding mask.
 
     The count enters as ``Linear(count_features)`` added to each ASV vector
-    (:func:`count_features`, ``cfg.count_features``).
+    (:func:`count_features`).
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         d = cfg.embedding_dim
-        self.count_input = CountFeatures(cfg.count_features)
-        self.count_emb = nn.Linear(n_count_features(cfg.count_features), d)
+        self.count_input = CountFeatures()
+        self.count_emb = nn.Linear(len(COUNT_FEATURES), d)
         self.layers = TransformerStack(d, cfg.attention_heads, cfg.asv_layers, cfg.ff_mult,
                                        cfg.dropout, cfg.gradient_checkpointing)
 
@@ -244,7 +228,7 @@ class AAMEncoder(nn.Module):
         d = cfg.embedding_dim
         self.cfg = cfg
         self.nucleotide = NucleotideEncoder(cfg)
-        self.asv_norm = ASVNorm(d) if cfg.asv_norm else nn.Identity()
+        self.asv_norm = ASVNorm(d)
         sample_cfg = cfg if sample_dropout is None else replace(cfg, dropout=sample_dropout)
         self.sample = SampleEncoder(sample_cfg)
         self.sample_layers = TransformerStack(d, cfg.attention_heads, cfg.sample_layers,

@@ -119,35 +119,27 @@ class AbundanceHead(nn.Module):
     ``sum_i (a(v_i) + sum_f c_if * b_f(v_i)) / budget`` over the ASVs ``i`` of a sample, where
     ``v_i`` is the ASV's vector (from its sequence only), ``c_if`` its abundance features (the
     ones the sample encoder reads, ``EncoderOutput.count_features``) and ``a``, ``b_f`` come from
-    one network of ``v_i``: a hidden layer (``features``: ``fourier``, random Fourier features
-    with :data:`RFF_SCALE`; ``mlp``, a GELU layer) and a linear layer. It is
-    a linear model over presence and abundance whose coefficients are functions of each ASV's
-    sequence; attention pooling averages and cannot sum. ``budget`` (the token limit) keeps the
-    output's scale independent of how many ASVs the samples hold. Zero-initialised output;
-    ``aam train`` then fits the last layer in closed form (:mod:`aam.training.head_fit`) unless
-    ``abundance_head_init`` is ``zero``. ``width``: hidden units (0: ``4 * dim``). ``seed``: the
-    hidden layer comes from :func:`head_generator` of it, not from the global torch stream.
+    one network of ``v_i``: a hidden layer of ``width`` random Fourier features (scale
+    :data:`RFF_SCALE`) and a linear layer. It is a linear model over presence and abundance
+    whose coefficients are functions of each ASV's sequence; attention pooling averages and
+    cannot sum. ``budget`` (the token limit) keeps the output's scale independent of how many
+    ASVs the samples hold. Zero-initialised output; ``aam train`` then fits the last layer in
+    closed form (:mod:`aam.training.head_fit`). ``seed``: the hidden layer comes from
+    :func:`head_generator` of it, not from the global torch stream.
     """
 
-    def __init__(self, dim: int, out_dim: int, n_features: int, budget: int,
-                 width: int = 0, features: str = "fourier", seed: int = 0) -> None:
+    def __init__(self, dim: int, out_dim: int, n_features: int, budget: int, width: int,
+                 seed: int = 0) -> None:
         super().__init__()
         self.out_dim, self.n_features = out_dim, n_features
-        width = width or 4 * dim
-        hidden = CosineFeatures() if features == "fourier" else nn.GELU()
-        self.net = nn.Sequential(nn.Linear(dim, width), hidden,
+        self.net = nn.Sequential(nn.Linear(dim, width), CosineFeatures(),
                                  nn.Linear(width, (1 + n_features) * out_dim))
         self.budget = float(budget)
         generator = head_generator(seed)
         first = self.net[0]
         with torch.no_grad():
-            if features == "fourier":
-                first.weight.normal_(0.0, RFF_SCALE / math.sqrt(dim), generator=generator)
-                first.bias.uniform_(0.0, 2.0 * math.pi, generator=generator)
-            else:  # nn.Linear's default bounds, from the head's own stream
-                bound = 1.0 / math.sqrt(dim)
-                first.weight.uniform_(-bound, bound, generator=generator)
-                first.bias.uniform_(-bound, bound, generator=generator)
+            first.weight.normal_(0.0, RFF_SCALE / math.sqrt(dim), generator=generator)
+            first.bias.uniform_(0.0, 2.0 * math.pi, generator=generator)
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 

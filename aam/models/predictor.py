@@ -13,7 +13,7 @@ from aam.config import FinetuneConfig
 from aam.data.batch import Batch
 from aam.errors import InputError
 from aam.models.asv_cache import EncoderCache
-from aam.models.encoder import AAMEncoder, EncoderOutput, n_count_features
+from aam.models.encoder import COUNT_FEATURES, AAMEncoder, EncoderOutput
 from aam.models.fusion import build_fusion
 from aam.models.heads import (AbundanceHead, CategoryEffects, CategoryEmbeddings, CountHead,
                               MaskedAttentionPool, OutputScaling, TargetEncoder, TargetHead)
@@ -78,7 +78,7 @@ class Predictor(nn.Module):
     ASVs are sampled at random, whole sample outputs by sample index, kept across epochs. The
     cache is not part of the ``state_dict`` and is emptied whenever encoder weights are loaded.
 
-    A fitted abundance head (``abundance_head_init: fit``) reads ASV vectors that do not move
+    The fitted abundance head reads ASV vectors that do not move
     while the rest trains (``abundance_head_encoder``): ``frozen`` (default), the encoder's
     nucleotide encoder and ASV norm are not trained (eval mode, no gradients); ``snapshot``, a
     frozen copy of them (``start_encoder``, :class:`~aam.models.start.SequenceSnapshot`) that
@@ -101,9 +101,9 @@ class Predictor(nn.Module):
             self._build_attention_path(cfg)
         else:  # the fitted start alone: its constant needs a home without the target head
             self.intercept = Intercept(cfg.out_dim)
-        self.abundance_head = _abundance_head(cfg) if cfg.abundance_head else None
+        self.abundance_head = _abundance_head(cfg)
         self.category_effects = (CategoryEffects(cfg.fusion.cardinalities, cfg.out_dim)
-                                 if cfg.abundance_head and columns else None)
+                                 if columns else None)
         self.scaling_column = scaling_column_index(cfg)
         self.output_scaling = None
         if self.scaling_column is not None:
@@ -240,9 +240,8 @@ class Predictor(nn.Module):
         else:
             assert self.intercept is not None
             prediction = self.intercept(batch.size)
-        if self.abundance_head is not None:
-            prediction = prediction + self.abundance_head(self.start_inputs(batch, enc),
-                                                          enc.count_features, asv_mask)
+        prediction = prediction + self.abundance_head(self.start_inputs(batch, enc),
+                                                      enc.count_features, asv_mask)
         if self.category_effects is not None:
             prediction = prediction + self.category_effects(batch.cat_ids)
         if self.output_scaling is not None:
@@ -284,20 +283,18 @@ class Intercept(nn.Module):
 def _abundance_head(cfg: FinetuneConfig) -> AbundanceHead:
     """The abundance head of ``cfg``: over ASV identity, or over the ASV vectors."""
     model = cfg.model
-    n_features = n_count_features(model.count_features)
+    n_features = len(COUNT_FEATURES)
     if cfg.abundance_head_features == "identity":
         return IdentityHead(cfg.out_dim, n_features, cfg.data.token_limit,
                             cfg.data.max_bp or model.max_bp)
     return AbundanceHead(model.embedding_dim, cfg.out_dim, n_features, cfg.data.token_limit,
-                         cfg.abundance_head_width, cfg.abundance_head_features,
-                         seed=cfg.train.seed)
+                         cfg.abundance_head_width, seed=cfg.train.seed)
 
 
 def start_mode(cfg: FinetuneConfig) -> str:
-    """Which ASV vectors the abundance head reads (``abundance_head_encoder``): only a fitted
-    head with a trained encoder needs still ones; otherwise ``live`` (a head learned from zero
-    moves with the encoder; a frozen base does not move)."""
-    if not cfg.abundance_head or cfg.abundance_head_init != "fit" or cfg.freeze_base:
+    """Which ASV vectors the abundance head reads (``abundance_head_encoder``): only a trained
+    encoder needs still ones; with a frozen base it is ``live`` (the base does not move)."""
+    if cfg.freeze_base:
         return "live"
     if cfg.abundance_head_features == "identity" and cfg.abundance_head_encoder == "snapshot":
         return "live"  # the identity head reads no ASV vectors: nothing to keep a copy of

@@ -27,7 +27,6 @@ WORDS = {
     ("attention-path", "true"): None, ("attention-path", "false"): "head only",
     ("abundance-head-features", "fourier"): None,
     ("abundance-head-features", "identity"): "ASV identity head",
-    ("abundance-head-features", "mlp"): "GELU head",
 }
 FUSION = "categorical-fusion"  # its value leads the label
 

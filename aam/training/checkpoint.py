@@ -32,6 +32,14 @@ KINDS = ("encoder", "predictor")
 # (formats before this one, checkpoint kind, config section or "" for the top level, defaults).
 # Format 5 kept the ASV vectors a fitted abundance head reads still while fine-tuning.
 UNRECORDED = ((5, "predictor", "", {"abundance_head_encoder": "live"}),)
+# Settings this aam no longer has (model variants that lost on development data,
+# docs/science.md), each with the one behaviour it still builds: a stored config holding that
+# value loads with the key dropped; any other value fails in one line naming LAST_BUILDER.
+REMOVED = {"model.count_features": "log1p-clr", "model.asv_norm": True,
+           "abundance_head": True, "abundance_head_init": "fit"}
+# Values of kept settings that this aam no longer builds.
+REMOVED_VALUES = {"abundance_head_features": ("mlp",)}
+LAST_BUILDER = "aam 0.1.0 at commit da82dfc"  # the last aam that builds the removed variants
 # Names formats before 6 gave the pretraining head's weights and loss: (prefix, new prefix).
 RENAMED = (("unifrac_head.", "distance_head."), ("unifrac_loss", "distance_loss"))
 
@@ -190,6 +198,7 @@ class Checkpoint:
         version = _check_header(payload, source)
         if version < FORMAT_VERSION:
             payload = _upgrade(payload, version)
+        payload = dict(payload, config=without_removed(payload["config"], source))
         stored = check_tensor_sizes(payload["model_state"], source)
         check_model_sizes(payload["config"].get("model") or {}, source, stored=stored)
         best = payload.get("best_metric")
@@ -273,6 +282,46 @@ def _upgrade(payload: dict, version: int) -> dict:
         payload["optimizer_state"] = {**optimizer, "state": _renamed(optimizer["state"]),
                                       "param_groups": groups}
     return payload
+
+
+def without_removed(config: dict, source: str) -> dict:
+    """``config`` with the :data:`REMOVED` settings dropped, and a width of 0 (which meant 4 x
+    the embedding dim) written out.
+
+    Raises
+    ------
+    InputError
+        When it holds a removed setting at a value other than the one this aam builds, or a
+        value of :data:`REMOVED_VALUES`.
+    """
+    config = dict(config)
+    for dotted, kept in REMOVED.items():
+        *section, key = dotted.split(".")
+        holder = config.get(section[0]) if section else config
+        if not isinstance(holder, dict) or key not in holder:
+            continue
+        value = holder[key]
+        if value != kept or type(value) is not type(kept):
+            raise _removed(source, dotted, value)
+        holder = {k: v for k, v in holder.items() if k != key}
+        if section:
+            config[section[0]] = holder
+        else:
+            config = holder
+    for key, values in REMOVED_VALUES.items():
+        if config.get(key) in values:
+            raise _removed(source, key, config[key])
+    dim = (config.get("model") or {}).get("embedding_dim", 64)
+    if config.get("abundance_head_width") == 0 and isinstance(dim, int):
+        config["abundance_head_width"] = 4 * dim
+    return config
+
+
+def _removed(source: str, name: str, value: Any) -> InputError:
+    shown = str(value).lower() if isinstance(value, bool) else str(value)[:40]
+    return InputError(f"{source}: {name} {shown} is a model variant this aam no longer builds "
+                      f"(removed after losing on development data). Retrain with this aam, or "
+                      f"read it with {LAST_BUILDER}.")
 
 
 def _rename(name: Any) -> Any:

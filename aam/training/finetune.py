@@ -32,8 +32,7 @@ from aam.training.distributed import DistContext, barrier, distributed_session
 from aam.training.finetune_callbacks import FinetuneTensorBoard, start_only
 from aam.training.finetune_data import (build_setup, encoder_model_config, random_split,
                                         resolve_sizes, subject_groups)
-from aam.training.finetune_model import (build_model, fit_start, has_fitted_start,
-                                         parameter_groups)
+from aam.training.finetune_model import build_model, fit_start, parameter_groups
 from aam.training.finetune_objective import FinetuneObjective
 from aam.training.head_fit import refit_abundance_head
 from aam.training.inner_folds import check_selection
@@ -180,12 +179,11 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
     tensorboard = FinetuneTensorBoard(out / "tensorboard", cfg)
     callbacks = [ResumeCheckpoints(checkpoints, resume, paths.resume_from), checkpoints,
                  EarlyStopping(cfg.train.patience), tensorboard, *start_only(cfg)]
-    fitted = has_fitted_start(model, cfg)
-    if fitted and resume is None and not cfg.group_by:
+    if resume is None and not cfg.group_by:
         log.warning("the abundance head's penalty is chosen on the %d validation samples; "
                     "when samples come in subjects (repeated sampling), give --group-by "
                     "SUBJECT_COLUMN so it is cross-validated by subject", len(val_ids))
-    head_fit = fit_start(model, cfg, train_loader, val_loader, objective.target_loss, ctx,
+    head_fit = fit_start(model, train_loader, val_loader, objective.target_loss, ctx,
                          subject_groups(data, cfg.group_by, train_ids),
                          calibrate=encoder is None and resume is None, fit=resume is None)
     if head_fit is not None:  # the fitted start is the reference a fine-tuned epoch must beat
@@ -204,7 +202,7 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, ctx: DistContext) -> di
     setup.val_set.set_epoch(best.epoch)  # the best epoch's validation draws
     metrics = objective.evaluate(model, val_loader)  # every rank: predictions are gathered
     refit = None
-    if fitted and cfg.abundance_head_refit and best.best_epoch == 0:
+    if cfg.abundance_head_refit and best.best_epoch == 0:
         refit = refit_abundance_head(model, train_loader, val_loader, objective.target_loss,
                                      ctx.device, ctx, subject_groups(data, cfg.group_by,
                                                                      train_ids + val_ids))
@@ -236,8 +234,7 @@ def _margin_units(cfg: FinetuneConfig, units: Optional[dict], n_val: int) -> Fin
     """The selection margin measures noise across validation subjects; with a single one it
     cannot, so it is switched off loudly and recorded as off (``selection_se`` 0 in the
     resolved config, the model card and ``summary.md``), never stated while inactive."""
-    margin = cfg.selection_se > 0 and cfg.abundance_head and cfg.abundance_head_init == "fit"
-    if margin and units is not None and len(set(units.values())) < 2:
+    if cfg.selection_se > 0 and units is not None and len(set(units.values())) < 2:
         log.warning("--group-by %s gives the %d validation samples a single subject, so the "
                     "selection margin (--selection-se %g) cannot measure how much validation "
                     "losses vary between subjects: it is off for this run (selection_se 0 in "

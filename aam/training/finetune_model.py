@@ -30,11 +30,6 @@ def parameter_groups(model: Predictor, cfg: FinetuneConfig) -> list[dict]:
     ]
 
 
-def has_fitted_start(model: Predictor, cfg: FinetuneConfig) -> bool:
-    """Whether the model's abundance head (and category effects) start from a fit."""
-    return model.abundance_head is not None and cfg.abundance_head_init == "fit"
-
-
 def build_model(cfg: FinetuneConfig, encoder: Optional[Checkpoint],
                 encoder_path: Optional[Path] = None) -> Predictor:
     """A new Predictor, initialised from ``cfg.train.seed`` (not the process's RNG history),
@@ -47,7 +42,7 @@ def build_model(cfg: FinetuneConfig, encoder: Optional[Checkpoint],
     return model
 
 
-def fit_start(model: Predictor, cfg: FinetuneConfig, train_loader: Iterable,
+def fit_start(model: Predictor, train_loader: Iterable,
               val_loader: Iterable, loss_fn: Callable, ctx: DistContext,
               groups: Optional[dict], *, calibrate: bool, fit: bool) -> Optional[HeadFit]:
     """Set the ASV norm's statistics from the training samples (``calibrate``: a model trained
@@ -57,12 +52,10 @@ def fit_start(model: Predictor, cfg: FinetuneConfig, train_loader: Iterable,
     when none was made."""
     if calibrate:
         calibrate_asv_norm(model.to(ctx.device), train_loader, ctx.device, ctx)
-    fitted = has_fitted_start(model, cfg)
     head_fit = None
-    if fitted and fit:
+    if fit:
         head_fit = fit_abundance_head(model.to(ctx.device), train_loader, val_loader, loss_fn,
                                       ctx.device, ctx, groups=groups)
-    if fitted:  # the fitted linear start stays as fitted (a resumed run too)
-        for module in model.linear_start():
-            module.requires_grad_(False)
+    for module in model.linear_start():  # the fitted start stays as fitted (a resumed run too)
+        module.requires_grad_(False)
     return head_fit

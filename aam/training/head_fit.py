@@ -377,11 +377,7 @@ def calibrate_asv_norm(model, loader: Iterable, device: torch.device,
     nucleotide encoder's nearly parallel vectors unstandardised. Under torchrun every rank's
     vectors are gathered first, so all ranks get the statistics of all training ASVs.
     """
-    from aam.models.encoder import ASVNorm
-
     norm = model.encoder.asv_norm
-    if not isinstance(norm, ASVNorm):
-        return
     was_training = model.training
     model.eval()
     vectors = {}

@@ -28,7 +28,8 @@ def check_selection(cfg: FinetuneConfig, resume_from: Optional[Path]) -> None:
     Raises
     ------
     InputError
-        Without ``--group-by``, with ``--resume-from``, or without a fitted start to choose.
+        Without ``--group-by`` or with ``--resume-from`` (``--no-attention-path``, with no
+        fine-tuning to choose, is refused by the config).
     """
     k = cfg.selection_folds
     if k < 2:
@@ -41,11 +42,6 @@ def check_selection(cfg: FinetuneConfig, resume_from: Optional[Path]) -> None:
         raise InputError(f"--resume-from cannot be combined with --selection-folds {k}: the "
                          "inner-fold runs keep no checkpoint. Run the command again without "
                          "--resume-from (it starts over), or drop --selection-folds.")
-    if not (cfg.abundance_head and cfg.abundance_head_init == "fit" and cfg.attention_path):
-        raise InputError(f"--selection-folds {k} chooses between the fitted start and "
-                         "fine-tuned epochs, and this run lacks one of them (--no-abundance-head, "
-                         "--abundance-head-init zero or --no-attention-path). Drop "
-                         "--selection-folds, or keep both.")
 
 
 def assign_folds(groups: dict[str, str], k: int, seed: int) -> list[list[str]]:

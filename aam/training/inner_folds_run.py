@@ -118,7 +118,7 @@ def _train(shared: _Shared, train_ids: list[str], val_ids: list[str], where: str
                                      provenance=inputs,
                                      predictor=_predictor_state(setup))
     recorder = _Recorder(checkpoints, stop_at)
-    head_fit = fit_start(model, cfg, train_loader, val_loader, objective.target_loss, ctx,
+    head_fit = fit_start(model, train_loader, val_loader, objective.target_loss, ctx,
                          subject_groups(data, cfg.group_by, train_ids),
                          calibrate=encoder is None, fit=True)
     try:
