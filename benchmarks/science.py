@@ -68,10 +68,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("finetune-lr", "pretrain-lr", "weight-decay", "dropout"):
         p.add_argument(f"--{name}", type=float)
     p.add_argument("--asv-sampling")
-    p.add_argument("--count-features", help="log1p | clr (model.count_features)")
-    p.add_argument("--asv-norm", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--abundance-head", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--abundance-head-init", help="fit | zero (finetune.abundance_head_init)")
     p.add_argument("--abundance-head-refit", action=argparse.BooleanOptionalAction, default=None,
                    help="refit the head on inner-train + inner-validation when the fitted "
                         "start is the best epoch (finetune.abundance_head_refit)")
@@ -111,7 +107,6 @@ def _settings(args):
         "attention_layers", "token_limit", "pretrain_epochs", "finetune_epochs",
         "finetune_patience", "batch_size", "finetune_lr", "pretrain_lr", "weight_decay",
         "dropout", "asv_sampling", "freeze_base", "target_transform", "dev_fold",
-        "count_features", "asv_norm", "abundance_head", "abundance_head_init",
         "abundance_head_refit", "selection_se", "inner_rotation")}
     return preset(args.preset, **overrides)
 

@@ -107,8 +107,7 @@ def _model(preset: Preset) -> ModelConfig:
     layers = preset.attention_layers
     return ModelConfig(embedding_dim=preset.embedding_dim, attention_heads=preset.attention_heads,
                        nucleotide_layers=layers, asv_layers=layers, sample_layers=layers,
-                       dropout=preset.dropout, count_features=preset.count_features,
-                       asv_norm=preset.asv_norm)
+                       dropout=preset.dropout)
 
 
 def _train(preset: Preset, epochs: int, patience: int, lr: float, seed: int) -> TrainConfig:
@@ -132,8 +131,7 @@ def pretrain_fold(data_dir: Path, out: Path, train: list[str], val: list[str], f
     pretrain_settings = (preset.embedding_dim, preset.attention_heads, preset.attention_layers,
                          preset.token_limit, preset.batch_size, preset.pretrain_epochs,
                          preset.pretrain_patience, preset.pretrain_lr, preset.dropout,
-                         preset.weight_decay, preset.asv_sampling, preset.device,
-                         preset.count_features, preset.asv_norm)
+                         preset.weight_decay, preset.asv_sampling, preset.device)
     key = hashlib.sha256(repr((train, val, pretrain_settings)).encode()).hexdigest()[:16]
     stamp = out / "inputs.sha"
     if (out / "encoder.pt").is_file() and stamp.is_file() and stamp.read_text() == key:
@@ -189,7 +187,6 @@ def finetune_and_predict(data_dir: Path, data: PreparedData, out: Path, study: S
         train=_train(preset, preset.finetune_epochs, preset.finetune_patience,
                      preset.finetune_lr, seed=seed),
         task=study.task, target_column=study.target, freeze_base=preset.freeze_base,
-        abundance_head=preset.abundance_head, abundance_head_init=preset.abundance_head_init,
         abundance_head_refit=preset.abundance_head_refit, selection_se=preset.selection_se,
         group_by=study.group_by, **(settings or {}))
     run_finetune(cfg, FinetunePaths(data_dir, out, train_file, val_file,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from aam.config import DataConfig, FinetuneConfig, ModelConfig
+from aam.config import DataConfig, FinetuneConfig
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,7 @@ class Preset:
     finetune_lr: float = 3e-3  # dev (fold 0's training subjects, age): 1e-3 R2 0.165, 3e-3 0.239
     weight_decay: float = 0.01
     dropout: float = 0.1
-    count_features: str = ModelConfig.count_features  # the library defaults unless overridden
-    asv_norm: bool = ModelConfig.asv_norm
-    abundance_head: bool = FinetuneConfig.abundance_head
-    abundance_head_init: str = FinetuneConfig.abundance_head_init
-    abundance_head_refit: bool = FinetuneConfig.abundance_head_refit
+    abundance_head_refit: bool = FinetuneConfig.abundance_head_refit  # the library defaults
     selection_se: float = FinetuneConfig.selection_se
     freeze_base: bool = False
     target_transform: str = DataConfig.target_transform
