@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aam.reports.stats import subject_bootstrap
+from aam.reports.stats import interval_verdict, subject_bootstrap
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -72,15 +72,6 @@ def compare(frame: pd.DataFrame, n_bootstrap: int = N_BOOTSTRAP) -> list[dict]:
     return rows
 
 
-def verdict(low: float, high: float) -> str:
-    """Verdict words from the interval alone."""
-    if low > 0:
-        return "better"
-    if high < 0:
-        return "worse"
-    return "no clear difference"
-
-
 def _diff(value: tuple) -> str:
     diff, low, high = value
     return f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]"
@@ -98,7 +89,8 @@ def block(rows: list[dict], header: str) -> str:
                      f"| {r['linear']:.3f} | {_diff(r['rf_diff'])} | {_diff(r['linear_diff'])} |")
     lines.append("")
     for r in rows:
-        words = [f"vs the {name} **{verdict(*r[f'{v}_diff'][1:])}**" for v, name in COMPARED]
+        words = [f"vs the {name} **{interval_verdict(*r[f'{v}_diff'][1:])}**"
+                 for v, name in COMPARED]
         lines.append(f"- {r['study']} ({SHOWN[r['metric']]}, {r['runs']} seeds), AAM "
                      f"{words[0]}, {words[1]}.")
     lines += ["", "Intervals resample subjects (all samples of a drawn subject), pair the "

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from recipe import COMMON, REPO, SIM, SIZES, aam, prepare  # noqa: E402
+from recipe import COMMON, SIM, SIZES, aam, workspace  # noqa: E402
 
 #: row -> (what it is, aam train flags): the fitted start with the metadata's main effects and
 #: no attention path (the reference), each fusion fine-tuned on top, and no metadata at all.
@@ -186,7 +185,9 @@ def _ci(cell) -> str:
     if cell is None:
         return ""
     diff, low, high = cell
-    word = "better" if low > 0 else "worse" if high < 0 else "no clear difference"
+    from aam.reports.stats import interval_verdict
+
+    word = interval_verdict(low, high)
     return f"{diff:+.3f} [{low:+.3f}, {high:+.3f}] {word}"
 
 
@@ -243,11 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="also write the table here (markdown)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    work = args.workdir.resolve()
-    (work / "runs").mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads),
-           "MKL_NUM_THREADS": str(args.threads), "PYTHONPATH": str(REPO)}
-    split = prepare(work, args.folds, env)
+    work, env, split = workspace(args.workdir, args.folds, args.threads)
     preds: dict[str, list[dict]] = {}
     shifts: dict[str, list[float]] = {}
     for variant in FUSIONS:

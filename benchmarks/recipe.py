@@ -81,6 +81,16 @@ def prepare(work: Path, folds: int, env: dict) -> Path:
     return split
 
 
+def workspace(workdir: Path, folds: int, threads: int) -> tuple[Path, dict, Path]:
+    """The work folder (made if missing), the runs' environment (``threads`` torch threads, this
+    checkout's aam) and the simulator's grouped split."""
+    work = workdir.resolve()
+    (work / "runs").mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "PYTHONPATH": str(REPO)}
+    return work, env, prepare(work, folds, env)
+
+
 def oof(work: Path, split: Path, folds: int, variant: str, flags: list[str],
         env: dict) -> dict[str, float]:
     """Out-of-fold predictions of one variant (each fold's test subjects, predicted once)."""
@@ -128,8 +138,9 @@ def compare(work: Path, predictions: dict, n_bootstrap: int) -> list[dict]:
 def verdict(row: dict) -> str:
     if row["reference"]:
         return "the recipe"
-    words = ("better" if row["low"] > 0 else "worse" if row["high"] < 0
-             else "no clear difference")
+    from aam.reports.stats import interval_verdict
+
+    words = interval_verdict(row["low"], row["high"])
     return f"{words}: {'change' if words == 'better' else 'keep'} the recipe"
 
 
@@ -164,11 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     if "recipe" not in variants:
         variants.insert(0, "recipe")
     start = time.perf_counter()
-    work = args.workdir.resolve()
-    (work / "runs").mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads),
-           "MKL_NUM_THREADS": str(args.threads), "PYTHONPATH": str(REPO)}
-    split = prepare(work, args.folds, env)
+    work, env, split = workspace(args.workdir, args.folds, args.threads)
     predictions = {}
     for variant in variants:
         flags = [*COMMON, *VARIANTS[variant][1]]  # later flags win

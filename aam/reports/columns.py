@@ -14,10 +14,10 @@ import pandas as pd
 
 from aam.metrics import HIGHER_IS_BETTER, metric_names
 from aam.permutation import INERT_THRESHOLD, PERMUTATION_FILE
+from aam.reports.stats import BETTER, UNCLEAR, WORSE, interval_verdict
 
 log = logging.getLogger(__name__)
 
-BETTER, WORSE, UNCLEAR = "better", "worse", "no clear difference"
 
 
 def verdict_word(diff, low, high, metric: str) -> str:
@@ -26,9 +26,10 @@ def verdict_word(diff, low, high, metric: str) -> str:
     an interval."""
     if any(v is None or pd.isna(v) for v in (diff, low, high)):
         return ""
-    if low <= 0 <= high:
-        return UNCLEAR
-    return BETTER if (low > 0) == HIGHER_IS_BETTER[metric] else WORSE
+    word = interval_verdict(low, high)
+    if word == UNCLEAR or HIGHER_IS_BETTER[metric]:
+        return word
+    return WORSE if word == BETTER else BETTER
 
 
 def selection_cell(runs) -> str:

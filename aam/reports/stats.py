@@ -29,6 +29,19 @@ class PairedRun:
     rf: np.ndarray
 
 
+BETTER, WORSE, UNCLEAR = "better", "worse", "no clear difference"
+
+
+def interval_verdict(low, high) -> str:
+    """Verdict words from a 95% interval of a difference alone: ``better`` when it is above 0,
+    ``worse`` below 0, ``no clear difference`` when it includes 0 or is missing."""
+    if low is not None and not np.isnan(low) and low > 0:
+        return BETTER
+    if high is not None and not np.isnan(high) and high < 0:
+        return WORSE
+    return UNCLEAR
+
+
 def regression_replicates(actual: np.ndarray, predicted: np.ndarray) -> dict[str, np.ndarray]:
     """R², MAE and RMSE of each bootstrap replicate.
 

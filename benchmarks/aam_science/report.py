@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aam.reports.stats import subject_bootstrap
+from aam.reports.stats import BETTER, WORSE, interval_verdict, subject_bootstrap
 
 from aam_science.runner import StudyResult
 
@@ -45,11 +45,8 @@ def _fmt(value) -> str:
 
 
 def verdict(row: pd.Series) -> str:
-    if row["ci_low"] is not None and row["ci_low"] > 0:
-        return "better than RF"
-    if row["ci_high"] is not None and row["ci_high"] < 0:
-        return "RF better"
-    return "no clear difference"
+    word = interval_verdict(row["ci_low"], row["ci_high"])
+    return {BETTER: "better than RF", WORSE: "RF better"}.get(word, word)
 
 
 def markdown(table: pd.DataFrame, header: dict) -> str:
@@ -95,11 +92,8 @@ def ablation_comparison(result: StudyResult, base: str, n_bootstrap: int) -> pd.
 
 def ablation_verdict(row: pd.Series) -> str:
     """Words from the interval of full - row."""
-    if row["ci_low"] is not None and row["ci_low"] > 0:
-        return "full better"
-    if row["ci_high"] is not None and row["ci_high"] < 0:
-        return "row better"
-    return "no clear difference"
+    word = interval_verdict(row["ci_low"], row["ci_high"])
+    return {BETTER: "full better", WORSE: "row better"}.get(word, word)
 
 
 def ablation_markdown(table: pd.DataFrame, header: dict, changes: dict) -> str:
