@@ -34,16 +34,22 @@ def test_qiime2_example_names_the_qiime2_artifacts():
                      "taxonomy": "taxonomy.qza"}
 
 
-def test_fresh_clone_dry_runs_the_qiime2_example_on_moving_pictures(tmp_path):
-    data = shared_dataset("moving-pictures")
+def dry_run_example(example: str, data: Path, files: dict, tmp_path: Path):
+    """``snakemake -n -p`` in a copy of ``config/`` (what a fresh clone has besides workflow/)
+    with the example's ``input`` keys pointed at ``files`` of the shared dataset ``data``."""
     clone = tmp_path / "clone"
-    shutil.copytree(REPO / "config", clone / "config")  # what a fresh clone has besides workflow/
-    text = (clone / "config" / "examples" / "qiime2-study.yaml").read_text()
-    for key, name in MOVING_PICTURES.items():
+    shutil.copytree(REPO / "config", clone / "config")
+    text = (clone / "config" / "examples" / example).read_text()
+    for key, name in files.items():
         text, n = re.subn(rf"^(  {key}:) \S+", rf"\1 {data / name}", text, flags=re.MULTILINE)
         assert n == 1, key
     (clone / "config" / "my-study.yaml").write_text(text)
-    result = snakemake("-n", "-p", "--configfile", "config/my-study.yaml", workdir=clone)
+    return snakemake("-n", "-p", "--configfile", "config/my-study.yaml", workdir=clone)
+
+
+def test_fresh_clone_dry_runs_the_qiime2_example_on_moving_pictures(tmp_path):
+    data = shared_dataset("moving-pictures")
+    result = dry_run_example("qiime2-study.yaml", data, MOVING_PICTURES, tmp_path)
     assert result.returncode == 0, result.stdout[-3000:]
     counts = job_counts(result.stdout)
     assert counts["prepare"] == 1 and counts["explain"] == counts["finetune"] == 2 * 3
@@ -57,14 +63,8 @@ def test_fresh_clone_dry_runs_the_tree_free_example_on_sleep_apnea(tmp_path):
     """The tree-free example plans pretraining on Bray-Curtis distances of a study with no
     tree (sleep-apnea: 184 samples, 16 mice, target age)."""
     data = shared_dataset("sleep-apnea")
-    clone = tmp_path / "clone"
-    shutil.copytree(REPO / "config", clone / "config")
-    text = (clone / "config" / "examples" / "tree-free-study.yaml").read_text()
-    for key, name in (("table", "table.biom"), ("metadata", "metadata.tsv")):
-        text, n = re.subn(rf"^(  {key}:) \S+", rf"\1 {data / name}", text, flags=re.MULTILINE)
-        assert n == 1, key
-    (clone / "config" / "my-study.yaml").write_text(text)
-    result = snakemake("-n", "-p", "--configfile", "config/my-study.yaml", workdir=clone)
+    result = dry_run_example("tree-free-study.yaml", data,
+                             {"table": "table.biom", "metadata": "metadata.tsv"}, tmp_path)
     assert result.returncode == 0, result.stdout[-3000:]
     counts = job_counts(result.stdout)
     assert counts["prepare"] == counts["pretrain"] == 1 and counts["finetune"] == 2
