@@ -11,9 +11,9 @@ import torch
 from aam.config import DataConfig, PretrainConfig, to_dict
 from aam.errors import InputError
 from aam.models.pretrain import PretrainModel
-from aam.training.checkpoint import (FORMAT_VERSION, LAST_BUILDER, LAST_READER, OLDEST_FORMAT,
-                                     REMOVED, Checkpoint, PredictorState, load_checkpoint,
-                                     save_checkpoint)
+from aam.training.checkpoint import (FORMAT_VERSION, Checkpoint, PredictorState,
+                                     load_checkpoint, save_checkpoint)
+from aam.training.checkpoint_formats import LAST_BUILDER, LAST_READER, OLDEST_FORMAT, REMOVED
 from aam.training.seeding import get_rng_state, set_rng_state
 from test_encoder import TINY, make_batch
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from aam.models.predictor import Predictor
-from aam.training.checkpoint import FORMAT_VERSION, OLDEST_FORMAT
+from aam.training.checkpoint import FORMAT_VERSION
+from aam.training.checkpoint_formats import OLDEST_FORMAT
 from aam.training.head_fit import fit_abundance_head
 from test_linear_start import _cfg, _mse
 from test_predictor import tiny_batch
