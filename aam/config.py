@@ -266,11 +266,17 @@ class FinetuneConfig:
     # 1.0 halved validation R2 on the simulator
     count_penalty: float = setting(0.1, "weight of the count loss")
     target_layers: int = setting(1, "transformer layers of the target encoder")
-    attention_path: bool = setting(
-        True, "build the attention / fusion path (target encoder, fusion, target head) that "
+    # Unset: the path only where it adds something measured. With a category that interacts
+    # with the microbes it beats the head by +0.022 to +0.058 R² (benchmarks/results/
+    # fusions-sim.md); without categorical columns it adds nothing clear on the simulator
+    # (-0.005 [-0.017, 0.007]) or on sleep-apnea and ibd-2538
+    # (benchmarks/results/science-ablations-cpu.md), so the simpler fitted start ships there.
+    attention_path: Optional[bool] = setting(
+        None, "build the attention / fusion path (target encoder, fusion, target head) that "
         "fine-tuning trains as a residual of the fitted start; --no-attention-path: the model "
         "is the fitted start alone (abundance head + category main effects + intercept), "
-        "refitted on training + validation samples as a kept start is, and no epoch runs")
+        "refitted on training + validation samples as a kept start is, and no epoch runs; "
+        "unset: on when categorical columns are fused, off without them (docs/science.md)")
     abundance_head_width: int = setting(512, "hidden units (random Fourier features) of the "
                                         "abundance head")
     abundance_head_features: str = setting(
@@ -332,7 +338,7 @@ class FinetuneConfig:
         _check_positive("out_dim", self.out_dim)
         _check_positive("target_layers", self.target_layers, allow_zero=True)
         _check_positive("abundance_head_width", self.abundance_head_width)
-        if not self.attention_path:
+        if not self.builds_attention_path:
             self._check_head_only()
         if self.categorical_lr is not None:
             _check_positive("categorical_lr", self.categorical_lr)
@@ -346,15 +352,25 @@ class FinetuneConfig:
             raise InputError(
                 f"nucleotide_mask_rate must be in [0, 1), got {self.nucleotide_mask_rate}.")
 
+    @property
+    def builds_attention_path(self) -> bool:
+        """``attention_path`` when given; unset, whether categorical columns are fused."""
+        if self.attention_path is not None:
+            return self.attention_path
+        return bool(self.data.categorical_columns)
+
     def _check_head_only(self) -> None:
         """Without the attention path nothing trains: the fitted start must be the model."""
         if self.fusion.conditional_output_scaling:
             raise InputError("--conditional-output-scaling is trained by fine-tuning, which "
-                             "--no-attention-path does not run; drop one of the two.")
+                             "a model without the attention path does not run; drop one of "
+                             "the two.")
         if self.selection_folds >= 2:
             raise InputError("--selection-folds chooses between the fitted start and "
-                             "fine-tuning, and --no-attention-path has no fine-tuning to "
-                             "choose; drop one of the two.")
+                             "fine-tuning, and this model has no attention path to fine-tune "
+                             "(--no-attention-path, or no categorical columns: give "
+                             "--attention-path to fine-tune one); drop --selection-folds or "
+                             "build the path.")
 
 
 # Where and how long a run executes (--device, --parallel, --stop-after-minutes): a resumed run

@@ -9,6 +9,8 @@ the same folds for every row:
   (the reference: what attention fusion must beat);
 - one row per fusion, fine-tuned on top of that start (the recipe's defaults);
 - ``no-metadata``: the same model without the categorical column;
+- ``head-only-no-metadata``: the fitted start alone without it (against ``no-metadata``: what
+  the attention path adds when there is no metadata to fuse);
 - ``forest+meta`` / ``linear+meta``: ``aam rf-baseline`` / ``aam linear-baseline`` given the
   same category one-hot, trained on each fold's training subjects.
 
@@ -52,7 +54,12 @@ FUSIONS = {
     "perceiver": ("perceiver fusion", ["--categorical-fusion", "perceiver"]),
     "no-metadata": ("no categorical column (sequence and abundance only)",
                     ["--categorical-columns", ""]),
+    "head-only-no-metadata": ("the fitted start alone, no categorical column (what the path "
+                              "adds without metadata: its no-metadata column)",
+                              ["--categorical-columns", "", "--no-attention-path"]),
 }
+#: rows without the categorical column (no shuffle check)
+NO_METADATA = ("no-metadata", "head-only-no-metadata")
 
 FUSION_ROWS = ("concat", "gmu", "cross-attention", "perceiver")
 ATTENTION_FUSIONS = ("gmu", "cross-attention", "perceiver")
@@ -77,7 +84,7 @@ def train_run(work: Path, split: Path, k: int, variant: str, seed: int, env: dic
              "--output-dir", str(run), "--group-by", "subject", "--categorical-columns",
              "category", "--seed", str(seed), *SIZES, *COMMON, *FUSIONS[variant][1]],
             work / f"{variant}-s{seed}-{k}.train.log", env)
-        check = ["--permutation-check"] if variant != "no-metadata" else []
+        check = ["--permutation-check"] if variant not in NO_METADATA else []
         aam(["predict", "--model", str(run / "model.pt"), "--data-dir", str(work / "prep"),
              "--samples", str(fold / "test_samples.txt"), "--output", str(test),
              "--device", "cpu", *check], work / f"{variant}-s{seed}-{k}.predict.log", env)

@@ -31,7 +31,9 @@ def make_prepared(root: Path, task: str = "regression", samples: int = 32,
 
 def tiny_finetune_cfg(fusion: str = "concat", columns=("category",), epochs: int = 2,
                       task: str = "regression", **kw) -> FinetuneConfig:
-    """d=16, 1 layer, 2 heads; at most 16 ASVs per sample; CPU."""
+    """d=16, 1 layer, 2 heads; at most 16 ASVs per sample; CPU; the attention path built (also
+    without categorical columns) unless ``attention_path`` says otherwise."""
+    kw.setdefault("attention_path", True)
     data_kw = {k: kw.pop(k) for k in list(kw) if k in DataConfig.__dataclass_fields__}
     fusion_kw = {k: kw.pop(k) for k in list(kw) if k in FusionConfig.__dataclass_fields__}
     train_kw = {k: kw.pop(k) for k in list(kw) if k in TrainConfig.__dataclass_fields__}

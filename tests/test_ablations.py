@@ -65,6 +65,27 @@ def test_head_only_runs_no_epoch_and_is_the_fitted_start(prepared, tmp_path):
                                written["prediction"], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("columns,given,builds", [
+    ((), None, False), (("category",), None, True),   # unset: the path where metadata is fused
+    ((), True, True), (("category",), False, False)])  # given: as given
+def test_the_attention_path_is_built_where_categorical_columns_are_fused(columns, given,
+                                                                          builds):
+    cfg = tiny_finetune_cfg(columns=columns, attention_path=given)
+    assert cfg.builds_attention_path is builds
+
+
+def test_aam_train_without_categorical_columns_ships_the_fitted_start(prepared, tmp_path,
+                                                                       capfd):
+    """The default without metadata: no epoch runs and the log says why and how to fine-tune."""
+    out = tmp_path / "run"
+    assert aam_main(["train", "--data-dir", str(prepared), "--output-dir", str(out),
+                     "--embedding-dim", "16", "--attention-heads", "2", "--attention-layers",
+                     "1", "--batch-size", "8", "--token-limit", "16", "--device", "cpu",
+                     "--categorical-columns", ""]) == 0
+    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 0
+    assert "no categorical columns are fused (give --attention-path" in capfd.readouterr().err
+
+
 def test_head_only_refits_on_training_and_validation_samples(prepared, tmp_path):
     summary = _train(prepared, tmp_path / "head", attention_path=False)
     assert summary["abundance_head_refit"]["n_train"] == 32  # 24 training + 8 validation
@@ -72,7 +93,7 @@ def test_head_only_refits_on_training_and_validation_samples(prepared, tmp_path)
 
 @pytest.mark.parametrize("settings, message", [
     ({"conditional_output_scaling": "category"}, "--conditional-output-scaling is trained"),
-    ({"selection_folds": 5}, "--no-attention-path has no fine-tuning to choose"),
+    ({"selection_folds": 5}, "has no attention path to fine-tune"),
 ])
 def test_head_only_refuses_what_only_fine_tuning_trains(settings, message):
     with pytest.raises(InputError, match=message):

@@ -153,7 +153,8 @@ ARGS = ["--embedding-dim", "16", "--attention-heads", "2", "--attention-layers",
 def test_train_over_three_devices_matches_one(prepared, tmp_path, three_devices):
     # fine-tuning keeps the ASV batch norm's statistics fixed (set from every training ASV),
     # so each part's ASVs are standardised as the whole batch's are
-    argv = [*ARGS, "--no-count-prediction", "--token-limit", "64", "--data-dir", str(prepared)]
+    argv = [*ARGS, "--no-count-prediction", "--token-limit", "64", "--attention-path",
+            "--data-dir", str(prepared)]
     assert train_main([*argv, "--output-dir", str(tmp_path / "dp"), "--parallel", "dp"]) == 0
     assert train_main([*argv, "--output-dir", str(tmp_path / "one")]) == 0
     assert three_devices and all(sizes == [3, 2, 3] for sizes in three_devices)

@@ -18,7 +18,7 @@ from aam.training.preemption import EXIT_PREEMPTED, TEST_HOOK
 
 TINY = ["--embedding-dim", "16", "--attention-heads", "2", "--attention-layers", "1",
         "--batch-size", "8", "--token-limit", "16", "--device", "cpu", "--epochs", "2",
-        "--lr", "3e-3"]
+        "--lr", "3e-3", "--attention-path"]
 
 
 def _train(data: Path, out: Path, *flags: str) -> int:
@@ -122,7 +122,7 @@ def test_selection_folds_writes_the_model_its_pooled_losses_chose(simulated_prep
     (["--selection-folds", "9", "--group-by", "subject"],
      "--selection-folds 9 needs at least 9 subjects, but the 32 given samples hold 8"),
     (["--selection-folds", "3", "--group-by", "subject", "--no-attention-path"],
-     "--no-attention-path has no fine-tuning to choose"),
+     "has no attention path to fine-tune"),
     (["--selection-folds", "-2"], "selection_folds must be >= 0, got -2"),
 ])
 def test_bad_selection_settings_stop_with_one_line(flags, message, simulated_prepared,

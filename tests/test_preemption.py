@@ -20,7 +20,7 @@ TINY = ["--embedding-dim", "16", "--attention-heads", "2", "--attention-layers",
 
 
 def _argv(stage: str, data: Path, out: Path) -> list[str]:
-    extra = ["--group-by", "subject"] if stage == "train" else []
+    extra = ["--group-by", "subject", "--attention-path"] if stage == "train" else []
     return [stage, "--data-dir", str(data), "--output-dir", str(out), *TINY, *extra]
 
 

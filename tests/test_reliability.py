@@ -26,7 +26,8 @@ from aam.transaction import MANIFEST_NAME, STAGING_NAME
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--embedding-dim", "16", "--attention-heads", "2", "--attention-layers", "1",
-        "--batch-size", "4", "--token-limit", "8", "--device", "cpu", "--val-fraction", "0.4"]
+        "--batch-size", "4", "--token-limit", "8", "--device", "cpu", "--val-fraction", "0.4",
+        "--attention-path"]
 ORIGINAL_TORCH_SAVE = torch.save
 
 

@@ -69,9 +69,10 @@ def _final_losses(metrics: dict, stage: str) -> tuple[float, float, int, int]:
 @pytest.mark.parametrize("stage", ["pretrain", "train"])
 def test_killed_run_resumes_to_the_uninterrupted_metrics(stage, tiny_prepared, tmp_path):
     clean, killed = tmp_path / "clean", tmp_path / "killed"
+    sizes = [*TINY, "--attention-path"] if stage == "train" else TINY  # epochs to kill
     assert aam_main([stage, "--data-dir", str(tiny_prepared), "--output-dir", str(clean),
-                     *TINY]) == 0
-    argv = [stage, "--data-dir", str(tiny_prepared), "--output-dir", str(killed), *TINY]
+                     *sizes]) == 0
+    argv = [stage, "--data-dir", str(tiny_prepared), "--output-dir", str(killed), *sizes]
     last = killed / "checkpoints" / "last.pt"
     killed_at = _kill_after_first_checkpoint(argv, last)
     assert 1 <= killed_at < EPOCHS and not (killed / "metrics.json").exists()

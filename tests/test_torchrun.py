@@ -132,7 +132,7 @@ def test_fsdp_train_resumed_under_torchrun_matches_one_process(prepared, tmp_pat
 
     def argv(out: Path, batch: str) -> list[str]:
         return ["--data-dir", str(prepared), "--output-dir", str(out), "--batch-size", batch,
-                *TRAIN]
+                "--attention-path", *TRAIN]
 
     done = _torchrun("train", *argv(fsdp, "4"), "--parallel", "fsdp", "--epochs", "1")
     assert done.stderr.count("distributed: fsdp with 2 processes, backend gloo") == 1

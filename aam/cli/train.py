@@ -82,9 +82,9 @@ def _warn_ignored(args: argparse.Namespace, cfg: FinetuneConfig) -> None:
          "--class-weights is ignored: it applies to classification only"),
         (args.loss is not None and not regression,
          f"--loss {args.loss} is ignored: classification always uses cross-entropy"),
-        (args.selection_se is not None and not cfg.attention_path,
+        (args.selection_se is not None and not cfg.builds_attention_path,
          "--selection-se is ignored: the margin compares fine-tuned epochs with the fitted "
-         "start, and --no-attention-path runs none"),
+         "start, and a model without the attention path runs none"),
     ]
     for given, message in ignored:
         if given:

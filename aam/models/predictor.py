@@ -97,7 +97,7 @@ class Predictor(nn.Module):
         self.count_head: Optional[CountHead] = None
         self.head: Optional[TargetHead] = None
         self.intercept: Optional[Intercept] = None
-        if cfg.attention_path:
+        if cfg.builds_attention_path:
             self._build_attention_path(cfg)
         else:  # the fitted start alone: its constant needs a home without the target head
             self.intercept = Intercept(cfg.out_dim)

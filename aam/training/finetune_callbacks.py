@@ -32,7 +32,12 @@ class StartOnly(Callback):
 
 def start_only(cfg: FinetuneConfig) -> list[Callback]:
     """``[StartOnly()]`` for a model without an attention path, else nothing."""
-    return [] if cfg.attention_path else [StartOnly()]
+    if cfg.builds_attention_path:
+        return []
+    why = ("--no-attention-path" if cfg.attention_path is False else
+           "no categorical columns are fused (give --attention-path to fine-tune one)")
+    log.info("no attention path (%s): the model is the fitted start, no epoch runs", why)
+    return [StartOnly()]
 
 
 class FinetuneTensorBoard(TensorBoardCallback):

@@ -188,7 +188,8 @@ def finetune_and_predict(data_dir: Path, data: PreparedData, out: Path, study: S
                      preset.finetune_lr, seed=seed),
         task=study.task, target_column=study.target, freeze_base=preset.freeze_base,
         abundance_head_refit=preset.abundance_head_refit, selection_se=preset.selection_se,
-        group_by=study.group_by, **(settings or {}))
+        group_by=study.group_by,
+        **{"attention_path": preset.attention_path, **(settings or {})})
     run_finetune(cfg, FinetunePaths(data_dir, out, train_file, val_file,
                                     pretrained_encoder=encoder, fold=out.parent.name))
     model, payload = load_predictor(out / "model.pt")

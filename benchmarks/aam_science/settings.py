@@ -54,6 +54,9 @@ class Preset:
     abundance_head_refit: bool = FinetuneConfig.abundance_head_refit  # the library defaults
     selection_se: float = FinetuneConfig.selection_se
     freeze_base: bool = False
+    # the benchmark's aam row fine-tunes the attention path (aam train's default without
+    # categorical columns is the fitted start alone; the ablation run's head-only row is that)
+    attention_path: bool = True
     target_transform: str = DataConfig.target_transform
     asv_sampling: str = DataConfig.asv_sampling
     folds: int = 5
