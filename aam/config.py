@@ -269,7 +269,7 @@ class FinetuneConfig:
     # Unset: the path only where it adds something measured. With a category that interacts
     # with the microbes it beats the head by +0.022 to +0.058 R² (benchmarks/results/
     # fusions-sim.md); without categorical columns it adds nothing clear on the simulator
-    # (-0.005 [-0.017, 0.007]) or on sleep-apnea and ibd-2538
+    # (the head alone +0.001 [-0.010, 0.012] over it, 3 seeds) or on sleep-apnea and ibd-2538
     # (benchmarks/results/science-ablations-cpu.md), so the simpler fitted start ships there.
     attention_path: Optional[bool] = setting(
         None, "build the attention / fusion path (target encoder, fusion, target head) that "
