@@ -20,16 +20,18 @@ from aam.validate import check_finite
 DERIVED = frozenset({"data.max_bp", "model.max_bp", "fusion.cardinalities", "out_dim"})
 
 
-def settable_fields(cls, prefix: str = "") -> dict[str, tuple[dataclasses.Field, Any]]:
-    """Every dotted field of a stage config a user may set (derived values left out), with its
-    resolved type hint."""
+def settable_fields(cls, prefix: str = "", documented_derived: bool = False
+                    ) -> dict[str, tuple[dataclasses.Field, Any]]:
+    """Every dotted field of a stage config a user may set, with its resolved type hint:
+    derived values left out, unless ``documented_derived`` and the field has a help text
+    (``data.max_bp`` is both: 0 takes the longest ASV, and it has a flag)."""
     out: dict[str, tuple[dataclasses.Field, Any]] = {}
     hints = typing.get_type_hints(cls)
     for f in fields(cls):
         path = f"{prefix}{f.name}"
         if is_dataclass(hints[f.name]):
-            out.update(settable_fields(hints[f.name], f"{path}."))
-        elif path not in DERIVED:
+            out.update(settable_fields(hints[f.name], f"{path}.", documented_derived))
+        elif path not in DERIVED or (documented_derived and f.metadata.get("help")):
             out[path] = (f, hints[f.name])
     return out
 

@@ -16,7 +16,7 @@ import typing
 from dataclasses import MISSING, dataclass, is_dataclass
 from typing import Any, Callable, Optional, Sequence
 
-from aam.config_io import DERIVED
+from aam.config_io import settable_fields
 
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()  # no default
 
@@ -116,7 +116,7 @@ def settings_of(cls, command: Optional[str] = None) -> list[Setting]:
         return [s for s in settings_of(cls) if s.commands is None or command in s.commands]
     out = []
     defaults = _defaults(cls)
-    for path, (f, hint) in _fields(cls).items():
+    for path, (f, hint) in settable_fields(cls, documented_derived=True).items():
         meta = f.metadata
         base, optional, is_list = _base_type(hint)
         default = defaults.get(path, REQUIRED)
@@ -129,21 +129,6 @@ def settings_of(cls, command: Optional[str] = None) -> list[Setting]:
             flag=meta.get("flag") or "--" + path.split(".")[-1].replace("_", "-"),
             parse=meta.get("parse"), commands=meta.get("commands")))
     out += _shorthands(cls, out)
-    return out
-
-
-def _fields(cls, prefix: str = "") -> dict[str, tuple[dataclasses.Field, Any]]:
-    """Dotted field -> (field, type hint) of every setting: fields declared with a help text,
-    and plain fields unless their value is derived from the data (``DERIVED``; ``data.max_bp``
-    is both: 0 takes the longest ASV, and it has a flag)."""
-    out: dict[str, tuple[dataclasses.Field, Any]] = {}
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        path = f"{prefix}{f.name}"
-        if is_dataclass(hints[f.name]):
-            out.update(_fields(hints[f.name], f"{path}."))
-        elif path not in DERIVED or f.metadata.get("help"):
-            out[path] = (f, hints[f.name])
     return out
 
 
