@@ -232,7 +232,7 @@ def test_config_round_trips_the_ablation_settings():
 def _wide_design(n: int, p: int, classes: int = 0, seed: int = 0):
     """A _Design with many more (sparse, identity-like) columns than samples; a few columns
     never vary."""
-    from aam.training.head_fit import _Design
+    from aam.training.penalised_fit import Design as _Design
 
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(n, p, generator=gen, dtype=torch.float64)
@@ -250,7 +250,7 @@ def test_wide_ridge_matches_an_independent_ridge():
     solution is scikit-learn's ridge on the same scaled features."""
     from sklearn.linear_model import Ridge
 
-    from aam.training.head_fit import _Solver
+    from aam.training.penalised_fit import Solver as _Solver
 
     design = _wide_design(40, 4200)
     solver = _Solver(design, torch.nn.functional.mse_loss, classification=False)
@@ -265,7 +265,7 @@ def test_wide_ridge_matches_an_independent_ridge():
 def test_wide_logistic_fit_reaches_the_full_problems_optimum():
     """The L2-logistic fit over many more columns than samples runs in their row space and
     reaches the optimum of the problem over every column."""
-    from aam.training.head_fit import _Solver, _lbfgs
+    from aam.training.penalised_fit import Solver as _Solver, _lbfgs
 
     design = _wide_design(40, 4200, classes=2)
 

@@ -12,7 +12,8 @@ import torch
 from aam.config import DataConfig, FusionConfig
 from aam.models.predictor import Predictor
 from aam.training.finetune import FinetunePaths, run_finetune
-from aam.training.head_fit import PENALTIES, fit_abundance_head
+from aam.training.head_fit import fit_abundance_head
+from aam.training.penalised_fit import PENALTIES
 from finetune_fixtures import make_prepared, tiny_finetune_cfg
 from test_predictor import tiny_batch, tiny_cfg
 
