@@ -16,7 +16,8 @@ from aam.data.target_transforms import TRANSFORMS
 from aam.errors import InputError
 from aam.fusion_names import check_fusion_name
 from aam.settings import Shorthand, runtime_settings, schedule_settings, setting, settings_of
-from aam.validate import check_finite, check_model_sizes, check_seed
+from aam.validate import (check_at_most, check_choice, check_model_sizes, check_positive,
+                          check_seed)
 
 ASV_SAMPLING = ("first", "abundance", "random")
 TARGET_TRANSFORMS = tuple(TRANSFORMS)  # the one registry: aam.data.target_transforms
@@ -32,25 +33,6 @@ PARALLEL_CHOICES = ("auto", "none", "ddp", "fsdp", "dp")
 # dict conversions that skip them (aam.config_io) and is re-exported here. RUNTIME and SCHEDULE
 # (which settings a resumed run may not inherit, and which it may change) are read from the
 # fields' metadata below the classes.
-
-
-def _check_choice(name: str, value: str, choices) -> None:
-    if value not in choices:
-        raise InputError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
-
-
-def _check_range(name: str, value, high, why: str) -> None:
-    """Finite, and at most ``high``: a value a model can train with (``why`` says so)."""
-    check_finite(value, name)
-    if value > high:
-        raise InputError(f"{name} must be at most {high:g}, got {value:g} ({why}).")
-
-
-def _check_positive(name: str, value, allow_zero: bool = False) -> None:
-    check_finite(value, name)
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else ">= 1" if isinstance(value, int) else "> 0"
-        raise InputError(f"{name} must be {bound}, got {value}.")
 
 
 @dataclass(frozen=True)
@@ -82,15 +64,15 @@ class DataConfig:
         commands=("train",))
 
     def __post_init__(self) -> None:
-        _check_positive("token_limit", self.token_limit)
-        _check_positive("batch_size", self.batch_size)
-        _check_range("token_limit", self.token_limit, 100_000, "ASVs per sample the model "
+        check_positive("token_limit", self.token_limit)
+        check_positive("batch_size", self.batch_size)
+        check_at_most("token_limit", self.token_limit, 100_000, "ASVs per sample the model "
                      "reads; 16S samples hold hundreds to a few thousand")
-        _check_range("batch_size", self.batch_size, 1_000_000, "samples per batch")
-        _check_positive("max_bp", self.max_bp, allow_zero=True)
-        _check_positive("num_workers", self.num_workers, allow_zero=True)
-        _check_choice("asv_sampling", self.asv_sampling, ASV_SAMPLING)
-        _check_choice("target_transform", self.target_transform, TARGET_TRANSFORMS)
+        check_at_most("batch_size", self.batch_size, 1_000_000, "samples per batch")
+        check_positive("max_bp", self.max_bp, allow_zero=True)
+        check_positive("num_workers", self.num_workers, allow_zero=True)
+        check_choice("asv_sampling", self.asv_sampling, ASV_SAMPLING)
+        check_choice("target_transform", self.target_transform, TARGET_TRANSFORMS)
         if not 0.0 < self.val_fraction < 1.0:
             raise InputError(f"val_fraction must be between 0 and 1, got {self.val_fraction}.")
         if self.target_transform == "zscore-category" and not self.normalize_by:
@@ -126,8 +108,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for name in ("embedding_dim", "attention_heads", "nucleotide_layers", "asv_layers",
                      "ff_mult", "max_bp", "nucleotide_patch"):
-            _check_positive(name, getattr(self, name))
-        _check_positive("sample_layers", self.sample_layers, allow_zero=True)
+            check_positive(name, getattr(self, name))
+        check_positive("sample_layers", self.sample_layers, allow_zero=True)
         if self.embedding_dim % self.attention_heads:
             raise InputError(
                 f"embedding_dim ({self.embedding_dim}) must be divisible by attention_heads "
@@ -157,8 +139,8 @@ class FusionConfig:
     def __post_init__(self) -> None:
         check_fusion_name(self.name)
         for name in ("cross_attn_heads", "perceiver_num_latents", "perceiver_num_layers"):
-            _check_positive(name, getattr(self, name))
-        _check_positive("category_dim", self.category_dim, allow_zero=True)
+            check_positive(name, getattr(self, name))
+        check_positive("category_dim", self.category_dim, allow_zero=True)
 
 
 @dataclass(frozen=True)
@@ -191,25 +173,25 @@ class TrainConfig:
         "a job's runtime)", unit="minutes", runtime=True)
 
     def __post_init__(self) -> None:
-        _check_positive("epochs", self.epochs)
-        _check_positive("lr", self.lr)
-        _check_positive("grad_accum_steps", self.grad_accum_steps)
-        _check_positive("patience", self.patience, allow_zero=True)
-        _check_positive("grad_clip", self.grad_clip, allow_zero=True)
-        _check_positive("weight_decay", self.weight_decay, allow_zero=True)
-        _check_positive("stop_after_minutes", self.stop_after_minutes, allow_zero=True)
-        _check_range("lr", self.lr, 1.0, "typical values are 1e-4 to 3e-3; training "
+        check_positive("epochs", self.epochs)
+        check_positive("lr", self.lr)
+        check_positive("grad_accum_steps", self.grad_accum_steps)
+        check_positive("patience", self.patience, allow_zero=True)
+        check_positive("grad_clip", self.grad_clip, allow_zero=True)
+        check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        check_positive("stop_after_minutes", self.stop_after_minutes, allow_zero=True)
+        check_at_most("lr", self.lr, 1.0, "typical values are 1e-4 to 3e-3; training "
                      "diverges well below 1")
-        _check_range("weight_decay", self.weight_decay, 1.0, "AdamW's decoupled decay "
+        check_at_most("weight_decay", self.weight_decay, 1.0, "AdamW's decoupled decay "
                      "shrinks every weight by lr x weight_decay per step; typical values are 0 "
                      "to 0.1")
-        _check_range("epochs", self.epochs, 100_000, "choose a number of passes over the data")
-        _check_range("grad_accum_steps", self.grad_accum_steps, 10_000, "one optimiser step "
+        check_at_most("epochs", self.epochs, 100_000, "choose a number of passes over the data")
+        check_at_most("grad_accum_steps", self.grad_accum_steps, 10_000, "one optimiser step "
                      "per this many batches")
         check_seed(self.seed, "seed")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise InputError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}.")
-        _check_choice("parallel", self.parallel, PARALLEL_CHOICES)
+        check_choice("parallel", self.parallel, PARALLEL_CHOICES)
         if self.compile and self.parallel == "dp":
             raise InputError("--compile cannot be combined with --parallel dp (its per-GPU "
                              "model copies are made each step); use torchrun with "
@@ -238,7 +220,7 @@ class PretrainConfig:
             raise InputError(
                 f"nucleotide_mask_rate must be in [0, 1), got {self.nucleotide_mask_rate}."
             )
-        _check_positive("nucleotide_loss_weight", self.nucleotide_loss_weight, allow_zero=True)
+        check_positive("nucleotide_loss_weight", self.nucleotide_loss_weight, allow_zero=True)
 
 
 @dataclass(frozen=True)
@@ -328,26 +310,26 @@ class FinetuneConfig:
                                           "(training only)")
 
     def __post_init__(self) -> None:
-        _check_choice("task", self.task, TASKS)
-        _check_choice("abundance_head_features", self.abundance_head_features, HEAD_FEATURES)
-        _check_choice("abundance_head_encoder", self.abundance_head_encoder,
+        check_choice("task", self.task, TASKS)
+        check_choice("abundance_head_features", self.abundance_head_features, HEAD_FEATURES)
+        check_choice("abundance_head_encoder", self.abundance_head_encoder,
                       ("frozen", "snapshot", "live"))  # aam.models.start.START_ENCODERS
         if self.task == "regression":
-            _check_choice("loss", self.loss, REGRESSION_LOSSES)
-        _check_positive("val_prediction_passes", self.val_prediction_passes)
-        _check_positive("out_dim", self.out_dim)
-        _check_positive("target_layers", self.target_layers, allow_zero=True)
-        _check_positive("abundance_head_width", self.abundance_head_width)
+            check_choice("loss", self.loss, REGRESSION_LOSSES)
+        check_positive("val_prediction_passes", self.val_prediction_passes)
+        check_positive("out_dim", self.out_dim)
+        check_positive("target_layers", self.target_layers, allow_zero=True)
+        check_positive("abundance_head_width", self.abundance_head_width)
         if not self.builds_attention_path:
             self._check_head_only()
         if self.categorical_lr is not None:
-            _check_positive("categorical_lr", self.categorical_lr)
-            _check_range("categorical_lr", self.categorical_lr, 1.0, "typical values are "
+            check_positive("categorical_lr", self.categorical_lr)
+            check_at_most("categorical_lr", self.categorical_lr, 1.0, "typical values are "
                          "1e-4 to 1e-2; training diverges well below 1")
-        _check_positive("count_penalty", self.count_penalty, allow_zero=True)
-        _check_positive("selection_se", self.selection_se, allow_zero=True)
-        _check_positive("selection_folds", self.selection_folds, allow_zero=True)
-        _check_positive("nucleotide_loss_weight", self.nucleotide_loss_weight, allow_zero=True)
+        check_positive("count_penalty", self.count_penalty, allow_zero=True)
+        check_positive("selection_se", self.selection_se, allow_zero=True)
+        check_positive("selection_folds", self.selection_folds, allow_zero=True)
+        check_positive("nucleotide_loss_weight", self.nucleotide_loss_weight, allow_zero=True)
         if not 0.0 <= self.nucleotide_mask_rate < 1.0:
             raise InputError(
                 f"nucleotide_mask_rate must be in [0, 1), got {self.nucleotide_mask_rate}.")

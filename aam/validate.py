@@ -52,6 +52,28 @@ def check_finite(value, source: str) -> None:
         raise InputError(f"{source} must be a finite number, got {value}.")
 
 
+def check_choice(name: str, value: str, choices) -> None:
+    """Raise InputError unless ``value`` is one of ``choices`` (listed in the message)."""
+    if value not in choices:
+        raise InputError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
+
+
+def check_at_most(name: str, value, high, why: str) -> None:
+    """Finite, and at most ``high``: a value a model can train with (``why`` says so)."""
+    check_finite(value, name)
+    if value > high:
+        raise InputError(f"{name} must be at most {high:g}, got {value:g} ({why}).")
+
+
+def check_positive(name: str, value, allow_zero: bool = False) -> None:
+    """Raise InputError unless ``value`` is finite and > 0 (>= 1 for an integer; >= 0 with
+    ``allow_zero``)."""
+    check_finite(value, name)
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else ">= 1" if isinstance(value, int) else "> 0"
+        raise InputError(f"{name} must be {bound}, got {value}.")
+
+
 def check_range(value, source: str, low: Optional[float] = None, high: Optional[float] = None,
                 low_open: bool = False) -> None:
     """Raise InputError unless ``value`` is finite and within [low, high] (``(low`` if open)."""
