@@ -108,9 +108,7 @@ def shuffle_shift(test: Path) -> float | None:
     path = test.parent / "permutation.json"
     if not path.exists():
         return None
-    summary = json.loads(path.read_text())
-    column = summary["columns"]["category"] if "columns" in summary else summary["category"]
-    return float(column["prediction_change"])
+    return float(json.loads(path.read_text())["columns"]["category"]["prediction_change"])
 
 
 def interaction_term(work: Path) -> dict[str, float]:
